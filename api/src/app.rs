@@ -1,0 +1,35 @@
+//! Application state and the router.
+
+use std::sync::Arc;
+
+use axum::{
+    extract::DefaultBodyLimit,
+    middleware,
+    routing::{get, post},
+    Router,
+};
+use mediaq_shared::{config::ApiConfig, storage::Storage};
+use sqlx::PgPool;
+
+use crate::{error::ApiError, request_id, routes};
+
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: PgPool,
+    pub storage: Storage,
+    pub config: Arc<ApiConfig>,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/jobs", post(routes::jobs::create))
+        .route("/v1/jobs/{id}", get(routes::jobs::get))
+        .route("/v1/jobs/{id}/output", get(routes::download::output))
+        .route("/healthz", get(routes::health::healthz))
+        .route("/readyz", get(routes::health::readyz))
+        .fallback(|| async { ApiError::RouteNotFound })
+        // Uploads are streamed to disk and limited by MEDIAQ_MAX_UPLOAD_BYTES, not buffered.
+        .layer(DefaultBodyLimit::disable())
+        .layer(middleware::from_fn(request_id::middleware))
+        .with_state(state)
+}

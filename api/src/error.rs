@@ -1,0 +1,159 @@
+//! The API's one error type. Each variant maps to a stable machine code and an HTTP status;
+//! bodies never carry SQL, paths or internal messages (those go to the log).
+
+use axum::{
+    http::{header, HeaderValue, StatusCode},
+    response::{IntoResponse, Response},
+    Json,
+};
+use serde_json::json;
+
+use crate::request_id;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("the upload is larger than the limit of {limit} bytes")]
+    PayloadTooLarge { limit: u64 },
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("{0}")]
+    NotWebm(String),
+    #[error("{0}")]
+    ExtensionMismatch(String),
+    #[error("the upload is empty")]
+    EmptyUpload,
+    #[error("{0}")]
+    MalformedMultipart(String),
+    #[error("the form has no `file` field: send the video in a field named `file`")]
+    MissingFile,
+    #[error("the form holds more than one file: send one video per request")]
+    TooManyFiles,
+    #[error("the upload ended before it was complete")]
+    UploadIncomplete,
+    #[error("the client sent nothing for {0} seconds")]
+    UploadTimeout(u64),
+    #[error("{0}")]
+    InvalidJobId(String),
+    #[error("no job with this id")]
+    JobNotFound,
+    #[error("the job has not succeeded yet (status: {0}); poll it and download when it has")]
+    JobNotReady(&'static str),
+    #[error("the converted file is no longer available")]
+    OutputGone,
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("no such route")]
+    RouteNotFound,
+    #[error("method not allowed on this route")]
+    MethodNotAllowed,
+    #[error("the database is unavailable; try again shortly")]
+    DatabaseUnavailable,
+    #[error("the server has no room to store the upload")]
+    InsufficientStorage,
+    #[error("storage is unavailable; try again shortly")]
+    StorageUnavailable,
+    #[error("internal error")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl ApiError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::PayloadTooLarge { .. } => "payload_too_large",
+            Self::UnsupportedMediaType(_) => "unsupported_media_type",
+            Self::NotWebm(_) => "not_webm",
+            Self::ExtensionMismatch(_) => "extension_mismatch",
+            Self::EmptyUpload => "empty_upload",
+            Self::MalformedMultipart(_) => "malformed_multipart",
+            Self::MissingFile => "missing_file",
+            Self::TooManyFiles => "too_many_files",
+            Self::UploadIncomplete => "upload_incomplete",
+            Self::UploadTimeout(_) => "upload_timeout",
+            Self::InvalidJobId(_) => "invalid_job_id",
+            Self::JobNotFound => "job_not_found",
+            Self::JobNotReady(_) => "job_not_ready",
+            Self::OutputGone => "output_gone",
+            Self::BadRequest(_) => "bad_request",
+            Self::RouteNotFound => "not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::DatabaseUnavailable => "database_unavailable",
+            Self::InsufficientStorage => "insufficient_storage",
+            Self::StorageUnavailable => "storage_unavailable",
+            Self::Internal(_) => "internal_error",
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType(_) | Self::NotWebm(_) | Self::ExtensionMismatch(_) => {
+                StatusCode::UNSUPPORTED_MEDIA_TYPE
+            }
+            Self::EmptyUpload
+            | Self::MalformedMultipart(_)
+            | Self::MissingFile
+            | Self::TooManyFiles
+            | Self::UploadIncomplete
+            | Self::BadRequest(_)
+            | Self::InvalidJobId(_) => StatusCode::BAD_REQUEST,
+            Self::UploadTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            Self::JobNotFound | Self::RouteNotFound => StatusCode::NOT_FOUND,
+            Self::JobNotReady(_) => StatusCode::CONFLICT,
+            Self::OutputGone => StatusCode::GONE,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::DatabaseUnavailable | Self::StorageUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::InsufficientStorage => StatusCode::INSUFFICIENT_STORAGE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn internal(err: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self::Internal(err.into())
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(err: sqlx::Error) -> Self {
+        if mediaq_shared::db::is_unavailable(&err) {
+            tracing::warn!(error = %err, "database unavailable");
+            Self::DatabaseUnavailable
+        } else {
+            Self::internal(err)
+        }
+    }
+}
+
+impl From<std::io::Error> for ApiError {
+    fn from(err: std::io::Error) -> Self {
+        match err.kind() {
+            std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => Self::InsufficientStorage,
+            _ => Self::internal(err),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        match &self {
+            Self::Internal(source) => tracing::error!(error = %source, debug = ?source, "internal error"),
+            other if status.is_server_error() => tracing::warn!(code = other.code(), "request failed"),
+            other => tracing::info!(code = other.code(), message = %other, "request rejected"),
+        }
+        let body = json!({
+            "error": { "code": self.code(), "message": self.to_string() },
+            "request_id": request_id::current(),
+        });
+        let mut response = (status, Json(body)).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        }
+        if status == StatusCode::PAYLOAD_TOO_LARGE || status == StatusCode::REQUEST_TIMEOUT {
+            // The rest of the body is not read: tell the client (and hyper) to drop the connection.
+            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        response
+    }
+}

@@ -1,0 +1,154 @@
+//! Upload ingest: stream -> checks -> fsync -> atomic rename -> one transaction (job row, audit
+//! row, queue task) -> 202. The API never decodes media; it only reads the EBML header.
+
+mod ebml;
+mod receive;
+mod sniff;
+
+use std::net::IpAddr;
+
+use axum::{body::Body, extract::Multipart};
+use futures_util::StreamExt;
+use mediaq_shared::{
+    db::{audit, audit::AuditEvent, jobs},
+    queue::{self, TranscodeTask},
+    storage::{self, Storage},
+    InputFacts, Job, JobId, OriginalFilename,
+};
+use serde_json::json;
+use tracing::Instrument;
+
+use crate::{app::AppState, error::ApiError};
+use receive::{Received, Receiver};
+
+/// Name used when the client gives none.
+const DEFAULT_FILENAME: &str = "upload.webm";
+/// Cap on a non-file form field (they are read and ignored).
+const MAX_TEXT_FIELD: usize = 64 * 1024;
+
+/// Who sent the upload, for the audit trail.
+#[derive(Debug, Clone, Default)]
+pub struct Origin {
+    pub request_id: Option<String>,
+    pub client_ip: Option<IpAddr>,
+}
+
+/// A raw-body upload (`Content-Type: video/webm` or `audio/webm`).
+pub async fn from_raw(state: &AppState, content_type: &str, filename: Option<&str>, body: Body, origin: Origin) -> Result<Job, ApiError> {
+    let declared = sniff::check_declared_type(content_type)?;
+    let filename = OriginalFilename::sanitize(filename.unwrap_or(DEFAULT_FILENAME));
+    sniff::check_extension(&filename)?;
+    let mut receiver = Receiver::create(&state.storage.tmp_dir(), state.config.max_upload_bytes)?;
+    receiver
+        .receive(body.into_data_stream(), state.config.upload_idle_timeout, |_| ApiError::UploadIncomplete)
+        .await?;
+    let received = receiver.finish().await?;
+    store(state, received, filename, declared.to_owned(), origin).await
+}
+
+/// A browser-form upload: `multipart/form-data` with exactly one file in the field `file`.
+pub async fn from_multipart(state: &AppState, mut multipart: Multipart, origin: Origin) -> Result<Job, ApiError> {
+    let mut upload: Option<(Received, OriginalFilename, String)> = None;
+    while let Some(field) = multipart.next_field().await.map_err(malformed)? {
+        if field.name() != Some("file") {
+            if field.file_name().is_some() {
+                return Err(ApiError::TooManyFiles.or_missing(upload.is_none()));
+            }
+            skip_text_field(field).await?;
+            continue;
+        }
+        if upload.is_some() {
+            return Err(ApiError::TooManyFiles);
+        }
+        sniff::check_part_type(field.content_type())?;
+        let filename = OriginalFilename::sanitize(field.file_name().unwrap_or(DEFAULT_FILENAME));
+        sniff::check_extension(&filename)?;
+        let content_type = match field.content_type() {
+            Some(t) if t.starts_with("audio/webm") => "audio/webm",
+            _ => "video/webm",
+        };
+        let mut receiver = Receiver::create(&state.storage.tmp_dir(), state.config.max_upload_bytes)?;
+        receiver.receive(field, state.config.upload_idle_timeout, malformed).await?;
+        upload = Some((receiver.finish().await?, filename, content_type.to_owned()));
+    }
+    let (received, filename, content_type) = upload.ok_or(ApiError::MissingFile)?;
+    store(state, received, filename, content_type, origin).await
+}
+
+impl ApiError {
+    /// A second file field before any `file` field means the form is missing `file`.
+    fn or_missing(self, no_file_yet: bool) -> Self {
+        if no_file_yet {
+            ApiError::MissingFile
+        } else {
+            self
+        }
+    }
+}
+
+fn malformed(err: axum::extract::multipart::MultipartError) -> ApiError {
+    ApiError::MalformedMultipart(format!("the multipart body is malformed or ended early: {}", err.body_text()))
+}
+
+async fn skip_text_field(mut field: axum::extract::multipart::Field<'_>) -> Result<(), ApiError> {
+    let mut seen = 0;
+    while let Some(chunk) = field.next().await {
+        seen += chunk.map_err(malformed)?.len();
+        if seen > MAX_TEXT_FIELD {
+            return Err(ApiError::MalformedMultipart("a form field other than `file` is too large".into()));
+        }
+    }
+    Ok(())
+}
+
+/// Stores a complete upload and records its job. Runs as its own task: once the bytes are in,
+/// a client that goes away cannot leave a stored file without a job row (or the reverse).
+async fn store(state: &AppState, received: Received, filename: OriginalFilename, content_type: String, origin: Origin) -> Result<Job, ApiError> {
+    let state = state.clone();
+    let task = async move {
+        let id = JobId::generate();
+        let key = Storage::input_key(id);
+        let dest = state.storage.path(&key);
+        received.path.persist(&dest).map_err(|e| ApiError::from(e.error))?;
+        if let Some(parent) = dest.parent() {
+            storage::sync_dir(parent)?;
+        }
+        let input = InputFacts { filename, size: received.size, sha256: received.sha256, content_type, key };
+        match record(&state, id, &input, &origin).await {
+            Ok(job) => Ok(job),
+            Err(e) => {
+                if let Err(rm) = state.storage.remove(&input.key) {
+                    tracing::error!(error = %rm, key = %input.key, "could not remove an unrecorded input");
+                }
+                Err(e)
+            }
+        }
+    };
+    tokio::spawn(task.in_current_span()).await.map_err(ApiError::internal)?
+}
+
+async fn record(state: &AppState, id: JobId, input: &InputFacts, origin: &Origin) -> Result<Job, ApiError> {
+    let mut tx = state.pool.begin().await?;
+    let job = jobs::insert(&mut *tx, id, input).await?;
+    let event = AuditEvent::new("api", "job.created")
+        .job(id)
+        .request(origin.request_id.clone(), origin.client_ip)
+        .details(json!({
+            "filename": input.filename.as_str(),
+            "size_bytes": input.size,
+            "sha256": input.sha256,
+            "content_type": input.content_type,
+        }));
+    audit::record(&mut *tx, &event).await?;
+    queue::enqueue(&mut tx, TranscodeTask { job_id: id }, None).await.map_err(queue_error)?;
+    tx.commit().await?;
+    tracing::info!(job_id = %id, size_bytes = input.size, "job created");
+    Ok(job)
+}
+
+fn queue_error(err: apalis_postgres::Error) -> ApiError {
+    match err {
+        apalis_postgres::Error::Database(e) => e.into(),
+        other => ApiError::internal(other),
+    }
+}

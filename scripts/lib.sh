@@ -1,0 +1,88 @@
+# Shared helpers for mediaq's scripts (sourced, not run).
+set -euo pipefail
+
+MEDIAQ_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export MEDIAQ_ROOT
+
+log() { printf '[mediaq] %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# Installs the Debian packages given as arguments that are not installed yet (idempotent).
+ensure_packages() {
+  local missing=()
+  for pkg in "$@"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  [ "$(id -u)" -eq 0 ] || die "missing packages (${missing[*]}): run as root or install them"
+  log "installing: ${missing[*]}"
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# Build packages for ffmpeg-next (bindgen needs clang) and the runtime of the service.
+BUILD_PACKAGES=(pkg-config clang libclang-dev libavcodec-dev libavformat-dev libavfilter-dev libavutil-dev
+  libswscale-dev libswresample-dev postgresql ca-certificates)
+# What the tests add: the ffmpeg CLI (fixtures) and ffprobe (the independent oracle).
+TEST_PACKAGES=(ffmpeg)
+
+ensure_rust() {
+  if command -v cargo >/dev/null 2>&1; then return 0; fi
+  [ -x "$HOME/.cargo/bin/cargo" ] && { export PATH="$HOME/.cargo/bin:$PATH"; return 0; }
+  log "no Rust toolchain: installing rustup (stable)"
+  ensure_packages curl
+  curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal
+  export PATH="$HOME/.cargo/bin:$PATH"
+}
+
+pg_bin() {
+  local dir
+  dir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+  [ -n "$dir" ] || die "PostgreSQL server binaries not found under /usr/lib/postgresql"
+  echo "$dir"
+}
+
+# Runs a command as the postgres user when we are root (PostgreSQL refuses to run as root).
+as_pg() {
+  if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+# start_local_pg DIR: a throwaway cluster under DIR (initdb on first use), on a unix socket in DIR
+# and a loopback port. Sets DATABASE_URL (database "mediaq") and PG_DATA_DIR.
+start_local_pg() {
+  local dir="$1" bin port
+  bin=$(pg_bin)
+  mkdir -p "$dir"
+  dir=$(cd "$dir" && pwd)
+  if [ "$(id -u)" -eq 0 ]; then chown postgres:postgres "$dir"; fi
+  if [ ! -f "$dir/pgdata/PG_VERSION" ]; then
+    log "initdb $dir/pgdata"
+    as_pg "$bin/initdb" -D "$dir/pgdata" -U postgres --auth=trust -E UTF8 --no-sync >"$dir/initdb.log" 2>&1 \
+      || { cat "$dir/initdb.log" >&2; die "initdb failed"; }
+  fi
+  if as_pg "$bin/pg_ctl" -D "$dir/pgdata" status >/dev/null 2>&1; then
+    port=$(sed -n 4p "$dir/pgdata/postmaster.pid")
+  else
+    port=$(free_port)
+    as_pg "$bin/pg_ctl" -D "$dir/pgdata" -l "$dir/postgres.log" -w -t 60 start \
+      -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=${MEDIAQ_PG_FSYNC:-on} -c max_connections=400 -c shared_buffers=256MB" >/dev/null \
+      || { tail -n 30 "$dir/postgres.log" >&2; die "PostgreSQL did not start"; }
+  fi
+  PG_DATA_DIR="$dir/pgdata"
+  export PG_DATA_DIR
+  as_pg "$bin/psql" -h 127.0.0.1 -p "$port" -U postgres -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname='mediaq'" | grep -q 1 \
+    || as_pg "$bin/createdb" -h 127.0.0.1 -p "$port" -U postgres mediaq
+  DATABASE_URL="postgres://postgres@127.0.0.1:$port/mediaq"
+  export DATABASE_URL
+  log "PostgreSQL ready: $DATABASE_URL (data: $dir/pgdata)"
+}
+
+stop_local_pg() {
+  local dir="$1"
+  [ -f "$dir/pgdata/postmaster.pid" ] || return 0
+  as_pg "$(pg_bin)/pg_ctl" -D "$dir/pgdata" -m fast -w stop >/dev/null 2>&1 || true
+}

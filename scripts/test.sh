@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Runs every test: installs what is missing, provisions a fresh throwaway PostgreSQL (unless
+# MEDIAQ_TEST_DATABASE_URL or DATABASE_URL points at a server), builds, and runs the suite.
+source "$(dirname "$0")/lib.sh"
+cd "$MEDIAQ_ROOT"
+
+ensure_packages "${BUILD_PACKAGES[@]}" "${TEST_PACKAGES[@]}" python3
+ensure_rust
+
+if [ -z "${MEDIAQ_TEST_DATABASE_URL:-}" ]; then
+  if [ -n "${DATABASE_URL:-}" ]; then
+    MEDIAQ_TEST_DATABASE_URL="$DATABASE_URL"
+  else
+    PG_DIR="$MEDIAQ_ROOT/.mediaq/pg-test"
+    stop_local_pg "$PG_DIR"
+    rm -rf "$PG_DIR"
+    # Tests create a database each; fsync off is safe for a throwaway cluster and saves minutes.
+    MEDIAQ_PG_FSYNC=off start_local_pg "$PG_DIR"
+    trap 'stop_local_pg "$PG_DIR"' EXIT
+    MEDIAQ_TEST_DATABASE_URL="$DATABASE_URL"
+  fi
+fi
+export MEDIAQ_TEST_DATABASE_URL
+unset DATABASE_URL
+
+log "building"
+cargo build --workspace --all-targets --locked
+log "running tests"
+cargo test --workspace --locked -- --test-threads="${MEDIAQ_TEST_THREADS:-4}"

@@ -1,0 +1,192 @@
+//! Configuration from environment variables, with safe defaults. Every variable is listed in the
+//! README's configuration table; [`ConfigError`] names the variable that is wrong.
+
+use std::{net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
+
+/// A configuration variable that is missing or malformed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{0} must be set")]
+    Missing(&'static str),
+    #[error("{var} has an invalid value {value:?}: {reason}")]
+    Invalid { var: &'static str, value: String, reason: String },
+}
+
+/// Reads a variable, or `None` when it is unset or empty.
+pub fn var(name: &'static str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+/// Reads and parses a variable, falling back to `default` when it is unset.
+pub fn parse_or<T>(name: &'static str, default: T) -> Result<T, ConfigError>
+where
+    T: FromStr,
+    T::Err: std::fmt::Display,
+{
+    match var(name) {
+        None => Ok(default),
+        Some(value) => value.trim().parse().map_err(|e: T::Err| ConfigError::Invalid {
+            var: name,
+            reason: e.to_string(),
+            value,
+        }),
+    }
+}
+
+/// Reads a duration variable such as `30s`, `5m`, `2h`, `7d`, `250ms` or a bare number of seconds.
+pub fn parse_duration(name: &'static str, default: Duration) -> Result<Duration, ConfigError> {
+    match var(name) {
+        None => Ok(default),
+        Some(value) => duration_from_str(&value).map_err(|reason| ConfigError::Invalid { var: name, value, reason }),
+    }
+}
+
+/// Reads a byte-size variable such as `512MiB`, `20MB`, `1GiB` or `4096`.
+pub fn parse_bytes(name: &'static str, default: u64) -> Result<u64, ConfigError> {
+    match var(name) {
+        None => Ok(default),
+        Some(value) => bytes_from_str(&value).map_err(|reason| ConfigError::Invalid { var: name, value, reason }),
+    }
+}
+
+fn split_number(v: &str) -> Result<(u64, String), String> {
+    let v = v.trim();
+    let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
+    let (num, unit) = v.split_at(split);
+    let n = num.parse().map_err(|_| "expected a number with an optional unit".to_owned())?;
+    Ok((n, unit.trim().to_ascii_lowercase()))
+}
+
+pub fn duration_from_str(v: &str) -> Result<Duration, String> {
+    let (n, unit) = split_number(v)?;
+    let secs = |mult: u64| n.checked_mul(mult).map(Duration::from_secs).ok_or_else(|| "too large".to_owned());
+    match unit.as_str() {
+        "ms" => Ok(Duration::from_millis(n)),
+        "" | "s" => secs(1),
+        "m" => secs(60),
+        "h" => secs(3600),
+        "d" => secs(86400),
+        _ => Err("unknown unit (use ms, s, m, h or d)".into()),
+    }
+}
+
+pub fn bytes_from_str(v: &str) -> Result<u64, String> {
+    let (n, unit) = split_number(v)?;
+    let mult: u64 = match unit.as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1000,
+        "kib" => 1 << 10,
+        "m" | "mb" => 1_000_000,
+        "mib" => 1 << 20,
+        "g" | "gb" => 1_000_000_000,
+        "gib" => 1 << 30,
+        _ => return Err("unknown unit (use B, KB, KiB, MB, MiB, GB or GiB)".into()),
+    };
+    match n.checked_mul(mult) {
+        None => Err("too large".into()),
+        Some(0) => Err("must be greater than zero".into()),
+        Some(bytes) => Ok(bytes),
+    }
+}
+
+/// Settings both processes share.
+#[derive(Debug, Clone)]
+pub struct CommonConfig {
+    /// PostgreSQL URL (DATABASE_URL). Redacted in Debug output.
+    pub database_url: Redacted,
+    /// Root of local storage (MEDIAQ_STORAGE_DIR).
+    pub storage_dir: PathBuf,
+    /// Maximum database connections per process (MEDIAQ_DB_MAX_CONNECTIONS).
+    pub db_max_connections: u32,
+    /// How long a request waits for a database connection before failing (MEDIAQ_DB_TIMEOUT).
+    pub db_timeout: Duration,
+}
+
+impl CommonConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Ok(Self {
+            database_url: Redacted(var("DATABASE_URL").ok_or(ConfigError::Missing("DATABASE_URL"))?),
+            storage_dir: var("MEDIAQ_STORAGE_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("./data")),
+            db_max_connections: parse_or("MEDIAQ_DB_MAX_CONNECTIONS", 10)?,
+            db_timeout: parse_duration("MEDIAQ_DB_TIMEOUT", Duration::from_secs(3))?,
+        })
+    }
+}
+
+/// The API's settings.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    pub common: CommonConfig,
+    /// Listen address (MEDIAQ_BIND); port 0 picks a free port, printed at start-up.
+    pub bind: SocketAddr,
+    /// Largest accepted upload in bytes (MEDIAQ_MAX_UPLOAD_BYTES).
+    pub max_upload_bytes: u64,
+    /// A client that sends nothing for this long mid-upload is cut off (MEDIAQ_UPLOAD_IDLE_TIMEOUT).
+    pub upload_idle_timeout: Duration,
+}
+
+pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 512 * 1024 * 1024;
+
+impl ApiConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Ok(Self {
+            common: CommonConfig::from_env()?,
+            bind: parse_or("MEDIAQ_BIND", SocketAddr::from(([127, 0, 0, 1], 8080)))?,
+            max_upload_bytes: parse_bytes("MEDIAQ_MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES)?,
+            upload_idle_timeout: parse_duration("MEDIAQ_UPLOAD_IDLE_TIMEOUT", Duration::from_secs(30))?,
+        })
+    }
+}
+
+/// A secret that prints as `[redacted]`.
+#[derive(Clone)]
+pub struct Redacted(pub String);
+
+impl Redacted {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(duration_from_str("30").unwrap(), Duration::from_secs(30));
+        assert_eq!(duration_from_str("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(duration_from_str("5m").unwrap(), Duration::from_secs(300));
+        assert_eq!(duration_from_str("7d").unwrap(), Duration::from_secs(7 * 86400));
+        assert!(duration_from_str("soon").is_err());
+        assert!(duration_from_str("5 fortnights").is_err());
+    }
+
+    #[test]
+    fn sizes_parse_with_units() {
+        assert_eq!(bytes_from_str("512MiB").unwrap(), 512 * 1024 * 1024);
+        assert_eq!(bytes_from_str("20MB").unwrap(), 20_000_000);
+        assert_eq!(bytes_from_str("4096").unwrap(), 4096);
+        assert!(bytes_from_str("0").is_err());
+        assert!(bytes_from_str("99999999999GiB").is_err());
+        assert!(bytes_from_str("lots").is_err());
+    }
+
+    #[test]
+    fn unset_variables_use_defaults() {
+        assert_eq!(parse_duration("MEDIAQ_TEST_NEVER_SET", Duration::from_secs(9)).unwrap(), Duration::from_secs(9));
+        assert_eq!(parse_bytes("MEDIAQ_TEST_NEVER_SET", 7).unwrap(), 7);
+    }
+
+    #[test]
+    fn redacted_hides_the_secret() {
+        let r = Redacted("postgres://u:secret@h/db".into());
+        assert_eq!(format!("{r:?}"), "[redacted]");
+    }
+}

@@ -1,0 +1,63 @@
+//! The append-only audit trail (`audit_events`; the database refuses UPDATE and DELETE).
+
+use std::net::IpAddr;
+
+use sqlx::PgExecutor;
+
+use crate::JobId;
+
+/// One audit row. `actor` is who acted (`api`, `worker:<name>`, later an API key id).
+#[derive(Debug, Clone)]
+pub struct AuditEvent {
+    pub actor: String,
+    pub action: &'static str,
+    pub job_id: Option<JobId>,
+    pub request_id: Option<String>,
+    pub client_ip: Option<IpAddr>,
+    pub details: serde_json::Value,
+}
+
+impl AuditEvent {
+    pub fn new(actor: impl Into<String>, action: &'static str) -> Self {
+        Self {
+            actor: actor.into(),
+            action,
+            job_id: None,
+            request_id: None,
+            client_ip: None,
+            details: serde_json::Value::Object(Default::default()),
+        }
+    }
+
+    pub fn job(mut self, id: JobId) -> Self {
+        self.job_id = Some(id);
+        self
+    }
+
+    pub fn request(mut self, request_id: Option<String>, client_ip: Option<IpAddr>) -> Self {
+        self.request_id = request_id;
+        self.client_ip = client_ip;
+        self
+    }
+
+    pub fn details(mut self, details: serde_json::Value) -> Self {
+        self.details = details;
+        self
+    }
+}
+
+pub async fn record<'e>(db: impl PgExecutor<'e>, event: &AuditEvent) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO audit_events (actor, action, job_id, request_id, client_ip, details)
+         VALUES ($1, $2, $3, $4, $5::text::inet, $6)",
+    )
+    .bind(&event.actor)
+    .bind(event.action)
+    .bind(event.job_id.map(|id| id.as_uuid()))
+    .bind(&event.request_id)
+    .bind(event.client_ip.map(|ip| ip.to_string()))
+    .bind(&event.details)
+    .execute(db)
+    .await?;
+    Ok(())
+}

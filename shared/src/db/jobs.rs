@@ -1,0 +1,179 @@
+//! The `jobs` table. Writes from the worker are fenced by the attempt number, so a late result
+//! from an attempt presumed dead can never overwrite a newer attempt's.
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgExecutor, PgPool};
+use uuid::Uuid;
+
+use crate::{ErrorInfo, InputFacts, Job, JobId, JobStatus, OriginalFilename, OutputFacts};
+
+macro_rules! columns {
+    () => {
+        "id, status, progress, attempts, error_code, error_message,
+    input_filename, input_size, input_sha256, input_content_type, input_key,
+    output_key, output_size, output_sha256, output_duration_s, output_width, output_height,
+    output_video_codec, output_audio_codec, created_at, started_at, finished_at, updated_at"
+    };
+}
+
+#[derive(sqlx::FromRow)]
+struct JobRow {
+    id: Uuid,
+    status: String,
+    progress: f32,
+    attempts: i32,
+    error_code: Option<String>,
+    error_message: Option<String>,
+    input_filename: String,
+    input_size: i64,
+    input_sha256: String,
+    input_content_type: String,
+    input_key: String,
+    output_key: Option<String>,
+    output_size: Option<i64>,
+    output_sha256: Option<String>,
+    output_duration_s: Option<f64>,
+    output_width: Option<i32>,
+    output_height: Option<i32>,
+    output_video_codec: Option<String>,
+    output_audio_codec: Option<String>,
+    created_at: DateTime<Utc>,
+    started_at: Option<DateTime<Utc>>,
+    finished_at: Option<DateTime<Utc>>,
+    updated_at: DateTime<Utc>,
+}
+
+impl TryFrom<JobRow> for Job {
+    type Error = sqlx::Error;
+
+    fn try_from(r: JobRow) -> Result<Self, Self::Error> {
+        let status = r.status.parse::<JobStatus>().map_err(|e| sqlx::Error::Decode(e.into()))?;
+        let error = r.error_code.map(|code| ErrorInfo { code, message: r.error_message.unwrap_or_default() });
+        let output = match (r.output_key, r.output_size, r.output_sha256) {
+            (Some(key), Some(size), Some(sha256)) => Some(OutputFacts {
+                key,
+                size_bytes: size as u64,
+                sha256,
+                duration_s: r.output_duration_s,
+                width: r.output_width.map(|w| w as u32),
+                height: r.output_height.map(|h| h as u32),
+                video_codec: r.output_video_codec,
+                audio_codec: r.output_audio_codec,
+            }),
+            _ => None,
+        };
+        Ok(Job {
+            id: JobId::from_uuid(r.id),
+            status,
+            progress: r.progress,
+            attempts: r.attempts,
+            error,
+            input: InputFacts {
+                filename: OriginalFilename::from_stored(r.input_filename),
+                size: r.input_size as u64,
+                sha256: r.input_sha256,
+                content_type: r.input_content_type,
+                key: r.input_key,
+            },
+            output,
+            created_at: r.created_at,
+            started_at: r.started_at,
+            finished_at: r.finished_at,
+            updated_at: r.updated_at,
+        })
+    }
+}
+
+/// Inserts a new `queued` job.
+pub async fn insert<'e>(db: impl PgExecutor<'e>, id: JobId, input: &InputFacts) -> Result<Job, sqlx::Error> {
+    let row: JobRow = sqlx::query_as(concat!(
+        "INSERT INTO jobs (id, input_filename, input_size, input_sha256, input_content_type, input_key)
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING ",
+        columns!()
+    ))
+    .bind(id.as_uuid())
+    .bind(input.filename.as_str())
+    .bind(input.size as i64)
+    .bind(&input.sha256)
+    .bind(&input.content_type)
+    .bind(&input.key)
+    .fetch_one(db)
+    .await?;
+    row.try_into()
+}
+
+pub async fn get<'e>(db: impl PgExecutor<'e>, id: JobId) -> Result<Option<Job>, sqlx::Error> {
+    let row: Option<JobRow> = sqlx::query_as(concat!("SELECT ", columns!(), " FROM jobs WHERE id = $1"))
+        .bind(id.as_uuid())
+        .fetch_optional(db)
+        .await?;
+    row.map(Job::try_from).transpose()
+}
+
+/// Starts a new attempt: `queued` (or `processing` left by a dead worker) -> `processing`.
+/// Returns the attempt number, or `None` when the job is already terminal (or gone).
+pub async fn start_attempt<'e>(db: impl PgExecutor<'e>, id: JobId) -> Result<Option<i32>, sqlx::Error> {
+    sqlx::query_scalar(
+        "UPDATE jobs SET status = 'processing', attempts = attempts + 1, progress = 0,
+                started_at = now(), updated_at = now(), error_code = NULL, error_message = NULL
+         WHERE id = $1 AND status IN ('queued', 'processing')
+         RETURNING attempts",
+    )
+    .bind(id.as_uuid())
+    .fetch_optional(db)
+    .await
+}
+
+/// Records progress of the current attempt; never moves progress backwards.
+pub async fn set_progress(db: &PgPool, id: JobId, attempt: i32, progress: f32) -> Result<bool, sqlx::Error> {
+    let progress = progress.clamp(0.0, 1.0);
+    let done = sqlx::query(
+        "UPDATE jobs SET progress = GREATEST(progress, $3), updated_at = now()
+         WHERE id = $1 AND attempts = $2 AND status = 'processing' AND progress < $3",
+    )
+    .bind(id.as_uuid())
+    .bind(attempt)
+    .bind(progress)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// `processing` -> `succeeded` for this attempt only. Returns false when the attempt was superseded.
+pub async fn succeed<'e>(db: impl PgExecutor<'e>, id: JobId, attempt: i32, out: &OutputFacts) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE jobs SET status = 'succeeded', progress = 1, finished_at = now(), updated_at = now(),
+                output_key = $3, output_size = $4, output_sha256 = $5, output_duration_s = $6,
+                output_width = $7, output_height = $8, output_video_codec = $9, output_audio_codec = $10
+         WHERE id = $1 AND attempts = $2 AND status = 'processing'",
+    )
+    .bind(id.as_uuid())
+    .bind(attempt)
+    .bind(&out.key)
+    .bind(out.size_bytes as i64)
+    .bind(&out.sha256)
+    .bind(out.duration_s)
+    .bind(out.width.map(|w| w as i32))
+    .bind(out.height.map(|h| h as i32))
+    .bind(&out.video_codec)
+    .bind(&out.audio_codec)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// `processing` -> `failed` for this attempt only. Returns false when the attempt was superseded.
+pub async fn fail<'e>(db: impl PgExecutor<'e>, id: JobId, attempt: i32, error: &ErrorInfo) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE jobs SET status = 'failed', finished_at = now(), updated_at = now(),
+                error_code = $3, error_message = $4
+         WHERE id = $1 AND attempts = $2 AND status = 'processing'",
+    )
+    .bind(id.as_uuid())
+    .bind(attempt)
+    .bind(&error.code)
+    .bind(&error.message)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}

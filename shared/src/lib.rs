@@ -1,0 +1,16 @@
+//! mediaq-shared: what the API and the worker both need.
+//!
+//! Domain types ([`JobId`], [`JobStatus`], [`OriginalFilename`]), database access ([`db`]),
+//! the queue contract ([`queue`]), local storage layout ([`storage`]), configuration
+//! ([`config`]) and telemetry set-up ([`telemetry`]).
+
+pub mod config;
+pub mod db;
+pub mod filename;
+pub mod job;
+pub mod queue;
+pub mod storage;
+pub mod telemetry;
+
+pub use filename::OriginalFilename;
+pub use job::{ErrorInfo, InputFacts, Job, JobId, JobStatus, OutputFacts};

@@ -1,0 +1,17 @@
+//! Logging set-up: `RUST_LOG` filters (default `info`), `MEDIAQ_LOG_FORMAT=json` for JSON lines.
+//! Logs go to stderr so that stdout stays free for machine-readable output.
+
+use tracing_subscriber::{fmt, EnvFilter};
+
+pub fn init(default_filter: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let json = crate::config::var("MEDIAQ_LOG_FORMAT").is_some_and(|f| f.eq_ignore_ascii_case("json"));
+    let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let result = if json {
+        builder.json().flatten_event(true).with_current_span(true).with_span_list(false).try_init()
+    } else {
+        builder.with_ansi(false).try_init()
+    };
+    // A second initialisation (tests) keeps the first subscriber.
+    let _ = result;
+}

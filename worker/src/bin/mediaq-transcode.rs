@@ -1,0 +1,104 @@
+//! `mediaq-transcode`: the synchronous child that converts one WebM file to MP4.
+//!
+//! ```text
+//! mediaq-transcode --input IN.webm --output OUT.mp4 [--preset veryfast] [--crf 23] [--threads auto]
+//! ```
+//!
+//! stdout carries the line protocol of [`mediaq_worker::protocol`] (one JSON event per line);
+//! stderr carries libav's own log. Exit status: 0 on success, `EXIT_FAILED` after an `error`
+//! event, `EXIT_USAGE` for a bad command line.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use mediaq_worker::protocol::{EncodeSettings, Event, EXIT_FAILED, EXIT_USAGE};
+use mediaq_worker::transcode::{self, Job};
+
+const PRESETS: [&str; 10] = [
+    "ultrafast",
+    "superfast",
+    "veryfast",
+    "faster",
+    "fast",
+    "medium",
+    "slow",
+    "slower",
+    "veryslow",
+    "placebo",
+];
+
+/// Converts one WebM/Matroska file (VP8/VP9/AV1, Opus/Vorbis) to MP4 (H.264/AAC).
+#[derive(Debug, Parser)]
+#[command(name = "mediaq-transcode")]
+struct Args {
+    /// Input WebM/Matroska file.
+    #[arg(long, value_name = "PATH")]
+    input: String,
+    /// Output MP4 file (created or truncated; removed again on failure).
+    #[arg(long, value_name = "PATH")]
+    output: String,
+    /// libx264 preset.
+    #[arg(long, default_value = "veryfast", value_parser = clap::builder::PossibleValuesParser::new(PRESETS))]
+    preset: String,
+    /// libx264 constant rate factor.
+    #[arg(long, default_value_t = 23, value_parser = clap::value_parser!(u8).range(0..=51))]
+    crf: u8,
+    /// Codec threads: "auto" or a number from 1 to 64.
+    #[arg(long, default_value = "auto", value_parser = parse_threads)]
+    threads: String,
+}
+
+fn parse_threads(value: &str) -> Result<String, String> {
+    match value.parse::<u32>() {
+        _ if value == "auto" => Ok(value.to_string()),
+        Ok(n) if (1..=64).contains(&n) => Ok(n.to_string()),
+        _ => Err("expected \"auto\" or a number from 1 to 64".to_string()),
+    }
+}
+
+fn main() -> ExitCode {
+    let args = match Args::try_parse() {
+        Ok(args) => args,
+        Err(err) => {
+            let _ = err.print();
+            return if err.use_stderr() { ExitCode::from(EXIT_USAGE as u8) } else { ExitCode::SUCCESS };
+        }
+    };
+
+    // Hook point for the sandbox: it must run before libav starts any thread or opens any file.
+    apply_sandbox();
+
+    let job = Job {
+        input: PathBuf::from(&args.input),
+        output: PathBuf::from(&args.output),
+        settings: EncodeSettings { preset: args.preset, crf: args.crf, threads: args.threads },
+    };
+    let mut stdout = std::io::stdout().lock();
+    let mut sink = |event: Event| -> std::io::Result<()> {
+        let mut line = serde_json::to_vec(&event).map_err(std::io::Error::other)?;
+        line.push(b'\n');
+        stdout.write_all(&line)?;
+        stdout.flush()
+    };
+
+    let result = transcode::init_libav().and_then(|()| transcode::run(&job, &mut sink));
+    let (event, status) = match result {
+        Ok(output) => (Event::Done { output }, ExitCode::SUCCESS),
+        Err(err) => (
+            Event::Error { code: err.code.as_str().to_string(), message: err.message },
+            ExitCode::from(EXIT_FAILED as u8),
+        ),
+    };
+    if sink(event).is_err() {
+        // The worker is gone; nobody can read the outcome.
+        return ExitCode::from(EXIT_FAILED as u8);
+    }
+    status
+}
+
+/// Sandbox hook (no-op for now). A later issue installs Landlock (read the input, write the job
+/// directory), no_new_privs and a seccomp filter here. It runs after argument parsing and before
+/// any libav call, while the process still has a single thread.
+fn apply_sandbox() {}

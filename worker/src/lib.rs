@@ -1,0 +1,5 @@
+//! mediaq worker library: the job runner (async, in `mediaq-worker`) and the
+//! transcode engine (synchronous, only in the `mediaq-transcode` child).
+
+pub mod protocol;
+pub mod transcode;

@@ -1,0 +1,76 @@
+//! The line protocol between `mediaq-worker` and its `mediaq-transcode` child.
+//!
+//! The child writes one JSON object per line on stdout; the last line is either `done` or `error`.
+//! Anything on stderr is libav's own log, captured by the worker for diagnostics only.
+
+use serde::{Deserialize, Serialize};
+
+/// Encoder settings passed on the child's command line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EncodeSettings {
+    /// libx264 preset (ultrafast .. veryslow).
+    pub preset: String,
+    /// libx264 constant rate factor, 0..=51.
+    pub crf: u8,
+    /// libav `threads` option: "auto" or a number.
+    pub threads: String,
+}
+
+impl Default for EncodeSettings {
+    fn default() -> Self {
+        Self { preset: "veryfast".into(), crf: 23, threads: "auto".into() }
+    }
+}
+
+/// Facts about a media file, as reported by the child (input after probing, output when done).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MediaFacts {
+    pub duration_s: Option<f64>,
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    pub video_codec: Option<String>,
+    pub audio_codec: Option<String>,
+}
+
+/// One line of the child's stdout.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    /// The input was opened and probed; transcoding starts.
+    Probe { input: MediaFacts },
+    /// Fraction done, 0.0..=1.0, non-decreasing.
+    Progress { progress: f64 },
+    /// The output file is complete and closed.
+    Done { output: MediaFacts },
+    /// The transcode failed; `code` is a stable machine code (see [`TranscodeErrorCode`]).
+    Error { code: String, message: String },
+}
+
+/// Stable failure codes the child reports. The worker adds its own (`worker_crashed`, `timeout`, ...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TranscodeErrorCode {
+    /// The file cannot be opened or parsed as WebM/Matroska, or holds no audio/video to convert.
+    InvalidMedia,
+    /// The file holds audio/video, but in a codec this service does not accept.
+    UnsupportedCodec,
+    /// A probe or decode limit was exceeded (dimensions, duration, streams, ...).
+    LimitsExceeded,
+    /// libav failed while decoding, filtering, encoding or writing.
+    TranscodeError,
+}
+
+impl TranscodeErrorCode {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::InvalidMedia => "invalid_media",
+            Self::UnsupportedCodec => "unsupported_codec",
+            Self::LimitsExceeded => "limits_exceeded",
+            Self::TranscodeError => "transcode_error",
+        }
+    }
+}
+
+/// Exit status of the child when it reports an `error` line.
+pub const EXIT_FAILED: i32 = 2;
+/// Exit status for a bad command line.
+pub const EXIT_USAGE: i32 = 64;

@@ -1,0 +1,268 @@
+//! Opening the input: Matroska/WebM only, local files only, bounded probing; stream selection,
+//! codec whitelist and the decoders this service is willing to run.
+
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::ptr;
+
+use ffmpeg_next as ffmpeg;
+use ffmpeg::codec::{self, Id};
+use ffmpeg::format::context::Input;
+use ffmpeg::format::stream::Disposition;
+use ffmpeg::{ffi, media, Dictionary, Rational, Stream};
+
+use super::error::{LibavContext, Result, TranscodeError};
+use super::limits;
+use crate::protocol::MediaFacts;
+
+/// Decoders libav may open at all, also while probing (`codec_whitelist`).
+const DECODER_WHITELIST: &str = "vp8,vp9,libdav1d,av1,opus,vorbis";
+
+/// Accepted video codecs and the decoders used for them, best first.
+const VIDEO_DECODERS: &[(Id, &[&str])] =
+    &[(Id::VP8, &["vp8"]), (Id::VP9, &["vp9"]), (Id::AV1, &["libdav1d", "av1"])];
+/// Accepted audio codecs and their decoders.
+const AUDIO_DECODERS: &[(Id, &[&str])] = &[(Id::OPUS, &["opus"]), (Id::VORBIS, &["vorbis"])];
+
+/// Opens `path` with the Matroska demuxer (never probing other formats), the `file` protocol only
+/// and bounded probing, then reads stream parameters.
+pub fn open(path: &Path) -> Result<Input> {
+    let mut url = b"file:".to_vec();
+    url.extend_from_slice(path.as_os_str().as_bytes());
+    let url = CString::new(url)
+        .map_err(|_| TranscodeError::invalid_media("the input path contains a NUL byte"))?;
+
+    let mut options = Dictionary::new();
+    options.set("protocol_whitelist", "file");
+    options.set("format_whitelist", "matroska,webm");
+    options.set("codec_whitelist", DECODER_WHITELIST);
+    options.set("probesize", &limits::PROBE_SIZE.to_string());
+    options.set("analyzeduration", &limits::ANALYZE_DURATION_US.to_string());
+    options.set("max_streams", &limits::MAX_STREAMS.to_string());
+
+    // SAFETY: ffmpeg-next cannot force an input format by name, nor pass per-stream options to
+    // avformat_find_stream_info. `av_find_input_format` returns a pointer to a static demuxer
+    // description. On success `avformat_open_input` hands us an owned context that `Input::wrap`
+    // takes over (it closes it on drop); on failure it frees the context itself. The dictionaries
+    // are owned again by `Dictionary::own`, which frees what libav did not consume.
+    unsafe {
+        let format = ffi::av_find_input_format(c"matroska".as_ptr());
+        if format.is_null() {
+            return Err(TranscodeError::transcode("this libavformat has no Matroska demuxer"));
+        }
+        let mut ctx = ptr::null_mut();
+        let mut raw = options.disown();
+        let ret = ffi::avformat_open_input(&mut ctx, url.as_ptr(), format, &mut raw);
+        drop(Dictionary::own(raw));
+        if ret < 0 {
+            return Err(TranscodeError::invalid_media(format!(
+                "the file cannot be read as WebM/Matroska ({})",
+                ffmpeg::Error::from(ret)
+            )));
+        }
+        let input = Input::wrap(ctx);
+        // Probing may reset a size it cannot decode: check what the headers declare first.
+        for stream in input.streams().filter(|s| is_candidate(s, media::Type::Video)) {
+            let (width, height) = dimensions(&stream);
+            limits::check_dimensions(width, height)?;
+        }
+
+        // Probing decodes a few frames: cap their size like the real decoders do.
+        let mut stream_options: Vec<*mut ffi::AVDictionary> = (0..(*ctx).nb_streams)
+            .map(|_| {
+                let mut d = Dictionary::new();
+                d.set("threads", "1");
+                d.set("max_pixels", &limits::MAX_PIXELS.to_string());
+                d.disown()
+            })
+            .collect();
+        let ret = ffi::avformat_find_stream_info(ctx, stream_options.as_mut_ptr());
+        for d in stream_options {
+            drop(Dictionary::own(d));
+        }
+        if ret < 0 {
+            return Err(TranscodeError::invalid_media(format!(
+                "the file's streams cannot be read ({})",
+                ffmpeg::Error::from(ret)
+            )));
+        }
+        Ok(input)
+    }
+}
+
+/// The streams chosen for conversion.
+#[derive(Debug, Clone, Copy)]
+pub struct Selection {
+    pub video: Option<usize>,
+    pub audio: Option<usize>,
+}
+
+/// Picks the best real video stream (no cover art) and the best audio stream, checks their codecs
+/// and the video dimensions, and tells the demuxer to discard every other stream.
+pub fn select_streams(input: &mut Input) -> Result<Selection> {
+    let video = best_stream(input, media::Type::Video, VIDEO_DECODERS);
+    let audio = best_stream(input, media::Type::Audio, AUDIO_DECODERS);
+    if video.is_none() && audio.is_none() {
+        return Err(TranscodeError::invalid_media(
+            "the file contains no audio or video track",
+        ));
+    }
+    for (index, kind, accepted) in [(video, "video", "vp8, vp9, av1"), (audio, "audio", "opus, vorbis")]
+    {
+        let Some(index) = index else { continue };
+        let stream = input.stream(index).expect("selected stream exists");
+        if decoder_names(stream.parameters().id()).is_none() {
+            return Err(TranscodeError::unsupported_codec(format!(
+                "the {kind} codec {} is not supported (accepted: {accepted})",
+                stream.parameters().id().name()
+            )));
+        }
+    }
+    if let Some(index) = video {
+        let (width, height) = dimensions(&input.stream(index).expect("selected stream exists"));
+        limits::check_dimensions(width, height)?;
+    }
+    for mut stream in input.streams_mut() {
+        if Some(stream.index()) != video && Some(stream.index()) != audio {
+            // SAFETY: ffmpeg-next has no setter for AVStream.discard; the pointer is valid while
+            // `stream` borrows the context, and the demuxer reads this field on each packet.
+            unsafe { (*stream.as_mut_ptr()).discard = ffi::AVDiscard::AVDISCARD_ALL };
+        }
+    }
+    Ok(Selection { video, audio })
+}
+
+/// The best stream of `kind`: an accepted codec over another one, then the default track, then
+/// the larger picture or more channels, then the lower index. Cover art is never picked.
+fn best_stream(input: &Input, kind: media::Type, accepted: &[(Id, &[&str])]) -> Option<usize> {
+    input
+        .streams()
+        .filter(|s| s.parameters().medium() == kind)
+        .filter(|s| !s.disposition().contains(Disposition::ATTACHED_PIC))
+        .max_by_key(|s| {
+            let ok = accepted.iter().any(|(id, _)| *id == s.parameters().id());
+            let default = s.disposition().contains(Disposition::DEFAULT);
+            let (w, h) = dimensions(s);
+            let size = u64::from(w) * u64::from(h) + u64::from(channels(s));
+            (ok, default, size, std::cmp::Reverse(s.index()))
+        })
+        .map(|s| s.index())
+}
+
+/// A stream of `kind` in an accepted codec that is not cover art.
+fn is_candidate(stream: &Stream, kind: media::Type) -> bool {
+    let parameters = stream.parameters();
+    parameters.medium() == kind
+        && decoder_names(parameters.id()).is_some()
+        && !stream.disposition().contains(Disposition::ATTACHED_PIC)
+}
+
+fn decoder_names(id: Id) -> Option<&'static [&'static str]> {
+    VIDEO_DECODERS.iter().chain(AUDIO_DECODERS).find(|(i, _)| *i == id).map(|(_, n)| *n)
+}
+
+/// Width and height from the container's codec parameters (0 when unknown).
+pub fn dimensions(stream: &Stream) -> (u32, u32) {
+    // SAFETY: ffmpeg-next's `Parameters` has no width/height getters; codecpar is valid while the
+    // stream borrows its context.
+    unsafe {
+        let par = (*stream.as_ptr()).codecpar;
+        ((*par).width.max(0) as u32, (*par).height.max(0) as u32)
+    }
+}
+
+fn channels(stream: &Stream) -> u32 {
+    // SAFETY: as in `dimensions`.
+    unsafe { (*(*stream.as_ptr()).codecpar).ch_layout.nb_channels.max(0) as u32 }
+}
+
+/// Opens the decoder for a selected stream: only the whitelisted implementation, with the packet
+/// time base set (Opus pre-skip), `threads` as the CLI does and the frame size capped.
+pub fn open_decoder(stream: &Stream, threads: &str) -> Result<codec::decoder::Opened> {
+    let id = stream.parameters().id();
+    let names = decoder_names(id).ok_or_else(|| {
+        TranscodeError::unsupported_codec(format!("the codec {} is not supported", id.name()))
+    })?;
+    let codec = names
+        .iter()
+        .find_map(|name| codec::decoder::find_by_name(name))
+        .ok_or_else(|| {
+            TranscodeError::transcode(format!(
+                "no {} decoder in this libavcodec build (looked for {})",
+                id.name(),
+                names.join(", ")
+            ))
+        })?;
+    let context = codec::Context::from_parameters(stream.parameters())
+        .during("reading the stream's codec parameters")?;
+    let mut decoder = context.decoder();
+    decoder.set_packet_time_base(stream.time_base());
+    let mut options = Dictionary::new();
+    options.set("threads", threads);
+    options.set("max_pixels", &limits::MAX_PIXELS.to_string());
+    decoder.open_as_with(codec, options).map_err(|err| match err {
+        // The codec setup in the file (Vorbis headers, OpusHead, ...) is damaged.
+        ffmpeg::Error::InvalidData | ffmpeg::Error::PatchWelcome => TranscodeError::invalid_media(
+            format!("the {} track's codec setup is damaged ({err})", id.name()),
+        ),
+        err => TranscodeError::libav(&format!("opening the {} decoder", codec.name()), err),
+    })
+}
+
+/// Facts about the input for the `probe` event.
+pub fn facts(input: &Input, selection: Selection) -> MediaFacts {
+    let duration = input.duration();
+    let mut facts = MediaFacts {
+        duration_s: (duration > 0).then(|| duration as f64 / f64::from(ffi::AV_TIME_BASE)),
+        ..MediaFacts::default()
+    };
+    if let Some(stream) = selection.video.and_then(|i| input.stream(i)) {
+        let (w, h) = dimensions(&stream);
+        facts.width = (w > 0).then_some(w);
+        facts.height = (h > 0).then_some(h);
+        facts.video_codec = Some(stream.parameters().id().name().to_string());
+    }
+    if let Some(stream) = selection.audio.and_then(|i| input.stream(i)) {
+        facts.audio_codec = Some(stream.parameters().id().name().to_string());
+    }
+    facts
+}
+
+/// Where a selected stream starts, in its own time base; 0 when unknown.
+pub fn start_time(stream: &Stream) -> i64 {
+    let start = stream.start_time();
+    if start == ffi::AV_NOPTS_VALUE {
+        0
+    } else {
+        start
+    }
+}
+
+/// The frame rate libav would guess for a stream (the rule of `av_guess_frame_rate`), if any.
+/// Only informs the encoder's rate control: timestamps are passed through unchanged.
+pub fn guess_frame_rate(stream: &Stream) -> Option<Rational> {
+    let valid = |r: Rational| r.numerator() > 0 && r.denominator() > 0;
+    let (r, avg) = (stream.rate(), stream.avg_frame_rate());
+    let chosen = match (valid(r), valid(avg)) {
+        (true, true) if f64::from(avg) < 70.0 && f64::from(r) > 210.0 => avg,
+        (true, _) => r,
+        (false, true) => avg,
+        (false, false) => return None,
+    };
+    (f64::from(chosen) <= 1000.0).then_some(chosen)
+}
+
+/// How far the demuxer has read into the file, in bytes.
+pub fn bytes_read(input: &Input) -> Option<i64> {
+    // SAFETY: ffmpeg-next exposes no read position. `pb` is owned by the open context;
+    // `avio_seek(pb, 0, SEEK_CUR)` only reports the current position and does no I/O.
+    unsafe {
+        let pb = (*input.as_ptr()).pb;
+        if pb.is_null() {
+            return None;
+        }
+        let pos = ffi::avio_seek(pb, 0, libc::SEEK_CUR);
+        (pos >= 0).then_some(pos)
+    }
+}

@@ -1,0 +1,218 @@
+//! The MP4 output: tracks, the header (`+faststart`), packets held back until the header, and the
+//! facts reported in the `done` event.
+//!
+//! A track is announced up front and becomes ready when its encoder is open (at the first decoded
+//! frame). The header is written once every track is ready or abandoned: a track whose stream
+//! yields nothing decodable is left out instead of failing the whole job.
+
+use std::collections::VecDeque;
+use std::path::Path;
+
+use ffmpeg_next as ffmpeg;
+use ffmpeg::format::context::Output;
+use ffmpeg::{codec, ffi, Dictionary, Packet, Rational};
+
+use super::error::{LibavContext, Result, TranscodeError};
+use super::limits;
+use crate::protocol::MediaFacts;
+
+/// What an output track holds, for the `done` facts.
+#[derive(Debug, Clone, Copy)]
+pub enum TrackKind {
+    Video { width: u32, height: u32 },
+    Audio,
+}
+
+#[derive(Default)]
+struct Track {
+    /// Set when the encoder is open.
+    encoder: Option<(codec::Parameters, Rational, TrackKind)>,
+    frame_rate: Option<Rational>,
+    display_matrix: Option<Vec<u8>>,
+    abandoned: bool,
+    /// The output stream, once the header is written.
+    stream: Option<usize>,
+    /// Time base the muxer chose for the stream.
+    time_base: Option<Rational>,
+    /// Latest end written, in seconds.
+    end_s: Option<f64>,
+}
+
+pub struct Muxer {
+    output: Output,
+    tracks: Vec<Track>,
+    /// (track, packet) written before the header.
+    pending: VecDeque<(usize, Packet)>,
+    header_written: bool,
+    facts: MediaFacts,
+}
+
+impl Muxer {
+    /// Creates the MP4 file at `path` (UTF-8; the caller checked).
+    pub fn create(path: &Path) -> Result<Self> {
+        let path = path
+            .to_str()
+            .ok_or_else(|| TranscodeError::transcode("the output path is not valid UTF-8"))?;
+        // "file:" keeps a ':' in the path from being read as a protocol name.
+        let output = ffmpeg::format::output_as(&format!("file:{path}"), "mp4")
+            .during("creating the output file")?;
+        Ok(Self {
+            output,
+            tracks: Vec::new(),
+            pending: VecDeque::new(),
+            header_written: false,
+            facts: MediaFacts::default(),
+        })
+    }
+
+    /// Whether encoders must put their headers into extradata (always true for MP4).
+    pub fn needs_global_header(&self) -> bool {
+        self.output.format().flags().contains(ffmpeg::format::Flags::GLOBAL_HEADER)
+    }
+
+    /// Announces a track; the header waits for it to become ready or be abandoned.
+    pub fn add_track(&mut self) -> usize {
+        self.tracks.push(Track::default());
+        self.tracks.len() - 1
+    }
+
+    /// Keeps a display matrix (rotation) for the track's stream.
+    pub fn set_display_matrix(&mut self, track: usize, matrix: &[u8]) {
+        self.tracks[track].display_matrix = Some(matrix.to_vec());
+    }
+
+    /// Marks a track ready with its opened encoder.
+    pub fn set_encoder<E: AsRef<codec::Context>>(
+        &mut self,
+        track: usize,
+        encoder: &E,
+        frame_rate: Option<Rational>,
+        kind: TrackKind,
+    ) -> Result<()> {
+        let time_base = encoder.as_ref().time_base();
+        let t = &mut self.tracks[track];
+        if t.abandoned || self.header_written {
+            return Ok(());
+        }
+        t.encoder = Some((codec::Parameters::from(encoder), time_base, kind));
+        t.frame_rate = frame_rate;
+        self.write_header_when_ready()
+    }
+
+    /// Leaves a track out of the output (its stream decoded to nothing).
+    pub fn abandon(&mut self, track: usize, why: &str) -> Result<()> {
+        let t = &mut self.tracks[track];
+        if t.encoder.is_some() || t.abandoned {
+            return Ok(());
+        }
+        eprintln!("mediaq-transcode: leaving out a track: {why}");
+        t.abandoned = true;
+        self.write_header_when_ready()
+    }
+
+    fn write_header_when_ready(&mut self) -> Result<()> {
+        let ready = |t: &Track| t.encoder.is_some() || t.abandoned;
+        if self.header_written || !self.tracks.iter().all(ready) {
+            return Ok(());
+        }
+        if self.tracks.iter().all(|t| t.abandoned) {
+            return Err(TranscodeError::invalid_media("nothing in the file could be decoded"));
+        }
+        for track in self.tracks.iter_mut().filter(|t| !t.abandoned) {
+            let (parameters, time_base, kind) = track.encoder.clone().expect("ready");
+            let mut stream =
+                self.output.add_stream(codec::Id::None).during("adding an output stream")?;
+            stream.set_parameters(parameters);
+            stream.set_time_base(time_base);
+            if let Some(rate) = track.frame_rate {
+                stream.set_avg_frame_rate(rate);
+            }
+            // SAFETY: ffmpeg-next can neither clear the codec tag (0 lets the MP4 muxer choose
+            // avc1/mp4a) nor add stream side data. codecpar is valid while `stream` borrows the
+            // context; av_stream_new_side_data (FFmpeg 5.1) returns a stream-owned buffer of the
+            // requested size or NULL, and the copy stays within it.
+            unsafe {
+                let st = stream.as_mut_ptr();
+                (*(*st).codecpar).codec_tag = 0;
+                if let Some(matrix) = &track.display_matrix {
+                    let dst = ffi::av_stream_new_side_data(
+                        st,
+                        ffi::AVPacketSideDataType::AV_PKT_DATA_DISPLAYMATRIX,
+                        matrix.len(),
+                    );
+                    if !dst.is_null() {
+                        std::ptr::copy_nonoverlapping(matrix.as_ptr(), dst, matrix.len());
+                    }
+                }
+            }
+            track.stream = Some(stream.index());
+            match kind {
+                TrackKind::Video { width, height } => {
+                    self.facts.width = Some(width);
+                    self.facts.height = Some(height);
+                    self.facts.video_codec = Some("h264".into());
+                }
+                TrackKind::Audio => self.facts.audio_codec = Some("aac".into()),
+            }
+        }
+
+        let mut options = Dictionary::new();
+        options.set("movflags", "+faststart");
+        self.output.write_header_with(options).during("writing the MP4 header")?;
+        self.header_written = true;
+        // The muxer picks its own time bases in write_header: read them back.
+        for track in &mut self.tracks {
+            if let Some(index) = track.stream {
+                track.time_base = self.output.stream(index).map(|s| s.time_base());
+            }
+        }
+        while let Some((track, packet)) = self.pending.pop_front() {
+            self.write_now(track, packet)?;
+        }
+        Ok(())
+    }
+
+    /// Writes one encoded packet of `track`; timestamps in the encoder's time base.
+    pub fn write(&mut self, track: usize, packet: Packet) -> Result<()> {
+        if self.header_written {
+            return self.write_now(track, packet);
+        }
+        if self.pending.len() >= limits::MAX_PENDING_PACKETS {
+            // One track decodes, another has not produced anything for a long time.
+            for index in 0..self.tracks.len() {
+                self.abandon(index, "no decodable data while the other track went on")?;
+            }
+            return self.write_now(track, packet);
+        }
+        self.pending.push_back((track, packet));
+        Ok(())
+    }
+
+    fn write_now(&mut self, track: usize, mut packet: Packet) -> Result<()> {
+        let t = &mut self.tracks[track];
+        let (Some(stream), Some(time_base), Some((_, encoder_time_base, _))) =
+            (t.stream, t.time_base, &t.encoder)
+        else {
+            return Ok(()); // an abandoned track
+        };
+        packet.set_stream(stream);
+        packet.rescale_ts(*encoder_time_base, time_base);
+        if let Some(pts) = packet.pts() {
+            let end = (pts + packet.duration().max(0)) as f64 * f64::from(time_base);
+            t.end_s = Some(t.end_s.map_or(end, |e| e.max(end)));
+        }
+        packet.write_interleaved(&mut self.output).during("writing to the MP4 file")
+    }
+
+    /// Writes the trailer (and moves the index to the front) and returns the output's facts.
+    pub fn finish(mut self) -> Result<MediaFacts> {
+        if !self.header_written {
+            return Err(TranscodeError::invalid_media("nothing in the file could be decoded"));
+        }
+        self.output.write_trailer().during("finishing the MP4 file")?;
+        // MP4 presentation starts at 0 (edit lists hide encoder priming and fill late starts).
+        let end = self.tracks.iter().filter_map(|t| t.end_s).fold(f64::NEG_INFINITY, f64::max);
+        self.facts.duration_s = end.is_finite().then(|| (end.max(0.0) * 1000.0).round() / 1000.0);
+        Ok(self.facts)
+    }
+}

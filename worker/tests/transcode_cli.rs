@@ -1,0 +1,648 @@
+//! Integration tests of the `mediaq-transcode` child binary.
+//!
+//! Fixtures are generated at test time with the ffmpeg CLI into temporary directories; ffprobe is
+//! the independent oracle for the outputs. When the shared corpus (`../../shared/corpus`) exists,
+//! every file in it is also run and checked against `MANIFEST.tsv`.
+
+use std::collections::BTreeSet;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tempfile::TempDir;
+
+const BIN: &str = env!("CARGO_BIN_EXE_mediaq-transcode");
+const EXIT_FAILED: i32 = 2;
+const EXIT_USAGE: i32 = 64;
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+// ---------------------------------------------------------------- helpers
+
+fn ffmpeg(dir: &Path, args: &[&str]) {
+    let out = Command::new("ffmpeg")
+        .current_dir(dir)
+        .args(["-nostdin", "-v", "error", "-y"])
+        .args(args)
+        .output()
+        .expect("ffmpeg runs");
+    assert!(out.status.success(), "ffmpeg {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn ffprobe(path: &Path, extra: &[&str]) -> Value {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-print_format", "json"])
+        .args(extra)
+        .arg(path)
+        .output()
+        .expect("ffprobe runs");
+    serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+}
+
+fn probe(path: &Path) -> Value {
+    ffprobe(path, &["-show_streams", "-show_format"])
+}
+
+fn streams<'a>(probe: &'a Value, kind: &str) -> Vec<&'a Value> {
+    let all = probe["streams"].as_array().map(Vec::as_slice).unwrap_or_default();
+    all.iter()
+        .filter(|s| s["codec_type"] == kind)
+        .filter(|s| s["disposition"]["attached_pic"].as_i64() != Some(1))
+        .collect()
+}
+
+fn num(v: &Value) -> Option<f64> {
+    v.as_f64().or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+}
+
+/// The input's duration: the header's, else where its last packet ends.
+fn input_duration(path: &Path) -> f64 {
+    if let Some(d) = num(&probe(path)["format"]["duration"]) {
+        return d;
+    }
+    let packets = ffprobe(path, &["-show_entries", "packet=pts_time,duration_time"]);
+    let ends = packets["packets"].as_array().expect("packets").iter().filter_map(|p| {
+        Some(num(&p["pts_time"])? + num(&p["duration_time"]).unwrap_or(0.0))
+    });
+    ends.fold(0.0, f64::max)
+}
+
+/// Video packet timestamps (seconds) of a file, sorted.
+fn video_pts(path: &Path) -> Vec<f64> {
+    let v = ffprobe(path, &["-select_streams", "v:0", "-show_entries", "packet=pts_time"]);
+    let mut pts: Vec<f64> =
+        v["packets"].as_array().expect("packets").iter().filter_map(|p| num(&p["pts_time"])).collect();
+    pts.sort_by(f64::total_cmp);
+    pts
+}
+
+fn rotation(stream: &Value) -> Option<f64> {
+    stream["side_data_list"].as_array()?.iter().find_map(|d| num(&d["rotation"]))
+}
+
+/// Top-level MP4 box types, in file order.
+fn mp4_boxes(path: &Path) -> Vec<String> {
+    let data = std::fs::read(path).expect("output readable");
+    let (mut boxes, mut pos) = (Vec::new(), 0usize);
+    while pos + 8 <= data.len() {
+        let size32 = u32::from_be_bytes(data[pos..pos + 4].try_into().unwrap()) as usize;
+        boxes.push(String::from_utf8_lossy(&data[pos + 4..pos + 8]).into_owned());
+        let size = match size32 {
+            0 => data.len() - pos,
+            1 => u64::from_be_bytes(data[pos + 8..pos + 16].try_into().unwrap()) as usize,
+            n => n,
+        };
+        assert!(size >= 8, "corrupt box at {pos} in {}", path.display());
+        pos += size;
+    }
+    boxes
+}
+
+struct Run {
+    code: i32,
+    events: Vec<Value>,
+    stderr: String,
+    elapsed: Duration,
+}
+
+impl Run {
+    fn last(&self) -> &Value {
+        self.events.last().unwrap_or(&Value::Null)
+    }
+}
+
+fn run_child(args: &[&str]) -> Run {
+    let start = Instant::now();
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("child starts");
+    let mut stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let out = std::thread::spawn(move || {
+        let mut s = String::new();
+        stdout.read_to_string(&mut s).map(|_| s)
+    });
+    let err = std::thread::spawn(move || {
+        let mut s = String::new();
+        stderr.read_to_string(&mut s).map(|_| s)
+    });
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if start.elapsed() > TIMEOUT {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("mediaq-transcode {args:?} did not finish within {TIMEOUT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let stdout = out.join().unwrap().expect("stdout is UTF-8");
+    let events = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad event line {l:?}: {e}")))
+        .collect();
+    Run {
+        code: status.code().expect("exited, not killed"),
+        events,
+        stderr: err.join().unwrap().unwrap_or_default(),
+        elapsed: start.elapsed(),
+    }
+}
+
+fn transcode(input: &Path, output: &Path) -> Run {
+    run_child(&["--input", input.to_str().unwrap(), "--output", output.to_str().unwrap()])
+}
+
+/// The event stream of a successful run: probe, progress from 0.0 up to 1.0, done.
+fn check_events(run: &Run) {
+    let types: Vec<&str> = run.events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(types.first(), Some(&"probe"), "events: {:?}", run.events);
+    assert_eq!(types.last(), Some(&"done"), "events: {:?}", run.events);
+    let progress: Vec<f64> = run
+        .events
+        .iter()
+        .filter(|e| e["type"] == "progress")
+        .map(|e| e["progress"].as_f64().expect("progress is a number"))
+        .collect();
+    assert_eq!(progress.first(), Some(&0.0), "first progress is 0.0: {progress:?}");
+    assert_eq!(progress.last(), Some(&1.0), "last progress is 1.0: {progress:?}");
+    assert!(progress.windows(2).all(|w| w[0] <= w[1]), "non-decreasing: {progress:?}");
+    assert!(progress.iter().all(|p| (0.0..=1.0).contains(p)), "{progress:?}");
+    let allowed = 3 + (run.elapsed.as_secs_f64() * 4.0).ceil() as usize;
+    assert!(progress.len() <= allowed, "{} progress events in {:?}", progress.len(), run.elapsed);
+    assert_eq!(types[types.len() - 2], "progress", "1.0 comes right before done");
+    assert_eq!(types.iter().filter(|t| **t == "error").count(), 0);
+}
+
+struct Expect {
+    video: Option<(u32, u32)>,
+    audio: bool,
+    /// Maximum difference of output and input duration; None skips the check.
+    duration_tolerance: Option<f64>,
+}
+
+fn expect(video: Option<(u32, u32)>, audio: bool) -> Expect {
+    Expect { video, audio, duration_tolerance: Some(0.1) }
+}
+
+/// Converts `input` and checks the result against ffprobe; returns the output's probe.
+fn convert_ok(input: &Path, expect: Expect) -> (Value, PathBuf, Run) {
+    let output = input.with_extension("out.mp4");
+    let run = transcode(input, &output);
+    assert_eq!(run.code, 0, "{}: {:?}\n{}", input.display(), run.events, run.stderr);
+    check_events(&run);
+    let out = check_output(input, &output, &run, &expect);
+    (out, output, run)
+}
+
+fn check_output(input: &Path, output: &Path, run: &Run, expect: &Expect) -> Value {
+    let out = probe(output);
+    let video = streams(&out, "video");
+    let audio = streams(&out, "audio");
+    let all = out["streams"].as_array().expect("streams").len();
+    assert_eq!(all, video.len() + audio.len(), "only audio and video in the output: {out}");
+    let done = &run.last()["output"];
+    match expect.video {
+        Some((w, h)) => {
+            assert_eq!(video.len(), 1, "one video stream: {out}");
+            let v = video[0];
+            assert_eq!(v["codec_name"], "h264");
+            assert_eq!(v["pix_fmt"], "yuv420p");
+            let (ow, oh) = (v["width"].as_u64().unwrap(), v["height"].as_u64().unwrap());
+            assert_eq!((ow % 2, oh % 2), (0, 0), "even dimensions {ow}x{oh}");
+            assert_eq!((ow, oh), (u64::from(w), u64::from(h)));
+            assert_eq!((done["width"].as_u64(), done["height"].as_u64()), (Some(ow), Some(oh)));
+            assert_eq!(done["video_codec"], "h264");
+        }
+        None => {
+            assert!(video.is_empty(), "no video stream: {out}");
+            assert!(done["video_codec"].is_null());
+        }
+    }
+    if expect.audio {
+        assert_eq!(audio.len(), 1, "one audio stream: {out}");
+        let a = audio[0];
+        assert_eq!(a["codec_name"], "aac");
+        assert_eq!(a["profile"], "LC");
+        assert_eq!(a["sample_rate"], "48000");
+        assert_eq!(a["channels"], 2);
+        assert_eq!(done["audio_codec"], "aac");
+    } else {
+        assert!(audio.is_empty(), "no audio stream: {out}");
+    }
+    let out_duration = num(&out["format"]["duration"]).expect("output duration");
+    if let Some(tolerance) = expect.duration_tolerance {
+        let in_duration = input_duration(input);
+        assert!(
+            (out_duration - in_duration).abs() <= tolerance,
+            "duration {out_duration} vs input {in_duration}"
+        );
+    }
+    let reported = done["duration_s"].as_f64().expect("done reports a duration");
+    assert!((reported - out_duration).abs() <= 0.05, "done {reported} vs ffprobe {out_duration}");
+    let boxes = mp4_boxes(output);
+    let (moov, mdat) = (boxes.iter().position(|b| b == "moov"), boxes.iter().position(|b| b == "mdat"));
+    assert!(moov.is_some() && mdat.is_some() && moov < mdat, "moov before mdat: {boxes:?}");
+    out
+}
+
+/// Runs a file that must be refused; returns the error code after checking the failure shape.
+fn convert_err(input: &Path) -> String {
+    let output = input.with_extension("out.mp4");
+    let run = transcode(input, &output);
+    assert_eq!(run.code, EXIT_FAILED, "{}: {:?}\n{}", input.display(), run.events, run.stderr);
+    let last = run.last();
+    assert_eq!(last["type"], "error", "{:?}", run.events);
+    assert!(!last["message"].as_str().unwrap_or("").is_empty());
+    assert!(!output.exists(), "no partial output is left behind");
+    last["code"].as_str().unwrap().to_string()
+}
+
+fn tmp() -> TempDir {
+    tempfile::tempdir().expect("tempdir")
+}
+
+/// Common ffmpeg arguments: test pattern video (`size`, `secs`) and a sine tone.
+fn av_sources(size: &str, secs: &str) -> Vec<String> {
+    vec![
+        "-f".into(),
+        "lavfi".into(),
+        "-i".into(),
+        format!("testsrc2=s={size}:r=30:d={secs}"),
+        "-f".into(),
+        "lavfi".into(),
+        "-i".into(),
+        format!("sine=f=440:d={secs}"),
+    ]
+}
+
+fn gen(dir: &Path, name: &str, sources: Vec<String>, codec_args: &[&str]) -> PathBuf {
+    let mut args: Vec<&str> = sources.iter().map(String::as_str).collect();
+    args.extend_from_slice(codec_args);
+    args.push(name);
+    ffmpeg(dir, &args);
+    dir.join(name)
+}
+
+const VP8: &[&str] = &["-c:v", "libvpx", "-deadline", "realtime", "-cpu-used", "8", "-b:v", "400k"];
+const VP9: &[&str] = &["-c:v", "libvpx-vp9", "-deadline", "realtime", "-cpu-used", "8", "-b:v", "400k"];
+
+fn with<'a>(a: &[&'a str], b: &[&'a str]) -> Vec<&'a str> {
+    a.iter().chain(b).copied().collect()
+}
+
+// ---------------------------------------------------------------- conversions
+
+#[test]
+fn vp8_vorbis_converts() {
+    let dir = tmp();
+    let input = gen(dir.path(), "in.webm", av_sources("320x240", "2"), &with(VP8, &["-c:a", "libvorbis"]));
+    let (_, _, run) = convert_ok(&input, expect(Some((320, 240)), true));
+    let probe_event = &run.events[0]["input"];
+    assert_eq!(probe_event["video_codec"], "vp8");
+    assert_eq!(probe_event["audio_codec"], "vorbis");
+    assert_eq!((probe_event["width"].as_u64(), probe_event["height"].as_u64()), (Some(320), Some(240)));
+}
+
+/// Same x264 settings string and frame-type decisions as the CLI reference command.
+#[test]
+fn vp9_opus_matches_cli_reference_settings() {
+    let dir = tmp();
+    let input = gen(dir.path(), "in.webm", av_sources("320x240", "3"), &with(VP9, &["-c:a", "libopus"]));
+    let (_, ours, _) = convert_ok(&input, expect(Some((320, 240)), true));
+    let cli = dir.path().join("cli.mp4");
+    ffmpeg(
+        dir.path(),
+        &[
+            "-i", "in.webm", "-c:v", "libx264", "-preset", "veryfast", "-crf", "23", "-pix_fmt",
+            "yuv420p", "-c:a", "aac", "-b:a", "128k", "-ar", "48000", "-ac", "2", "-movflags",
+            "+faststart", "cli.mp4",
+        ],
+    );
+    let x264_options = |path: &Path| {
+        let data = std::fs::read(path).unwrap();
+        let at = data.windows(9).position(|w| w == b"options: ").expect("x264 SEI");
+        let end = data[at..].iter().position(|b| *b == 0).unwrap() + at;
+        String::from_utf8_lossy(&data[at..end]).into_owned()
+    };
+    let options = x264_options(&ours);
+    assert_eq!(options, x264_options(&cli));
+    assert!(options.contains("open_gop=0") && options.contains("crf=23.0"), "{options}");
+    let frame_types = |path: &Path| {
+        let v = ffprobe(path, &["-select_streams", "v", "-show_entries", "frame=pict_type"]);
+        v["frames"].as_array().unwrap().iter().map(|f| f["pict_type"].to_string()).collect::<Vec<_>>()
+    };
+    let ours_types = frame_types(&ours);
+    assert!(ours_types.iter().any(|t| t == "\"B\""), "libx264 chose B-frames itself");
+    assert_eq!(ours_types, frame_types(&cli));
+    // The last frame keeps its duration (libx264 packets carry none in FFmpeg 5.1).
+    let out = probe(&ours);
+    let v = streams(&out, "video")[0];
+    assert!((num(&v["duration"]).unwrap() - 3.0).abs() < 0.02, "video duration {}", v["duration"]);
+}
+
+#[test]
+fn av1_opus_converts() {
+    let dir = tmp();
+    let av1 = ["-c:v", "libaom-av1", "-cpu-used", "8", "-usage", "realtime", "-b:v", "200k", "-c:a", "libopus"];
+    let input = gen(dir.path(), "in.webm", av_sources("320x240", "1"), &av1);
+    let (_, _, run) = convert_ok(&input, expect(Some((320, 240)), true));
+    assert_eq!(run.events[0]["input"]["video_codec"], "av1");
+}
+
+#[test]
+fn odd_dimensions_without_audio_round_down_to_even() {
+    let dir = tmp();
+    let sources = av_sources("641x361", "1")[..4].to_vec();
+    let input = gen(dir.path(), "in.webm", sources, VP9);
+    convert_ok(&input, expect(Some((640, 360)), false));
+}
+
+#[test]
+fn audio_only_opus_gives_aac_only_mp4() {
+    let dir = tmp();
+    let sources = av_sources("8x8", "2")[4..].to_vec();
+    let input = gen(dir.path(), "in.webm", sources, &["-c:a", "libopus"]);
+    let (out, _, _) = convert_ok(&input, expect(None, true));
+    // Opus pre-skip is applied: the audio is as long as the input's.
+    let a = streams(&out, "audio")[0];
+    assert!((num(&a["duration"]).unwrap() - 2.0).abs() < 0.03, "audio duration {}", a["duration"]);
+}
+
+#[test]
+fn opus_5_1_is_downmixed_to_stereo() {
+    let dir = tmp();
+    let sources = av_sources("8x8", "2")[4..].to_vec();
+    let pan = ["-af", "pan=5.1|c0=c0|c1=c0|c2=c0|c3=c0|c4=c0|c5=c0", "-c:a", "libopus"];
+    let input = gen(dir.path(), "in.webm", sources, &pan);
+    assert_eq!(streams(&probe(&input), "audio")[0]["channels"], 6);
+    convert_ok(&input, expect(None, true));
+}
+
+#[test]
+fn vp9_10bit_profile2_becomes_8bit_yuv420p() {
+    let dir = tmp();
+    let args = with(VP9, &["-pix_fmt", "yuv420p10le", "-profile:v", "2", "-c:a", "libopus"]);
+    let input = gen(dir.path(), "in.webm", av_sources("320x240", "1"), &args);
+    assert_eq!(streams(&probe(&input), "video")[0]["pix_fmt"], "yuv420p10le");
+    convert_ok(&input, expect(Some((320, 240)), true));
+}
+
+#[test]
+fn resolution_change_mid_stream_keeps_first_size() {
+    let dir = tmp();
+    gen(dir.path(), "a.webm", av_sources("320x240", "1")[..4].to_vec(), VP8);
+    gen(dir.path(), "b.webm", av_sources("480x360", "1")[..4].to_vec(), VP8);
+    std::fs::write(dir.path().join("list.txt"), "file 'a.webm'\nfile 'b.webm'\n").unwrap();
+    ffmpeg(dir.path(), &["-f", "concat", "-safe", "0", "-i", "list.txt", "-c", "copy", "in.webm"]);
+    let input = dir.path().join("in.webm");
+    let frames = ffprobe(&input, &["-select_streams", "v", "-show_entries", "frame=width,height"]);
+    let sizes: BTreeSet<String> =
+        frames["frames"].as_array().unwrap().iter().map(|f| format!("{}x{}", f["width"], f["height"])).collect();
+    assert_eq!(sizes.len(), 2, "the fixture changes size: {sizes:?}");
+    convert_ok(&input, expect(Some((320, 240)), false));
+}
+
+/// A MediaRecorder-like live recording: no duration, no Cues, dropped frames (VFR), video
+/// starting 0.25 s after the audio. Timestamps and the A/V offset must survive.
+#[test]
+fn live_recording_without_duration_keeps_vfr_timestamps_and_av_offset() {
+    let dir = tmp();
+    let args = with(
+        VP8,
+        &[
+            "-vf", "select='gt(random(1),0.25)',setpts='PTS+0.25/TB'", "-fps_mode", "vfr",
+            "-enc_time_base:v", "1:1000", "-c:a", "libopus", "-f", "webm", "-live", "1",
+            "-cluster_time_limit", "500",
+        ],
+    );
+    let mut full = av_sources("320x240", "3");
+    full.extend(args.iter().map(|s| s.to_string()));
+    full.push("pipe:1".into());
+    let out = Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error"])
+        .args(&full)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let input = dir.path().join("live.webm");
+    std::fs::write(&input, &out.stdout).unwrap();
+    let in_probe = probe(&input);
+    assert!(in_probe["format"]["duration"].is_null(), "no duration in the fixture");
+    assert!(!out.stdout.windows(4).any(|w| w == [0x1c, 0x53, 0xbb, 0x6b]), "no Cues");
+    let in_pts = video_pts(&input);
+    let gaps: BTreeSet<i64> = in_pts.windows(2).map(|w| ((w[1] - w[0]) * 1000.0).round() as i64).collect();
+    assert!(gaps.len() > 2, "the fixture is VFR: {gaps:?}");
+
+    let (out_probe, output, run) = convert_ok(&input, expect(Some((320, 240)), true));
+    assert!(run.events[0]["input"]["duration_s"].is_null());
+    assert_eq!(video_pts(&output), in_pts, "video timestamps pass through unchanged");
+    let start = |p: &Value, kind: &str| num(&streams(p, kind)[0]["start_time"]).unwrap();
+    let in_offset = start(&in_probe, "video") - start(&in_probe, "audio").max(0.0);
+    let out_offset = start(&out_probe, "video") - start(&out_probe, "audio");
+    assert!((in_offset - out_offset).abs() < 0.03, "A/V offset {in_offset} -> {out_offset}");
+}
+
+#[test]
+fn rotation_display_matrix_is_kept() {
+    let dir = tmp();
+    let colour = ["-color_range", "tv", "-colorspace", "bt709", "-color_primaries", "bt709", "-color_trc", "bt709"];
+    let src = gen(dir.path(), "src.webm", av_sources("320x240", "1")[..4].to_vec(), &with(VP8, &colour));
+    // ffmpeg 5.1 cannot write a rotation into Matroska: swap the 19-byte Colour element for a
+    // Projection with ProjectionPoseRoll = 90 (padded with an EBML Void to the same size).
+    let mut data = std::fs::read(&src).unwrap();
+    let at = data.windows(3).position(|w| w == [0x55, 0xb0, 0x90]).expect("Colour element");
+    let mut projection = vec![0x76, 0x70, 0x90, 0x76, 0x75, 0x84];
+    projection.extend_from_slice(&90f32.to_be_bytes());
+    projection.extend_from_slice(&[0xec, 0x87, 0, 0, 0, 0, 0, 0, 0]);
+    data.splice(at..at + 19, projection);
+    let input = dir.path().join("in.webm");
+    std::fs::write(&input, data).unwrap();
+    let in_rotation = rotation(streams(&probe(&input), "video")[0]).expect("fixture has rotation");
+    let (out, _, _) = convert_ok(&input, expect(Some((320, 240)), false));
+    assert_eq!(rotation(streams(&out, "video")[0]), Some(in_rotation));
+}
+
+#[test]
+fn vp9_alpha_is_dropped() {
+    let dir = tmp();
+    let mut sources = av_sources("320x240", "1")[..4].to_vec();
+    sources[3].push_str(",format=yuva420p");
+    let input = gen(dir.path(), "in.webm", sources, &with(VP9, &["-pix_fmt", "yuva420p"]));
+    let in_probe = probe(&input);
+    assert_eq!(streams(&in_probe, "video")[0]["tags"]["alpha_mode"], "1", "fixture has alpha");
+    convert_ok(&input, expect(Some((320, 240)), false));
+}
+
+#[test]
+fn subtitles_and_cover_art_are_ignored() {
+    let dir = tmp();
+    std::fs::write(dir.path().join("s.srt"), "1\n00:00:00,000 --> 00:00:01,000\nhello\n").unwrap();
+    ffmpeg(dir.path(), &["-f", "lavfi", "-i", "testsrc2=s=64x64", "-frames:v", "1", "cover.png"]);
+    let mut sources = av_sources("320x240", "2");
+    sources.extend(["-i", "s.srt", "-map", "0", "-map", "1", "-map", "2"].map(String::from));
+    let args = with(
+        VP8,
+        &[
+            "-c:a", "libopus", "-c:s", "webvtt", "-attach", "cover.png", "-metadata:s:t",
+            "mimetype=image/png", "-metadata:s:t", "filename=cover.png",
+        ],
+    );
+    let input = gen(dir.path(), "in.mkv", sources, &args);
+    let in_probe = probe(&input);
+    let kinds: Vec<&str> =
+        in_probe["streams"].as_array().unwrap().iter().map(|s| s["codec_type"].as_str().unwrap()).collect();
+    assert!(kinds.contains(&"subtitle") && kinds.iter().filter(|k| **k == "video").count() == 2, "{kinds:?}");
+    convert_ok(&input, expect(Some((320, 240)), true));
+}
+
+#[test]
+fn truncated_webm_finishes_cleanly() {
+    let dir = tmp();
+    let full = gen(dir.path(), "full.webm", av_sources("320x240", "3"), &with(VP9, &["-c:a", "libopus"]));
+    let data = std::fs::read(&full).unwrap();
+    let input = dir.path().join("in.webm");
+    std::fs::write(&input, &data[..data.len() * 6 / 10]).unwrap();
+    let output = dir.path().join("out.mp4");
+    let run = transcode(&input, &output);
+    assert!(run.elapsed < Duration::from_secs(30), "took {:?}", run.elapsed);
+    match run.code {
+        0 => {
+            check_events(&run);
+            let e = Expect { video: Some((320, 240)), audio: true, duration_tolerance: None };
+            check_output(&input, &output, &run, &e);
+        }
+        code => {
+            assert_eq!(code, EXIT_FAILED);
+            assert_eq!(run.last()["type"], "error");
+        }
+    }
+}
+
+// ---------------------------------------------------------------- refusals
+
+#[test]
+fn non_webm_inputs_are_invalid_media() {
+    let dir = tmp();
+    let d = dir.path();
+    ffmpeg(d, &["-f", "lavfi", "-i", "testsrc2=s=64x64", "-frames:v", "1", "image.png"]);
+    std::fs::write(d.join("text.webm"), "this is not a video\n").unwrap();
+    gen(d, "clip.mp4", av_sources("160x120", "1"), &["-c:v", "libx264", "-c:a", "aac"]);
+    for name in ["image.png", "text.webm", "clip.mp4", "missing.webm"] {
+        assert_eq!(convert_err(&d.join(name)), "invalid_media", "{name}");
+    }
+}
+
+#[test]
+fn h264_in_matroska_is_unsupported_codec() {
+    let dir = tmp();
+    let input = gen(dir.path(), "in.mkv", av_sources("160x120", "1"), &["-c:v", "libx264", "-c:a", "libopus", "-f", "matroska"]);
+    assert_eq!(convert_err(&input), "unsupported_codec");
+    let run = transcode(&input, &dir.path().join("x.mp4"));
+    assert!(run.last()["message"].as_str().unwrap().contains("h264"), "{:?}", run.last());
+}
+
+#[test]
+fn webm_without_audio_or_video_is_invalid_media() {
+    let dir = tmp();
+    std::fs::write(dir.path().join("s.srt"), "1\n00:00:00,000 --> 00:00:01,000\nhello\n").unwrap();
+    ffmpeg(dir.path(), &["-i", "s.srt", "-c:s", "webvtt", "-f", "webm", "in.webm"]);
+    let input = dir.path().join("in.webm");
+    assert_eq!(convert_err(&input), "invalid_media");
+    let run = transcode(&input, &dir.path().join("x.mp4"));
+    assert!(run.last()["message"].as_str().unwrap().contains("no audio or video"));
+}
+
+#[test]
+fn bad_command_line_exits_with_usage_status() {
+    for args in [
+        &[][..],
+        &["--input", "a.webm"],
+        &["--input", "a.webm", "--output", "b.mp4", "--crf", "52"],
+        &["--input", "a.webm", "--output", "b.mp4", "--preset", "warp"],
+        &["--input", "a.webm", "--output", "b.mp4", "--threads", "zero"],
+    ] {
+        let run = run_child(args);
+        assert_eq!(run.code, EXIT_USAGE, "{args:?}");
+        assert!(run.events.is_empty(), "no protocol lines for a usage error");
+    }
+    let help = Command::new(BIN).arg("--help").output().unwrap();
+    assert!(help.status.success());
+    assert!(String::from_utf8_lossy(&help.stdout).contains("--preset"));
+}
+
+// ---------------------------------------------------------------- shared corpus
+
+#[test]
+fn corpus_files_match_manifest() {
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus");
+    let Ok(manifest) = std::fs::read_to_string(corpus.join("MANIFEST.tsv")) else {
+        eprintln!("no corpus at {}: skipped", corpus.display());
+        return;
+    };
+    let mut lines = manifest.lines();
+    let header: Vec<&str> = lines.next().unwrap().split('\t').collect();
+    let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    let (file_col, expected_col) = (col("filename"), col("expected"));
+    let dir = tmp();
+    let mut checked = 0;
+    for line in lines.filter(|l| !l.trim().is_empty()) {
+        let fields: Vec<&str> = line.split('\t').collect();
+        let (name, expected) = (fields[file_col], fields[expected_col]);
+        if !["webm", "mkv", "weba", "mp4"].iter().any(|e| name.ends_with(&format!(".{e}"))) {
+            continue;
+        }
+        let input = corpus.join(name);
+        let output = dir.path().join(format!("{name}.mp4"));
+        let run = transcode(&input, &output);
+        let context = format!("{name} [{expected}]: {:?}\n{}", run.events, run.stderr);
+        let may_fail = expected.starts_with("FAIL")
+            || expected.starts_with("ACCEPT or FAIL")
+            || expected.starts_with("POLICY")
+            || expected.starts_with("REJECT or POLICY");
+        if expected.starts_with("REJECT") && !expected.starts_with("REJECT or POLICY")
+            || run.code != 0 && may_fail
+        {
+            // Refused: with a stable code, no output.
+            assert_eq!(run.code, EXIT_FAILED, "{context}");
+            let code = run.last()["code"].as_str().unwrap_or("");
+            let known = ["invalid_media", "unsupported_codec", "limits_exceeded", "transcode_error"];
+            assert!(known.contains(&code), "{context}");
+            assert!(!output.exists(), "{context}");
+        } else {
+            assert!(expected.starts_with("ACCEPT") || may_fail, "unknown expectation: {context}");
+            assert_eq!(run.code, 0, "{context}");
+            check_events(&run);
+            let in_probe = probe(&input);
+            let out = probe(&output);
+            // A track that decodes to nothing is left out, and the log says so.
+            for kind in ["video", "audio"] {
+                if !streams(&in_probe, kind).is_empty() && streams(&out, kind).is_empty() {
+                    assert!(expected.contains("edge") || may_fail, "{kind} missing: {context}");
+                    assert!(run.stderr.contains("leaving out a track"), "{context}");
+                }
+            }
+            let video = streams(&in_probe, "video").first().filter(|_| !streams(&out, "video").is_empty()).map(|v| {
+                let dim = |k: &str| v[k].as_u64().unwrap() as u32 & !1;
+                (dim("width"), dim("height"))
+            });
+            let has_audio = !streams(&out, "audio").is_empty();
+            let strict = expected.starts_with("ACCEPT")
+                && !expected.starts_with("ACCEPT or")
+                && !expected.contains("edge");
+            let e = Expect { video, audio: has_audio, duration_tolerance: strict.then_some(0.1) };
+            check_output(&input, &output, &run, &e);
+            if let Some(r) = streams(&in_probe, "video").first().and_then(|v| rotation(v)) {
+                assert_eq!(rotation(streams(&out, "video")[0]), Some(r), "{context}");
+            }
+        }
+        checked += 1;
+    }
+    assert!(checked >= 20, "only {checked} corpus files checked");
+}
