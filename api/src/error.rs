@@ -126,7 +126,9 @@ impl From<sqlx::Error> for ApiError {
 impl From<std::io::Error> for ApiError {
     fn from(err: std::io::Error) -> Self {
         match err.kind() {
-            std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => Self::InsufficientStorage,
+            std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => {
+                Self::InsufficientStorage
+            }
             _ => Self::internal(err),
         }
     }
@@ -136,8 +138,12 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
         match &self {
-            Self::Internal(source) => tracing::error!(error = %source, debug = ?source, "internal error"),
-            other if status.is_server_error() => tracing::warn!(code = other.code(), "request failed"),
+            Self::Internal(source) => {
+                tracing::error!(error = %source, debug = ?source, "internal error")
+            }
+            other if status.is_server_error() => {
+                tracing::warn!(code = other.code(), "request failed")
+            }
             other => tracing::info!(code = other.code(), message = %other, "request rejected"),
         }
         let body = json!({

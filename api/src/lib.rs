@@ -14,16 +14,28 @@ use mediaq_shared::{config::ApiConfig, storage::Storage};
 /// Binds, prints the address, and serves until SIGTERM/SIGINT, then drains in-flight requests.
 pub async fn serve(config: ApiConfig) -> Result<(), Box<dyn std::error::Error>> {
     let pool = mediaq_shared::db::pool(&config.common)?;
-    let storage = Storage::open(&config.common.storage_dir)
-        .map_err(|e| format!("cannot open storage at {}: {e}", config.common.storage_dir.display()))?;
-    let listener = tokio::net::TcpListener::bind(config.bind).await.map_err(|e| format!("cannot bind {}: {e}", config.bind))?;
+    let storage = Storage::open(&config.common.storage_dir).map_err(|e| {
+        format!(
+            "cannot open storage at {}: {e}",
+            config.common.storage_dir.display()
+        )
+    })?;
+    let listener = tokio::net::TcpListener::bind(config.bind)
+        .await
+        .map_err(|e| format!("cannot bind {}: {e}", config.bind))?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, storage = %storage.root().display(), "mediaq-api listening");
     // Machine-readable start-up line (tests and scripts read the port from it).
     println!("mediaq-api listening on http://{addr}");
-    let state = app::AppState { pool: pool.clone(), storage, config: Arc::new(config) };
+    let state = app::AppState {
+        pool: pool.clone(),
+        storage,
+        config: Arc::new(config),
+    };
     let app = app::router(state).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
     pool.close().await;
     tracing::info!("mediaq-api stopped");
     Ok(())
@@ -31,7 +43,8 @@ pub async fn serve(config: ApiConfig) -> Result<(), Box<dyn std::error::Error>> 
 
 async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
     tokio::select! {
         _ = ctrl_c => {}
         _ = term.recv() => {}

@@ -18,7 +18,12 @@ impl OriginalFilename {
         // Only the last path component counts: "../../etc/passwd" -> "passwd", "C:\\x\\y.webm" -> "y.webm".
         let last = raw.rsplit(['/', '\\']).next().unwrap_or("");
         let without_controls: String = last.chars().filter(|c| !c.is_control()).collect();
-        let options = sanitize_filename::Options { truncate: true, windows: true, replacement: "_" };
+        // Truncation is ours (it keeps the extension), after sanitizing.
+        let options = sanitize_filename::Options {
+            truncate: false,
+            windows: true,
+            replacement: "_",
+        };
         let cleaned = sanitize_filename::sanitize_with_options(without_controls.trim(), options);
         let cleaned = cleaned.trim_matches(|c: char| c == '.' || c.is_whitespace());
         if cleaned.is_empty() || cleaned.chars().all(|c| c == '_') {
@@ -82,13 +87,22 @@ mod tests {
 
     #[test]
     fn keeps_plain_names() {
-        assert_eq!(OriginalFilename::sanitize("holiday clip.webm").as_str(), "holiday clip.webm");
+        assert_eq!(
+            OriginalFilename::sanitize("holiday clip.webm").as_str(),
+            "holiday clip.webm"
+        );
     }
 
     #[test]
     fn strips_directories_and_traversal() {
-        assert_eq!(OriginalFilename::sanitize("../../etc/passwd").as_str(), "passwd");
-        assert_eq!(OriginalFilename::sanitize("..\\..\\win.webm").as_str(), "win.webm");
+        assert_eq!(
+            OriginalFilename::sanitize("../../etc/passwd").as_str(),
+            "passwd"
+        );
+        assert_eq!(
+            OriginalFilename::sanitize("..\\..\\win.webm").as_str(),
+            "win.webm"
+        );
         assert_eq!(OriginalFilename::sanitize("../").as_str(), FALLBACK);
         assert_eq!(OriginalFilename::sanitize("..").as_str(), FALLBACK);
     }

@@ -22,7 +22,11 @@ pub struct TranscodeTask {
 
 /// Enqueues a task on the caller's transaction: it becomes visible (and NOTIFY fires) only when
 /// the caller commits, together with the job row.
-pub async fn enqueue(conn: &mut PgConnection, task: TranscodeTask, run_at: Option<std::time::SystemTime>) -> Result<(), apalis_postgres::Error> {
+pub async fn enqueue(
+    conn: &mut PgConnection,
+    task: TranscodeTask,
+    run_at: Option<std::time::SystemTime>,
+) -> Result<(), apalis_postgres::Error> {
     let args = serde_json::to_vec(&task).map_err(apalis_postgres::Error::JsonError)?;
     let mut builder = TaskBuilder::new(args)
         .task_id(TaskId::from_ulid(ulid::Ulid::generate()))

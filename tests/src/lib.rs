@@ -1,1 +1,112 @@
+//! Test harness: real binaries, a real PostgreSQL database per test, real HTTP over loopback.
 
+pub mod fixtures;
+pub mod probe;
+pub mod services;
+
+pub use services::{Api, TestEnv, Worker};
+
+use std::path::PathBuf;
+
+/// Directory holding the workspace's built binaries (`target/debug`), next to this test binary.
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    // target/debug/deps/<test> -> target/debug
+    let dir = exe
+        .parent()
+        .and_then(|p| p.parent())
+        .expect("target dir")
+        .to_path_buf();
+    assert!(
+        dir.join("mediaq-api").exists(),
+        "{} has no mediaq-api binary: run `cargo build --workspace` first (scripts/test.sh does)",
+        dir.display()
+    );
+    dir
+}
+
+/// The shared corpus beside the checkout, when present.
+pub fn corpus_dir() -> Option<PathBuf> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus");
+    dir.join("MANIFEST.tsv")
+        .exists()
+        .then(|| dir.canonicalize().unwrap())
+}
+
+/// One row of the corpus manifest.
+#[derive(Debug, Clone)]
+pub struct CorpusEntry {
+    pub filename: String,
+    pub path: PathBuf,
+    pub expected: String,
+    pub doc_type: String,
+}
+
+pub fn corpus() -> Vec<CorpusEntry> {
+    let Some(dir) = corpus_dir() else {
+        eprintln!("note: ../shared/corpus not present; corpus checks skipped");
+        return Vec::new();
+    };
+    let manifest = std::fs::read_to_string(dir.join("MANIFEST.tsv")).unwrap();
+    let mut lines = manifest.lines();
+    let header: Vec<&str> = lines.next().unwrap().split('\t').collect();
+    let col = |name: &str| {
+        header
+            .iter()
+            .position(|h| *h == name)
+            .unwrap_or_else(|| panic!("no column {name}"))
+    };
+    let (fc, ec, dc) = (col("filename"), col("expected"), col("ebml_doctype"));
+    lines
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let cells: Vec<&str> = l.split('\t').collect();
+            CorpusEntry {
+                filename: cells[fc].to_owned(),
+                path: dir.join(cells[fc]),
+                expected: cells[ec].to_owned(),
+                doc_type: cells[dc].to_owned(),
+            }
+        })
+        .collect()
+}
+
+/// Polls `check` every 100 ms until it returns Some, or panics after `timeout` with `what`.
+pub async fn wait_for<T, F, Fut>(timeout: std::time::Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// Lists the regular files under `dir`, recursively (for "nothing left behind" checks).
+pub fn files_under(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(files_under(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}

@@ -34,25 +34,70 @@ pub struct Origin {
 }
 
 /// A raw-body upload (`Content-Type: video/webm` or `audio/webm`).
-pub async fn from_raw(state: &AppState, content_type: &str, filename: Option<&str>, body: Body, origin: Origin) -> Result<Job, ApiError> {
+pub async fn from_raw(
+    state: &AppState,
+    content_type: &str,
+    filename: Option<&str>,
+    body: Body,
+    origin: Origin,
+) -> Result<Job, ApiError> {
+    let mut stream = body.into_data_stream();
+    let result = receive_raw(state, content_type, filename, &mut stream).await;
+    if let Err(e) = &result {
+        if e.drains_body() {
+            drain_stream(&mut stream).await;
+        }
+    }
+    store(state, result?, origin).await
+}
+
+async fn receive_raw(
+    state: &AppState,
+    content_type: &str,
+    filename: Option<&str>,
+    stream: &mut axum::body::BodyDataStream,
+) -> Result<Upload, ApiError> {
     let declared = sniff::check_declared_type(content_type)?;
     let filename = OriginalFilename::sanitize(filename.unwrap_or(DEFAULT_FILENAME));
     sniff::check_extension(&filename)?;
     let mut receiver = Receiver::create(&state.storage.tmp_dir(), state.config.max_upload_bytes)?;
     receiver
-        .receive(body.into_data_stream(), state.config.upload_idle_timeout, |_| ApiError::UploadIncomplete)
+        .receive(stream, state.config.upload_idle_timeout, |_| {
+            ApiError::UploadIncomplete
+        })
         .await?;
-    let received = receiver.finish().await?;
-    store(state, received, filename, declared.to_owned(), origin).await
+    Ok(Upload {
+        received: receiver.finish().await?,
+        filename,
+        content_type: declared.to_owned(),
+    })
 }
 
 /// A browser-form upload: `multipart/form-data` with exactly one file in the field `file`.
-pub async fn from_multipart(state: &AppState, mut multipart: Multipart, origin: Origin) -> Result<Job, ApiError> {
-    let mut upload: Option<(Received, OriginalFilename, String)> = None;
+pub async fn from_multipart(
+    state: &AppState,
+    mut multipart: Multipart,
+    origin: Origin,
+) -> Result<Job, ApiError> {
+    let result = receive_form(state, &mut multipart).await;
+    if let Err(e) = &result {
+        if e.drains_body() {
+            drain_form(multipart).await;
+        }
+    }
+    store(state, result?, origin).await
+}
+
+async fn receive_form(state: &AppState, multipart: &mut Multipart) -> Result<Upload, ApiError> {
+    let mut upload: Option<Upload> = None;
     while let Some(field) = multipart.next_field().await.map_err(malformed)? {
         if field.name() != Some("file") {
             if field.file_name().is_some() {
-                return Err(ApiError::TooManyFiles.or_missing(upload.is_none()));
+                return Err(if upload.is_none() {
+                    ApiError::MissingFile
+                } else {
+                    ApiError::TooManyFiles
+                });
             }
             skip_text_field(field).await?;
             continue;
@@ -67,27 +112,79 @@ pub async fn from_multipart(state: &AppState, mut multipart: Multipart, origin: 
             Some(t) if t.starts_with("audio/webm") => "audio/webm",
             _ => "video/webm",
         };
-        let mut receiver = Receiver::create(&state.storage.tmp_dir(), state.config.max_upload_bytes)?;
-        receiver.receive(field, state.config.upload_idle_timeout, malformed).await?;
-        upload = Some((receiver.finish().await?, filename, content_type.to_owned()));
+        let mut receiver =
+            Receiver::create(&state.storage.tmp_dir(), state.config.max_upload_bytes)?;
+        receiver
+            .receive(field, state.config.upload_idle_timeout, malformed)
+            .await?;
+        upload = Some(Upload {
+            received: receiver.finish().await?,
+            filename,
+            content_type: content_type.to_owned(),
+        });
     }
-    let (received, filename, content_type) = upload.ok_or(ApiError::MissingFile)?;
-    store(state, received, filename, content_type, origin).await
+    upload.ok_or(ApiError::MissingFile)
+}
+
+/// A received upload, before it is stored.
+struct Upload {
+    received: Received,
+    filename: OriginalFilename,
+    content_type: String,
+}
+
+/// How much of a refused body is read (and discarded) so that a client still sending gets the
+/// error response rather than a reset connection. Past this, the connection is simply closed.
+const DRAIN_MAX_BYTES: usize = 16 << 20;
+const DRAIN_MAX_TIME: std::time::Duration = std::time::Duration::from_secs(5);
+
+async fn drain_stream(stream: &mut axum::body::BodyDataStream) {
+    let mut seen = 0;
+    let _ = tokio::time::timeout(DRAIN_MAX_TIME, async {
+        while let Some(Ok(chunk)) = stream.next().await {
+            seen += chunk.len();
+            if seen > DRAIN_MAX_BYTES {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
+async fn drain_form(mut multipart: Multipart) {
+    let mut seen = 0;
+    let _ = tokio::time::timeout(DRAIN_MAX_TIME, async {
+        while let Ok(Some(mut field)) = multipart.next_field().await {
+            while let Some(Ok(chunk)) = field.next().await {
+                seen += chunk.len();
+                if seen > DRAIN_MAX_BYTES {
+                    return;
+                }
+            }
+        }
+    })
+    .await;
 }
 
 impl ApiError {
-    /// A second file field before any `file` field means the form is missing `file`.
-    fn or_missing(self, no_file_yet: bool) -> Self {
-        if no_file_yet {
-            ApiError::MissingFile
-        } else {
-            self
-        }
+    /// Refusals of well-formed requests read the rest of the body (bounded); an over-size body,
+    /// a broken stream or a silent client are cut off at once.
+    fn drains_body(&self) -> bool {
+        !matches!(
+            self,
+            ApiError::PayloadTooLarge { .. }
+                | ApiError::UploadIncomplete
+                | ApiError::UploadTimeout(_)
+                | ApiError::MalformedMultipart(_)
+        )
     }
 }
 
 fn malformed(err: axum::extract::multipart::MultipartError) -> ApiError {
-    ApiError::MalformedMultipart(format!("the multipart body is malformed or ended early: {}", err.body_text()))
+    ApiError::MalformedMultipart(format!(
+        "the multipart body is malformed or ended early: {}",
+        err.body_text()
+    ))
 }
 
 async fn skip_text_field(mut field: axum::extract::multipart::Field<'_>) -> Result<(), ApiError> {
@@ -95,7 +192,9 @@ async fn skip_text_field(mut field: axum::extract::multipart::Field<'_>) -> Resu
     while let Some(chunk) = field.next().await {
         seen += chunk.map_err(malformed)?.len();
         if seen > MAX_TEXT_FIELD {
-            return Err(ApiError::MalformedMultipart("a form field other than `file` is too large".into()));
+            return Err(ApiError::MalformedMultipart(
+                "a form field other than `file` is too large".into(),
+            ));
         }
     }
     Ok(())
@@ -103,17 +202,31 @@ async fn skip_text_field(mut field: axum::extract::multipart::Field<'_>) -> Resu
 
 /// Stores a complete upload and records its job. Runs as its own task: once the bytes are in,
 /// a client that goes away cannot leave a stored file without a job row (or the reverse).
-async fn store(state: &AppState, received: Received, filename: OriginalFilename, content_type: String, origin: Origin) -> Result<Job, ApiError> {
+async fn store(state: &AppState, upload: Upload, origin: Origin) -> Result<Job, ApiError> {
+    let Upload {
+        received,
+        filename,
+        content_type,
+    } = upload;
     let state = state.clone();
     let task = async move {
         let id = JobId::generate();
         let key = Storage::input_key(id);
         let dest = state.storage.path(&key);
-        received.path.persist(&dest).map_err(|e| ApiError::from(e.error))?;
+        received
+            .path
+            .persist(&dest)
+            .map_err(|e| ApiError::from(e.error))?;
         if let Some(parent) = dest.parent() {
             storage::sync_dir(parent)?;
         }
-        let input = InputFacts { filename, size: received.size, sha256: received.sha256, content_type, key };
+        let input = InputFacts {
+            filename,
+            size: received.size,
+            sha256: received.sha256,
+            content_type,
+            key,
+        };
         match record(&state, id, &input, &origin).await {
             Ok(job) => Ok(job),
             Err(e) => {
@@ -124,10 +237,17 @@ async fn store(state: &AppState, received: Received, filename: OriginalFilename,
             }
         }
     };
-    tokio::spawn(task.in_current_span()).await.map_err(ApiError::internal)?
+    tokio::spawn(task.in_current_span())
+        .await
+        .map_err(ApiError::internal)?
 }
 
-async fn record(state: &AppState, id: JobId, input: &InputFacts, origin: &Origin) -> Result<Job, ApiError> {
+async fn record(
+    state: &AppState,
+    id: JobId,
+    input: &InputFacts,
+    origin: &Origin,
+) -> Result<Job, ApiError> {
     let mut tx = state.pool.begin().await?;
     let job = jobs::insert(&mut *tx, id, input).await?;
     let event = AuditEvent::new("api", "job.created")
@@ -140,7 +260,9 @@ async fn record(state: &AppState, id: JobId, input: &InputFacts, origin: &Origin
             "content_type": input.content_type,
         }));
     audit::record(&mut *tx, &event).await?;
-    queue::enqueue(&mut tx, TranscodeTask { job_id: id }, None).await.map_err(queue_error)?;
+    queue::enqueue(&mut tx, TranscodeTask { job_id: id }, None)
+        .await
+        .map_err(queue_error)?;
     tx.commit().await?;
     tracing::info!(job_id = %id, size_bytes = input.size, "job created");
     Ok(job)

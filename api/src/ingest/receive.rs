@@ -34,7 +34,10 @@ pub struct Received {
 
 impl Receiver {
     pub fn create(tmp_dir: &std::path::Path, limit: u64) -> Result<Self, ApiError> {
-        let temp = tempfile::Builder::new().prefix("upload-").suffix(".part").tempfile_in(tmp_dir)?;
+        let temp = tempfile::Builder::new()
+            .prefix("upload-")
+            .suffix(".part")
+            .tempfile_in(tmp_dir)?;
         let (file, path) = temp.into_parts();
         Ok(Self {
             file: BufWriter::with_capacity(WRITE_BUFFER, tokio::fs::File::from_std(file)),
@@ -48,12 +51,17 @@ impl Receiver {
     }
 
     /// Copies a body stream in, cutting off a client that stays silent for `idle`.
-    pub async fn receive<S, B, E>(&mut self, stream: S, idle: Duration, on_stream_error: impl Fn(E) -> ApiError) -> Result<(), ApiError>
+    pub async fn receive<S, B, E>(
+        &mut self,
+        stream: S,
+        idle: Duration,
+        on_stream_error: impl Fn(E) -> ApiError,
+    ) -> Result<(), ApiError>
     where
-        S: Stream<Item = Result<B, E>>,
+        S: Stream<Item = Result<B, E>> + Unpin,
         B: AsRef<[u8]>,
     {
-        let mut stream = std::pin::pin!(stream);
+        let mut stream = stream;
         loop {
             match tokio::time::timeout(idle, stream.next()).await {
                 Err(_) => return Err(ApiError::UploadTimeout(idle.as_secs())),
@@ -94,6 +102,10 @@ impl Receiver {
         }
         self.file.flush().await?;
         self.file.get_mut().sync_all().await?;
-        Ok(Received { path: self.path, size: self.size, sha256: hex::encode(self.hasher.finalize()) })
+        Ok(Received {
+            path: self.path,
+            size: self.size,
+            sha256: hex::encode(self.hasher.finalize()),
+        })
     }
 }

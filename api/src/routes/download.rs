@@ -13,15 +13,24 @@ use super::JobIdPath;
 use crate::{app::AppState, error::ApiError};
 
 #[tracing::instrument(name = "download_output", skip_all, fields(job_id = %id.0))]
-pub async fn output(State(state): State<AppState>, id: JobIdPath, request: Request) -> Result<Response, ApiError> {
-    let job = jobs::get(&state.pool, id.0).await?.ok_or(ApiError::JobNotFound)?;
+pub async fn output(
+    State(state): State<AppState>,
+    id: JobIdPath,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let job = jobs::get(&state.pool, id.0)
+        .await?
+        .ok_or(ApiError::JobNotFound)?;
     let output = match (&job.status, &job.output) {
         (JobStatus::Succeeded, Some(output)) => output,
         (status, _) => return Err(ApiError::JobNotReady(status.as_str())),
     };
     let path = state.storage.path(&output.key);
     // ServeFile answers Range / If-Range / HEAD; only GET and HEAD reach this handler.
-    let served = ServeFile::new(&path).oneshot(request).await.map_err(ApiError::internal)?;
+    let served = ServeFile::new(&path)
+        .oneshot(request)
+        .await
+        .map_err(ApiError::internal)?;
     if served.status() == StatusCode::NOT_FOUND {
         tracing::error!(path = %path.display(), "output of a succeeded job is missing");
         return Err(ApiError::OutputGone);
@@ -29,10 +38,19 @@ pub async fn output(State(state): State<AppState>, id: JobIdPath, request: Reque
     let mut response = served.into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("video/mp4"));
-    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, max-age=0, must-revalidate"));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, max-age=0, must-revalidate"),
+    );
     let disposition = content_disposition(&job.input.filename);
-    headers.insert(header::CONTENT_DISPOSITION, HeaderValue::from_str(&disposition).map_err(ApiError::internal)?);
+    headers.insert(
+        header::CONTENT_DISPOSITION,
+        HeaderValue::from_str(&disposition).map_err(ApiError::internal)?,
+    );
     Ok(response)
 }
 
@@ -41,7 +59,13 @@ pub fn content_disposition(original: &OriginalFilename) -> String {
     let name = original.with_mp4_extension();
     let fallback: String = name
         .chars()
-        .map(|c| if c.is_ascii_graphic() && c != '"' && c != '\\' && c != '%' || c == ' ' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_graphic() && c != '"' && c != '\\' && c != '%' || c == ' ' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     let mut encoded = String::with_capacity(name.len() * 3);
     for b in name.bytes() {
@@ -61,14 +85,23 @@ mod tests {
     #[test]
     fn ascii_names() {
         let d = content_disposition(&OriginalFilename::sanitize("my clip.webm"));
-        assert_eq!(d, "attachment; filename=\"my clip.mp4\"; filename*=UTF-8''my%20clip.mp4");
+        assert_eq!(
+            d,
+            "attachment; filename=\"my clip.mp4\"; filename*=UTF-8''my%20clip.mp4"
+        );
     }
 
     #[test]
     fn unicode_and_quotes_are_escaped() {
         let d = content_disposition(&OriginalFilename::sanitize("café \"x\".webm"));
-        assert!(d.starts_with("attachment; filename=\"caf_ _x_.mp4\"; "), "{d}");
-        assert!(d.ends_with("filename*=UTF-8''caf%C3%A9%20%22x%22.mp4"), "{d}");
+        assert!(
+            d.starts_with("attachment; filename=\"caf_ _x_.mp4\"; "),
+            "{d}"
+        );
+        assert!(
+            d.ends_with("filename*=UTF-8''caf%C3%A9%20%22x%22.mp4"),
+            "{d}"
+        );
         assert!(!d.contains(['\r', '\n', '\0']));
     }
 }

@@ -26,10 +26,18 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
         }
     };
     let ready = database == "ok" && storage == "ok";
-    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     let body = json!({
         "status": if ready { "ready" } else { "not_ready" },
         "checks": { "database": database, "storage": storage },
     });
-    (status, [(axum::http::header::CACHE_CONTROL, "no-store")], Json(body))
+    (
+        status,
+        [(axum::http::header::CACHE_CONTROL, "no-store")],
+        Json(body),
+    )
 }

@@ -35,28 +35,53 @@ pub async fn create(
     Query(query): Query<CreateQuery>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let origin = Origin { request_id: request_id::current(), client_ip: Some(peer.ip()) };
-    let content_type = header_str(request.headers(), header::CONTENT_TYPE).unwrap_or_default().to_owned();
-    let is_multipart = content_type.to_ascii_lowercase().starts_with("multipart/form-data");
-    reject_oversized(request.headers(), state.config.max_upload_bytes, is_multipart)?;
+    let origin = Origin {
+        request_id: request_id::current(),
+        client_ip: Some(peer.ip()),
+    };
+    let content_type = header_str(request.headers(), header::CONTENT_TYPE)
+        .unwrap_or_default()
+        .to_owned();
+    let is_multipart = content_type
+        .to_ascii_lowercase()
+        .starts_with("multipart/form-data");
+    reject_oversized(
+        request.headers(),
+        state.config.max_upload_bytes,
+        is_multipart,
+    )?;
     let job = if is_multipart {
         let multipart = Multipart::from_request(request, &state)
             .await
             .map_err(|e| ApiError::MalformedMultipart(e.body_text()))?;
         ingest::from_multipart(&state, multipart, origin).await?
     } else {
-        ingest::from_raw(&state, &content_type, query.filename.as_deref(), request.into_body(), origin).await?
+        ingest::from_raw(
+            &state,
+            &content_type,
+            query.filename.as_deref(),
+            request.into_body(),
+            origin,
+        )
+        .await?
     };
     let location = format!("/v1/jobs/{}", job.id);
     let mut response = job_response(&job, StatusCode::ACCEPTED);
-    response.headers_mut().insert(header::LOCATION, HeaderValue::from_str(&location).map_err(ApiError::internal)?);
+    response.headers_mut().insert(
+        header::LOCATION,
+        HeaderValue::from_str(&location).map_err(ApiError::internal)?,
+    );
     Ok(response)
 }
 
 /// Refuses a body whose declared length is already over the limit, before reading any of it.
 fn reject_oversized(headers: &HeaderMap, limit: u64, multipart: bool) -> Result<(), ApiError> {
     let declared = header_str(headers, header::CONTENT_LENGTH).and_then(|v| v.parse::<u64>().ok());
-    let allowed = if multipart { limit.saturating_add(MULTIPART_OVERHEAD) } else { limit };
+    let allowed = if multipart {
+        limit.saturating_add(MULTIPART_OVERHEAD)
+    } else {
+        limit
+    };
     match declared {
         Some(len) if len > allowed => Err(ApiError::PayloadTooLarge { limit }),
         _ => Ok(()),
@@ -64,15 +89,29 @@ fn reject_oversized(headers: &HeaderMap, limit: u64, multipart: bool) -> Result<
 }
 
 #[tracing::instrument(name = "get_job", skip_all, fields(job_id = %id.0))]
-pub async fn get(State(state): State<AppState>, id: JobIdPath, headers: HeaderMap) -> Result<Response, ApiError> {
-    let job = jobs::get(&state.pool, id.0).await?.ok_or(ApiError::JobNotFound)?;
+pub async fn get(
+    State(state): State<AppState>,
+    id: JobIdPath,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let job = jobs::get(&state.pool, id.0)
+        .await?
+        .ok_or(ApiError::JobNotFound)?;
     let view = job_view::to_json(&job);
     let (body, etag) = job_view::body_and_etag(&view);
-    let not_modified = header_str(&headers, header::IF_NONE_MATCH).is_some_and(|h| job_view::if_none_match_hits(h, &etag));
+    let not_modified = header_str(&headers, header::IF_NONE_MATCH)
+        .is_some_and(|h| job_view::if_none_match_hits(h, &etag));
     let mut response = if not_modified {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
-        ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response()
+        (
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            body,
+        )
+            .into_response()
     };
     decorate(&mut response, &job, &etag);
     Ok(response)
@@ -80,7 +119,15 @@ pub async fn get(State(state): State<AppState>, id: JobIdPath, headers: HeaderMa
 
 fn job_response(job: &Job, status: StatusCode) -> Response {
     let (body, etag) = job_view::body_and_etag(&job_view::to_json(job));
-    let mut response = (status, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response();
+    let mut response = (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response();
     decorate(&mut response, job, &etag);
     response
 }
@@ -92,7 +139,10 @@ fn decorate(response: &mut Response, job: &Job, etag: &str) {
         headers.insert(header::ETAG, v);
     }
     if !job.status.is_terminal() {
-        headers.insert(header::RETRY_AFTER, HeaderValue::from_static(POLL_AFTER_SECS));
+        headers.insert(
+            header::RETRY_AFTER,
+            HeaderValue::from_static(POLL_AFTER_SECS),
+        );
     }
 }
 

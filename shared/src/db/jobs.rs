@@ -47,8 +47,14 @@ impl TryFrom<JobRow> for Job {
     type Error = sqlx::Error;
 
     fn try_from(r: JobRow) -> Result<Self, Self::Error> {
-        let status = r.status.parse::<JobStatus>().map_err(|e| sqlx::Error::Decode(e.into()))?;
-        let error = r.error_code.map(|code| ErrorInfo { code, message: r.error_message.unwrap_or_default() });
+        let status = r
+            .status
+            .parse::<JobStatus>()
+            .map_err(|e| sqlx::Error::Decode(e.into()))?;
+        let error = r.error_code.map(|code| ErrorInfo {
+            code,
+            message: r.error_message.unwrap_or_default(),
+        });
         let output = match (r.output_key, r.output_size, r.output_sha256) {
             (Some(key), Some(size), Some(sha256)) => Some(OutputFacts {
                 key,
@@ -85,7 +91,11 @@ impl TryFrom<JobRow> for Job {
 }
 
 /// Inserts a new `queued` job.
-pub async fn insert<'e>(db: impl PgExecutor<'e>, id: JobId, input: &InputFacts) -> Result<Job, sqlx::Error> {
+pub async fn insert<'e>(
+    db: impl PgExecutor<'e>,
+    id: JobId,
+    input: &InputFacts,
+) -> Result<Job, sqlx::Error> {
     let row: JobRow = sqlx::query_as(concat!(
         "INSERT INTO jobs (id, input_filename, input_size, input_sha256, input_content_type, input_key)
          VALUES ($1, $2, $3, $4, $5, $6) RETURNING ",
@@ -103,16 +113,20 @@ pub async fn insert<'e>(db: impl PgExecutor<'e>, id: JobId, input: &InputFacts) 
 }
 
 pub async fn get<'e>(db: impl PgExecutor<'e>, id: JobId) -> Result<Option<Job>, sqlx::Error> {
-    let row: Option<JobRow> = sqlx::query_as(concat!("SELECT ", columns!(), " FROM jobs WHERE id = $1"))
-        .bind(id.as_uuid())
-        .fetch_optional(db)
-        .await?;
+    let row: Option<JobRow> =
+        sqlx::query_as(concat!("SELECT ", columns!(), " FROM jobs WHERE id = $1"))
+            .bind(id.as_uuid())
+            .fetch_optional(db)
+            .await?;
     row.map(Job::try_from).transpose()
 }
 
 /// Starts a new attempt: `queued` (or `processing` left by a dead worker) -> `processing`.
 /// Returns the attempt number, or `None` when the job is already terminal (or gone).
-pub async fn start_attempt<'e>(db: impl PgExecutor<'e>, id: JobId) -> Result<Option<i32>, sqlx::Error> {
+pub async fn start_attempt<'e>(
+    db: impl PgExecutor<'e>,
+    id: JobId,
+) -> Result<Option<i32>, sqlx::Error> {
     sqlx::query_scalar(
         "UPDATE jobs SET status = 'processing', attempts = attempts + 1, progress = 0,
                 started_at = now(), updated_at = now(), error_code = NULL, error_message = NULL
@@ -125,7 +139,12 @@ pub async fn start_attempt<'e>(db: impl PgExecutor<'e>, id: JobId) -> Result<Opt
 }
 
 /// Records progress of the current attempt; never moves progress backwards.
-pub async fn set_progress(db: &PgPool, id: JobId, attempt: i32, progress: f32) -> Result<bool, sqlx::Error> {
+pub async fn set_progress(
+    db: &PgPool,
+    id: JobId,
+    attempt: i32,
+    progress: f32,
+) -> Result<bool, sqlx::Error> {
     let progress = progress.clamp(0.0, 1.0);
     let done = sqlx::query(
         "UPDATE jobs SET progress = GREATEST(progress, $3), updated_at = now()
@@ -140,7 +159,12 @@ pub async fn set_progress(db: &PgPool, id: JobId, attempt: i32, progress: f32) -
 }
 
 /// `processing` -> `succeeded` for this attempt only. Returns false when the attempt was superseded.
-pub async fn succeed<'e>(db: impl PgExecutor<'e>, id: JobId, attempt: i32, out: &OutputFacts) -> Result<bool, sqlx::Error> {
+pub async fn succeed<'e>(
+    db: impl PgExecutor<'e>,
+    id: JobId,
+    attempt: i32,
+    out: &OutputFacts,
+) -> Result<bool, sqlx::Error> {
     let done = sqlx::query(
         "UPDATE jobs SET status = 'succeeded', progress = 1, finished_at = now(), updated_at = now(),
                 output_key = $3, output_size = $4, output_sha256 = $5, output_duration_s = $6,
@@ -163,7 +187,12 @@ pub async fn succeed<'e>(db: impl PgExecutor<'e>, id: JobId, attempt: i32, out: 
 }
 
 /// `processing` -> `failed` for this attempt only. Returns false when the attempt was superseded.
-pub async fn fail<'e>(db: impl PgExecutor<'e>, id: JobId, attempt: i32, error: &ErrorInfo) -> Result<bool, sqlx::Error> {
+pub async fn fail<'e>(
+    db: impl PgExecutor<'e>,
+    id: JobId,
+    attempt: i32,
+    error: &ErrorInfo,
+) -> Result<bool, sqlx::Error> {
     let done = sqlx::query(
         "UPDATE jobs SET status = 'failed', finished_at = now(), updated_at = now(),
                 error_code = $3, error_message = $4

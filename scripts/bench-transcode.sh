@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# Benchmark: mediaq-transcode against the ffmpeg CLI reference command with identical settings.
+#
+#   scripts/bench-transcode.sh            # 3 alternating runs per tool and input, preset veryfast
+#   RUNS=5 PRESET=ultrafast scripts/bench-transcode.sh
+#
+# Inputs (generated once, cached under target/bench-fixtures):
+#   vp9-opus-720p.webm    30 s 1280x720 VP9 + Opus 48 kHz stereo
+#   vp8-vorbis-1080p.webm 30 s 1920x1080 VP8 + Vorbis 44.1 kHz stereo
+# Measures wall seconds, user+sys CPU seconds and peak RSS with /usr/bin/time, prints a markdown
+# table of medians and the ratios mediaq/CLI. Not run in CI.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+RUNS="${RUNS:-3}"
+PRESET="${PRESET:-veryfast}"
+CRF="${CRF:-23}"
+FIXTURES=target/bench-fixtures
+WORK="$(mktemp -d)"
+trap 'rm -rf "$WORK"' EXIT
+
+if [ ! -x /usr/bin/time ]; then
+    echo "installing GNU time" >&2
+    if [ "$(id -u)" -eq 0 ]; then apt-get install -y -qq time >/dev/null; else sudo apt-get install -y -qq time >/dev/null; fi
+fi
+
+mkdir -p "$FIXTURES"
+# Test pattern with light temporal noise (so the encoder works roughly as on camera footage).
+gen() { # name size video-codec-args... -- audio-codec-args...
+    local name="$1" size="$2"
+    shift 2
+    [ -s "$FIXTURES/$name" ] && return
+    echo "generating $FIXTURES/$name" >&2
+    ffmpeg -nostdin -v error -y \
+        -f lavfi -i "testsrc2=s=$size:r=30:d=30,noise=alls=6:allf=t" \
+        -f lavfi -i "sine=f=440:d=30:sample_rate=48000" -ac 2 \
+        "$@" "$FIXTURES/$name.tmp.webm"
+    mv "$FIXTURES/$name.tmp.webm" "$FIXTURES/$name"
+}
+gen vp9-opus-720p.webm 1280x720 -c:v libvpx-vp9 -deadline realtime -cpu-used 8 -b:v 2M \
+    -c:a libopus -b:a 96k
+gen vp8-vorbis-1080p.webm 1920x1080 -c:v libvpx -deadline realtime -cpu-used 8 -b:v 4M \
+    -c:a libvorbis -ar 44100 -b:a 128k
+
+cargo build --release -p mediaq-worker --bin mediaq-transcode >&2
+BIN="$PWD/target/release/mediaq-transcode"
+
+# run TOOL INPUT: appends "wall cpu rss_mb out_mb" to $WORK/TOOL-INPUT
+run() {
+    local tool="$1" input="$2" out="$WORK/out.mp4" t="$WORK/time"
+    rm -f "$out"
+    if [ "$tool" = mediaq ]; then
+        /usr/bin/time -f '%e %U %S %M' -o "$t" \
+            "$BIN" --input "$input" --output "$out" --preset "$PRESET" --crf "$CRF" >/dev/null
+    else
+        /usr/bin/time -f '%e %U %S %M' -o "$t" \
+            ffmpeg -nostdin -nostats -v error -y -i "$input" -c:v libx264 -preset "$PRESET" \
+            -crf "$CRF" -pix_fmt yuv420p -c:a aac -b:a 128k -ar 48000 -ac 2 \
+            -movflags +faststart "$out"
+    fi
+    local size
+    size=$(stat -c %s "$out")
+    tail -n 1 "$t" | awk -v s="$size" \
+        '{ printf "%.2f %.2f %.1f %.2f\n", $1, $2 + $3, $4 / 1024, s / 1048576 }' \
+        >>"$WORK/$tool-$(basename "$input")"
+}
+
+median() { # file column -> median
+    awk -v c="$2" '{ print $c }' "$1" | sort -g | awk '{ v[NR] = $1 }
+        END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+INPUTS=("$FIXTURES/vp9-opus-720p.webm" "$FIXTURES/vp8-vorbis-1080p.webm")
+for input in "${INPUTS[@]}"; do
+    for i in $(seq 1 "$RUNS"); do
+        # Alternate which tool goes first.
+        if [ $((i % 2)) -eq 1 ]; then order="mediaq cli"; else order="cli mediaq"; fi
+        for tool in $order; do
+            echo "run $i/$RUNS $tool $(basename "$input")" >&2
+            run "$tool" "$input"
+        done
+    done
+done
+
+echo
+echo "Machine: $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p' | head -n 1)," \
+    "$(free -g | awk '/^Mem:/ { print $2 }') GB RAM, $(uname -sr)"
+echo "ffmpeg: $(ffmpeg -version | head -n 1 | cut -d' ' -f3); preset $PRESET, crf $CRF;" \
+    "median of $RUNS alternating runs"
+echo
+echo "| input (30 s) | tool | wall s | CPU s (user+sys) | peak RSS MB | output MB |"
+echo "|---|---|---|---|---|---|"
+for input in "${INPUTS[@]}"; do
+    name=$(basename "$input")
+    for tool in cli mediaq; do
+        f="$WORK/$tool-$name"
+        echo "| $name | $tool | $(median "$f" 1) | $(median "$f" 2) | $(median "$f" 3) | $(median "$f" 4) |"
+    done
+done
+echo
+echo "| input (30 s) | wall ratio | CPU ratio | RSS difference MB |"
+echo "|---|---|---|---|"
+for input in "${INPUTS[@]}"; do
+    name=$(basename "$input")
+    m="$WORK/mediaq-$name" c="$WORK/cli-$name"
+    awk -v mw="$(median "$m" 1)" -v cw="$(median "$c" 1)" -v mc="$(median "$m" 2)" \
+        -v cc="$(median "$c" 2)" -v mr="$(median "$m" 3)" -v cr="$(median "$c" 3)" -v n="$name" \
+        'BEGIN { printf "| %s | %.3f | %.3f | %+.1f |\n", n, mw / cw, mc / cc, mr - cr }'
+done
