@@ -42,6 +42,8 @@ pub enum ApiError {
     OutputGone,
     #[error("{0}")]
     BadRequest(String),
+    #[error("the requested byte range is outside the file")]
+    RangeNotSatisfiable,
     #[error("no such route")]
     RouteNotFound,
     #[error("method not allowed on this route")]
@@ -74,6 +76,7 @@ impl ApiError {
             Self::JobNotReady(_) => "job_not_ready",
             Self::OutputGone => "output_gone",
             Self::BadRequest(_) => "bad_request",
+            Self::RangeNotSatisfiable => "range_not_satisfiable",
             Self::RouteNotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::DatabaseUnavailable => "database_unavailable",
@@ -99,6 +102,7 @@ impl ApiError {
             Self::UploadTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::JobNotFound | Self::RouteNotFound => StatusCode::NOT_FOUND,
             Self::JobNotReady(_) => StatusCode::CONFLICT,
+            Self::RangeNotSatisfiable => StatusCode::RANGE_NOT_SATISFIABLE,
             Self::OutputGone => StatusCode::GONE,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::DatabaseUnavailable | Self::StorageUnavailable => StatusCode::SERVICE_UNAVAILABLE,

@@ -78,7 +78,8 @@ pub async fn middleware(request: Request, next: Next) -> Response {
     response
 }
 
-/// Rewrites non-JSON error responses (from axum itself) into the standard error body.
+/// Rewrites non-JSON error responses (from axum or tower-http) into the standard error body,
+/// keeping their status and headers (Allow, Content-Range...).
 fn normalize_error(response: Response) -> Response {
     let status = response.status();
     let is_json = response
@@ -91,19 +92,15 @@ fn normalize_error(response: Response) -> Response {
     let error = match status {
         StatusCode::NOT_FOUND => ApiError::RouteNotFound,
         StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed,
-        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge { limit: 0 },
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => {
-            ApiError::UnsupportedMediaType("unsupported Content-Type".into())
-        }
+        StatusCode::RANGE_NOT_SATISFIABLE => ApiError::RangeNotSatisfiable,
         s if s.is_server_error() => ApiError::internal(format!("unhandled {s}")),
-        _ => ApiError::BadRequest(format!("the request was refused ({status})")),
+        s => ApiError::BadRequest(format!("the request was refused ({s})")),
     };
-    let allow = response.headers().get(header::ALLOW).cloned();
-    let mut rewritten = error.into_response();
-    if let Some(allow) = allow {
-        rewritten.headers_mut().insert(header::ALLOW, allow);
-    }
-    rewritten
+    let (mut parts, _) = response.into_parts();
+    let (new_parts, body) = error.into_response().into_parts();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.extend(new_parts.headers);
+    Response::from_parts(parts, body)
 }
 
 #[cfg(test)]

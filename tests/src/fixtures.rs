@@ -8,6 +8,8 @@ static LOCK: Mutex<()> = Mutex::new(());
 pub struct Recipe {
     pub name: &'static str,
     pub args: &'static [&'static str],
+    /// When set, these fixtures are joined (concat demuxer, stream copy) and `args` are output options.
+    pub parts: &'static [&'static Recipe],
 }
 
 const VIDEO_SMALL: &str = "testsrc2=size=320x240:rate=25";
@@ -15,7 +17,7 @@ const TONE: &str = "sine=frequency=440:sample_rate=48000";
 
 macro_rules! recipe {
     ($name:literal, [$($arg:expr),* $(,)?]) => {
-        Recipe { name: $name, args: &[$($arg),*] }
+        Recipe { name: $name, args: &[$($arg),*], parts: &[] }
     };
 }
 
@@ -205,22 +207,43 @@ pub const LIVE_VFR: Recipe = recipe!(
         "webm",
     ]
 );
-/// A video whose frame size changes mid-stream (320x240 then 480x360), VP8.
-pub const RES_CHANGE: Recipe = recipe!(
-    "res_change.webm",
+/// A video whose frame size changes mid-stream: 1 s of 320x240 then 1 s of 480x360, VP8,
+/// joined without re-encoding (as a camera switch in a browser recording does).
+pub const RES_CHANGE: Recipe = Recipe {
+    name: "res_change.webm",
+    args: &["-c", "copy", "-f", "webm"],
+    parts: &[&RES_PART_A, &RES_PART_B],
+};
+const RES_PART_A: Recipe = recipe!(
+    "res_part_a.webm",
     [
         "-f",
         "lavfi",
         "-i",
-        "testsrc2=size=320x240:rate=25:duration=1",
+        "testsrc2=size=320x240:rate=25",
+        "-t",
+        "1",
+        "-c:v",
+        "libvpx",
+        "-deadline",
+        "realtime",
+        "-cpu-used",
+        "8",
+        "-b:v",
+        "300k",
+        "-f",
+        "webm",
+    ]
+);
+const RES_PART_B: Recipe = recipe!(
+    "res_part_b.webm",
+    [
         "-f",
         "lavfi",
         "-i",
-        "testsrc2=size=480x360:rate=25:duration=1",
-        "-filter_complex",
-        "[0:v][1:v]concat=n=2:v=1:a=0[v]",
-        "-map",
-        "[v]",
+        "testsrc2=size=480x360:rate=25",
+        "-t",
+        "1",
         "-c:v",
         "libvpx",
         "-deadline",
@@ -316,6 +339,7 @@ pub const LONG_VP8: Recipe = recipe!(
 
 /// The fixture's path, generating it on first use.
 pub fn path(recipe: &Recipe) -> PathBuf {
+    let parts: Vec<PathBuf> = recipe.parts.iter().map(|p| path(p)).collect();
     let dir = crate::bin_dir().join("test-fixtures");
     let path = dir.join(recipe.name);
     let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
@@ -324,8 +348,18 @@ pub fn path(recipe: &Recipe) -> PathBuf {
     }
     std::fs::create_dir_all(&dir).unwrap();
     let tmp = dir.join(format!(".{}.{}", recipe.name, std::process::id()));
-    let out = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-y"])
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args(["-hide_banner", "-loglevel", "error", "-y"]);
+    if !parts.is_empty() {
+        let list = dir.join(format!(".{}.list", recipe.name));
+        let text: String = parts
+            .iter()
+            .map(|p| format!("file '{}'\n", p.display()))
+            .collect();
+        std::fs::write(&list, text).unwrap();
+        cmd.args(["-f", "concat", "-safe", "0", "-i"]).arg(&list);
+    }
+    let out = cmd
         .args(recipe.args)
         .arg(&tmp)
         .output()

@@ -1,5 +1,9 @@
-//! mediaq worker library: the job runner (async, in `mediaq-worker`) and the
-//! transcode engine (synchronous, only in the `mediaq-transcode` child).
+//! mediaq worker library: the job runner (async, in `mediaq-worker`) and the transcode engine
+//! (synchronous, only in the `mediaq-transcode` child).
 
+pub mod attempt;
+pub mod child;
+pub mod config;
 pub mod protocol;
+pub mod run;
 pub mod transcode;

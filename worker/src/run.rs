@@ -1,0 +1,84 @@
+//! The queue consumer: apalis-postgres workers tuned for minutes-long jobs.
+//!
+//! pubsub (LISTEN/NOTIFY) wakes an idle worker at once; a 1 s interval poll picks up delayed
+//! tasks; batch size 1 keeps one process from hoarding long jobs; a 5 s heartbeat with 3
+//! misses lets live workers re-enqueue a dead one's jobs. Each apalis worker has a unique name
+//! (host-pid-random-index) and handles one job at a time; MEDIAQ_WORKER_CONCURRENCY sets how many.
+
+use std::sync::Arc;
+
+use apalis::prelude::*;
+use apalis_postgres::{Config, PostgresStorage};
+use mediaq_shared::queue::{TranscodeTask, QUEUE};
+
+use crate::attempt::{self, WorkerState};
+
+async fn handle(
+    task: TranscodeTask,
+    state: Data<Arc<WorkerState>>,
+    worker: WorkerContext,
+) -> Result<(), BoxDynError> {
+    attempt::run(&state, task.job_id, worker.name()).await.map_err(|e| {
+        tracing::error!(job_id = %task.job_id, error = %e, "attempt failed for a non-media reason; the task will be retried");
+        Box::new(e) as BoxDynError
+    })
+}
+
+/// A name no other worker process, here or on another host, will use.
+pub fn unique_name() -> String {
+    let mut host = [0u8; 256];
+    // SAFETY: gethostname writes at most host.len() bytes into our buffer.
+    let host = if unsafe { libc::gethostname(host.as_mut_ptr().cast(), host.len()) } == 0 {
+        let end = host.iter().position(|&b| b == 0).unwrap_or(host.len());
+        String::from_utf8_lossy(&host[..end]).into_owned()
+    } else {
+        "host".into()
+    };
+    let random = &uuid::Uuid::new_v4().simple().to_string()[..8];
+    format!("{host}-{}-{random}", std::process::id())
+}
+
+pub async fn run(state: Arc<WorkerState>, name: String) -> Result<(), Box<dyn std::error::Error>> {
+    let config = Config::default()
+        .queue(QUEUE)
+        .batch_size(1)
+        .heartbeat_interval(state.config.heartbeat)
+        .missed_heartbeats(3);
+    let mut monitor = Monitor::new()
+        .shutdown_timeout(state.config.shutdown_grace)
+        .should_restart(|ctx, err| {
+            tracing::error!(worker = ctx.name(), error = %err, "worker stopped on an error; restarting");
+            true
+        });
+    for index in 0..state.config.concurrency {
+        let state = state.clone();
+        let config = config.clone();
+        let worker_name = format!("{name}-{index}");
+        monitor = monitor.register(move |_restarts| {
+            let backend = PostgresStorage::<TranscodeTask>::new(&state.pool)
+                .with_config(config.clone())
+                .with_pubsub()
+                .poll_with_interval(std::time::Duration::from_secs(1));
+            WorkerBuilder::new(worker_name.as_str())
+                .backend(backend)
+                .enable_tracing()
+                .data(state.clone())
+                .build(handle)
+        });
+    }
+    println!("mediaq-worker ready {name}");
+    tracing::info!(%name, concurrency = state.config.concurrency, "mediaq-worker ready");
+    monitor.run_with_signal(shutdown_signal()).await?;
+    tracing::info!("mediaq-worker stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() -> std::io::Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r?,
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutdown requested: no new jobs; in-flight attempts get the grace period");
+    Ok(())
+}
