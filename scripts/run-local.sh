@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Runs mediaq locally: API + worker(s), local-disk storage, and (when DATABASE_URL is unset) a
+# throwaway PostgreSQL cluster under .mediaq/pg-local that it provisions itself. Ctrl-C stops all.
+source "$(dirname "$0")/lib.sh"
+cd "$MEDIAQ_ROOT"
+
+ensure_packages "${BUILD_PACKAGES[@]}" python3
+ensure_rust
+
+if [ -z "${DATABASE_URL:-}" ]; then
+  PG_DIR="$MEDIAQ_ROOT/.mediaq/pg-local"
+  start_local_pg "$PG_DIR"
+  STOP_PG=1
+fi
+export MEDIAQ_STORAGE_DIR="${MEDIAQ_STORAGE_DIR:-$MEDIAQ_ROOT/.mediaq/storage}"
+export MEDIAQ_BIND="${MEDIAQ_BIND:-127.0.0.1:8080}"
+
+log "building (release)"
+cargo build --release --locked --bins
+BIN="${CARGO_TARGET_DIR:-$MEDIAQ_ROOT/target}/release"
+
+"$BIN/mediaq-api" migrate
+
+pids=()
+cleanup() {
+  trap - EXIT INT TERM
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  if [ -n "${STOP_PG:-}" ]; then stop_local_pg "$PG_DIR"; fi
+}
+trap cleanup EXIT INT TERM
+
+"$BIN/mediaq-api" serve & pids+=($!)
+for i in $(seq 1 "${MEDIAQ_WORKERS:-1}"); do
+  "$BIN/mediaq-worker" & pids+=($!)
+done
+log "mediaq is running on http://$MEDIAQ_BIND (storage: $MEDIAQ_STORAGE_DIR); Ctrl-C stops it"
+log "try: curl -F file=@clip.webm http://$MEDIAQ_BIND/v1/jobs"
+wait -n "${pids[@]}"
