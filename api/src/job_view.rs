@@ -1,10 +1,11 @@
 //! The job as clients see it (JSON), with a strong ETag over the exact body.
 
-use mediaq_shared::{Job, JobStatus};
+use mediaq_shared::{db::attempts::AttemptRecord, Job, JobStatus};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-pub fn to_json(job: &Job) -> Value {
+/// The job with the history of its attempts (exit cause and resource usage of each).
+pub fn to_json(job: &Job, attempts: &[AttemptRecord]) -> Value {
     let self_link = format!("/v1/jobs/{}", job.id);
     let output_link = (job.status == JobStatus::Succeeded).then(|| format!("{self_link}/output"));
     json!({
@@ -24,6 +25,7 @@ pub fn to_json(job: &Job) -> Value {
         "started_at": job.started_at,
         "finished_at": job.finished_at,
         "updated_at": job.updated_at,
+        "attempt_history": attempts,
         "links": { "self": self_link, "output": output_link },
     })
 }

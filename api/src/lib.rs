@@ -14,12 +14,8 @@ use mediaq_shared::{config::ApiConfig, storage::Storage};
 /// Binds, prints the address, and serves until SIGTERM/SIGINT, then drains in-flight requests.
 pub async fn serve(config: ApiConfig) -> Result<(), Box<dyn std::error::Error>> {
     let pool = mediaq_shared::db::pool(&config.common)?;
-    let storage = Storage::open(&config.common.storage_dir).map_err(|e| {
-        format!(
-            "cannot open storage at {}: {e}",
-            config.common.storage_dir.display()
-        )
-    })?;
+    let storage = Storage::open(&config.common.storage_dir)
+        .map_err(|e| format!("cannot open storage at {}: {e}", config.common.storage_dir.display()))?;
     let listener = tokio::net::TcpListener::bind(config.bind)
         .await
         .map_err(|e| format!("cannot bind {}: {e}", config.bind))?;
@@ -43,8 +39,7 @@ pub async fn serve(config: ApiConfig) -> Result<(), Box<dyn std::error::Error>> 
 
 async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("SIGTERM handler");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
     tokio::select! {
         _ = ctrl_c => {}
         _ = term.recv() => {}

@@ -27,10 +27,7 @@ pub fn current() -> Option<String> {
 }
 
 fn sane(id: &str) -> bool {
-    (1..=64).contains(&id.len())
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+    (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
 }
 
 pub async fn middleware(request: Request, next: Next) -> Response {
@@ -41,14 +38,8 @@ pub async fn middleware(request: Request, next: Next) -> Response {
         .filter(|v| sane(v))
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned());
-    let peer = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip());
+    let route = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned());
+    let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
     let span = tracing::info_span!(
         "request",
         method = %request.method(),

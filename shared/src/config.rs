@@ -29,14 +29,11 @@ where
 {
     match var(name) {
         None => Ok(default),
-        Some(value) => value
-            .trim()
-            .parse()
-            .map_err(|e: T::Err| ConfigError::Invalid {
-                var: name,
-                reason: e.to_string(),
-                value,
-            }),
+        Some(value) => value.trim().parse().map_err(|e: T::Err| ConfigError::Invalid {
+            var: name,
+            reason: e.to_string(),
+            value,
+        }),
     }
 }
 
@@ -126,9 +123,7 @@ pub struct CommonConfig {
 impl CommonConfig {
     pub fn from_env() -> Result<Self, ConfigError> {
         Ok(Self {
-            database_url: Redacted(
-                var("DATABASE_URL").ok_or(ConfigError::Missing("DATABASE_URL"))?,
-            ),
+            database_url: Redacted(var("DATABASE_URL").ok_or(ConfigError::Missing("DATABASE_URL"))?),
             storage_dir: var("MEDIAQ_STORAGE_DIR")
                 .map(PathBuf::from)
                 .unwrap_or_else(|| PathBuf::from("./data")),
@@ -158,10 +153,7 @@ impl ApiConfig {
             common: CommonConfig::from_env()?,
             bind: parse_or("MEDIAQ_BIND", SocketAddr::from(([127, 0, 0, 1], 8080)))?,
             max_upload_bytes: parse_bytes("MEDIAQ_MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES)?,
-            upload_idle_timeout: parse_duration(
-                "MEDIAQ_UPLOAD_IDLE_TIMEOUT",
-                Duration::from_secs(30),
-            )?,
+            upload_idle_timeout: parse_duration("MEDIAQ_UPLOAD_IDLE_TIMEOUT", Duration::from_secs(30))?,
         })
     }
 }
@@ -189,15 +181,9 @@ mod tests {
     #[test]
     fn durations_parse_with_units() {
         assert_eq!(duration_from_str("30").unwrap(), Duration::from_secs(30));
-        assert_eq!(
-            duration_from_str("250ms").unwrap(),
-            Duration::from_millis(250)
-        );
+        assert_eq!(duration_from_str("250ms").unwrap(), Duration::from_millis(250));
         assert_eq!(duration_from_str("5m").unwrap(), Duration::from_secs(300));
-        assert_eq!(
-            duration_from_str("7d").unwrap(),
-            Duration::from_secs(7 * 86400)
-        );
+        assert_eq!(duration_from_str("7d").unwrap(), Duration::from_secs(7 * 86400));
         assert!(duration_from_str("soon").is_err());
         assert!(duration_from_str("5 fortnights").is_err());
     }

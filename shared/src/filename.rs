@@ -95,14 +95,8 @@ mod tests {
 
     #[test]
     fn strips_directories_and_traversal() {
-        assert_eq!(
-            OriginalFilename::sanitize("../../etc/passwd").as_str(),
-            "passwd"
-        );
-        assert_eq!(
-            OriginalFilename::sanitize("..\\..\\win.webm").as_str(),
-            "win.webm"
-        );
+        assert_eq!(OriginalFilename::sanitize("../../etc/passwd").as_str(), "passwd");
+        assert_eq!(OriginalFilename::sanitize("..\\..\\win.webm").as_str(), "win.webm");
         assert_eq!(OriginalFilename::sanitize("../").as_str(), FALLBACK);
         assert_eq!(OriginalFilename::sanitize("..").as_str(), FALLBACK);
     }

@@ -75,9 +75,7 @@ impl Storage {
 
     /// Checks that the root accepts writes (readiness probe).
     pub fn check_writable(&self) -> io::Result<()> {
-        let probe = tempfile::Builder::new()
-            .prefix(".ready-")
-            .tempfile_in(self.tmp_dir())?;
+        let probe = tempfile::Builder::new().prefix(".ready-").tempfile_in(self.tmp_dir())?;
         drop(probe);
         Ok(())
     }

@@ -4,10 +4,8 @@
 use tracing_subscriber::{fmt, EnvFilter};
 
 pub fn init(default_filter: &str) {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
-    let json =
-        crate::config::var("MEDIAQ_LOG_FORMAT").is_some_and(|f| f.eq_ignore_ascii_case("json"));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let json = crate::config::var("MEDIAQ_LOG_FORMAT").is_some_and(|f| f.eq_ignore_ascii_case("json"));
     let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let result = if json {
         builder

@@ -4,14 +4,15 @@
 //! attempt N is stored under its own key, so a late result can never overwrite a newer attempt's.
 
 use std::{
-    path::Path,
+    ffi::OsString,
+    path::{Path, PathBuf},
     sync::Arc,
     time::{Duration, Instant},
 };
 
 use futures_util::FutureExt;
 use mediaq_shared::{
-    db::{audit, audit::AuditEvent, jobs},
+    db::{attempts, attempts::AttemptEnd, audit, audit::AuditEvent, jobs},
     storage::Storage,
     ErrorInfo, JobId, OutputFacts,
 };
@@ -20,17 +21,22 @@ use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 
 use crate::{
-    child::{self, Outcome},
+    child::{self, Outcome, Report, Watch},
     config::WorkerConfig,
+    spawn::{self, ChildSpec, Rlimits},
 };
 
 /// Progress is written at most this often (plus at 0 and 1).
 const PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
+/// Open files the child may hold (libav needs a handful; threads do not count).
+const CHILD_OPEN_FILES: u64 = 64;
 
 pub struct WorkerState {
     pub pool: PgPool,
     pub storage: Storage,
     pub config: WorkerConfig,
+    /// Whether the kernel lets the child have its own namespaces (found at start-up).
+    pub namespaces: bool,
 }
 
 /// A failure that is the worker's (database, storage), not the media's: the task is retried.
@@ -51,6 +57,7 @@ pub async fn run(state: &Arc<WorkerState>, id: JobId, worker: &str) -> Result<()
         return Ok(());
     };
     tracing::Span::current().record("attempt", attempt);
+    attempts::start(&mut *tx, id, attempt, worker).await?;
     audit::record(
         &mut *tx,
         &AuditEvent::new(&actor, "job.started")
@@ -59,29 +66,21 @@ pub async fn run(state: &Arc<WorkerState>, id: JobId, worker: &str) -> Result<()
     )
     .await?;
     tx.commit().await?;
-    let job = jobs::get(&state.pool, id)
-        .await?
-        .ok_or(sqlx::Error::RowNotFound)?;
+    let job = jobs::get(&state.pool, id).await?.ok_or(sqlx::Error::RowNotFound)?;
     tracing::info!(input_bytes = job.input.size, "attempt started");
 
-    let work = tempfile::Builder::new()
-        .prefix(&format!("{id}-a{attempt}-"))
-        .tempdir_in(state.storage.work_dir())?;
+    let work = JobDir::create(state, id, attempt)?;
+    let input = work.input(&state.storage.path(&job.input.key))?;
     let output_path = work.path().join("output.mp4");
-    let started = Instant::now();
-    let outcome = child::run(
-        &state.config.transcode_bin,
-        &state.storage.path(&job.input.key),
-        &output_path,
-        &state.config.encode,
-        state.config.transcode_timeout,
+    let report = child::run(
+        &child_spec(state, &input, &output_path),
+        watch(&state.config),
         progress_writer(state.pool.clone(), id, attempt),
     )
     .await?;
-    let elapsed = started.elapsed();
 
-    match outcome {
-        Outcome::Done(facts) => {
+    let (outcome_label, error_code) = match report.outcome {
+        Outcome::Done(ref facts) => {
             let key = format!("outputs/{id}-a{attempt}.mp4");
             let (size, sha256) = hash_file(&output_path).await?;
             state.storage.commit_file(&output_path, &key)?;
@@ -92,85 +91,184 @@ pub async fn run(state: &Arc<WorkerState>, id: JobId, worker: &str) -> Result<()
                 duration_s: facts.duration_s,
                 width: facts.width,
                 height: facts.height,
-                video_codec: facts.video_codec,
-                audio_codec: facts.audio_codec,
+                video_codec: facts.video_codec.clone(),
+                audio_codec: facts.audio_codec.clone(),
             };
             let mut tx = state.pool.begin().await?;
             if jobs::succeed(&mut *tx, id, attempt, &output).await? {
-                let details = json!({ "attempt": attempt, "output_bytes": size, "elapsed_s": elapsed.as_secs_f64() });
+                let details = json!({ "attempt": attempt, "output_bytes": size, "wall_s": report.wall.as_secs_f64() });
                 audit::record(
                     &mut *tx,
-                    &AuditEvent::new(&actor, "job.succeeded")
-                        .job(id)
-                        .details(details),
+                    &AuditEvent::new(&actor, "job.succeeded").job(id).details(details),
                 )
                 .await?;
                 tx.commit().await?;
-                tracing::info!(
-                    output_bytes = size,
-                    elapsed_s = elapsed.as_secs_f64(),
-                    "job succeeded"
-                );
+                tracing::info!(output_bytes = size, wall_s = report.wall.as_secs_f64(), "job succeeded");
+                ("succeeded", None)
             } else {
                 drop(tx);
                 tracing::warn!("attempt was superseded; discarding its output");
                 state.storage.remove(&key)?;
+                ("superseded", None)
             }
         }
-        failure => {
+        ref failure => {
             let error = describe_failure(failure);
             let mut tx = state.pool.begin().await?;
-            if jobs::fail(&mut *tx, id, attempt, &error).await? {
+            let label = if jobs::fail(&mut *tx, id, attempt, &error).await? {
                 let details =
-                    json!({ "attempt": attempt, "code": error.code, "message": error.message });
+                    json!({ "attempt": attempt, "code": error.code, "message": error.message, "exit": report.exit });
+                let action = if error.code == "sandbox_violation" {
+                    "sandbox.violation"
+                } else {
+                    "job.failed"
+                };
                 audit::record(
                     &mut *tx,
-                    &AuditEvent::new(&actor, "job.failed")
-                        .job(id)
-                        .details(details),
+                    &AuditEvent::new(&actor, action).job(id).details(details.clone()),
                 )
                 .await?;
+                if action != "job.failed" {
+                    audit::record(
+                        &mut *tx,
+                        &AuditEvent::new(&actor, "job.failed").job(id).details(details),
+                    )
+                    .await?;
+                }
                 tx.commit().await?;
                 tracing::info!(code = %error.code, message = %error.message, "job failed");
+                "failed"
             } else {
                 tracing::warn!("attempt was superseded; its failure is not recorded");
-            }
+                "superseded"
+            };
+            (label, Some(error.code))
         }
-    }
+    };
+    record_usage(state, id, attempt, &report, outcome_label, error_code.as_deref()).await?;
     Ok(())
 }
 
-fn describe_failure(outcome: Outcome) -> ErrorInfo {
-    let (code, message) = match outcome {
-        Outcome::Failed { code, message } => (code, message),
-        Outcome::TimedOut => (
-            "timeout".into(),
-            "the conversion took longer than the time limit and was stopped".into(),
-        ),
-        Outcome::Crashed {
-            status,
-            stderr_tail,
-        } => {
-            tracing::warn!(?status, stderr = %stderr_tail, "transcoder crashed");
-            let how = status
-                .and_then(|s| {
-                    std::os::unix::process::ExitStatusExt::signal(&s)
-                        .map(|sig| format!("signal {sig}"))
-                })
-                .or_else(|| {
-                    status
-                        .and_then(|s| s.code())
-                        .map(|c| format!("exit code {c}"))
-                })
-                .unwrap_or_else(|| "unknown cause".into());
-            (
-                "transcoder_crashed".into(),
-                format!("the converter stopped unexpectedly ({how}); the file may be damaged"),
-            )
-        }
-        Outcome::Done(_) => unreachable!("not a failure"),
+async fn record_usage(
+    state: &WorkerState,
+    id: JobId,
+    attempt: i32,
+    report: &Report,
+    outcome: &str,
+    code: Option<&str>,
+) -> Result<(), sqlx::Error> {
+    let end = AttemptEnd {
+        outcome,
+        error_code: code,
+        exit_status: &report.exit,
+        wall_s: report.wall.as_secs_f64(),
+        user_cpu_s: report.usage.user_cpu.as_secs_f64(),
+        system_cpu_s: report.usage.system_cpu.as_secs_f64(),
+        peak_rss_bytes: report.usage.peak_rss_bytes,
     };
-    ErrorInfo { code, message }
+    attempts::finish(&state.pool, id, attempt, &end).await
+}
+
+fn describe_failure(outcome: &Outcome) -> ErrorInfo {
+    match outcome {
+        Outcome::Failed { code, message } => ErrorInfo {
+            code: code.clone(),
+            message: message.clone(),
+        },
+        other => {
+            let (code, message) = other.error().expect("a failure");
+            ErrorInfo {
+                code: code.into(),
+                message,
+            }
+        }
+    }
+}
+
+/// The child's command line and process limits.
+pub fn child_spec(state: &WorkerState, input: &Path, output: &Path) -> ChildSpec {
+    let config = &state.config;
+    let limits = &config.limits;
+    let sandbox = &config.sandbox;
+    let mut args: Vec<OsString> = vec!["--input".into(), input.into(), "--output".into(), output.into()];
+    for (flag, value) in [
+        ("--preset", config.encode.preset.clone()),
+        ("--crf", config.encode.crf.to_string()),
+        ("--threads", config.encode.threads.clone()),
+        ("--max-width", limits.max_width.to_string()),
+        ("--max-height", limits.max_height.to_string()),
+        ("--max-pixels", limits.max_pixels.to_string()),
+        ("--max-duration", limits.max_duration_s.to_string()),
+        ("--max-streams", limits.max_streams.to_string()),
+        ("--max-fps", limits.max_fps.to_string()),
+        ("--max-output-bytes", sandbox.max_output_bytes.to_string()),
+        ("--cpu-per-media-second", sandbox.cpu_per_media_second.to_string()),
+    ] {
+        args.push(flag.into());
+        args.push(value.into());
+    }
+    ChildSpec {
+        bin: config.transcode_bin.clone(),
+        args,
+        limits: Rlimits {
+            address_space: sandbox.memory_bytes,
+            // A ceiling for the longest accepted media; the child lowers it once it knows the duration.
+            cpu_seconds: 60 + (sandbox.cpu_per_media_second * limits.max_duration_s as f64) as u64,
+            // Headroom over the output cap so that the child's own check reports it first.
+            file_size: sandbox.max_output_bytes + (1 << 20),
+            open_files: CHILD_OPEN_FILES,
+        },
+        user: sandbox.user,
+        namespaces: state.namespaces,
+    }
+}
+
+pub fn watch(config: &WorkerConfig) -> Watch {
+    Watch {
+        timeout: config.transcode_timeout,
+        per_media_second: config.sandbox.wall_per_media_second,
+        stall: config.sandbox.stall_timeout,
+    }
+}
+
+/// The attempt's private directory, removed when dropped. When the worker is root it belongs to
+/// the sandbox user, who gets a private read-only copy of the input (the stored input stays the
+/// worker's and unreadable to that user).
+struct JobDir {
+    dir: tempfile::TempDir,
+    owner: Option<(u32, u32)>,
+}
+
+impl JobDir {
+    fn create(state: &WorkerState, id: JobId, attempt: i32) -> std::io::Result<Self> {
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("{id}-a{attempt}-"))
+            .tempdir_in(state.storage.work_dir())?;
+        let owner = if spawn::is_root() {
+            state.config.sandbox.user
+        } else {
+            None
+        };
+        if let Some((uid, gid)) = owner {
+            std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid))?;
+        }
+        Ok(Self { dir, owner })
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn input(&self, stored: &Path) -> std::io::Result<PathBuf> {
+        let Some((uid, gid)) = self.owner else {
+            return Ok(stored.to_owned());
+        };
+        let copy = self.dir.path().join("input.webm");
+        std::fs::copy(stored, &copy)?;
+        std::os::unix::fs::chown(&copy, Some(uid), Some(gid))?;
+        std::fs::set_permissions(&copy, std::os::unix::fs::PermissionsExt::from_mode(0o400))?;
+        Ok(copy)
+    }
 }
 
 /// A progress callback that writes at most once per second, and always the final 1.0.

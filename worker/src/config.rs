@@ -21,6 +21,46 @@ pub struct WorkerConfig {
     pub shutdown_grace: Duration,
     /// Heartbeat of this worker in the queue; 3 missed beats make its jobs orphans (MEDIAQ_HEARTBEAT).
     pub heartbeat: Duration,
+    pub sandbox: SandboxConfig,
+    pub limits: MediaLimits,
+}
+
+/// Whether the worker may run with sandbox layers missing (MEDIAQ_SANDBOX).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SandboxMode {
+    /// Refuse to start unless every layer but namespaces is active (the default).
+    Strict,
+    /// Log missing layers and run anyway (development machines with old kernels).
+    BestEffort,
+}
+
+/// Limits of the transcoder child process.
+#[derive(Debug, Clone)]
+pub struct SandboxConfig {
+    pub mode: SandboxMode,
+    /// uid/gid the child runs as when the worker is root (MEDIAQ_SANDBOX_USER, default `nobody`).
+    pub user: Option<(u32, u32)>,
+    /// Address-space limit (MEDIAQ_TRANSCODE_MEMORY).
+    pub memory_bytes: u64,
+    /// Largest output file (MEDIAQ_MAX_OUTPUT_BYTES; RLIMIT_FSIZE).
+    pub max_output_bytes: u64,
+    /// CPU seconds allowed per second of media, on top of a 60 s base (MEDIAQ_CPU_PER_MEDIA_SECOND).
+    pub cpu_per_media_second: f64,
+    /// Wall-clock seconds allowed per second of media, on top of a 60 s base (MEDIAQ_TIMEOUT_PER_MEDIA_SECOND).
+    pub wall_per_media_second: f64,
+    /// No progress line for this long kills the child (MEDIAQ_STALL_TIMEOUT).
+    pub stall_timeout: Duration,
+}
+
+/// The probe gate, checked before decoding and again while decoding.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MediaLimits {
+    pub max_width: u32,
+    pub max_height: u32,
+    pub max_pixels: u64,
+    pub max_duration_s: u64,
+    pub max_streams: u32,
+    pub max_fps: u32,
 }
 
 const PRESETS: [&str; 10] = [
@@ -76,20 +116,19 @@ impl WorkerConfig {
             transcode_bin: config::var("MEDIAQ_TRANSCODE_BIN")
                 .map(PathBuf::from)
                 .unwrap_or_else(default_transcode_bin),
-            encode: EncodeSettings {
-                preset,
-                crf,
-                threads,
-            },
-            transcode_timeout: config::parse_duration(
-                "MEDIAQ_TRANSCODE_TIMEOUT",
-                Duration::from_secs(2 * 3600),
-            )?,
-            shutdown_grace: config::parse_duration(
-                "MEDIAQ_SHUTDOWN_GRACE",
-                Duration::from_secs(30),
-            )?,
+            encode: EncodeSettings { preset, crf, threads },
+            transcode_timeout: config::parse_duration("MEDIAQ_TRANSCODE_TIMEOUT", Duration::from_secs(2 * 3600))?,
+            shutdown_grace: config::parse_duration("MEDIAQ_SHUTDOWN_GRACE", Duration::from_secs(30))?,
             heartbeat: config::parse_duration("MEDIAQ_HEARTBEAT", Duration::from_secs(5))?,
+            sandbox: SandboxConfig::from_env()?,
+            limits: MediaLimits {
+                max_width: config::parse_or("MEDIAQ_MAX_WIDTH", 4096)?,
+                max_height: config::parse_or("MEDIAQ_MAX_HEIGHT", 4096)?,
+                max_pixels: config::parse_or("MEDIAQ_MAX_PIXELS", 3840 * 2160)?,
+                max_duration_s: config::parse_duration("MEDIAQ_MAX_DURATION", Duration::from_secs(2 * 3600))?.as_secs(),
+                max_streams: config::parse_or("MEDIAQ_MAX_STREAMS", 8)?,
+                max_fps: config::parse_or("MEDIAQ_MAX_FPS", 240)?,
+            },
         })
     }
 }
@@ -99,4 +138,38 @@ fn default_transcode_bin() -> PathBuf {
         .ok()
         .and_then(|exe| exe.parent().map(|dir| dir.join("mediaq-transcode")))
         .unwrap_or_else(|| PathBuf::from("mediaq-transcode"))
+}
+
+impl SandboxConfig {
+    fn from_env() -> Result<Self, ConfigError> {
+        let mode = match config::var("MEDIAQ_SANDBOX").as_deref() {
+            None | Some("strict") => SandboxMode::Strict,
+            Some("best-effort") => SandboxMode::BestEffort,
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    var: "MEDIAQ_SANDBOX",
+                    value: other.into(),
+                    reason: "expected strict or best-effort".into(),
+                })
+            }
+        };
+        let user_name = config::var("MEDIAQ_SANDBOX_USER").unwrap_or_else(|| "nobody".into());
+        let user = crate::spawn::lookup_user(&user_name);
+        if user.is_none() && crate::spawn::is_root() {
+            return Err(ConfigError::Invalid {
+                var: "MEDIAQ_SANDBOX_USER",
+                value: user_name,
+                reason: "no such user (the transcoder never runs as root)".into(),
+            });
+        }
+        Ok(Self {
+            mode,
+            user,
+            memory_bytes: config::parse_bytes("MEDIAQ_TRANSCODE_MEMORY", 4 << 30)?,
+            max_output_bytes: config::parse_bytes("MEDIAQ_MAX_OUTPUT_BYTES", 4 << 30)?,
+            cpu_per_media_second: config::parse_or("MEDIAQ_CPU_PER_MEDIA_SECOND", 20.0)?,
+            wall_per_media_second: config::parse_or("MEDIAQ_TIMEOUT_PER_MEDIA_SECOND", 10.0)?,
+            stall_timeout: config::parse_duration("MEDIAQ_STALL_TIMEOUT", Duration::from_secs(60))?,
+        })
+    }
 }

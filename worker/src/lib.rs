@@ -6,4 +6,7 @@ pub mod child;
 pub mod config;
 pub mod protocol;
 pub mod run;
+pub mod sandbox;
+pub mod selfcheck;
+pub mod spawn;
 pub mod transcode;

@@ -34,20 +34,16 @@ async fn start() -> Result<(), Box<dyn std::error::Error>> {
         .into());
     }
     let pool = mediaq_shared::db::pool(&config.common)?;
-    let storage = Storage::open(&config.common.storage_dir).map_err(|e| {
-        format!(
-            "cannot open storage at {}: {e}",
-            config.common.storage_dir.display()
-        )
-    })?;
+    let storage = Storage::open(&config.common.storage_dir)
+        .map_err(|e| format!("cannot open storage at {}: {e}", config.common.storage_dir.display()))?;
     let name = run::unique_name();
-    run::run(
-        Arc::new(WorkerState {
-            pool,
-            storage,
-            config,
-        }),
-        name,
-    )
-    .await
+    let mut state = WorkerState {
+        pool,
+        storage,
+        config,
+        namespaces: false,
+    };
+    let layers = mediaq_worker::selfcheck::run(&state)?;
+    state.namespaces = layers.namespaces;
+    run::run(Arc::new(state), name).await
 }

@@ -18,7 +18,11 @@ pub struct EncodeSettings {
 
 impl Default for EncodeSettings {
     fn default() -> Self {
-        Self { preset: "veryfast".into(), crf: 23, threads: "auto".into() }
+        Self {
+            preset: "veryfast".into(),
+            crf: 23,
+            threads: "auto".into(),
+        }
     }
 }
 
@@ -32,10 +36,25 @@ pub struct MediaFacts {
     pub audio_codec: Option<String>,
 }
 
+/// The sandbox layers the child applied to itself (reported first, and by `--self-test`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SandboxLayers {
+    /// Landlock: "full" (every requested right enforced), "partial" (an older ABI), or "none".
+    pub landlock: String,
+    /// The kernel's Landlock ABI version (0 when unsupported).
+    pub landlock_abi: i32,
+    /// PR_SET_NO_NEW_PRIVS is set.
+    pub no_new_privs: bool,
+    /// The seccomp-bpf filter is installed.
+    pub seccomp: bool,
+}
+
 /// One line of the child's stdout.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
+    /// The sandbox is in place (first line; the only line in `--self-test` mode).
+    Sandbox { layers: SandboxLayers },
     /// The input was opened and probed; transcoding starts.
     Probe { input: MediaFacts },
     /// Fraction done, 0.0..=1.0, non-decreasing.

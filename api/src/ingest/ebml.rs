@@ -147,10 +147,7 @@ mod tests {
             doc_type(&header(&element(&[0x42, 0x82], b"matroska"))).unwrap(),
             "matroska"
         );
-        assert_eq!(
-            doc_type(&header(&element(&[0x42, 0x82], b"webm\0"))).unwrap(),
-            "webm"
-        );
+        assert_eq!(doc_type(&header(&element(&[0x42, 0x82], b"webm\0"))).unwrap(), "webm");
     }
 
     #[test]
@@ -191,10 +188,7 @@ mod tests {
             Err(EbmlError::Malformed)
         );
         // Unknown-size header.
-        assert_eq!(
-            doc_type(&[0x1A, 0x45, 0xDF, 0xA3, 0xFF]),
-            Err(EbmlError::Malformed)
-        );
+        assert_eq!(doc_type(&[0x1A, 0x45, 0xDF, 0xA3, 0xFF]), Err(EbmlError::Malformed));
         // An ID byte with no length marker.
         assert_eq!(doc_type(&[0x00, 0x00, 0x00, 0x00]), Err(EbmlError::NotEbml));
     }

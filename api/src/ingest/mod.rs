@@ -62,9 +62,7 @@ async fn receive_raw(
     sniff::check_extension(&filename)?;
     let mut receiver = Receiver::create(&state.storage.tmp_dir(), state.config.max_upload_bytes)?;
     receiver
-        .receive(stream, state.config.upload_idle_timeout, |_| {
-            ApiError::UploadIncomplete
-        })
+        .receive(stream, state.config.upload_idle_timeout, |_| ApiError::UploadIncomplete)
         .await?;
     Ok(Upload {
         received: receiver.finish().await?,
@@ -74,11 +72,7 @@ async fn receive_raw(
 }
 
 /// A browser-form upload: `multipart/form-data` with exactly one file in the field `file`.
-pub async fn from_multipart(
-    state: &AppState,
-    mut multipart: Multipart,
-    origin: Origin,
-) -> Result<Job, ApiError> {
+pub async fn from_multipart(state: &AppState, mut multipart: Multipart, origin: Origin) -> Result<Job, ApiError> {
     let result = receive_form(state, &mut multipart).await;
     if let Err(e) = &result {
         if e.drains_body() {
@@ -112,8 +106,7 @@ async fn receive_form(state: &AppState, multipart: &mut Multipart) -> Result<Upl
             Some(t) if t.starts_with("audio/webm") => "audio/webm",
             _ => "video/webm",
         };
-        let mut receiver =
-            Receiver::create(&state.storage.tmp_dir(), state.config.max_upload_bytes)?;
+        let mut receiver = Receiver::create(&state.storage.tmp_dir(), state.config.max_upload_bytes)?;
         receiver
             .receive(field, state.config.upload_idle_timeout, malformed)
             .await?;
@@ -213,10 +206,7 @@ async fn store(state: &AppState, upload: Upload, origin: Origin) -> Result<Job, 
         let id = JobId::generate();
         let key = Storage::input_key(id);
         let dest = state.storage.path(&key);
-        received
-            .path
-            .persist(&dest)
-            .map_err(|e| ApiError::from(e.error))?;
+        received.path.persist(&dest).map_err(|e| ApiError::from(e.error))?;
         if let Some(parent) = dest.parent() {
             storage::sync_dir(parent)?;
         }
@@ -237,17 +227,10 @@ async fn store(state: &AppState, upload: Upload, origin: Origin) -> Result<Job, 
             }
         }
     };
-    tokio::spawn(task.in_current_span())
-        .await
-        .map_err(ApiError::internal)?
+    tokio::spawn(task.in_current_span()).await.map_err(ApiError::internal)?
 }
 
-async fn record(
-    state: &AppState,
-    id: JobId,
-    input: &InputFacts,
-    origin: &Origin,
-) -> Result<Job, ApiError> {
+async fn record(state: &AppState, id: JobId, input: &InputFacts, origin: &Origin) -> Result<Job, ApiError> {
     let mut tx = state.pool.begin().await?;
     let job = jobs::insert(&mut *tx, id, input).await?;
     let event = AuditEvent::new("api", "job.created")

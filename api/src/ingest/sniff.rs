@@ -16,12 +16,7 @@ const WEBM_EXTENSIONS: [&str; 2] = ["webm", "weba"];
 
 /// Checks a declared Content-Type (for the raw-body upload) before any byte is read.
 pub fn check_declared_type(content_type: &str) -> Result<&'static str, ApiError> {
-    let essence = content_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
+    let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
     WEBM_TYPES.into_iter().find(|t| *t == essence).ok_or_else(|| {
         ApiError::UnsupportedMediaType(format!(
             "Content-Type {essence:?} is not accepted: send video/webm or audio/webm, or multipart/form-data with a `file` field"
@@ -32,21 +27,9 @@ pub fn check_declared_type(content_type: &str) -> Result<&'static str, ApiError>
 /// Checks the Content-Type of a multipart file part. Browsers send `video/webm`, `audio/webm`,
 /// or `application/octet-stream` (or nothing) when they do not know the type.
 pub fn check_part_type(content_type: Option<&str>) -> Result<(), ApiError> {
-    match content_type.map(|t| {
-        t.split(';')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_ascii_lowercase()
-    }) {
+    match content_type.map(|t| t.split(';').next().unwrap_or("").trim().to_ascii_lowercase()) {
         None => Ok(()),
-        Some(t)
-            if t.is_empty()
-                || t == "application/octet-stream"
-                || WEBM_TYPES.contains(&t.as_str()) =>
-        {
-            Ok(())
-        }
+        Some(t) if t.is_empty() || t == "application/octet-stream" || WEBM_TYPES.contains(&t.as_str()) => Ok(()),
         Some(t) => Err(ApiError::UnsupportedMediaType(format!(
             "the file was sent as {t:?}; only WebM video (video/webm or audio/webm) is accepted"
         ))),
@@ -100,15 +83,7 @@ mod tests {
     use super::*;
 
     fn webm_header(doc_type: &[u8]) -> Vec<u8> {
-        let mut body = vec![
-            0x42,
-            0x86,
-            0x81,
-            0x01,
-            0x42,
-            0x82,
-            0x80 | doc_type.len() as u8,
-        ];
+        let mut body = vec![0x42, 0x86, 0x81, 0x01, 0x42, 0x82, 0x80 | doc_type.len() as u8];
         body.extend_from_slice(doc_type);
         let mut v = vec![0x1A, 0x45, 0xDF, 0xA3, 0x80 | body.len() as u8];
         v.extend(body);
@@ -125,28 +100,16 @@ mod tests {
     #[test]
     fn rejects_matroska_png_and_text() {
         let codes = |r: Result<(), ApiError>| r.unwrap_err().code();
-        assert_eq!(
-            codes(check_content(&webm_header(b"matroska"), true)),
-            "not_webm"
-        );
-        assert_eq!(
-            codes(check_content(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR", true)),
-            "not_webm"
-        );
+        assert_eq!(codes(check_content(&webm_header(b"matroska"), true)), "not_webm");
+        assert_eq!(codes(check_content(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR", true)), "not_webm");
         assert_eq!(codes(check_content(b"hello, world", true)), "not_webm");
-        assert_eq!(
-            codes(check_content(b"<!doctype html><html>", true)),
-            "not_webm"
-        );
+        assert_eq!(codes(check_content(b"<!doctype html><html>", true)), "not_webm");
     }
 
     #[test]
     fn declared_types() {
         assert_eq!(check_declared_type("video/webm").unwrap(), "video/webm");
-        assert_eq!(
-            check_declared_type("Audio/WebM; codecs=opus").unwrap(),
-            "audio/webm"
-        );
+        assert_eq!(check_declared_type("Audio/WebM; codecs=opus").unwrap(), "audio/webm");
         assert_eq!(
             check_declared_type("video/mp4").unwrap_err().code(),
             "unsupported_media_type"

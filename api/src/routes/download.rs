@@ -13,14 +13,8 @@ use super::JobIdPath;
 use crate::{app::AppState, error::ApiError};
 
 #[tracing::instrument(name = "download_output", skip_all, fields(job_id = %id.0))]
-pub async fn output(
-    State(state): State<AppState>,
-    id: JobIdPath,
-    request: Request,
-) -> Result<Response, ApiError> {
-    let job = jobs::get(&state.pool, id.0)
-        .await?
-        .ok_or(ApiError::JobNotFound)?;
+pub async fn output(State(state): State<AppState>, id: JobIdPath, request: Request) -> Result<Response, ApiError> {
+    let job = jobs::get(&state.pool, id.0).await?.ok_or(ApiError::JobNotFound)?;
     let output = match (&job.status, &job.output) {
         (JobStatus::Succeeded, Some(output)) => output,
         (status, _) => return Err(ApiError::JobNotReady(status.as_str())),
@@ -38,10 +32,7 @@ pub async fn output(
     let mut response = served.into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("video/mp4"));
-    headers.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     headers.insert(
         header::CACHE_CONTROL,
         HeaderValue::from_static("private, max-age=0, must-revalidate"),
@@ -94,14 +85,8 @@ mod tests {
     #[test]
     fn unicode_and_quotes_are_escaped() {
         let d = content_disposition(&OriginalFilename::sanitize("café \"x\".webm"));
-        assert!(
-            d.starts_with("attachment; filename=\"caf_ _x_.mp4\"; "),
-            "{d}"
-        );
-        assert!(
-            d.ends_with("filename*=UTF-8''caf%C3%A9%20%22x%22.mp4"),
-            "{d}"
-        );
+        assert!(d.starts_with("attachment; filename=\"caf_ _x_.mp4\"; "), "{d}");
+        assert!(d.ends_with("filename*=UTF-8''caf%C3%A9%20%22x%22.mp4"), "{d}");
         assert!(!d.contains(['\r', '\n', '\0']));
     }
 }

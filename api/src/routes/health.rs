@@ -35,9 +35,5 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
         "status": if ready { "ready" } else { "not_ready" },
         "checks": { "database": database, "storage": storage },
     });
-    (
-        status,
-        [(axum::http::header::CACHE_CONTROL, "no-store")],
-        Json(body),
-    )
+    (status, [(axum::http::header::CACHE_CONTROL, "no-store")], Json(body))
 }

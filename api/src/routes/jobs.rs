@@ -7,7 +7,10 @@ use axum::{
     http::{header, HeaderMap, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
 };
-use mediaq_shared::{db::jobs, Job};
+use mediaq_shared::{
+    db::{attempts, jobs},
+    Job,
+};
 use serde::Deserialize;
 
 use super::JobIdPath;
@@ -42,14 +45,8 @@ pub async fn create(
     let content_type = header_str(request.headers(), header::CONTENT_TYPE)
         .unwrap_or_default()
         .to_owned();
-    let is_multipart = content_type
-        .to_ascii_lowercase()
-        .starts_with("multipart/form-data");
-    reject_oversized(
-        request.headers(),
-        state.config.max_upload_bytes,
-        is_multipart,
-    )?;
+    let is_multipart = content_type.to_ascii_lowercase().starts_with("multipart/form-data");
+    reject_oversized(request.headers(), state.config.max_upload_bytes, is_multipart)?;
     let job = if is_multipart {
         let multipart = Multipart::from_request(request, &state)
             .await
@@ -89,26 +86,18 @@ fn reject_oversized(headers: &HeaderMap, limit: u64, multipart: bool) -> Result<
 }
 
 #[tracing::instrument(name = "get_job", skip_all, fields(job_id = %id.0))]
-pub async fn get(
-    State(state): State<AppState>,
-    id: JobIdPath,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    let job = jobs::get(&state.pool, id.0)
-        .await?
-        .ok_or(ApiError::JobNotFound)?;
-    let view = job_view::to_json(&job);
+pub async fn get(State(state): State<AppState>, id: JobIdPath, headers: HeaderMap) -> Result<Response, ApiError> {
+    let job = jobs::get(&state.pool, id.0).await?.ok_or(ApiError::JobNotFound)?;
+    let history = attempts::list(&state.pool, id.0).await?;
+    let view = job_view::to_json(&job, &history);
     let (body, etag) = job_view::body_and_etag(&view);
-    let not_modified = header_str(&headers, header::IF_NONE_MATCH)
-        .is_some_and(|h| job_view::if_none_match_hits(h, &etag));
+    let not_modified =
+        header_str(&headers, header::IF_NONE_MATCH).is_some_and(|h| job_view::if_none_match_hits(h, &etag));
     let mut response = if not_modified {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
         (
-            [(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            )],
+            [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
             body,
         )
             .into_response()
@@ -118,13 +107,10 @@ pub async fn get(
 }
 
 fn job_response(job: &Job, status: StatusCode) -> Response {
-    let (body, etag) = job_view::body_and_etag(&job_view::to_json(job));
+    let (body, etag) = job_view::body_and_etag(&job_view::to_json(job, &[]));
     let mut response = (
         status,
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        )],
+        [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
         body,
     )
         .into_response();
@@ -139,10 +125,7 @@ fn decorate(response: &mut Response, job: &Job, etag: &str) {
         headers.insert(header::ETAG, v);
     }
     if !job.status.is_terminal() {
-        headers.insert(
-            header::RETRY_AFTER,
-            HeaderValue::from_static(POLL_AFTER_SECS),
-        );
+        headers.insert(header::RETRY_AFTER, HeaderValue::from_static(POLL_AFTER_SECS));
     }
 }
 

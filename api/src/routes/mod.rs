@@ -16,12 +16,9 @@ impl<S: Send + Sync> FromRequestParts<S> for JobIdPath {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let axum::extract::Path(raw) =
-            axum::extract::Path::<String>::from_request_parts(parts, state)
-                .await
-                .map_err(|_| {
-                    ApiError::InvalidJobId("the job id in the path is malformed".into())
-                })?;
+        let axum::extract::Path(raw) = axum::extract::Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| ApiError::InvalidJobId("the job id in the path is malformed".into()))?;
         raw.parse()
             .map(JobIdPath)
             .map_err(|e: mediaq_shared::job::InvalidJobId| ApiError::InvalidJobId(e.to_string()))

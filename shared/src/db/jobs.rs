@@ -91,11 +91,7 @@ impl TryFrom<JobRow> for Job {
 }
 
 /// Inserts a new `queued` job.
-pub async fn insert<'e>(
-    db: impl PgExecutor<'e>,
-    id: JobId,
-    input: &InputFacts,
-) -> Result<Job, sqlx::Error> {
+pub async fn insert<'e>(db: impl PgExecutor<'e>, id: JobId, input: &InputFacts) -> Result<Job, sqlx::Error> {
     let row: JobRow = sqlx::query_as(concat!(
         "INSERT INTO jobs (id, input_filename, input_size, input_sha256, input_content_type, input_key)
          VALUES ($1, $2, $3, $4, $5, $6) RETURNING ",
@@ -113,20 +109,16 @@ pub async fn insert<'e>(
 }
 
 pub async fn get<'e>(db: impl PgExecutor<'e>, id: JobId) -> Result<Option<Job>, sqlx::Error> {
-    let row: Option<JobRow> =
-        sqlx::query_as(concat!("SELECT ", columns!(), " FROM jobs WHERE id = $1"))
-            .bind(id.as_uuid())
-            .fetch_optional(db)
-            .await?;
+    let row: Option<JobRow> = sqlx::query_as(concat!("SELECT ", columns!(), " FROM jobs WHERE id = $1"))
+        .bind(id.as_uuid())
+        .fetch_optional(db)
+        .await?;
     row.map(Job::try_from).transpose()
 }
 
 /// Starts a new attempt: `queued` (or `processing` left by a dead worker) -> `processing`.
 /// Returns the attempt number, or `None` when the job is already terminal (or gone).
-pub async fn start_attempt<'e>(
-    db: impl PgExecutor<'e>,
-    id: JobId,
-) -> Result<Option<i32>, sqlx::Error> {
+pub async fn start_attempt<'e>(db: impl PgExecutor<'e>, id: JobId) -> Result<Option<i32>, sqlx::Error> {
     sqlx::query_scalar(
         "UPDATE jobs SET status = 'processing', attempts = attempts + 1, progress = 0,
                 started_at = now(), updated_at = now(), error_code = NULL, error_message = NULL
@@ -139,12 +131,7 @@ pub async fn start_attempt<'e>(
 }
 
 /// Records progress of the current attempt; never moves progress backwards.
-pub async fn set_progress(
-    db: &PgPool,
-    id: JobId,
-    attempt: i32,
-    progress: f32,
-) -> Result<bool, sqlx::Error> {
+pub async fn set_progress(db: &PgPool, id: JobId, attempt: i32, progress: f32) -> Result<bool, sqlx::Error> {
     let progress = progress.clamp(0.0, 1.0);
     let done = sqlx::query(
         "UPDATE jobs SET progress = GREATEST(progress, $3), updated_at = now()

@@ -1,5 +1,6 @@
 //! Database access: connection pool, migrations (mediaq's and apalis'), jobs and the audit trail.
 
+pub mod attempts;
 pub mod audit;
 pub mod jobs;
 
@@ -33,10 +34,7 @@ pub async fn migrate(pool: &PgPool) -> Result<(), MigrateError> {
     apalis_postgres::PostgresStorage::setup(pool)
         .await
         .map_err(|e| MigrateError(e.to_string()))?;
-    MIGRATOR
-        .run(pool)
-        .await
-        .map_err(|e| MigrateError(e.to_string()))?;
+    MIGRATOR.run(pool).await.map_err(|e| MigrateError(e.to_string()))?;
     Ok(())
 }
 
@@ -46,10 +44,9 @@ pub struct MigrateError(String);
 
 /// Whether every migration this build knows is applied (readiness).
 pub async fn migrations_current(pool: &PgPool) -> Result<bool, sqlx::Error> {
-    let applied: Vec<i64> =
-        sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
-            .fetch_all(pool)
-            .await?;
+    let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
+        .fetch_all(pool)
+        .await?;
     Ok(MIGRATOR
         .iter()
         .filter(|m| m.migration_type.is_up_migration())
@@ -59,10 +56,7 @@ pub async fn migrations_current(pool: &PgPool) -> Result<bool, sqlx::Error> {
 /// Whether an error means "the database cannot be reached right now" (as opposed to a bug).
 pub fn is_unavailable(err: &sqlx::Error) -> bool {
     match err {
-        sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_) => true,
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => true,
         sqlx::Error::Database(db) => {
             // 08xxx connection exceptions, 57P0x admin/crash shutdown, 53xxx insufficient resources.
             db.code()

@@ -14,6 +14,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use mediaq_worker::protocol::{EncodeSettings, Event, EXIT_FAILED, EXIT_USAGE};
+use mediaq_worker::sandbox;
 use mediaq_worker::transcode::{self, Job};
 
 const PRESETS: [&str; 10] = [
@@ -48,6 +49,40 @@ struct Args {
     /// Codec threads: "auto" or a number from 1 to 64.
     #[arg(long, default_value = "auto", value_parser = parse_threads)]
     threads: String,
+    /// Apply the sandbox, report its layers as one `sandbox` event, and exit (worker start-up check).
+    #[arg(long)]
+    self_test: bool,
+    #[command(flatten)]
+    limits: LimitArgs,
+}
+
+/// The probe gate's limits (checked before decoding and again while decoding).
+#[derive(Debug, clap::Args)]
+struct LimitArgs {
+    /// Largest frame width.
+    #[arg(long, default_value_t = 4096)]
+    max_width: u32,
+    /// Largest frame height.
+    #[arg(long, default_value_t = 4096)]
+    max_height: u32,
+    /// Largest frame area in pixels.
+    #[arg(long, default_value_t = 3840 * 2160)]
+    max_pixels: u64,
+    /// Longest media duration, in seconds.
+    #[arg(long, default_value_t = 7200)]
+    max_duration: u64,
+    /// Most streams in the input.
+    #[arg(long, default_value_t = 8)]
+    max_streams: u32,
+    /// Highest frame rate.
+    #[arg(long, default_value_t = 240)]
+    max_fps: u32,
+    /// Largest output file, in bytes.
+    #[arg(long, default_value_t = 4 << 30)]
+    max_output_bytes: u64,
+    /// CPU seconds allowed per second of media (plus 60 s), set as RLIMIT_CPU once the duration is known.
+    #[arg(long, default_value_t = 20.0)]
+    cpu_per_media_second: f64,
 }
 
 fn parse_threads(value: &str) -> Result<String, String> {
@@ -63,17 +98,28 @@ fn main() -> ExitCode {
         Ok(args) => args,
         Err(err) => {
             let _ = err.print();
-            return if err.use_stderr() { ExitCode::from(EXIT_USAGE as u8) } else { ExitCode::SUCCESS };
+            return if err.use_stderr() {
+                ExitCode::from(EXIT_USAGE as u8)
+            } else {
+                ExitCode::SUCCESS
+            };
         }
     };
 
-    // Hook point for the sandbox: it must run before libav starts any thread or opens any file.
-    apply_sandbox();
+    // The sandbox goes on before libav starts any thread or opens any file.
+    let input = PathBuf::from(&args.input);
+    let output = PathBuf::from(&args.output);
+    let job_dir = output.parent().map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    let layers = sandbox::apply(&input, &job_dir);
 
     let job = Job {
-        input: PathBuf::from(&args.input),
-        output: PathBuf::from(&args.output),
-        settings: EncodeSettings { preset: args.preset, crf: args.crf, threads: args.threads },
+        input,
+        output,
+        settings: EncodeSettings {
+            preset: args.preset,
+            crf: args.crf,
+            threads: args.threads,
+        },
     };
     let mut stdout = std::io::stdout().lock();
     let mut sink = |event: Event| -> std::io::Result<()> {
@@ -82,12 +128,18 @@ fn main() -> ExitCode {
         stdout.write_all(&line)?;
         stdout.flush()
     };
+    if sink(Event::Sandbox { layers }).is_err() || args.self_test {
+        return ExitCode::SUCCESS;
+    }
 
     let result = transcode::init_libav().and_then(|()| transcode::run(&job, &mut sink));
     let (event, status) = match result {
         Ok(output) => (Event::Done { output }, ExitCode::SUCCESS),
         Err(err) => (
-            Event::Error { code: err.code.as_str().to_string(), message: err.message },
+            Event::Error {
+                code: err.code.as_str().to_string(),
+                message: err.message,
+            },
             ExitCode::from(EXIT_FAILED as u8),
         ),
     };
@@ -97,8 +149,3 @@ fn main() -> ExitCode {
     }
     status
 }
-
-/// Sandbox hook (no-op for now). A later issue installs Landlock (read the input, write the job
-/// directory), no_new_privs and a seccomp filter here. It runs after argument parsing and before
-/// any libav call, while the process still has a single thread.
-fn apply_sandbox() {}

@@ -1,0 +1,84 @@
+//! The `job_attempts` table: one row per attempt, with its exit cause and resource usage.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::PgExecutor;
+
+use crate::JobId;
+
+/// How an attempt ended and what it cost.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct AttemptRecord {
+    pub attempt: i32,
+    pub worker: String,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub outcome: Option<String>,
+    pub error_code: Option<String>,
+    pub exit_status: Option<String>,
+    pub wall_s: Option<f64>,
+    pub user_cpu_s: Option<f64>,
+    pub system_cpu_s: Option<f64>,
+    pub peak_rss_bytes: Option<i64>,
+}
+
+/// The measured end of an attempt.
+#[derive(Debug, Clone)]
+pub struct AttemptEnd<'a> {
+    pub outcome: &'a str,
+    pub error_code: Option<&'a str>,
+    pub exit_status: &'a str,
+    pub wall_s: f64,
+    pub user_cpu_s: f64,
+    pub system_cpu_s: f64,
+    pub peak_rss_bytes: u64,
+}
+
+pub async fn start<'e>(db: impl PgExecutor<'e>, id: JobId, attempt: i32, worker: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO job_attempts (job_id, attempt, worker) VALUES ($1, $2, $3)
+         ON CONFLICT (job_id, attempt) DO NOTHING",
+    )
+    .bind(id.as_uuid())
+    .bind(attempt)
+    .bind(worker)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+pub async fn finish<'e>(
+    db: impl PgExecutor<'e>,
+    id: JobId,
+    attempt: i32,
+    end: &AttemptEnd<'_>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE job_attempts SET finished_at = now(), outcome = $3, error_code = $4, exit_status = $5,
+                wall_s = $6, user_cpu_s = $7, system_cpu_s = $8, peak_rss_bytes = $9
+         WHERE job_id = $1 AND attempt = $2",
+    )
+    .bind(id.as_uuid())
+    .bind(attempt)
+    .bind(end.outcome)
+    .bind(end.error_code)
+    .bind(end.exit_status)
+    .bind(end.wall_s)
+    .bind(end.user_cpu_s)
+    .bind(end.system_cpu_s)
+    .bind(end.peak_rss_bytes as i64)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+pub async fn list<'e>(db: impl PgExecutor<'e>, id: JobId) -> Result<Vec<AttemptRecord>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT attempt, worker, started_at, finished_at, outcome, error_code, exit_status,
+                wall_s, user_cpu_s, system_cpu_s, peak_rss_bytes
+         FROM job_attempts WHERE job_id = $1 ORDER BY attempt",
+    )
+    .bind(id.as_uuid())
+    .fetch_all(db)
+    .await
+}
