@@ -5,7 +5,7 @@
 
 use std::{
     ffi::OsString,
-    path::{Path, PathBuf},
+    path::Path,
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -23,6 +23,7 @@ use sqlx::PgPool;
 use crate::{
     child::{self, Outcome, Report, Watch},
     config::WorkerConfig,
+    jobdir::JobDir,
     spawn::{self, ChildSpec, Rlimits},
 };
 
@@ -69,11 +70,16 @@ pub async fn run(state: &Arc<WorkerState>, id: JobId, worker: &str) -> Result<()
     let job = jobs::get(&state.pool, id).await?.ok_or(sqlx::Error::RowNotFound)?;
     tracing::info!(input_bytes = job.input.size, "attempt started");
 
-    let work = JobDir::create(state, id, attempt)?;
+    let owner = if spawn::is_root() {
+        state.config.sandbox.user
+    } else {
+        None
+    };
+    let work = JobDir::create(&state.storage.work_dir(), &format!("{id}-a{attempt}-"), owner)?;
     let input = work.input(&state.storage.path(&job.input.key))?;
     let output_path = work.path().join("output.mp4");
     let report = child::run(
-        &child_spec(state, &input, &output_path),
+        &child_spec(&state.config, state.namespaces, &input, &output_path),
         watch(&state.config),
         progress_writer(state.pool.clone(), id, attempt),
     )
@@ -186,8 +192,7 @@ fn describe_failure(outcome: &Outcome) -> ErrorInfo {
 }
 
 /// The child's command line and process limits.
-pub fn child_spec(state: &WorkerState, input: &Path, output: &Path) -> ChildSpec {
-    let config = &state.config;
+pub fn child_spec(config: &WorkerConfig, namespaces: bool, input: &Path, output: &Path) -> ChildSpec {
     let limits = &config.limits;
     let sandbox = &config.sandbox;
     let mut args: Vec<OsString> = vec!["--input".into(), input.into(), "--output".into(), output.into()];
@@ -219,7 +224,7 @@ pub fn child_spec(state: &WorkerState, input: &Path, output: &Path) -> ChildSpec
             open_files: CHILD_OPEN_FILES,
         },
         user: sandbox.user,
-        namespaces: state.namespaces,
+        namespaces,
     }
 }
 
@@ -228,46 +233,6 @@ pub fn watch(config: &WorkerConfig) -> Watch {
         timeout: config.transcode_timeout,
         per_media_second: config.sandbox.wall_per_media_second,
         stall: config.sandbox.stall_timeout,
-    }
-}
-
-/// The attempt's private directory, removed when dropped. When the worker is root it belongs to
-/// the sandbox user, who gets a private read-only copy of the input (the stored input stays the
-/// worker's and unreadable to that user).
-struct JobDir {
-    dir: tempfile::TempDir,
-    owner: Option<(u32, u32)>,
-}
-
-impl JobDir {
-    fn create(state: &WorkerState, id: JobId, attempt: i32) -> std::io::Result<Self> {
-        let dir = tempfile::Builder::new()
-            .prefix(&format!("{id}-a{attempt}-"))
-            .tempdir_in(state.storage.work_dir())?;
-        let owner = if spawn::is_root() {
-            state.config.sandbox.user
-        } else {
-            None
-        };
-        if let Some((uid, gid)) = owner {
-            std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid))?;
-        }
-        Ok(Self { dir, owner })
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn input(&self, stored: &Path) -> std::io::Result<PathBuf> {
-        let Some((uid, gid)) = self.owner else {
-            return Ok(stored.to_owned());
-        };
-        let copy = self.dir.path().join("input.webm");
-        std::fs::copy(stored, &copy)?;
-        std::os::unix::fs::chown(&copy, Some(uid), Some(gid))?;
-        std::fs::set_permissions(&copy, std::os::unix::fs::PermissionsExt::from_mode(0o400))?;
-        Ok(copy)
     }
 }
 

@@ -4,6 +4,7 @@
 pub mod attempt;
 pub mod child;
 pub mod config;
+pub mod jobdir;
 pub mod protocol;
 pub mod run;
 pub mod sandbox;

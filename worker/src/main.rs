@@ -37,13 +37,12 @@ async fn start() -> Result<(), Box<dyn std::error::Error>> {
     let storage = Storage::open(&config.common.storage_dir)
         .map_err(|e| format!("cannot open storage at {}: {e}", config.common.storage_dir.display()))?;
     let name = run::unique_name();
-    let mut state = WorkerState {
+    let layers = mediaq_worker::selfcheck::run(&config, &storage.work_dir())?;
+    let state = WorkerState {
         pool,
         storage,
         config,
-        namespaces: false,
+        namespaces: layers.namespaces,
     };
-    let layers = mediaq_worker::selfcheck::run(&state)?;
-    state.namespaces = layers.namespaces;
     run::run(Arc::new(state), name).await
 }

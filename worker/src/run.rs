@@ -13,11 +13,7 @@ use mediaq_shared::queue::{TranscodeTask, QUEUE};
 
 use crate::attempt::{self, WorkerState};
 
-async fn handle(
-    task: TranscodeTask,
-    state: Data<Arc<WorkerState>>,
-    worker: WorkerContext,
-) -> Result<(), BoxDynError> {
+async fn handle(task: TranscodeTask, state: Data<Arc<WorkerState>>, worker: WorkerContext) -> Result<(), BoxDynError> {
     attempt::run(&state, task.job_id, worker.name()).await.map_err(|e| {
         tracing::error!(job_id = %task.job_id, error = %e, "attempt failed for a non-media reason; the task will be retried");
         Box::new(e) as BoxDynError

@@ -2,13 +2,13 @@
 //! path, learns which sandbox layers are active, logs them, and refuses to start in strict mode
 //! when one (other than namespaces, which Docker's default profile forbids) is missing.
 
-use std::{ffi::OsString, io::BufRead};
+use std::{ffi::OsString, io::BufRead, path::Path};
 
 use serde::Serialize;
 
 use crate::{
-    attempt::WorkerState,
-    config::SandboxMode,
+    config::{SandboxMode, WorkerConfig},
+    jobdir::JobDir,
     protocol::{Event, SandboxLayers},
     spawn::{self, ChildSpec},
 };
@@ -57,19 +57,11 @@ pub enum SelfCheckError {
 }
 
 /// Runs the self-test, first with namespaces, then without when the kernel refuses them.
-pub fn run(state: &WorkerState) -> Result<LayerReport, SelfCheckError> {
-    let scratch = tempfile::Builder::new()
-        .prefix("selftest-")
-        .tempdir_in(state.storage.work_dir())
-        .map_err(|e| SelfCheckError::Run(e.to_string()))?;
-    if spawn::is_root() {
-        if let Some((uid, gid)) = state.config.sandbox.user {
-            std::os::unix::fs::chown(scratch.path(), Some(uid), Some(gid))
-                .map_err(|e| SelfCheckError::Run(e.to_string()))?;
-        }
-    }
+pub fn run(config: &WorkerConfig, work_dir: &Path) -> Result<LayerReport, SelfCheckError> {
+    let owner = if spawn::is_root() { config.sandbox.user } else { None };
+    let scratch = JobDir::create(work_dir, "selftest-", owner).map_err(|e| SelfCheckError::Run(e.to_string()))?;
     let output = scratch.path().join("self-test.mp4");
-    let mut spec = crate::attempt::child_spec(state, scratch.path(), &output);
+    let mut spec = crate::attempt::child_spec(config, true, scratch.path(), &output);
     spec.args.insert(0, OsString::from("--self-test"));
     spec.namespaces = true;
     // Blocking I/O at start-up, before any job is taken.
@@ -84,14 +76,14 @@ pub fn run(state: &WorkerState) -> Result<LayerReport, SelfCheckError> {
     };
     let report = LayerReport {
         namespaces,
-        unprivileged_user: spawn::is_root().then_some(state.config.sandbox.user.is_some()),
+        unprivileged_user: spawn::is_root().then_some(config.sandbox.user.is_some()),
         rlimits: true,
         child: layers,
     };
     let missing = report.missing_required();
     tracing::info!(layers = %serde_json::to_string(&report).unwrap_or_default(), "sandbox layers");
     if !missing.is_empty() {
-        if state.config.sandbox.mode == SandboxMode::Strict {
+        if config.sandbox.mode == SandboxMode::Strict {
             return Err(SelfCheckError::Missing {
                 missing: missing.join(", "),
             });

@@ -151,7 +151,12 @@ pub fn spawn(spec: &ChildSpec) -> io::Result<Spawned> {
                 check(libc::unshare(flags))?;
             }
             set_rlimit(libc::RLIMIT_AS, limits.address_space)?;
-            set_rlimit(libc::RLIMIT_CPU, limits.cpu_seconds)?;
+            // SIGXCPU at the soft limit (reported as resource_limit); SIGKILL 5 s later if ignored.
+            set_rlimit_pair(
+                libc::RLIMIT_CPU,
+                limits.cpu_seconds,
+                limits.cpu_seconds.saturating_add(5),
+            )?;
             set_rlimit(libc::RLIMIT_FSIZE, limits.file_size)?;
             set_rlimit(libc::RLIMIT_NOFILE, limits.open_files)?;
             set_rlimit(libc::RLIMIT_CORE, 0)?;
@@ -189,9 +194,13 @@ fn check(r: libc::c_int) -> io::Result<()> {
 }
 
 unsafe fn set_rlimit(resource: libc::__rlimit_resource_t, value: u64) -> io::Result<()> {
+    set_rlimit_pair(resource, value, value)
+}
+
+unsafe fn set_rlimit_pair(resource: libc::__rlimit_resource_t, soft: u64, hard: u64) -> io::Result<()> {
     let lim = libc::rlimit {
-        rlim_cur: value,
-        rlim_max: value,
+        rlim_cur: soft,
+        rlim_max: hard,
     };
     check(libc::setrlimit(resource, &lim))
 }

@@ -1,10 +1,10 @@
 //! Audio: decode Opus/Vorbis, resample/downmix to 48 kHz stereo fltp in a filter graph that also
 //! keeps the audio continuous and aligned with the video, encode AAC-LC 128 kb/s.
 
-use ffmpeg_next as ffmpeg;
 use ffmpeg::format::{sample, Sample};
 use ffmpeg::{codec, decoder, encoder, ffi, filter, frame, ChannelLayout, Packet, Rational};
 use ffmpeg::{Rescale, Stream};
+use ffmpeg_next as ffmpeg;
 
 use super::error::{LibavContext, Result, TranscodeError};
 use super::input;
@@ -180,8 +180,15 @@ impl AudioPipeline {
 
     /// Sends end of stream into the current graph and encodes what it still holds.
     fn drain_graph(&mut self, muxer: &mut Muxer) -> Result<()> {
-        let Some((graph, _)) = self.graph.as_mut() else { return Ok(()) };
-        graph.get("in").expect("source exists").source().flush().during("resampling audio")?;
+        let Some((graph, _)) = self.graph.as_mut() else {
+            return Ok(());
+        };
+        graph
+            .get("in")
+            .expect("source exists")
+            .source()
+            .flush()
+            .during("resampling audio")?;
         self.pull_filtered(muxer)?;
         self.graph = None;
         Ok(())
@@ -243,7 +250,12 @@ fn frame_key(frame: &mut frame::Audio) -> Result<FrameKey> {
             ffi::av_channel_layout_from_mask(&mut (*f).ch_layout, layout);
         }
     }
-    Ok(FrameKey { rate: frame.rate(), format: frame.format(), layout, channels })
+    Ok(FrameKey {
+        rate: frame.rate(),
+        format: frame.format(),
+        layout,
+        channels,
+    })
 }
 
 /// abuffer -> aresample (48 kHz, timestamps kept continuous and, in the first graph, starting at
@@ -259,7 +271,9 @@ fn build_graph(key: FrameKey, first: bool, frame_size: u32) -> Result<filter::Gr
     let abuffer = filter::find("abuffer").expect("libavfilter has abuffer");
     let abuffersink = filter::find("abuffersink").expect("libavfilter has abuffersink");
     graph.add(&abuffer, "in", &args).during("setting up the audio filter")?;
-    graph.add(&abuffersink, "out", "").during("setting up the audio filter")?;
+    graph
+        .add(&abuffersink, "out", "")
+        .during("setting up the audio filter")?;
     let first_pts = if first { ":first_pts=0" } else { "" };
     let spec = format!(
         "aresample={OUTPUT_RATE}:async=1{first_pts},\

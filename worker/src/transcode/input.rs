@@ -6,11 +6,11 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::ptr;
 
-use ffmpeg_next as ffmpeg;
 use ffmpeg::codec::{self, Id};
 use ffmpeg::format::context::Input;
 use ffmpeg::format::stream::Disposition;
 use ffmpeg::{ffi, media, Dictionary, Rational, Stream};
+use ffmpeg_next as ffmpeg;
 
 use super::error::{LibavContext, Result, TranscodeError};
 use super::limits;
@@ -20,8 +20,11 @@ use crate::protocol::MediaFacts;
 const DECODER_WHITELIST: &str = "vp8,vp9,libdav1d,av1,opus,vorbis";
 
 /// Accepted video codecs and the decoders used for them, best first.
-const VIDEO_DECODERS: &[(Id, &[&str])] =
-    &[(Id::VP8, &["vp8"]), (Id::VP9, &["vp9"]), (Id::AV1, &["libdav1d", "av1"])];
+const VIDEO_DECODERS: &[(Id, &[&str])] = &[
+    (Id::VP8, &["vp8"]),
+    (Id::VP9, &["vp9"]),
+    (Id::AV1, &["libdav1d", "av1"]),
+];
 /// Accepted audio codecs and their decoders.
 const AUDIO_DECODERS: &[(Id, &[&str])] = &[(Id::OPUS, &["opus"]), (Id::VORBIS, &["vorbis"])];
 
@@ -30,8 +33,7 @@ const AUDIO_DECODERS: &[(Id, &[&str])] = &[(Id::OPUS, &["opus"]), (Id::VORBIS, &
 pub fn open(path: &Path) -> Result<Input> {
     let mut url = b"file:".to_vec();
     url.extend_from_slice(path.as_os_str().as_bytes());
-    let url = CString::new(url)
-        .map_err(|_| TranscodeError::invalid_media("the input path contains a NUL byte"))?;
+    let url = CString::new(url).map_err(|_| TranscodeError::invalid_media("the input path contains a NUL byte"))?;
 
     let mut options = Dictionary::new();
     options.set("protocol_whitelist", "file");
@@ -108,8 +110,7 @@ pub fn select_streams(input: &mut Input) -> Result<Selection> {
             "the file contains no audio or video track",
         ));
     }
-    for (index, kind, accepted) in [(video, "video", "vp8, vp9, av1"), (audio, "audio", "opus, vorbis")]
-    {
+    for (index, kind, accepted) in [(video, "video", "vp8, vp9, av1"), (audio, "audio", "opus, vorbis")] {
         let Some(index) = index else { continue };
         let stream = input.stream(index).expect("selected stream exists");
         if decoder_names(stream.parameters().id()).is_none() {
@@ -159,7 +160,11 @@ fn is_candidate(stream: &Stream, kind: media::Type) -> bool {
 }
 
 fn decoder_names(id: Id) -> Option<&'static [&'static str]> {
-    VIDEO_DECODERS.iter().chain(AUDIO_DECODERS).find(|(i, _)| *i == id).map(|(_, n)| *n)
+    VIDEO_DECODERS
+        .iter()
+        .chain(AUDIO_DECODERS)
+        .find(|(i, _)| *i == id)
+        .map(|(_, n)| *n)
 }
 
 /// Width and height from the container's codec parameters (0 when unknown).
@@ -181,9 +186,8 @@ fn channels(stream: &Stream) -> u32 {
 /// time base set (Opus pre-skip), `threads` as the CLI does and the frame size capped.
 pub fn open_decoder(stream: &Stream, threads: &str) -> Result<codec::decoder::Opened> {
     let id = stream.parameters().id();
-    let names = decoder_names(id).ok_or_else(|| {
-        TranscodeError::unsupported_codec(format!("the codec {} is not supported", id.name()))
-    })?;
+    let names = decoder_names(id)
+        .ok_or_else(|| TranscodeError::unsupported_codec(format!("the codec {} is not supported", id.name())))?;
     let codec = names
         .iter()
         .find_map(|name| codec::decoder::find_by_name(name))
@@ -194,8 +198,8 @@ pub fn open_decoder(stream: &Stream, threads: &str) -> Result<codec::decoder::Op
                 names.join(", ")
             ))
         })?;
-    let context = codec::Context::from_parameters(stream.parameters())
-        .during("reading the stream's codec parameters")?;
+    let context =
+        codec::Context::from_parameters(stream.parameters()).during("reading the stream's codec parameters")?;
     let mut decoder = context.decoder();
     decoder.set_packet_time_base(stream.time_base());
     let mut options = Dictionary::new();
@@ -203,9 +207,9 @@ pub fn open_decoder(stream: &Stream, threads: &str) -> Result<codec::decoder::Op
     options.set("max_pixels", &limits::MAX_PIXELS.to_string());
     decoder.open_as_with(codec, options).map_err(|err| match err {
         // The codec setup in the file (Vorbis headers, OpusHead, ...) is damaged.
-        ffmpeg::Error::InvalidData | ffmpeg::Error::PatchWelcome => TranscodeError::invalid_media(
-            format!("the {} track's codec setup is damaged ({err})", id.name()),
-        ),
+        ffmpeg::Error::InvalidData | ffmpeg::Error::PatchWelcome => {
+            TranscodeError::invalid_media(format!("the {} track's codec setup is damaged ({err})", id.name()))
+        }
         err => TranscodeError::libav(&format!("opening the {} decoder", codec.name()), err),
     })
 }

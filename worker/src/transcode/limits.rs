@@ -21,10 +21,7 @@ pub const MAX_PENDING_PACKETS: usize = 20_000;
 
 /// Fails with `limits_exceeded` when a frame size is above the limits.
 pub fn check_dimensions(width: u32, height: u32) -> Result<()> {
-    if width > MAX_DIMENSION
-        || height > MAX_DIMENSION
-        || u64::from(width) * u64::from(height) > MAX_PIXELS
-    {
+    if width > MAX_DIMENSION || height > MAX_DIMENSION || u64::from(width) * u64::from(height) > MAX_PIXELS {
         return Err(TranscodeError::limits_exceeded(format!(
             "the video is {width}x{height} pixels; at most {MAX_DIMENSION} pixels per side and \
              {MAX_PIXELS} pixels per frame are accepted"

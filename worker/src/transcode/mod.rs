@@ -16,9 +16,9 @@ mod video;
 
 use std::path::{Path, PathBuf};
 
-use ffmpeg_next as ffmpeg;
 use ffmpeg::format::context::Input;
 use ffmpeg::{Packet, Rational, Rescale};
+use ffmpeg_next as ffmpeg;
 
 pub use error::{Result, TranscodeError};
 pub use progress::EventSink;
@@ -56,8 +56,8 @@ pub fn run(job: &Job, sink: &mut EventSink) -> Result<MediaFacts> {
     progress.start(sink).map_err(stdout_closed)?;
 
     let mut muxer = Muxer::create(&job.output)?;
-    let result = convert(&mut input, selection, &job.settings, &mut muxer, &mut progress, sink)
-        .and_then(|()| muxer.finish());
+    let result =
+        convert(&mut input, selection, &job.settings, &mut muxer, &mut progress, sink).and_then(|()| muxer.finish());
     match result {
         Ok(facts) => {
             progress.finish(sink).map_err(stdout_closed)?;
@@ -81,8 +81,7 @@ fn convert(
     let time_bases: Vec<Rational> = input.streams().map(|s| s.time_base()).collect();
     let offset_s = start_offset(input, selection);
     let offset_in = |index: usize| -> i64 {
-        ((offset_s * 1_000_000.0).round() as i64)
-            .rescale(Rational::new(1, 1_000_000), time_bases[index])
+        ((offset_s * 1_000_000.0).round() as i64).rescale(Rational::new(1, 1_000_000), time_bases[index])
     };
 
     let mut video = match selection.video {
@@ -125,7 +124,9 @@ fn convert(
         } else if Some(index) == selection.audio {
             audio.as_mut().expect("pipeline exists").send_packet(&packet, muxer)?;
         }
-        progress.update(sink, position_s, input::bytes_read(input)).map_err(stdout_closed)?;
+        progress
+            .update(sink, position_s, input::bytes_read(input))
+            .map_err(stdout_closed)?;
     }
 
     if let Some(video) = video.as_mut() {

@@ -8,9 +8,9 @@
 use std::collections::VecDeque;
 use std::path::Path;
 
-use ffmpeg_next as ffmpeg;
 use ffmpeg::format::context::Output;
 use ffmpeg::{codec, ffi, Dictionary, Packet, Rational};
+use ffmpeg_next as ffmpeg;
 
 use super::error::{LibavContext, Result, TranscodeError};
 use super::limits;
@@ -54,8 +54,7 @@ impl Muxer {
             .to_str()
             .ok_or_else(|| TranscodeError::transcode("the output path is not valid UTF-8"))?;
         // "file:" keeps a ':' in the path from being read as a protocol name.
-        let output = ffmpeg::format::output_as(&format!("file:{path}"), "mp4")
-            .during("creating the output file")?;
+        let output = ffmpeg::format::output_as(&format!("file:{path}"), "mp4").during("creating the output file")?;
         Ok(Self {
             output,
             tracks: Vec::new(),
@@ -67,7 +66,10 @@ impl Muxer {
 
     /// Whether encoders must put their headers into extradata (always true for MP4).
     pub fn needs_global_header(&self) -> bool {
-        self.output.format().flags().contains(ffmpeg::format::Flags::GLOBAL_HEADER)
+        self.output
+            .format()
+            .flags()
+            .contains(ffmpeg::format::Flags::GLOBAL_HEADER)
     }
 
     /// Announces a track; the header waits for it to become ready or be abandoned.
@@ -120,8 +122,10 @@ impl Muxer {
         }
         for track in self.tracks.iter_mut().filter(|t| !t.abandoned) {
             let (parameters, time_base, kind) = track.encoder.clone().expect("ready");
-            let mut stream =
-                self.output.add_stream(codec::Id::None).during("adding an output stream")?;
+            let mut stream = self
+                .output
+                .add_stream(codec::Id::None)
+                .during("adding an output stream")?;
             stream.set_parameters(parameters);
             stream.set_time_base(time_base);
             if let Some(rate) = track.frame_rate {
@@ -158,7 +162,9 @@ impl Muxer {
 
         let mut options = Dictionary::new();
         options.set("movflags", "+faststart");
-        self.output.write_header_with(options).during("writing the MP4 header")?;
+        self.output
+            .write_header_with(options)
+            .during("writing the MP4 header")?;
         self.header_written = true;
         // The muxer picks its own time bases in write_header: read them back.
         for track in &mut self.tracks {
@@ -190,8 +196,7 @@ impl Muxer {
 
     fn write_now(&mut self, track: usize, mut packet: Packet) -> Result<()> {
         let t = &mut self.tracks[track];
-        let (Some(stream), Some(time_base), Some((_, encoder_time_base, _))) =
-            (t.stream, t.time_base, &t.encoder)
+        let (Some(stream), Some(time_base), Some((_, encoder_time_base, _))) = (t.stream, t.time_base, &t.encoder)
         else {
             return Ok(()); // an abandoned track
         };
@@ -201,7 +206,9 @@ impl Muxer {
             let end = (pts + packet.duration().max(0)) as f64 * f64::from(time_base);
             t.end_s = Some(t.end_s.map_or(end, |e| e.max(end)));
         }
-        packet.write_interleaved(&mut self.output).during("writing to the MP4 file")
+        packet
+            .write_interleaved(&mut self.output)
+            .during("writing to the MP4 file")
     }
 
     /// Writes the trailer (and moves the index to the front) and returns the output's facts.
@@ -211,7 +218,11 @@ impl Muxer {
         }
         self.output.write_trailer().during("finishing the MP4 file")?;
         // MP4 presentation starts at 0 (edit lists hide encoder priming and fill late starts).
-        let end = self.tracks.iter().filter_map(|t| t.end_s).fold(f64::NEG_INFINITY, f64::max);
+        let end = self
+            .tracks
+            .iter()
+            .filter_map(|t| t.end_s)
+            .fold(f64::NEG_INFINITY, f64::max);
         self.facts.duration_s = end.is_finite().then(|| (end.max(0.0) * 1000.0).round() / 1000.0);
         Ok(self.facts)
     }

@@ -41,12 +41,7 @@ impl Progress {
 
     /// Reports the demuxer's position: the latest timestamp read (seconds from the start) and
     /// the bytes read so far. Emits an event when due.
-    pub fn update(
-        &mut self,
-        sink: &mut EventSink,
-        position_s: Option<f64>,
-        bytes_read: Option<i64>,
-    ) -> io::Result<()> {
+    pub fn update(&mut self, sink: &mut EventSink, position_s: Option<f64>, bytes_read: Option<i64>) -> io::Result<()> {
         if self.last_emit.is_some_and(|t| t.elapsed() < MIN_INTERVAL) {
             return Ok(());
         }
@@ -55,7 +50,9 @@ impl Progress {
             (None, Some(size)) => bytes_read.map(|b| b as f64 / size as f64),
             (None, None) => None,
         };
-        let Some(fraction) = fraction.filter(|f| f.is_finite()) else { return Ok(()) };
+        let Some(fraction) = fraction.filter(|f| f.is_finite()) else {
+            return Ok(());
+        };
         // Three decimals are plenty and keep the lines short.
         let value = (fraction.clamp(0.0, MAX_BEFORE_DONE) * 1000.0).floor() / 1000.0;
         if value <= self.last_value {

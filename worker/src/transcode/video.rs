@@ -3,11 +3,11 @@
 
 use std::collections::HashMap;
 
-use ffmpeg_next as ffmpeg;
 use ffmpeg::codec::packet::side_data::Type as SideDataType;
 use ffmpeg::format::Pixel;
 use ffmpeg::software::scaling;
-use ffmpeg::{codec, decoder, encoder, ffi, frame, picture, Packet, Rational, Stream};
+use ffmpeg::{codec, color, decoder, encoder, ffi, frame, picture, Packet, Rational, Stream};
+use ffmpeg_next as ffmpeg;
 
 use super::error::{LibavContext, Result, TranscodeError};
 use super::input;
@@ -38,12 +38,7 @@ pub struct VideoPipeline {
 }
 
 impl VideoPipeline {
-    pub fn new(
-        stream: &Stream,
-        offset: i64,
-        settings: &EncodeSettings,
-        muxer: &mut Muxer,
-    ) -> Result<Self> {
+    pub fn new(stream: &Stream, offset: i64, settings: &EncodeSettings, muxer: &mut Muxer) -> Result<Self> {
         let decoder = input::open_decoder(stream, &settings.threads)?
             .video()
             .during("opening the video decoder")?;
@@ -103,7 +98,11 @@ impl VideoPipeline {
             );
             return muxer.abandon(self.track, &why);
         }
-        self.encoder.as_mut().expect("checked").send_eof().during("flushing the H.264 encoder")?;
+        self.encoder
+            .as_mut()
+            .expect("checked")
+            .send_eof()
+            .during("flushing the H.264 encoder")?;
         self.receive_packets(muxer)
     }
 
@@ -133,7 +132,15 @@ impl VideoPipeline {
         limits::check_dimensions(frame.width(), frame.height())?;
         self.frames += 1;
         if self.encoder.is_none() {
-            self.open_encoder(&frame, muxer)?;
+            // Every frame is scaled to the first one's size, rounded down to even.
+            self.size = (frame.width() & !1, frame.height() & !1);
+            if self.size.0 == 0 || self.size.1 == 0 {
+                return Err(TranscodeError::invalid_media(format!(
+                    "the video is only {}x{} pixels",
+                    frame.width(),
+                    frame.height()
+                )));
+            }
         }
 
         // Timestamps pass through (no constant frame rate); they must only increase.
@@ -154,64 +161,72 @@ impl VideoPipeline {
         let duration = if duration > 0 { duration } else { self.default_duration };
         self.durations.insert(pts, duration);
 
+        let aspect_ratio = frame.aspect_ratio();
         let (width, height) = self.size;
-        let mut frame = if frame.format() == Pixel::YUV420P
-            && frame.width() == width
-            && frame.height() == height
-        {
+        let mut frame = if frame.format() == Pixel::YUV420P && frame.width() == width && frame.height() == height {
             frame
         } else {
             self.convert(&frame)?
         };
+        if self.encoder.is_none() {
+            self.open_encoder(&frame, aspect_ratio, muxer)?;
+        }
         frame.set_pts(Some(pts));
         // Let libx264 make its own frame-type decisions instead of copying the input's.
         frame.set_kind(picture::Type::None);
-        self.encoder.as_mut().expect("opened").send_frame(&frame).during("encoding video")?;
+        self.encoder
+            .as_mut()
+            .expect("opened")
+            .send_frame(&frame)
+            .during("encoding video")?;
         self.receive_packets(muxer)
     }
 
     /// Scales/converts a frame to the output size and yuv420p (bicubic, as the CLI's scaler).
+    /// YUV keeps its colour description (full range stays full, as with the CLI); RGB (VP9
+    /// profile 1 gbrp) becomes limited-range BT.601 YUV, which is what swscale produces.
     fn convert(&mut self, frame: &frame::Video) -> Result<frame::Video> {
         let (width, height) = self.size;
+        let format = frame.format();
         let fits = self.scaler.as_ref().is_some_and(|s| {
             let i = s.input();
-            i.format == frame.format() && i.width == frame.width() && i.height == frame.height()
+            i.format == format && i.width == frame.width() && i.height == frame.height()
         });
         if !fits {
-            self.scaler = Some(
-                scaling::Context::get(
-                    frame.format(),
-                    frame.width(),
-                    frame.height(),
-                    Pixel::YUV420P,
-                    width,
-                    height,
-                    scaling::Flags::BICUBIC,
-                )
-                .during("setting up the video scaler")?,
-            );
+            let scaler = scaling::Context::get(
+                format,
+                frame.width(),
+                frame.height(),
+                Pixel::YUV420P,
+                width,
+                height,
+                scaling::Flags::BICUBIC,
+            )
+            .during("setting up the video scaler")?;
+            self.scaler = Some(scaler);
         }
         let mut out = frame::Video::new(Pixel::YUV420P, width, height);
-        self.scaler.as_mut().expect("set").run(frame, &mut out).during("scaling video")?;
-        out.set_color_space(frame.color_space());
-        out.set_color_range(frame.color_range());
+        let scaler = self.scaler.as_mut().expect("set");
+        scaler.run(frame, &mut out).during("scaling video")?;
+        let rgb = frame.color_space() == color::Space::RGB
+            || format.descriptor().is_some_and(|d| d.name().starts_with("gbr"));
+        if rgb {
+            out.set_color_range(color::Range::MPEG);
+            out.set_color_space(color::Space::SMPTE170M);
+        } else {
+            out.set_color_range(frame.color_range());
+            out.set_color_space(frame.color_space());
+        }
         out.set_color_primaries(frame.color_primaries());
         out.set_color_transfer_characteristic(frame.color_transfer_characteristic());
         Ok(out)
     }
 
-    fn open_encoder(&mut self, first: &frame::Video, muxer: &mut Muxer) -> Result<()> {
-        let (width, height) = (first.width() & !1, first.height() & !1);
-        if width == 0 || height == 0 {
-            return Err(TranscodeError::invalid_media(format!(
-                "the video is only {}x{} pixels",
-                first.width(),
-                first.height()
-            )));
-        }
-        let codec = encoder::find_by_name("libx264").ok_or_else(|| {
-            TranscodeError::transcode("this libavcodec build has no libx264 encoder")
-        })?;
+    /// Opens libx264 for the first frame as it will be encoded (size, colour description).
+    fn open_encoder(&mut self, first: &frame::Video, aspect_ratio: Rational, muxer: &mut Muxer) -> Result<()> {
+        let (width, height) = self.size;
+        let codec = encoder::find_by_name("libx264")
+            .ok_or_else(|| TranscodeError::transcode("this libavcodec build has no libx264 encoder"))?;
         let mut enc = codec::Context::new_with_codec(codec)
             .encoder()
             .video()
@@ -221,8 +236,8 @@ impl VideoPipeline {
         enc.set_format(Pixel::YUV420P);
         enc.set_time_base(self.time_base);
         enc.set_frame_rate(self.frame_rate);
-        if first.aspect_ratio().numerator() > 0 {
-            enc.set_aspect_ratio(first.aspect_ratio());
+        if aspect_ratio.numerator() > 0 {
+            enc.set_aspect_ratio(aspect_ratio);
         }
         enc.set_colorspace(first.color_space());
         enc.set_color_range(first.color_range());
@@ -244,7 +259,6 @@ impl VideoPipeline {
         options.set("threads", &self.settings.threads);
         let enc = enc.open_as_with(codec, options).during("opening the H.264 encoder")?;
         muxer.set_encoder(self.track, &enc, self.frame_rate, TrackKind::Video { width, height })?;
-        self.size = (width, height);
         self.encoder = Some(enc);
         Ok(())
     }
