@@ -279,16 +279,7 @@ pub const MATROSKA_VP8: Recipe = recipe!(
 /// A PNG image.
 pub const PNG: Recipe = recipe!(
     "image.png",
-    [
-        "-f",
-        "lavfi",
-        "-i",
-        VIDEO_SMALL,
-        "-frames:v",
-        "1",
-        "-f",
-        "image2"
-    ]
+    ["-f", "lavfi", "-i", VIDEO_SMALL, "-frames:v", "1", "-f", "image2"]
 );
 /// An MP4 (H.264).
 pub const MP4: Recipe = recipe!(
@@ -352,10 +343,7 @@ pub fn path(recipe: &Recipe) -> PathBuf {
     cmd.args(["-hide_banner", "-loglevel", "error", "-y"]);
     if !parts.is_empty() {
         let list = dir.join(format!(".{}.list", recipe.name));
-        let text: String = parts
-            .iter()
-            .map(|p| format!("file '{}'\n", p.display()))
-            .collect();
+        let text: String = parts.iter().map(|p| format!("file '{}'\n", p.display())).collect();
         std::fs::write(&list, text).unwrap();
         cmd.args(["-f", "concat", "-safe", "0", "-i"]).arg(&list);
     }

@@ -12,11 +12,7 @@ use std::path::PathBuf;
 pub fn bin_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
     // target/debug/deps/<test> -> target/debug
-    let dir = exe
-        .parent()
-        .and_then(|p| p.parent())
-        .expect("target dir")
-        .to_path_buf();
+    let dir = exe.parent().and_then(|p| p.parent()).expect("target dir").to_path_buf();
     assert!(
         dir.join("mediaq-api").exists(),
         "{} has no mediaq-api binary: run `cargo build --workspace` first (scripts/test.sh does)",
@@ -28,9 +24,7 @@ pub fn bin_dir() -> PathBuf {
 /// The shared corpus beside the checkout, when present.
 pub fn corpus_dir() -> Option<PathBuf> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus");
-    dir.join("MANIFEST.tsv")
-        .exists()
-        .then(|| dir.canonicalize().unwrap())
+    dir.join("MANIFEST.tsv").exists().then(|| dir.canonicalize().unwrap())
 }
 
 /// One row of the corpus manifest.

@@ -6,14 +6,7 @@ use serde_json::Value;
 
 pub fn ffprobe(path: &Path) -> Value {
     let out = std::process::Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-print_format",
-            "json",
-            "-show_streams",
-            "-show_format",
-        ])
+        .args(["-v", "error", "-print_format", "json", "-show_streams", "-show_format"])
         .arg(path)
         .output()
         .expect("run ffprobe");
@@ -73,9 +66,7 @@ pub fn top_level_boxes(bytes: &[u8]) -> Vec<String> {
         let size32 = u32::from_be_bytes(bytes[pos..pos + 4].try_into().unwrap()) as u64;
         let kind = String::from_utf8_lossy(&bytes[pos + 4..pos + 8]).into_owned();
         let size = match size32 {
-            1 if pos + 16 <= bytes.len() => {
-                u64::from_be_bytes(bytes[pos + 8..pos + 16].try_into().unwrap())
-            }
+            1 if pos + 16 <= bytes.len() => u64::from_be_bytes(bytes[pos + 8..pos + 16].try_into().unwrap()),
             0 => (bytes.len() - pos) as u64,
             s => s,
         };

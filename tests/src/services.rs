@@ -26,16 +26,12 @@ pub struct TestEnv {
 fn admin_url() -> String {
     std::env::var("MEDIAQ_TEST_DATABASE_URL")
         .or_else(|_| std::env::var("DATABASE_URL"))
-        .expect(
-            "MEDIAQ_TEST_DATABASE_URL must point at a PostgreSQL server (scripts/test.sh sets it)",
-        )
+        .expect("MEDIAQ_TEST_DATABASE_URL must point at a PostgreSQL server (scripts/test.sh sets it)")
 }
 
 /// `postgres://.../olddb?x` -> `postgres://.../newdb?x`
 fn with_database(url: &str, db: &str) -> String {
-    let (base, query) = url
-        .split_once('?')
-        .map_or((url, None), |(b, q)| (b, Some(q)));
+    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
     let (prefix, _) = base.rsplit_once('/').expect("database URL has a path");
     match query {
         Some(q) => format!("{prefix}/{db}?{q}"),
@@ -70,14 +66,8 @@ impl TestEnv {
         Self {
             database_url,
             db_name,
-            storage: tempfile::Builder::new()
-                .prefix("mediaq-storage-")
-                .tempdir()
-                .unwrap(),
-            logs: tempfile::Builder::new()
-                .prefix("mediaq-logs-")
-                .tempdir()
-                .unwrap(),
+            storage: tempfile::Builder::new().prefix("mediaq-storage-").tempdir().unwrap(),
+            logs: tempfile::Builder::new().prefix("mediaq-logs-").tempdir().unwrap(),
             pool,
         }
     }
@@ -94,10 +84,7 @@ impl TestEnv {
     fn base_env(&self) -> Vec<(String, String)> {
         vec![
             ("DATABASE_URL".into(), self.database_url.clone()),
-            (
-                "MEDIAQ_STORAGE_DIR".into(),
-                self.storage_dir().display().to_string(),
-            ),
+            ("MEDIAQ_STORAGE_DIR".into(), self.storage_dir().display().to_string()),
             (
                 "RUST_LOG".into(),
                 std::env::var("MEDIAQ_TEST_LOG").unwrap_or_else(|_| "info".into()),
@@ -221,11 +208,7 @@ impl Service {
 impl Drop for Service {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            eprintln!(
-                "---- {} (last lines) ----\n{}",
-                self.log.display(),
-                tail(&self.log, 80)
-            );
+            eprintln!("---- {} (last lines) ----\n{}", self.log.display(), tail(&self.log, 80));
         }
         let _ = self.child.start_kill();
     }
@@ -247,12 +230,7 @@ impl Api {
     }
 
     /// Raw-body upload.
-    pub async fn upload(
-        &self,
-        bytes: Vec<u8>,
-        content_type: &str,
-        filename: Option<&str>,
-    ) -> reqwest::Response {
+    pub async fn upload(&self, bytes: Vec<u8>, content_type: &str, filename: Option<&str>) -> reqwest::Response {
         let mut req = self
             .client
             .post(self.url("/v1/jobs"))
@@ -265,12 +243,7 @@ impl Api {
     }
 
     /// Browser-form upload (multipart, field `file`).
-    pub async fn upload_form(
-        &self,
-        bytes: Vec<u8>,
-        filename: &str,
-        part_type: &str,
-    ) -> reqwest::Response {
+    pub async fn upload_form(&self, bytes: Vec<u8>, filename: &str, part_type: &str) -> reqwest::Response {
         let part = reqwest::multipart::Part::bytes(bytes)
             .file_name(filename.to_owned())
             .mime_str(part_type)
@@ -296,11 +269,7 @@ impl Api {
     }
 
     /// Polls a job until it is terminal; returns every distinct progress seen and the final job.
-    pub async fn wait_terminal(
-        &self,
-        id: &str,
-        timeout: Duration,
-    ) -> (Vec<f64>, serde_json::Value) {
+    pub async fn wait_terminal(&self, id: &str, timeout: Duration) -> (Vec<f64>, serde_json::Value) {
         let mut seen = Vec::new();
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
@@ -309,10 +278,7 @@ impl Api {
             if seen.last() != Some(&p) {
                 seen.push(p);
             }
-            if matches!(
-                job["status"].as_str(),
-                Some("succeeded" | "failed" | "canceled")
-            ) {
+            if matches!(job["status"].as_str(), Some("succeeded" | "failed" | "canceled")) {
                 return (seen, job);
             }
             if tokio::time::Instant::now() > deadline {

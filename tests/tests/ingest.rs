@@ -13,14 +13,9 @@ async fn error_code(resp: reqwest::Response) -> (u16, String, Value) {
         "every response carries X-Request-Id"
     );
     let body: Value = resp.json().await.expect("error bodies are JSON");
-    let code = body["error"]["code"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
+    let code = body["error"]["code"].as_str().unwrap_or_default().to_owned();
     assert!(
-        body["error"]["message"]
-            .as_str()
-            .is_some_and(|m| !m.is_empty()),
+        body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()),
         "{body}"
     );
     assert!(body["request_id"].as_str().is_some(), "{body}");
@@ -53,9 +48,7 @@ async fn raw_upload_is_stored_recorded_and_enqueued_in_one_go() {
     let api = env.api().await;
     let bytes = fixtures::bytes(&fixtures::VP9_OPUS);
 
-    let resp = api
-        .upload(bytes.clone(), "video/webm", Some("holiday.webm"))
-        .await;
+    let resp = api.upload(bytes.clone(), "video/webm", Some("holiday.webm")).await;
     assert_eq!(resp.status(), 202);
     let location = resp.headers()["location"].to_str().unwrap().to_owned();
     assert!(resp.headers().contains_key("etag"));
@@ -76,20 +69,18 @@ async fn raw_upload_is_stored_recorded_and_enqueued_in_one_go() {
     assert_eq!(std::fs::read(&stored).unwrap(), bytes);
     assert!(files_under(&env.storage_dir().join("tmp")).is_empty());
 
-    let audit: (String, String, Option<String>) = sqlx::query_as(
-        "SELECT actor, action, request_id FROM audit_events WHERE job_id = $1::uuid",
-    )
-    .bind(id)
-    .fetch_one(env.pool())
-    .await
-    .unwrap();
-    assert_eq!((audit.0.as_str(), audit.1.as_str()), ("api", "job.created"));
-    assert!(audit.2.is_some());
-    let task: (String, String) =
-        sqlx::query_as("SELECT job_type, convert_from(job, 'UTF8') FROM apalis.jobs")
+    let audit: (String, String, Option<String>) =
+        sqlx::query_as("SELECT actor, action, request_id FROM audit_events WHERE job_id = $1::uuid")
+            .bind(id)
             .fetch_one(env.pool())
             .await
             .unwrap();
+    assert_eq!((audit.0.as_str(), audit.1.as_str()), ("api", "job.created"));
+    assert!(audit.2.is_some());
+    let task: (String, String) = sqlx::query_as("SELECT job_type, convert_from(job, 'UTF8') FROM apalis.jobs")
+        .fetch_one(env.pool())
+        .await
+        .unwrap();
     assert_eq!(task.0, "mediaq.transcode");
     let args: Value = serde_json::from_str(&task.1).unwrap();
     assert_eq!(args["job_id"], id);
@@ -100,17 +91,13 @@ async fn multipart_upload_from_a_browser_form() {
     let env = TestEnv::new().await;
     let api = env.api().await;
     let bytes = fixtures::bytes(&fixtures::VP8_VORBIS);
-    let resp = api
-        .upload_form(bytes.clone(), "My Clip.webm", "video/webm")
-        .await;
+    let resp = api.upload_form(bytes.clone(), "My Clip.webm", "video/webm").await;
     assert_eq!(resp.status(), 202);
     let job: Value = resp.json().await.unwrap();
     assert_eq!(job["input"]["filename"], "My Clip.webm");
     assert_eq!(job["input"]["sha256"], sha256_hex(&bytes));
     // Browsers may not know the type; octet-stream is judged by the bytes.
-    let resp = api
-        .upload_form(bytes, "rec.webm", "application/octet-stream")
-        .await;
+    let resp = api.upload_form(bytes, "rec.webm", "application/octet-stream").await;
     assert_eq!(resp.status(), 202);
 }
 
@@ -162,14 +149,7 @@ async fn status_polling_with_etags() {
     assert_eq!(changed.status(), 200);
     assert_ne!(changed.headers()["etag"].to_str().unwrap(), etag);
 
-    let (status, code, _) = error_code(
-        api.client
-            .get(api.url("/v1/jobs/not-a-uuid"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, code, _) = error_code(api.client.get(api.url("/v1/jobs/not-a-uuid")).send().await.unwrap()).await;
     assert_eq!((status, code.as_str()), (400, "invalid_job_id"));
     let unknown = uuid::Uuid::now_v7();
     let (status, code, _) = error_code(
@@ -190,11 +170,9 @@ async fn status_polling_with_etags() {
     )
     .await;
     assert_eq!((status, code.as_str()), (404, "job_not_found"));
-    let (status, code, _) =
-        error_code(api.client.get(api.url("/nope")).send().await.unwrap()).await;
+    let (status, code, _) = error_code(api.client.get(api.url("/nope")).send().await.unwrap()).await;
     assert_eq!((status, code.as_str()), (404, "not_found"));
-    let (status, code, _) =
-        error_code(api.client.delete(api.url("/healthz")).send().await.unwrap()).await;
+    let (status, code, _) = error_code(api.client.delete(api.url("/healthz")).send().await.unwrap()).await;
     assert_eq!((status, code.as_str()), (405, "method_not_allowed"));
 }
 
@@ -226,41 +204,20 @@ async fn files_that_are_not_webm_are_refused_and_leave_nothing() {
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
         ("png", fixtures::bytes(&fixtures::PNG), "not_webm"),
         ("mp4", fixtures::bytes(&fixtures::MP4), "not_webm"),
-        (
-            "text",
-            b"just some text, not a video at all".to_vec(),
-            "not_webm",
-        ),
+        ("text", b"just some text, not a video at all".to_vec(), "not_webm"),
         (
             "html",
             b"<!DOCTYPE html><html><script>alert(1)</script></html>".to_vec(),
             "not_webm",
         ),
-        (
-            "matroska doctype",
-            fixtures::bytes(&fixtures::MATROSKA_VP8),
-            "not_webm",
-        ),
+        ("matroska doctype", fixtures::bytes(&fixtures::MATROSKA_VP8), "not_webm"),
         ("truncated header", webm[..20].to_vec(), "not_webm"),
     ];
     for (what, bytes, expected) in cases {
-        let (status, code, body) = error_code(
-            api.upload(bytes.clone(), "video/webm", Some("x.webm"))
-                .await,
-        )
-        .await;
-        assert_eq!(
-            (status, code.as_str()),
-            (415, expected),
-            "raw {what}: {body}"
-        );
-        let (status, code, body) =
-            error_code(api.upload_form(bytes, "x.webm", "video/webm").await).await;
-        assert_eq!(
-            (status, code.as_str()),
-            (415, expected),
-            "form {what}: {body}"
-        );
+        let (status, code, body) = error_code(api.upload(bytes.clone(), "video/webm", Some("x.webm")).await).await;
+        assert_eq!((status, code.as_str()), (415, expected), "raw {what}: {body}");
+        let (status, code, body) = error_code(api.upload_form(bytes, "x.webm", "video/webm").await).await;
+        assert_eq!((status, code.as_str()), (415, expected), "form {what}: {body}");
         let message = body["error"]["message"].as_str().unwrap();
         assert!(
             !message.contains(env.storage_dir().to_str().unwrap()),
@@ -272,17 +229,11 @@ async fn files_that_are_not_webm_are_refused_and_leave_nothing() {
     assert_eq!((status, code.as_str()), (415, "unsupported_media_type"));
     let (status, code, _) = error_code(api.upload(webm.clone(), "video/mp4", None).await).await;
     assert_eq!((status, code.as_str()), (415, "unsupported_media_type"));
-    let (status, code, _) =
-        error_code(api.upload_form(webm.clone(), "x.webm", "image/png").await).await;
+    let (status, code, _) = error_code(api.upload_form(webm.clone(), "x.webm", "image/png").await).await;
     assert_eq!((status, code.as_str()), (415, "unsupported_media_type"));
-    let (status, code, _) = error_code(
-        api.upload_form(webm.clone(), "clip.mp4", "video/webm")
-            .await,
-    )
-    .await;
+    let (status, code, _) = error_code(api.upload_form(webm.clone(), "clip.mp4", "video/webm").await).await;
     assert_eq!((status, code.as_str()), (415, "extension_mismatch"));
-    let (status, code, _) =
-        error_code(api.upload(webm, "video/webm", Some("clip.png")).await).await;
+    let (status, code, _) = error_code(api.upload(webm, "video/webm", Some("clip.png")).await).await;
     assert_eq!((status, code.as_str()), (415, "extension_mismatch"));
     let resp = api
         .client
@@ -304,8 +255,7 @@ async fn malformed_requests_get_clear_400s_and_leave_nothing() {
 
     let (status, code, _) = error_code(api.upload(Vec::new(), "video/webm", None).await).await;
     assert_eq!((status, code.as_str()), (400, "empty_upload"));
-    let (status, code, _) =
-        error_code(api.upload_form(Vec::new(), "x.webm", "video/webm").await).await;
+    let (status, code, _) = error_code(api.upload_form(Vec::new(), "x.webm", "video/webm").await).await;
     assert_eq!((status, code.as_str()), (400, "empty_upload"));
 
     // No `file` field.
@@ -387,16 +337,13 @@ async fn one_byte_over_the_limit_is_413_without_reading_the_rest() {
     let env = TestEnv::new().await;
     let webm = fixtures::bytes(&fixtures::VP8_VORBIS);
     let limit = webm.len() - 1;
-    let api = env
-        .api_with(&[("MEDIAQ_MAX_UPLOAD_BYTES", &limit.to_string())])
-        .await;
+    let api = env.api_with(&[("MEDIAQ_MAX_UPLOAD_BYTES", &limit.to_string())]).await;
 
     // Declared length over the limit: refused before any byte is read.
     let (status, code, _) = error_code(api.upload(webm.clone(), "video/webm", None).await).await;
     assert_eq!((status, code.as_str()), (413, "payload_too_large"));
     // Chunked (no Content-Length): refused when the byte over the limit arrives.
-    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
-        webm.chunks(4096).map(|c| Ok(c.to_vec())).collect();
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = webm.chunks(4096).map(|c| Ok(c.to_vec())).collect();
     let body = reqwest::Body::wrap_stream(futures_util::stream::iter(chunks));
     let resp = api
         .client
@@ -408,8 +355,7 @@ async fn one_byte_over_the_limit_is_413_without_reading_the_rest() {
         .unwrap();
     let (status, code, _) = error_code(resp).await;
     assert_eq!((status, code.as_str()), (413, "payload_too_large"));
-    let (status, code, _) =
-        error_code(api.upload_form(webm.clone(), "a.webm", "video/webm").await).await;
+    let (status, code, _) = error_code(api.upload_form(webm.clone(), "a.webm", "video/webm").await).await;
     assert_eq!((status, code.as_str()), (413, "payload_too_large"));
     // Exactly at the limit is fine.
     let exact = api.upload(webm[..limit].to_vec(), "video/webm", None).await;
@@ -473,10 +419,7 @@ async fn hostile_filenames_are_sanitized() {
     let cases: Vec<(&str, String)> = vec![
         ("../../etc/passwd.webm", "passwd.webm".into()),
         ("a\0b.webm", "ab.webm".into()),
-        (
-            "evil\r\nX-Injected: 1.webm",
-            "evilX-Injected_ 1.webm".into(),
-        ),
+        ("evil\r\nX-Injected: 1.webm", "evilX-Injected_ 1.webm".into()),
         ("видео 🎬.webm", "видео 🎬.webm".into()),
     ];
     for (raw, expected) in cases {
@@ -500,10 +443,7 @@ async fn hostile_filenames_are_sanitized() {
         .await
         .unwrap();
     let name = job["input"]["filename"].as_str().unwrap();
-    assert!(
-        name.chars().count() <= 200 && name.ends_with(".webm"),
-        "{name}"
-    );
+    assert!(name.chars().count() <= 200 && name.ends_with(".webm"), "{name}");
     // Stored names are ours: only `{uuid}.webm` files in inputs/.
     for f in files_under(&env.storage_dir().join("inputs")) {
         let stem = f.file_stem().unwrap().to_str().unwrap();
@@ -541,12 +481,7 @@ async fn health_and_readiness() {
         ])
         .await;
     assert_eq!(
-        dead.client
-            .get(dead.url("/healthz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        dead.client.get(dead.url("/healthz")).send().await.unwrap().status(),
         200
     );
     let resp = dead.client.get(dead.url("/readyz")).send().await.unwrap();
@@ -558,11 +493,7 @@ async fn health_and_readiness() {
         .upload(fixtures::bytes(&fixtures::VP8_VORBIS), "video/webm", None)
         .await;
     let (status, code, body) = error_code(resp).await;
-    assert_eq!(
-        (status, code.as_str()),
-        (503, "database_unavailable"),
-        "{body}"
-    );
+    assert_eq!((status, code.as_str()), (503, "database_unavailable"), "{body}");
     assert!(started.elapsed() < Duration::from_secs(5));
     assert!(
         !body.to_string().contains("127.0.0.1:1"),
@@ -587,13 +518,9 @@ async fn the_audit_trail_is_append_only() {
         .execute(env.pool())
         .await;
     assert!(update.unwrap_err().to_string().contains("append-only"));
-    let delete = sqlx::query("DELETE FROM audit_events")
-        .execute(env.pool())
-        .await;
+    let delete = sqlx::query("DELETE FROM audit_events").execute(env.pool()).await;
     assert!(delete.unwrap_err().to_string().contains("append-only"));
-    let truncate = sqlx::query("TRUNCATE audit_events")
-        .execute(env.pool())
-        .await;
+    let truncate = sqlx::query("TRUNCATE audit_events").execute(env.pool()).await;
     assert!(truncate.is_err());
     let n: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_events")
         .fetch_one(env.pool())
@@ -616,9 +543,7 @@ async fn corpus_files_meet_the_manifest_at_upload() {
             .filename
             .split_once("__")
             .map_or(entry.filename.as_str(), |(_, n)| n);
-        let resp = api
-            .upload_form(bytes, name, "application/octet-stream")
-            .await;
+        let resp = api.upload_form(bytes, name, "application/octet-stream").await;
         let status = resp.status().as_u16();
         let body: Value = resp.json().await.unwrap();
         let expected = entry.expected.as_str();

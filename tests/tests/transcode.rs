@@ -20,11 +20,7 @@ async fn upload(api: &Api, recipe: &Recipe) -> String {
     job["id"].as_str().unwrap().to_owned()
 }
 
-async fn download(
-    api: &Api,
-    id: &str,
-    dir: &Path,
-) -> (std::path::PathBuf, reqwest::header::HeaderMap) {
+async fn download(api: &Api, id: &str, dir: &Path) -> (std::path::PathBuf, reqwest::header::HeaderMap) {
     let resp = api
         .client
         .get(api.url(&format!("/v1/jobs/{id}/output")))
@@ -44,10 +40,7 @@ fn check_output(input: &Path, output: &Path, job: &Value) {
     let inp = probe::ffprobe(input);
     let out = probe::ffprobe(output);
     assert!(
-        out["format"]["format_name"]
-            .as_str()
-            .unwrap()
-            .contains("mp4"),
+        out["format"]["format_name"].as_str().unwrap().contains("mp4"),
         "{name}: {out}"
     );
     let in_video = probe::stream(&inp, "video");
@@ -87,10 +80,7 @@ fn check_output(input: &Path, output: &Path, job: &Value) {
     let boxes = probe::top_level_boxes(&std::fs::read(output).unwrap());
     let moov = boxes.iter().position(|b| b == "moov").expect("moov");
     let mdat = boxes.iter().position(|b| b == "mdat").expect("mdat");
-    assert!(
-        moov < mdat,
-        "{name}: faststart: moov must precede mdat: {boxes:?}"
-    );
+    assert!(moov < mdat, "{name}: faststart: moov must precede mdat: {boxes:?}");
 }
 
 fn assert_progress_rises_to_one(id: &str, seen: &[f64]) {
@@ -98,11 +88,7 @@ fn assert_progress_rises_to_one(id: &str, seen: &[f64]) {
         seen.windows(2).all(|w| w[0] <= w[1]),
         "{id}: progress must not go back: {seen:?}"
     );
-    assert_eq!(
-        seen.last(),
-        Some(&1.0),
-        "{id}: progress ends at 1: {seen:?}"
-    );
+    assert_eq!(seen.last(), Some(&1.0), "{id}: progress ends at 1: {seen:?}");
     assert!(seen.iter().all(|p| (0.0..=1.0).contains(p)), "{seen:?}");
 }
 
@@ -144,11 +130,10 @@ async fn every_kind_of_webm_converts_to_a_valid_mp4() {
         // Temp files are gone.
         assert!(mediaq_e2e::files_under(&env.storage_dir().join("work")).is_empty());
     }
-    let started: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM audit_events WHERE action = 'job.started'")
-            .fetch_one(env.pool())
-            .await
-            .unwrap();
+    let started: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_events WHERE action = 'job.started'")
+        .fetch_one(env.pool())
+        .await
+        .unwrap();
     assert!(started >= recipes.len() as i64);
 }
 
@@ -161,15 +146,7 @@ async fn range_requests_return_the_exact_bytes() {
     let (_, job) = api.wait_terminal(&id, JOB_TIMEOUT).await;
     assert_eq!(job["status"], "succeeded");
     let url = api.url(&format!("/v1/jobs/{id}/output"));
-    let full = api
-        .client
-        .get(&url)
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
+    let full = api.client.get(&url).send().await.unwrap().bytes().await.unwrap();
     let resp = api
         .client
         .get(&url)
@@ -183,13 +160,7 @@ async fn range_requests_return_the_exact_bytes() {
         format!("bytes 100-1099/{}", full.len()).as_str()
     );
     assert_eq!(resp.bytes().await.unwrap(), full.slice(100..1100));
-    let resp = api
-        .client
-        .get(&url)
-        .header("range", "bytes=-16")
-        .send()
-        .await
-        .unwrap();
+    let resp = api.client.get(&url).header("range", "bytes=-16").send().await.unwrap();
     assert_eq!(resp.status(), 206);
     assert_eq!(resp.bytes().await.unwrap(), full.slice(full.len() - 16..));
     let resp = api
@@ -217,23 +188,18 @@ async fn two_workers_share_twenty_jobs_and_do_each_once() {
         assert_eq!(job["status"], "succeeded", "{job}");
         assert_eq!(job["attempts"], 1, "{job}");
     }
-    let per_job: Vec<(i64,)> = sqlx::query_as(
-        "SELECT count(*) FROM audit_events WHERE action = 'job.started' GROUP BY job_id",
-    )
-    .fetch_all(env.pool())
-    .await
-    .unwrap();
+    let per_job: Vec<(i64,)> =
+        sqlx::query_as("SELECT count(*) FROM audit_events WHERE action = 'job.started' GROUP BY job_id")
+            .fetch_all(env.pool())
+            .await
+            .unwrap();
     assert_eq!(per_job.len(), 20);
-    assert!(
-        per_job.iter().all(|(n,)| *n == 1),
-        "each job started once: {per_job:?}"
-    );
-    let workers: i64 = sqlx::query_scalar(
-        "SELECT count(DISTINCT actor) FROM audit_events WHERE action = 'job.started'",
-    )
-    .fetch_one(env.pool())
-    .await
-    .unwrap();
+    assert!(per_job.iter().all(|(n,)| *n == 1), "each job started once: {per_job:?}");
+    let workers: i64 =
+        sqlx::query_scalar("SELECT count(DISTINCT actor) FROM audit_events WHERE action = 'job.started'")
+            .fetch_one(env.pool())
+            .await
+            .unwrap();
     assert_eq!(workers, 2, "both workers took jobs");
     let outputs = mediaq_e2e::files_under(&env.storage_dir().join("outputs"));
     assert_eq!(outputs.len(), 20, "one output per job");
@@ -268,20 +234,14 @@ async fn corpus_files_end_as_the_manifest_expects() {
             let (path, _) = download(&api, &id, out_dir.path()).await;
             let out = probe::ffprobe(&path);
             assert!(
-                probe::stream(&out, "video")
-                    .or(probe::stream(&out, "audio"))
-                    .is_some(),
+                probe::stream(&out, "video").or(probe::stream(&out, "audio")).is_some(),
                 "{}",
                 entry.filename
             );
         } else if expected.starts_with("REJECT") {
             assert_eq!(status, "failed", "{}: {expected}: {job}", entry.filename);
         } else {
-            assert!(
-                matches!(status, "succeeded" | "failed"),
-                "{}: {job}",
-                entry.filename
-            );
+            assert!(matches!(status, "succeeded" | "failed"), "{}: {job}", entry.filename);
         }
         if status == "failed" {
             let code = job["error"]["code"].as_str().unwrap();
