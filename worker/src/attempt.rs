@@ -75,6 +75,11 @@ pub async fn run(state: &Arc<WorkerState>, id: JobId, worker: &str) -> Result<()
     } else {
         None
     };
+    // Attempt N holds the job now: directories of earlier attempts belong to dead workers.
+    let stale = JobDir::remove_stale(&state.storage.work_dir(), &format!("{id}-a"))?;
+    if stale > 0 {
+        tracing::info!(stale, "removed the job directories of earlier attempts");
+    }
     let work = JobDir::create(&state.storage.work_dir(), &format!("{id}-a{attempt}-"), owner)?;
     let input = work.input(&state.storage.path(&job.input.key))?;
     let output_path = work.path().join("output.mp4");

@@ -19,6 +19,19 @@ impl JobDir {
         Ok(Self { dir, owner })
     }
 
+    /// Removes leftover directories starting with `prefix` (those of a job's earlier attempts,
+    /// whose worker died with them). Returns how many were removed.
+    pub fn remove_stale(work_dir: &Path, prefix: &str) -> std::io::Result<usize> {
+        let mut removed = 0;
+        for entry in std::fs::read_dir(work_dir)?.flatten() {
+            if entry.file_name().to_string_lossy().starts_with(prefix) && entry.path().is_dir() {
+                std::fs::remove_dir_all(entry.path())?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
     pub fn path(&self) -> &Path {
         self.dir.path()
     }

@@ -34,7 +34,18 @@ pub struct AttemptEnd<'a> {
     pub peak_rss_bytes: u64,
 }
 
-pub async fn start<'e>(db: impl PgExecutor<'e>, id: JobId, attempt: i32, worker: &str) -> Result<(), sqlx::Error> {
+/// Records a new attempt. Earlier attempts that never finished (their worker died) are closed as
+/// `failed` with `worker_crashed`.
+pub async fn start(conn: &mut sqlx::PgConnection, id: JobId, attempt: i32, worker: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE job_attempts SET finished_at = now(), outcome = 'failed', error_code = 'worker_crashed',
+                exit_status = 'worker lost'
+         WHERE job_id = $1 AND attempt < $2 AND finished_at IS NULL",
+    )
+    .bind(id.as_uuid())
+    .bind(attempt)
+    .execute(&mut *conn)
+    .await?;
     sqlx::query(
         "INSERT INTO job_attempts (job_id, attempt, worker) VALUES ($1, $2, $3)
          ON CONFLICT (job_id, attempt) DO NOTHING",
@@ -42,7 +53,7 @@ pub async fn start<'e>(db: impl PgExecutor<'e>, id: JobId, attempt: i32, worker:
     .bind(id.as_uuid())
     .bind(attempt)
     .bind(worker)
-    .execute(db)
+    .execute(&mut *conn)
     .await?;
     Ok(())
 }
