@@ -401,13 +401,43 @@ fn av1_opus_converts() {
     assert_eq!(run.probed()["video_codec"], "av1");
 }
 
+/// testsrc is RGB, so libvpx-vp9 writes profile 1 gbrp: this also covers RGB -> yuv420p.
 #[test]
 fn odd_dimensions_without_audio_round_down_to_even() {
     let dir = tmp();
     let args = format!("-f lavfi -i testsrc=s=641x361:r=30:d=1 {VP9}");
     let input = gen(dir.path(), "in.webm", &args);
     assert_eq!(streams(&probe(&input), "video")[0]["width"], 641);
-    convert_ok(&input, expect(Some((640, 360)), false));
+    let (out, _, _) = convert_ok(&input, expect(Some((640, 360)), false));
+    assert_eq!(
+        streams(&out, "video")[0]["color_range"],
+        "tv",
+        "RGB becomes limited-range YUV"
+    );
+}
+
+/// Full-range VP9 stays full range (flagged in the H.264 VUI), exactly as with the CLI.
+#[test]
+fn full_range_vp9_keeps_its_range_like_the_cli() {
+    let dir = tmp();
+    let range = "-vf scale=out_range=full,format=yuv420p -color_range pc";
+    let input = gen(dir.path(), "in.webm", &format!("{V_1S} {range} {VP9}"));
+    assert_eq!(streams(&probe(&input), "video")[0]["color_range"], "pc");
+    let output = dir.path().join("out.mp4");
+    let run = transcode(&input, &output);
+    assert_eq!(run.code, 0, "{:?}\n{}", run.events, run.stderr);
+    check_events(&run);
+    ffmpeg(
+        dir.path(),
+        "-i in.webm -c:v libx264 -preset veryfast -crf 23 -pix_fmt yuv420p cli.mp4",
+    );
+    let (ours, cli) = (probe(&output), probe(&dir.path().join("cli.mp4")));
+    let (ours, cli) = (streams(&ours, "video")[0], streams(&cli, "video")[0]);
+    assert_eq!(ours["color_range"], "pc");
+    assert_eq!(
+        (&ours["pix_fmt"], &ours["color_range"]),
+        (&cli["pix_fmt"], &cli["color_range"])
+    );
 }
 
 #[test]
