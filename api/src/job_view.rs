@@ -25,6 +25,7 @@ pub fn to_json(job: &Job, attempts: &[AttemptRecord]) -> Value {
         "started_at": job.started_at,
         "finished_at": job.finished_at,
         "updated_at": job.updated_at,
+        "next_attempt_at": job.next_attempt_at,
         "attempt_history": attempts,
         "links": { "self": self_link, "output": output_link },
     })

@@ -139,6 +139,8 @@ pub struct Job {
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
     pub updated_at: DateTime<Utc>,
+    /// When a retry is scheduled (status `queued` after a transient failure).
+    pub next_attempt_at: Option<DateTime<Utc>>,
 }
 
 #[cfg(test)]

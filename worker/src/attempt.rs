@@ -1,18 +1,19 @@
-//! One attempt at one job: claim it, run the transcoder child, record the outcome.
+//! One attempt at one job: claim it, run the transcoder child in a fresh job directory, store
+//! the output under the attempt's own key, then let [`crate::finish`] record the outcome.
 //!
-//! Every write is fenced by the attempt number (see `mediaq_shared::db::jobs`), and the output of
-//! attempt N is stored under its own key, so a late result can never overwrite a newer attempt's.
+//! Every write is fenced by the attempt number (see `mediaq_shared::db::jobs`), so a late result
+//! can never overwrite a newer attempt's.
 
 use std::{
     ffi::OsString,
-    path::Path,
+    path::{Path, PathBuf},
     sync::Arc,
     time::{Duration, Instant},
 };
 
 use futures_util::FutureExt;
 use mediaq_shared::{
-    db::{attempts, attempts::AttemptEnd, audit, audit::AuditEvent, jobs},
+    db::{attempts, audit, audit::AuditEvent, jobs},
     storage::Storage,
     ErrorInfo, JobId, OutputFacts,
 };
@@ -23,6 +24,7 @@ use sqlx::PgPool;
 use crate::{
     child::{self, Outcome, Report, Watch},
     config::WorkerConfig,
+    finish,
     jobdir::JobDir,
     spawn::{self, ChildSpec, Rlimits},
 };
@@ -40,7 +42,7 @@ pub struct WorkerState {
     pub namespaces: bool,
 }
 
-/// A failure that is the worker's (database, storage), not the media's: the task is retried.
+/// A failure that is the worker's (database, storage), not the media's.
 #[derive(Debug, thiserror::Error)]
 pub enum AttemptError {
     #[error("database: {0}")]
@@ -53,12 +55,28 @@ pub enum AttemptError {
 pub async fn run(state: &Arc<WorkerState>, id: JobId, worker: &str) -> Result<(), AttemptError> {
     let actor = format!("worker:{worker}");
     let mut tx = state.pool.begin().await?;
-    let Some(attempt) = jobs::start_attempt(&mut *tx, id).await? else {
+    let Some(started) = jobs::start_attempt(&mut *tx, id).await? else {
         tracing::info!("job is already finished or gone; nothing to do");
         return Ok(());
     };
+    let attempt = started.attempt;
     tracing::Span::current().record("attempt", attempt);
-    attempts::start(&mut *tx, id, attempt, worker).await?;
+    attempts::start(&mut tx, id, attempt, worker).await?;
+    if started.budget_used > state.config.retry.max_attempts {
+        // Earlier attempts died with their workers and used up the budget: give up.
+        let cause = ErrorInfo {
+            code: "worker_crashed".into(),
+            message: format!(
+                "the worker running this job stopped {} times; giving up",
+                started.budget_used - 1
+            ),
+        };
+        finish::fail(&mut tx, &actor, id, attempt, &cause, "not run").await?;
+        let end = attempts::AttemptEnd::unmeasured("failed", Some("worker_crashed"), "not run");
+        attempts::finish(&mut *tx, id, attempt, &end).await?;
+        tx.commit().await?;
+        return Ok(());
+    }
     audit::record(
         &mut *tx,
         &AuditEvent::new(&actor, "job.started")
@@ -67,117 +85,91 @@ pub async fn run(state: &Arc<WorkerState>, id: JobId, worker: &str) -> Result<()
     )
     .await?;
     tx.commit().await?;
+
+    let ended = match execute(state, id, attempt).await {
+        Ok(ended) => ended,
+        Err(AttemptError::Storage(e)) => {
+            tracing::warn!(error = %e, "storage error during the attempt");
+            Ended::failure(ErrorInfo {
+                code: "storage_error".into(),
+                message: "a storage error interrupted the conversion".into(),
+            })
+        }
+        Err(e) => return Err(e),
+    };
+    finish::record(state, &actor, id, started, ended).await
+}
+
+/// What an attempt produced, before it is recorded.
+pub struct Ended {
+    /// The stored output and its path, on success.
+    pub output: Option<(OutputFacts, PathBuf)>,
+    pub error: Option<ErrorInfo>,
+    /// The child's exit and usage, when it ran.
+    pub report: Option<Report>,
+}
+
+impl Ended {
+    fn failure(error: ErrorInfo) -> Self {
+        Self {
+            output: None,
+            error: Some(error),
+            report: None,
+        }
+    }
+}
+
+/// Runs the child in a fresh job directory and, on success, stores the output under the
+/// attempt's own key.
+async fn execute(state: &WorkerState, id: JobId, attempt: i32) -> Result<Ended, AttemptError> {
     let job = jobs::get(&state.pool, id).await?.ok_or(sqlx::Error::RowNotFound)?;
     tracing::info!(input_bytes = job.input.size, "attempt started");
-
-    let owner = if spawn::is_root() {
-        state.config.sandbox.user
-    } else {
-        None
-    };
     // Attempt N holds the job now: directories of earlier attempts belong to dead workers.
     let stale = JobDir::remove_stale(&state.storage.work_dir(), &format!("{id}-a"))?;
     if stale > 0 {
         tracing::info!(stale, "removed the job directories of earlier attempts");
     }
+    let owner = if spawn::is_root() {
+        state.config.sandbox.user
+    } else {
+        None
+    };
     let work = JobDir::create(&state.storage.work_dir(), &format!("{id}-a{attempt}-"), owner)?;
     let input = work.input(&state.storage.path(&job.input.key))?;
     let output_path = work.path().join("output.mp4");
+    let spec = child_spec(&state.config, state.namespaces, &input, &output_path);
     let report = child::run(
-        &child_spec(&state.config, state.namespaces, &input, &output_path),
+        &spec,
         watch(&state.config),
         progress_writer(state.pool.clone(), id, attempt),
     )
     .await?;
-
-    let (outcome_label, error_code) = match report.outcome {
-        Outcome::Done(ref facts) => {
-            let key = format!("outputs/{id}-a{attempt}.mp4");
-            let (size, sha256) = hash_file(&output_path).await?;
-            state.storage.commit_file(&output_path, &key)?;
-            let output = OutputFacts {
-                key: key.clone(),
-                size_bytes: size,
-                sha256,
-                duration_s: facts.duration_s,
-                width: facts.width,
-                height: facts.height,
-                video_codec: facts.video_codec.clone(),
-                audio_codec: facts.audio_codec.clone(),
-            };
-            let mut tx = state.pool.begin().await?;
-            if jobs::succeed(&mut *tx, id, attempt, &output).await? {
-                let details = json!({ "attempt": attempt, "output_bytes": size, "wall_s": report.wall.as_secs_f64() });
-                audit::record(
-                    &mut *tx,
-                    &AuditEvent::new(&actor, "job.succeeded").job(id).details(details),
-                )
-                .await?;
-                tx.commit().await?;
-                tracing::info!(output_bytes = size, wall_s = report.wall.as_secs_f64(), "job succeeded");
-                ("succeeded", None)
-            } else {
-                drop(tx);
-                tracing::warn!("attempt was superseded; discarding its output");
-                state.storage.remove(&key)?;
-                ("superseded", None)
-            }
-        }
-        ref failure => {
-            let error = describe_failure(failure);
-            let mut tx = state.pool.begin().await?;
-            let label = if jobs::fail(&mut *tx, id, attempt, &error).await? {
-                let details =
-                    json!({ "attempt": attempt, "code": error.code, "message": error.message, "exit": report.exit });
-                let action = if error.code == "sandbox_violation" {
-                    "sandbox.violation"
-                } else {
-                    "job.failed"
-                };
-                audit::record(
-                    &mut *tx,
-                    &AuditEvent::new(&actor, action).job(id).details(details.clone()),
-                )
-                .await?;
-                if action != "job.failed" {
-                    audit::record(
-                        &mut *tx,
-                        &AuditEvent::new(&actor, "job.failed").job(id).details(details),
-                    )
-                    .await?;
-                }
-                tx.commit().await?;
-                tracing::info!(code = %error.code, message = %error.message, "job failed");
-                "failed"
-            } else {
-                tracing::warn!("attempt was superseded; its failure is not recorded");
-                "superseded"
-            };
-            (label, Some(error.code))
-        }
+    let Outcome::Done(facts) = &report.outcome else {
+        let error = describe_failure(&report.outcome);
+        return Ok(Ended {
+            output: None,
+            error: Some(error),
+            report: Some(report),
+        });
     };
-    record_usage(state, id, attempt, &report, outcome_label, error_code.as_deref()).await?;
-    Ok(())
-}
-
-async fn record_usage(
-    state: &WorkerState,
-    id: JobId,
-    attempt: i32,
-    report: &Report,
-    outcome: &str,
-    code: Option<&str>,
-) -> Result<(), sqlx::Error> {
-    let end = AttemptEnd {
-        outcome,
-        error_code: code,
-        exit_status: &report.exit,
-        wall_s: report.wall.as_secs_f64(),
-        user_cpu_s: report.usage.user_cpu.as_secs_f64(),
-        system_cpu_s: report.usage.system_cpu.as_secs_f64(),
-        peak_rss_bytes: report.usage.peak_rss_bytes,
+    let key = format!("outputs/{id}-a{attempt}.mp4");
+    let (size, sha256) = hash_file(&output_path).await?;
+    let stored = state.storage.commit_file(&output_path, &key)?;
+    let output = OutputFacts {
+        key,
+        size_bytes: size,
+        sha256,
+        duration_s: facts.duration_s,
+        width: facts.width,
+        height: facts.height,
+        video_codec: facts.video_codec.clone(),
+        audio_codec: facts.audio_codec.clone(),
     };
-    attempts::finish(&state.pool, id, attempt, &end).await
+    Ok(Ended {
+        output: Some((output, stored)),
+        error: None,
+        report: Some(report),
+    })
 }
 
 fn describe_failure(outcome: &Outcome) -> ErrorInfo {

@@ -23,6 +23,7 @@ pub struct WorkerConfig {
     pub heartbeat: Duration,
     pub sandbox: SandboxConfig,
     pub limits: MediaLimits,
+    pub retry: crate::retry::RetryPolicy,
 }
 
 /// Whether the worker may run with sandbox layers missing (MEDIAQ_SANDBOX).
@@ -121,6 +122,7 @@ impl WorkerConfig {
             shutdown_grace: config::parse_duration("MEDIAQ_SHUTDOWN_GRACE", Duration::from_secs(30))?,
             heartbeat: config::parse_duration("MEDIAQ_HEARTBEAT", Duration::from_secs(5))?,
             sandbox: SandboxConfig::from_env()?,
+            retry: crate::retry::RetryPolicy::from_env()?,
             limits: MediaLimits {
                 max_width: config::parse_or("MEDIAQ_MAX_WIDTH", 4096)?,
                 max_height: config::parse_or("MEDIAQ_MAX_HEIGHT", 4096)?,

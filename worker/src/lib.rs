@@ -4,8 +4,10 @@
 pub mod attempt;
 pub mod child;
 pub mod config;
+pub mod finish;
 pub mod jobdir;
 pub mod protocol;
+pub mod retry;
 pub mod run;
 pub mod sandbox;
 pub mod selfcheck;

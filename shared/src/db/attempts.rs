@@ -36,6 +36,21 @@ pub struct AttemptEnd<'a> {
 
 /// Records a new attempt. Earlier attempts that never finished (their worker died) are closed as
 /// `failed` with `worker_crashed`.
+impl<'a> AttemptEnd<'a> {
+    /// An attempt that ended without running the child (nothing measured).
+    pub fn unmeasured(outcome: &'a str, error_code: Option<&'a str>, exit_status: &'a str) -> Self {
+        Self {
+            outcome,
+            error_code,
+            exit_status,
+            wall_s: 0.0,
+            user_cpu_s: 0.0,
+            system_cpu_s: 0.0,
+            peak_rss_bytes: 0,
+        }
+    }
+}
+
 pub async fn start(conn: &mut sqlx::PgConnection, id: JobId, attempt: i32, worker: &str) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE job_attempts SET finished_at = now(), outcome = 'failed', error_code = 'worker_crashed',

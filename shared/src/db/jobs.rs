@@ -12,7 +12,7 @@ macro_rules! columns {
         "id, status, progress, attempts, error_code, error_message,
     input_filename, input_size, input_sha256, input_content_type, input_key,
     output_key, output_size, output_sha256, output_duration_s, output_width, output_height,
-    output_video_codec, output_audio_codec, created_at, started_at, finished_at, updated_at"
+    output_video_codec, output_audio_codec, created_at, started_at, finished_at, updated_at, next_attempt_at"
     };
 }
 
@@ -41,6 +41,7 @@ struct JobRow {
     started_at: Option<DateTime<Utc>>,
     finished_at: Option<DateTime<Utc>>,
     updated_at: DateTime<Utc>,
+    next_attempt_at: Option<DateTime<Utc>>,
 }
 
 impl TryFrom<JobRow> for Job {
@@ -86,6 +87,7 @@ impl TryFrom<JobRow> for Job {
             started_at: r.started_at,
             finished_at: r.finished_at,
             updated_at: r.updated_at,
+            next_attempt_at: r.next_attempt_at,
         })
     }
 }
@@ -116,18 +118,64 @@ pub async fn get<'e>(db: impl PgExecutor<'e>, id: JobId) -> Result<Option<Job>, 
     row.map(Job::try_from).transpose()
 }
 
+/// A started attempt: its number, and how many attempts this job has had since it was
+/// created or last requeued by an operator (this one included).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Started {
+    pub attempt: i32,
+    pub budget_used: i32,
+}
+
 /// Starts a new attempt: `queued` (or `processing` left by a dead worker) -> `processing`.
-/// Returns the attempt number, or `None` when the job is already terminal (or gone).
-pub async fn start_attempt<'e>(db: impl PgExecutor<'e>, id: JobId) -> Result<Option<i32>, sqlx::Error> {
-    sqlx::query_scalar(
-        "UPDATE jobs SET status = 'processing', attempts = attempts + 1, progress = 0,
-                started_at = now(), updated_at = now(), error_code = NULL, error_message = NULL
+/// Returns `None` when the job is already terminal (or gone).
+pub async fn start_attempt<'e>(db: impl PgExecutor<'e>, id: JobId) -> Result<Option<Started>, sqlx::Error> {
+    let row: Option<(i32, i32)> = sqlx::query_as(
+        "UPDATE jobs SET status = 'processing', attempts = attempts + 1, progress = 0, next_attempt_at = NULL,
+                started_at = now(), updated_at = now()
          WHERE id = $1 AND status IN ('queued', 'processing')
-         RETURNING attempts",
+         RETURNING attempts, attempts - attempts_base",
     )
     .bind(id.as_uuid())
     .fetch_optional(db)
-    .await
+    .await?;
+    Ok(row.map(|(attempt, budget_used)| Started { attempt, budget_used }))
+}
+
+/// `processing` -> `queued` for a retry at `at`, keeping the cause for clients to see.
+/// Fenced like the other worker writes.
+pub async fn schedule_retry<'e>(
+    db: impl PgExecutor<'e>,
+    id: JobId,
+    attempt: i32,
+    cause: &ErrorInfo,
+    at: DateTime<Utc>,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE jobs SET status = 'queued', progress = 0, next_attempt_at = $5, updated_at = now(),
+                error_code = $3, error_message = $4
+         WHERE id = $1 AND attempts = $2 AND status = 'processing'",
+    )
+    .bind(id.as_uuid())
+    .bind(attempt)
+    .bind(&cause.code)
+    .bind(&cause.message)
+    .bind(at)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// An operator's requeue of a failed job: `failed` -> `queued` with a fresh retry budget.
+pub async fn requeue_failed<'e>(db: impl PgExecutor<'e>, id: JobId) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE jobs SET status = 'queued', progress = 0, attempts_base = attempts, finished_at = NULL,
+                next_attempt_at = NULL, error_code = NULL, error_message = NULL, updated_at = now()
+         WHERE id = $1 AND status = 'failed'",
+    )
+    .bind(id.as_uuid())
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected() == 1)
 }
 
 /// Records progress of the current attempt; never moves progress backwards.
@@ -154,6 +202,7 @@ pub async fn succeed<'e>(
 ) -> Result<bool, sqlx::Error> {
     let done = sqlx::query(
         "UPDATE jobs SET status = 'succeeded', progress = 1, finished_at = now(), updated_at = now(),
+                error_code = NULL, error_message = NULL,
                 output_key = $3, output_size = $4, output_sha256 = $5, output_duration_s = $6,
                 output_width = $7, output_height = $8, output_video_codec = $9, output_audio_codec = $10
          WHERE id = $1 AND attempts = $2 AND status = 'processing'",
