@@ -7,7 +7,8 @@ use sha2::{Digest, Sha256};
 /// The job with the history of its attempts (exit cause and resource usage of each).
 pub fn to_json(job: &Job, attempts: &[AttemptRecord]) -> Value {
     let self_link = format!("/v1/jobs/{}", job.id);
-    let output_link = (job.status == JobStatus::Succeeded).then(|| format!("{self_link}/output"));
+    let output_link =
+        (job.status == JobStatus::Succeeded && job.files_deleted_at.is_none()).then(|| format!("{self_link}/output"));
     json!({
         "id": job.id,
         "status": job.status,
@@ -26,6 +27,7 @@ pub fn to_json(job: &Job, attempts: &[AttemptRecord]) -> Value {
         "finished_at": job.finished_at,
         "updated_at": job.updated_at,
         "next_attempt_at": job.next_attempt_at,
+        "files_deleted_at": job.files_deleted_at,
         "attempt_history": attempts,
         "links": { "self": self_link, "output": output_link },
     })

@@ -141,6 +141,8 @@ pub struct Job {
     pub updated_at: DateTime<Utc>,
     /// When a retry is scheduled (status `queued` after a transient failure).
     pub next_attempt_at: Option<DateTime<Utc>>,
+    /// When the job's stored files were deleted (DELETE, cancellation).
+    pub files_deleted_at: Option<DateTime<Utc>>,
 }
 
 #[cfg(test)]

@@ -45,8 +45,32 @@ impl Storage {
         format!("inputs/{id}.webm")
     }
 
-    pub fn output_key(id: JobId) -> String {
-        format!("outputs/{id}.mp4")
+    /// Each attempt writes its own output key, so a late attempt never overwrites another's.
+    pub fn output_key(id: JobId, attempt: i32) -> String {
+        format!("outputs/{id}-a{attempt}.mp4")
+    }
+
+    /// The prefix of every output key of a job (one per attempt: `outputs/{id}-a{n}.mp4`).
+    pub fn output_prefix(id: JobId) -> String {
+        format!("outputs/{id}-a")
+    }
+
+    /// Removes the object `key`, or every object in its folder whose name starts with the
+    /// key's last segment when no object has exactly that key.
+    pub fn remove_matching(&self, key: &str) -> io::Result<()> {
+        let path = self.path(key);
+        if path.is_file() {
+            return self.remove(key);
+        }
+        let (Some(dir), Some(prefix)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) else {
+            return Ok(());
+        };
+        for entry in std::fs::read_dir(dir)?.flatten() {
+            if entry.file_name().to_string_lossy().starts_with(prefix) {
+                std::fs::remove_file(entry.path())?;
+            }
+        }
+        Ok(())
     }
 
     /// The path of a stored object. Keys are produced by this module only.

@@ -15,7 +15,7 @@ use futures_util::FutureExt;
 use mediaq_shared::{
     db::{attempts, audit, audit::AuditEvent, jobs},
     storage::Storage,
-    ErrorInfo, JobId, OutputFacts,
+    ErrorInfo, JobId, JobStatus, OutputFacts,
 };
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -138,12 +138,8 @@ async fn execute(state: &WorkerState, id: JobId, attempt: i32) -> Result<Ended, 
     let input = work.input(&state.storage.path(&job.input.key))?;
     let output_path = work.path().join("output.mp4");
     let spec = child_spec(&state.config, state.namespaces, &input, &output_path);
-    let report = child::run(
-        &spec,
-        watch(&state.config),
-        progress_writer(state.pool.clone(), id, attempt),
-    )
-    .await?;
+    let progress = progress_writer(state.pool.clone(), id, attempt);
+    let report = child::run(&spec, watch(&state.config), progress, canceled(state.pool.clone(), id)).await?;
     let Outcome::Done(facts) = &report.outcome else {
         let error = describe_failure(&report.outcome);
         return Ok(Ended {
@@ -152,7 +148,7 @@ async fn execute(state: &WorkerState, id: JobId, attempt: i32) -> Result<Ended, 
             report: Some(report),
         });
     };
-    let key = format!("outputs/{id}-a{attempt}.mp4");
+    let key = Storage::output_key(id, attempt);
     let (size, sha256) = hash_file(&output_path).await?;
     let stored = state.storage.commit_file(&output_path, &key)?;
     let output = OutputFacts {
@@ -230,6 +226,18 @@ pub fn watch(config: &WorkerConfig) -> Watch {
         timeout: config.transcode_timeout,
         per_media_second: config.sandbox.wall_per_media_second,
         stall: config.sandbox.stall_timeout,
+    }
+}
+
+/// Resolves when the job is canceled (polled twice a second, so the child dies within 2 s).
+async fn canceled(pool: PgPool, id: JobId) {
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        match jobs::status(&pool, id).await {
+            Ok(Some(JobStatus::Canceled)) | Ok(None) => return,
+            Ok(_) => {}
+            Err(e) => tracing::debug!(error = %e, "could not check for cancellation"),
+        }
     }
 }
 

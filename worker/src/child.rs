@@ -34,6 +34,8 @@ pub enum Outcome {
     ResourceLimit(String),
     /// Died another way (signal, crash, protocol violation).
     Crashed(String),
+    /// Killed by the worker: the job was canceled.
+    Canceled,
 }
 
 impl Outcome {
@@ -55,6 +57,7 @@ impl Outcome {
                 "the file made the converter attempt a forbidden operation; it was stopped".into(),
             ),
             Outcome::ResourceLimit(what) => ("resource_limit", format!("the conversion exceeded its {what} limit")),
+            Outcome::Canceled => ("canceled", "the job was canceled".into()),
             Outcome::Crashed(how) => (
                 "transcoder_crashed",
                 format!("the converter stopped unexpectedly ({how}); the file may be damaged"),
@@ -90,7 +93,9 @@ pub async fn run(
     spec: &ChildSpec,
     watch: Watch,
     mut on_progress: impl FnMut(f64) -> BoxFuture<'static, ()>,
+    canceled: impl std::future::Future<Output = ()>,
 ) -> std::io::Result<Report> {
+    let mut canceled = std::pin::pin!(canceled);
     let started = Instant::now();
     let mut spawned = spawn::spawn(spec)?;
     let stdout = tokio::process::ChildStdout::from_std(spawned.stdout.take().expect("piped stdout"))?;
@@ -105,7 +110,15 @@ pub async fn run(
         let wait = watch
             .stall
             .min(deadline.saturating_duration_since(tokio::time::Instant::now()));
-        match tokio::time::timeout(wait, lines.next_line()).await {
+        let next = tokio::select! {
+            next = tokio::time::timeout(wait, lines.next_line()) => next,
+            () = &mut canceled => {
+                killed = Some(Outcome::Canceled);
+                spawned.kill();
+                break;
+            }
+        };
+        match next {
             Err(_) => {
                 killed = Some(if tokio::time::Instant::now() >= deadline {
                     Outcome::TimedOut

@@ -41,7 +41,10 @@ pub async fn record(
     } else {
         let error = ended.error.clone().expect("an attempt without output has an error");
         let policy = &state.config.retry;
-        let label = if policy.is_transient(&error.code) && started.budget_used < policy.max_attempts {
+        let label = if error.code == "canceled" {
+            tracing::info!("job canceled; its transcoder was stopped");
+            "canceled"
+        } else if policy.is_transient(&error.code) && started.budget_used < policy.max_attempts {
             retry(&mut tx, actor, id, attempt, &error, policy.delay(started.budget_used)).await?
         } else {
             fail(&mut tx, actor, id, attempt, &error, &exit).await?

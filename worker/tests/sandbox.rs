@@ -72,7 +72,7 @@ const WATCH: Watch = Watch {
 };
 
 async fn run(p: &Probe, watch: Watch) -> Report {
-    child::run(&p.spec, watch, |_| Box::pin(async {}))
+    child::run(&p.spec, watch, |_| Box::pin(async {}), std::future::pending())
         .await
         .expect("spawn probe")
 }
@@ -142,7 +142,11 @@ async fn proc_shows_no_new_privs_seccomp_limits_and_identity() {
     let marker = p.dir.path().to_str().unwrap().to_owned();
     let running = tokio::spawn({
         let spec = p.spec.clone();
-        async move { child::run(&spec, WATCH, |_| Box::pin(async {})).await.unwrap() }
+        async move {
+            child::run(&spec, WATCH, |_| Box::pin(async {}), std::future::pending())
+                .await
+                .unwrap()
+        }
     });
     let deadline = Instant::now() + Duration::from_secs(5);
     let pid = loop {

@@ -15,6 +15,9 @@ use crate::{app::AppState, error::ApiError};
 #[tracing::instrument(name = "download_output", skip_all, fields(job_id = %id.0))]
 pub async fn output(State(state): State<AppState>, id: JobIdPath, request: Request) -> Result<Response, ApiError> {
     let job = jobs::get(&state.pool, id.0).await?.ok_or(ApiError::JobNotFound)?;
+    if job.files_deleted_at.is_some() {
+        return Err(ApiError::OutputGone);
+    }
     let output = match (&job.status, &job.output) {
         (JobStatus::Succeeded, Some(output)) => output,
         (status, _) => return Err(ApiError::JobNotReady(status.as_str())),

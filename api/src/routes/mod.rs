@@ -1,5 +1,6 @@
 //! HTTP routes: thin handlers over the domain functions in `ingest` and `mediaq_shared`.
 
+pub mod cancel;
 pub mod download;
 pub mod health;
 pub mod jobs;

@@ -12,7 +12,7 @@ macro_rules! columns {
         "id, status, progress, attempts, error_code, error_message,
     input_filename, input_size, input_sha256, input_content_type, input_key,
     output_key, output_size, output_sha256, output_duration_s, output_width, output_height,
-    output_video_codec, output_audio_codec, created_at, started_at, finished_at, updated_at, next_attempt_at"
+    output_video_codec, output_audio_codec, created_at, started_at, finished_at, updated_at, next_attempt_at, files_deleted_at"
     };
 }
 
@@ -42,6 +42,7 @@ struct JobRow {
     finished_at: Option<DateTime<Utc>>,
     updated_at: DateTime<Utc>,
     next_attempt_at: Option<DateTime<Utc>>,
+    files_deleted_at: Option<DateTime<Utc>>,
 }
 
 impl TryFrom<JobRow> for Job {
@@ -88,6 +89,7 @@ impl TryFrom<JobRow> for Job {
             finished_at: r.finished_at,
             updated_at: r.updated_at,
             next_attempt_at: r.next_attempt_at,
+            files_deleted_at: r.files_deleted_at,
         })
     }
 }
@@ -241,4 +243,33 @@ pub async fn fail<'e>(
     .execute(db)
     .await?;
     Ok(done.rows_affected() == 1)
+}
+
+/// `DELETE /v1/jobs/{id}`: an unfinished job becomes `canceled` (a worker running it notices
+/// and kills its child); a finished one keeps its status. Either way its files are to be
+/// deleted: returns the job as it was before, or `None` when there is no such job.
+pub async fn cancel(conn: &mut sqlx::PgConnection, id: JobId) -> Result<Option<Job>, sqlx::Error> {
+    let Some(before) = get(&mut *conn, id).await? else {
+        return Ok(None);
+    };
+    sqlx::query(
+        "UPDATE jobs SET status = CASE WHEN status IN ('queued', 'processing') THEN 'canceled' ELSE status END,
+                finished_at = COALESCE(finished_at, now()), next_attempt_at = NULL,
+                files_deleted_at = COALESCE(files_deleted_at, now()), updated_at = now()
+         WHERE id = $1",
+    )
+    .bind(id.as_uuid())
+    .execute(&mut *conn)
+    .await?;
+    Ok(Some(before))
+}
+
+/// The job's current status (the worker polls it to notice cancellation).
+pub async fn status<'e>(db: impl PgExecutor<'e>, id: JobId) -> Result<Option<JobStatus>, sqlx::Error> {
+    let s: Option<String> = sqlx::query_scalar("SELECT status FROM jobs WHERE id = $1")
+        .bind(id.as_uuid())
+        .fetch_optional(db)
+        .await?;
+    s.map(|s| s.parse().map_err(|e: String| sqlx::Error::Decode(e.into())))
+        .transpose()
 }

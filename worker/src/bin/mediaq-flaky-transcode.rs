@@ -29,8 +29,12 @@ fn main() {
         Some((job_id, attempt))
     });
     if job.is_some_and(|(job_id, attempt)| attempt <= failures(job_id)) {
-        // SAFETY: raising a signal at ourselves.
-        unsafe { libc::raise(libc::SIGSEGV) };
+        // SAFETY: restoring the default action (Rust's runtime handles SIGSEGV for stack
+        // overflows) and raising the signal at ourselves.
+        unsafe {
+            libc::signal(libc::SIGSEGV, libc::SIG_DFL);
+            libc::raise(libc::SIGSEGV);
+        }
     }
     let real = std::env::current_exe().unwrap().with_file_name("mediaq-transcode");
     let err = std::process::Command::new(real).args(&args[1..]).exec();

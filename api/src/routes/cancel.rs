@@ -1,0 +1,59 @@
+//! `DELETE /v1/jobs/{id}`: cancel an unfinished job, or delete a finished job's files. Idempotent.
+
+use std::net::SocketAddr;
+
+use axum::{
+    extract::{ConnectInfo, State},
+    response::{IntoResponse, Response},
+    Json,
+};
+use mediaq_shared::{
+    db::{attempts, audit, audit::AuditEvent, jobs},
+    storage::Storage,
+};
+use serde_json::json;
+
+use super::JobIdPath;
+use crate::{app::AppState, error::ApiError, job_view, request_id};
+
+#[tracing::instrument(name = "cancel_job", skip_all, fields(job_id = %id.0))]
+pub async fn cancel(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    id: JobIdPath,
+) -> Result<Response, ApiError> {
+    let id = id.0;
+    let mut tx = state.pool.begin().await?;
+    let before = jobs::cancel(&mut tx, id).await?.ok_or(ApiError::JobNotFound)?;
+    let first_time = before.files_deleted_at.is_none();
+    if first_time {
+        let action = if before.status.is_terminal() {
+            "job.files_deleted"
+        } else {
+            "job.canceled"
+        };
+        let event = AuditEvent::new("api", action)
+            .job(id)
+            .request(request_id::current(), Some(peer.ip()))
+            .details(json!({ "status_before": before.status }));
+        audit::record(&mut *tx, &event).await?;
+    }
+    tx.commit().await?;
+    if first_time {
+        // After the commit: a worker still running the job can no longer record an output.
+        let mut keys = vec![before.input.key.clone(), Storage::output_prefix(id)];
+        keys.extend(before.output.map(|o| o.key));
+        for key in keys {
+            if let Err(e) = state.storage.remove_matching(&key) {
+                tracing::error!(error = %e, %key, "could not delete a job file");
+            }
+        }
+        tracing::info!(
+            status_before = before.status.as_str(),
+            "job canceled or its files deleted"
+        );
+    }
+    let job = jobs::get(&state.pool, id).await?.ok_or(ApiError::JobNotFound)?;
+    let history = attempts::list(&state.pool, id).await?;
+    Ok(Json(job_view::to_json(&job, &history)).into_response())
+}
