@@ -40,6 +40,8 @@ pub struct WorkerState {
     pub config: WorkerConfig,
     /// Whether the kernel lets the child have its own namespaces (found at start-up).
     pub namespaces: bool,
+    /// Becomes true when the shutdown grace period is over: running attempts hand their jobs back.
+    pub abandon: tokio::sync::watch::Receiver<bool>,
 }
 
 /// A failure that is the worker's (database, storage), not the media's.
@@ -139,7 +141,8 @@ async fn execute(state: &WorkerState, id: JobId, attempt: i32) -> Result<Ended, 
     let output_path = work.path().join("output.mp4");
     let spec = child_spec(&state.config, state.namespaces, &input, &output_path);
     let progress = progress_writer(state.pool.clone(), id, attempt);
-    let report = child::run(&spec, watch(&state.config), progress, canceled(state.pool.clone(), id)).await?;
+    let stop = stop_signal(state.pool.clone(), id, state.abandon.clone());
+    let report = child::run(&spec, watch(&state.config), progress, stop).await?;
     let Outcome::Done(facts) = &report.outcome else {
         let error = describe_failure(&report.outcome);
         return Ok(Ended {
@@ -229,15 +232,22 @@ pub fn watch(config: &WorkerConfig) -> Watch {
     }
 }
 
-/// Resolves when the job is canceled (polled twice a second, so the child dies within 2 s).
-async fn canceled(pool: PgPool, id: JobId) {
-    loop {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        match jobs::status(&pool, id).await {
-            Ok(Some(JobStatus::Canceled)) | Ok(None) => return,
-            Ok(_) => {}
-            Err(e) => tracing::debug!(error = %e, "could not check for cancellation"),
+/// Resolves when the child must stop: the job was canceled (polled twice a second, so the
+/// child dies within 2 s), or the worker's shutdown grace period is over.
+async fn stop_signal(pool: PgPool, id: JobId, mut abandon: tokio::sync::watch::Receiver<bool>) -> Outcome {
+    let canceled = async {
+        loop {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            match jobs::status(&pool, id).await {
+                Ok(Some(JobStatus::Canceled)) | Ok(None) => return,
+                Ok(_) => {}
+                Err(e) => tracing::debug!(error = %e, "could not check for cancellation"),
+            }
         }
+    };
+    tokio::select! {
+        () = canceled => Outcome::Canceled,
+        _ = abandon.wait_for(|a| *a) => Outcome::Interrupted,
     }
 }
 

@@ -36,6 +36,8 @@ pub enum Outcome {
     Crashed(String),
     /// Killed by the worker: the job was canceled.
     Canceled,
+    /// Killed by the worker: it is shutting down and hands the job back.
+    Interrupted,
 }
 
 impl Outcome {
@@ -58,6 +60,7 @@ impl Outcome {
             ),
             Outcome::ResourceLimit(what) => ("resource_limit", format!("the conversion exceeded its {what} limit")),
             Outcome::Canceled => ("canceled", "the job was canceled".into()),
+            Outcome::Interrupted => ("interrupted", "the worker shut down; the job was handed back".into()),
             Outcome::Crashed(how) => (
                 "transcoder_crashed",
                 format!("the converter stopped unexpectedly ({how}); the file may be damaged"),
@@ -93,9 +96,9 @@ pub async fn run(
     spec: &ChildSpec,
     watch: Watch,
     mut on_progress: impl FnMut(f64) -> BoxFuture<'static, ()>,
-    canceled: impl std::future::Future<Output = ()>,
+    stop: impl std::future::Future<Output = Outcome>,
 ) -> std::io::Result<Report> {
-    let mut canceled = std::pin::pin!(canceled);
+    let mut stop = std::pin::pin!(stop);
     let started = Instant::now();
     let mut spawned = spawn::spawn(spec)?;
     let stdout = tokio::process::ChildStdout::from_std(spawned.stdout.take().expect("piped stdout"))?;
@@ -112,8 +115,8 @@ pub async fn run(
             .min(deadline.saturating_duration_since(tokio::time::Instant::now()));
         let next = tokio::select! {
             next = tokio::time::timeout(wait, lines.next_line()) => next,
-            () = &mut canceled => {
-                killed = Some(Outcome::Canceled);
+            why = &mut stop => {
+                killed = Some(why);
                 spawned.kill();
                 break;
             }

@@ -44,6 +44,8 @@ pub async fn record(
         let label = if error.code == "canceled" {
             tracing::info!("job canceled; its transcoder was stopped");
             "canceled"
+        } else if error.code == "interrupted" {
+            hand_back(&mut tx, actor, id, attempt).await?
         } else if policy.is_transient(&error.code) && started.budget_used < policy.max_attempts {
             retry(&mut tx, actor, id, attempt, &error, policy.delay(started.budget_used)).await?
         } else {
@@ -106,6 +108,39 @@ async fn retry(
     .await?;
     tracing::info!(code = %cause.code, retry_in_s = delay.as_secs_f64(), "transient failure; retry scheduled");
     Ok("failed")
+}
+
+/// Shutdown: the job goes back to the queue for immediate re-claim by another worker, and the
+/// interrupted attempt does not count against its retry budget.
+async fn hand_back(
+    tx: &mut Transaction<'static, Postgres>,
+    actor: &str,
+    id: JobId,
+    attempt: i32,
+) -> Result<&'static str, AttemptError> {
+    if !jobs::hand_back(&mut **tx, id, attempt).await? {
+        return Ok("superseded");
+    }
+    let conn: &mut PgConnection = tx;
+    queue::enqueue(conn, TranscodeTask { job_id: id }, None)
+        .await
+        .map_err(queue_error)?;
+    audit::record(
+        &mut **tx,
+        &AuditEvent::new(actor, "job.handed_back")
+            .job(id)
+            .details(json!({ "attempt": attempt })),
+    )
+    .await?;
+    tracing::info!("shutting down: job handed back to the queue");
+    Ok("interrupted")
+}
+
+fn queue_error(e: apalis_postgres::Error) -> AttemptError {
+    match e {
+        apalis_postgres::Error::Database(e) => AttemptError::Database(e),
+        other => AttemptError::Database(sqlx::Error::Protocol(other.to_string())),
+    }
 }
 
 pub async fn fail(

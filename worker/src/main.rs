@@ -38,11 +38,13 @@ async fn start() -> Result<(), Box<dyn std::error::Error>> {
         .map_err(|e| format!("cannot open storage at {}: {e}", config.common.storage_dir.display()))?;
     let name = run::unique_name();
     let layers = mediaq_worker::selfcheck::run(&config, &storage.work_dir())?;
+    let (abandon_tx, abandon) = tokio::sync::watch::channel(false);
     let state = WorkerState {
         pool,
         storage,
         config,
         namespaces: layers.namespaces,
+        abandon,
     };
-    run::run(Arc::new(state), name).await
+    run::run(Arc::new(state), name, abandon_tx).await
 }

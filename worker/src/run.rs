@@ -34,14 +34,24 @@ pub fn unique_name() -> String {
     format!("{host}-{}-{random}", std::process::id())
 }
 
-pub async fn run(state: Arc<WorkerState>, name: String) -> Result<(), Box<dyn std::error::Error>> {
+/// Hand-backs after the grace period are quick; this is how long the monitor waits for them.
+const HAND_BACK_TIME: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Runs the consumers until SIGTERM/SIGINT: then no new jobs are claimed, attempts in flight
+/// get `MEDIAQ_SHUTDOWN_GRACE` to finish, and after it `abandon` tells them to kill their
+/// children and hand their jobs back to the queue for immediate re-claim.
+pub async fn run(
+    state: Arc<WorkerState>,
+    name: String,
+    abandon: tokio::sync::watch::Sender<bool>,
+) -> Result<(), Box<dyn std::error::Error>> {
     let config = Config::default()
         .queue(QUEUE)
         .batch_size(1)
         .heartbeat_interval(state.config.heartbeat)
         .missed_heartbeats(3);
     let mut monitor = Monitor::new()
-        .shutdown_timeout(state.config.shutdown_grace)
+        .shutdown_timeout(state.config.shutdown_grace + HAND_BACK_TIME)
         .should_restart(|ctx, err| {
             tracing::error!(worker = ctx.name(), error = %err, "worker stopped on an error; restarting");
             true
@@ -64,7 +74,17 @@ pub async fn run(state: Arc<WorkerState>, name: String) -> Result<(), Box<dyn st
     }
     println!("mediaq-worker ready {name}");
     tracing::info!(%name, concurrency = state.config.concurrency, "mediaq-worker ready");
-    monitor.run_with_signal(shutdown_signal()).await?;
+    let grace = state.config.shutdown_grace;
+    let signal = async move {
+        shutdown_signal().await?;
+        tokio::spawn(async move {
+            tokio::time::sleep(grace).await;
+            tracing::info!("grace period over: handing unfinished jobs back");
+            let _ = abandon.send(true);
+        });
+        Ok(())
+    };
+    monitor.run_with_signal(signal).await?;
     tracing::info!("mediaq-worker stopped");
     Ok(())
 }

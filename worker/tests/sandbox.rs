@@ -72,9 +72,14 @@ const WATCH: Watch = Watch {
 };
 
 async fn run(p: &Probe, watch: Watch) -> Report {
-    child::run(&p.spec, watch, |_| Box::pin(async {}), std::future::pending())
-        .await
-        .expect("spawn probe")
+    child::run(
+        &p.spec,
+        watch,
+        |_| Box::pin(async {}),
+        std::future::pending::<Outcome>(),
+    )
+    .await
+    .expect("spawn probe")
 }
 
 fn denied(report: &Report) -> String {
@@ -143,7 +148,7 @@ async fn proc_shows_no_new_privs_seccomp_limits_and_identity() {
     let running = tokio::spawn({
         let spec = p.spec.clone();
         async move {
-            child::run(&spec, WATCH, |_| Box::pin(async {}), std::future::pending())
+            child::run(&spec, WATCH, |_| Box::pin(async {}), std::future::pending::<Outcome>())
                 .await
                 .unwrap()
         }

@@ -167,6 +167,20 @@ pub async fn schedule_retry<'e>(
     Ok(done.rows_affected() == 1)
 }
 
+/// A shutting-down worker's hand-back: `processing` -> `queued` now, not counted as an attempt.
+pub async fn hand_back<'e>(db: impl PgExecutor<'e>, id: JobId, attempt: i32) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE jobs SET status = 'queued', progress = 0, attempts_base = attempts_base + 1,
+                next_attempt_at = now(), updated_at = now()
+         WHERE id = $1 AND attempts = $2 AND status = 'processing'",
+    )
+    .bind(id.as_uuid())
+    .bind(attempt)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
 /// An operator's requeue of a failed job: `failed` -> `queued` with a fresh retry budget.
 pub async fn requeue_failed<'e>(db: impl PgExecutor<'e>, id: JobId) -> Result<bool, sqlx::Error> {
     let done = sqlx::query(
