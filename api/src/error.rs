@@ -44,6 +44,10 @@ pub enum ApiError {
     BadRequest(String),
     #[error("the requested byte range is outside the file")]
     RangeNotSatisfiable,
+    #[error("a request with this Idempotency-Key is still in progress; retry when it has finished")]
+    IdempotencyInProgress,
+    #[error("this Idempotency-Key was used for a different request; use a new key for a new upload")]
+    IdempotencyKeyReused,
     #[error("no such route")]
     RouteNotFound,
     #[error("method not allowed on this route")]
@@ -77,6 +81,8 @@ impl ApiError {
             Self::OutputGone => "output_gone",
             Self::BadRequest(_) => "bad_request",
             Self::RangeNotSatisfiable => "range_not_satisfiable",
+            Self::IdempotencyInProgress => "idempotency_request_in_progress",
+            Self::IdempotencyKeyReused => "idempotency_key_reused",
             Self::RouteNotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::DatabaseUnavailable => "database_unavailable",
@@ -101,7 +107,8 @@ impl ApiError {
             | Self::InvalidJobId(_) => StatusCode::BAD_REQUEST,
             Self::UploadTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::JobNotFound | Self::RouteNotFound => StatusCode::NOT_FOUND,
-            Self::JobNotReady(_) => StatusCode::CONFLICT,
+            Self::JobNotReady(_) | Self::IdempotencyInProgress => StatusCode::CONFLICT,
+            Self::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             Self::RangeNotSatisfiable => StatusCode::RANGE_NOT_SATISFIABLE,
             Self::OutputGone => StatusCode::GONE,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,

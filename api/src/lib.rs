@@ -2,6 +2,7 @@
 
 pub mod app;
 pub mod error;
+pub mod idempotency;
 pub mod ingest;
 pub mod job_view;
 pub mod request_id;

@@ -1,22 +1,18 @@
 //! Upload ingest: stream -> checks -> fsync -> atomic rename -> one transaction (job row, audit
 //! row, queue task) -> 202. The API never decodes media; it only reads the EBML header.
+//! This module receives; [`store`] stores and records.
 
 mod ebml;
 mod receive;
 mod sniff;
+mod store;
 
-use std::net::IpAddr;
+pub use store::{store, Origin};
 
 use axum::{body::Body, extract::Multipart};
 use futures_util::StreamExt;
-use mediaq_shared::{
-    db::{audit, audit::AuditEvent, jobs},
-    queue::{self, TranscodeTask},
-    storage::{self, Storage},
-    InputFacts, Job, JobId, OriginalFilename,
-};
-use serde_json::json;
-use tracing::Instrument;
+use mediaq_shared::OriginalFilename;
+use sha2::{Digest, Sha256};
 
 use crate::{app::AppState, error::ApiError};
 use receive::{Received, Receiver};
@@ -26,21 +22,13 @@ const DEFAULT_FILENAME: &str = "upload.webm";
 /// Cap on a non-file form field (they are read and ignored).
 const MAX_TEXT_FIELD: usize = 64 * 1024;
 
-/// Who sent the upload, for the audit trail.
-#[derive(Debug, Clone, Default)]
-pub struct Origin {
-    pub request_id: Option<String>,
-    pub client_ip: Option<IpAddr>,
-}
-
 /// A raw-body upload (`Content-Type: video/webm` or `audio/webm`).
 pub async fn from_raw(
     state: &AppState,
     content_type: &str,
     filename: Option<&str>,
     body: Body,
-    origin: Origin,
-) -> Result<Job, ApiError> {
+) -> Result<Upload, ApiError> {
     let mut stream = body.into_data_stream();
     let result = receive_raw(state, content_type, filename, &mut stream).await;
     if let Err(e) = &result {
@@ -48,7 +36,7 @@ pub async fn from_raw(
             drain_stream(&mut stream).await;
         }
     }
-    store(state, result?, origin).await
+    result
 }
 
 async fn receive_raw(
@@ -72,14 +60,14 @@ async fn receive_raw(
 }
 
 /// A browser-form upload: `multipart/form-data` with exactly one file in the field `file`.
-pub async fn from_multipart(state: &AppState, mut multipart: Multipart, origin: Origin) -> Result<Job, ApiError> {
+pub async fn from_multipart(state: &AppState, mut multipart: Multipart) -> Result<Upload, ApiError> {
     let result = receive_form(state, &mut multipart).await;
     if let Err(e) = &result {
         if e.drains_body() {
             drain_form(multipart).await;
         }
     }
-    store(state, result?, origin).await
+    result
 }
 
 async fn receive_form(state: &AppState, multipart: &mut Multipart) -> Result<Upload, ApiError> {
@@ -119,11 +107,28 @@ async fn receive_form(state: &AppState, multipart: &mut Multipart) -> Result<Upl
     upload.ok_or(ApiError::MissingFile)
 }
 
-/// A received upload, before it is stored.
-struct Upload {
+/// A received upload, before it is stored (its temp file goes away if it is dropped).
+pub struct Upload {
     received: Received,
     filename: OriginalFilename,
     content_type: String,
+}
+
+impl Upload {
+    /// What makes two job-creation requests "the same" for Idempotency-Key: the bytes, the
+    /// declared type and the (sanitized) filename.
+    pub fn fingerprint(&self) -> String {
+        let mut h = Sha256::new();
+        for part in [
+            self.received.sha256.as_str(),
+            &self.content_type,
+            self.filename.as_str(),
+        ] {
+            h.update(part.as_bytes());
+            h.update([0]);
+        }
+        hex::encode(h.finalize())
+    }
 }
 
 /// How much of a refused body is read (and discarded) so that a client still sending gets the
@@ -131,7 +136,7 @@ struct Upload {
 const DRAIN_MAX_BYTES: usize = 16 << 20;
 const DRAIN_MAX_TIME: std::time::Duration = std::time::Duration::from_secs(5);
 
-async fn drain_stream(stream: &mut axum::body::BodyDataStream) {
+pub async fn drain_stream(stream: &mut axum::body::BodyDataStream) {
     let mut seen = 0;
     let _ = tokio::time::timeout(DRAIN_MAX_TIME, async {
         while let Some(Ok(chunk)) = stream.next().await {
@@ -191,69 +196,4 @@ async fn skip_text_field(mut field: axum::extract::multipart::Field<'_>) -> Resu
         }
     }
     Ok(())
-}
-
-/// Stores a complete upload and records its job. Runs as its own task: once the bytes are in,
-/// a client that goes away cannot leave a stored file without a job row (or the reverse).
-async fn store(state: &AppState, upload: Upload, origin: Origin) -> Result<Job, ApiError> {
-    let Upload {
-        received,
-        filename,
-        content_type,
-    } = upload;
-    let state = state.clone();
-    let task = async move {
-        let id = JobId::generate();
-        let key = Storage::input_key(id);
-        let dest = state.storage.path(&key);
-        received.path.persist(&dest).map_err(|e| ApiError::from(e.error))?;
-        if let Some(parent) = dest.parent() {
-            storage::sync_dir(parent)?;
-        }
-        let input = InputFacts {
-            filename,
-            size: received.size,
-            sha256: received.sha256,
-            content_type,
-            key,
-        };
-        match record(&state, id, &input, &origin).await {
-            Ok(job) => Ok(job),
-            Err(e) => {
-                if let Err(rm) = state.storage.remove(&input.key) {
-                    tracing::error!(error = %rm, key = %input.key, "could not remove an unrecorded input");
-                }
-                Err(e)
-            }
-        }
-    };
-    tokio::spawn(task.in_current_span()).await.map_err(ApiError::internal)?
-}
-
-async fn record(state: &AppState, id: JobId, input: &InputFacts, origin: &Origin) -> Result<Job, ApiError> {
-    let mut tx = state.pool.begin().await?;
-    let job = jobs::insert(&mut *tx, id, input).await?;
-    let event = AuditEvent::new("api", "job.created")
-        .job(id)
-        .request(origin.request_id.clone(), origin.client_ip)
-        .details(json!({
-            "filename": input.filename.as_str(),
-            "size_bytes": input.size,
-            "sha256": input.sha256,
-            "content_type": input.content_type,
-        }));
-    audit::record(&mut *tx, &event).await?;
-    queue::enqueue(&mut tx, TranscodeTask { job_id: id }, None)
-        .await
-        .map_err(queue_error)?;
-    tx.commit().await?;
-    tracing::info!(job_id = %id, size_bytes = input.size, "job created");
-    Ok(job)
-}
-
-fn queue_error(err: apalis_postgres::Error) -> ApiError {
-    match err {
-        apalis_postgres::Error::Database(e) => e.into(),
-        other => ApiError::internal(other),
-    }
 }

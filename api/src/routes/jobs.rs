@@ -8,7 +8,11 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use mediaq_shared::{
-    db::{attempts, jobs},
+    db::{
+        attempts,
+        idempotency::{self, Claim},
+        jobs,
+    },
     Job,
 };
 use serde::Deserialize;
@@ -17,6 +21,7 @@ use super::JobIdPath;
 use crate::{
     app::AppState,
     error::ApiError,
+    idempotency::IdempotencyKey,
     ingest::{self, Origin},
     job_view, request_id,
 };
@@ -47,23 +52,66 @@ pub async fn create(
         .to_owned();
     let is_multipart = content_type.to_ascii_lowercase().starts_with("multipart/form-data");
     reject_oversized(request.headers(), state.config.max_upload_bytes, is_multipart)?;
-    let job = if is_multipart {
-        let multipart = Multipart::from_request(request, &state)
+    let key = IdempotencyKey::from_headers(request.headers())?;
+    let claim = match &key {
+        Some(k) => Some(idempotency::claim(&state.pool, k.as_str()).await?),
+        None => None,
+    };
+    if claim == Some(Claim::InProgress) {
+        ingest::drain_stream(&mut request.into_body().into_data_stream()).await;
+        return Err(ApiError::IdempotencyInProgress);
+    }
+    let received = receive(&state, is_multipart, &content_type, query.filename.as_deref(), request).await;
+    let job = match (claim, key) {
+        (Some(Claim::Completed { fingerprint, job_id }), _) => {
+            if received?.fingerprint() != fingerprint {
+                return Err(ApiError::IdempotencyKeyReused);
+            }
+            let job = jobs::get(&state.pool, job_id).await?.ok_or(ApiError::JobNotFound)?;
+            let mut response = created(&job)?;
+            response
+                .headers_mut()
+                .insert("idempotent-replayed", HeaderValue::from_static("true"));
+            return Ok(response);
+        }
+        (Some(_), Some(key)) => {
+            let stored = match received {
+                Ok(upload) => ingest::store(&state, upload, origin, Some(key.clone())).await,
+                Err(e) => Err(e),
+            };
+            if stored.is_err() {
+                if let Err(e) = idempotency::release(&state.pool, key.as_str()).await {
+                    tracing::warn!(error = %e, "could not release an idempotency key");
+                }
+            }
+            stored?
+        }
+        _ => ingest::store(&state, received?, origin, None).await?,
+    };
+    created(&job)
+}
+
+async fn receive(
+    state: &AppState,
+    is_multipart: bool,
+    content_type: &str,
+    filename: Option<&str>,
+    request: Request,
+) -> Result<ingest::Upload, ApiError> {
+    if is_multipart {
+        let multipart = Multipart::from_request(request, state)
             .await
             .map_err(|e| ApiError::MalformedMultipart(e.body_text()))?;
-        ingest::from_multipart(&state, multipart, origin).await?
+        ingest::from_multipart(state, multipart).await
     } else {
-        ingest::from_raw(
-            &state,
-            &content_type,
-            query.filename.as_deref(),
-            request.into_body(),
-            origin,
-        )
-        .await?
-    };
+        ingest::from_raw(state, content_type, filename, request.into_body()).await
+    }
+}
+
+/// 202 with `Location` and the job.
+fn created(job: &Job) -> Result<Response, ApiError> {
     let location = format!("/v1/jobs/{}", job.id);
-    let mut response = job_response(&job, StatusCode::ACCEPTED);
+    let mut response = job_response(job, StatusCode::ACCEPTED);
     response.headers_mut().insert(
         header::LOCATION,
         HeaderValue::from_str(&location).map_err(ApiError::internal)?,

@@ -2,6 +2,7 @@
 
 pub mod attempts;
 pub mod audit;
+pub mod idempotency;
 pub mod jobs;
 
 use std::time::Duration;

@@ -1,0 +1,103 @@
+//! Storing a received upload and recording its job, atomically.
+
+use std::net::IpAddr;
+
+use mediaq_shared::{
+    db::{audit, audit::AuditEvent, idempotency, jobs},
+    queue::{self, TranscodeTask},
+    storage::{self, Storage},
+    InputFacts, Job, JobId,
+};
+use serde_json::json;
+use tracing::Instrument;
+
+use super::Upload;
+use crate::{app::AppState, error::ApiError, idempotency::IdempotencyKey};
+
+/// Who sent the upload, for the audit trail.
+#[derive(Debug, Clone, Default)]
+pub struct Origin {
+    pub request_id: Option<String>,
+    pub client_ip: Option<IpAddr>,
+}
+
+/// Stores a complete upload and records its job. Runs as its own task: once the bytes are in,
+/// a client that goes away cannot leave a stored file without a job row (or the reverse).
+pub async fn store(
+    state: &AppState,
+    upload: Upload,
+    origin: Origin,
+    idempotency: Option<IdempotencyKey>,
+) -> Result<Job, ApiError> {
+    let fingerprint = upload.fingerprint();
+    let Upload {
+        received,
+        filename,
+        content_type,
+    } = upload;
+    let state = state.clone();
+    let task = async move {
+        let id = JobId::generate();
+        let key = Storage::input_key(id);
+        let dest = state.storage.path(&key);
+        received.path.persist(&dest).map_err(|e| ApiError::from(e.error))?;
+        if let Some(parent) = dest.parent() {
+            storage::sync_dir(parent)?;
+        }
+        let input = InputFacts {
+            filename,
+            size: received.size,
+            sha256: received.sha256,
+            content_type,
+            key,
+        };
+        let key = idempotency.map(|k| (k, fingerprint));
+        match record(&state, id, &input, &origin, key.as_ref()).await {
+            Ok(job) => Ok(job),
+            Err(e) => {
+                if let Err(rm) = state.storage.remove(&input.key) {
+                    tracing::error!(error = %rm, key = %input.key, "could not remove an unrecorded input");
+                }
+                Err(e)
+            }
+        }
+    };
+    tokio::spawn(task.in_current_span()).await.map_err(ApiError::internal)?
+}
+
+async fn record(
+    state: &AppState,
+    id: JobId,
+    input: &InputFacts,
+    origin: &Origin,
+    idempotency: Option<&(IdempotencyKey, String)>,
+) -> Result<Job, ApiError> {
+    let mut tx = state.pool.begin().await?;
+    let job = jobs::insert(&mut *tx, id, input).await?;
+    let event = AuditEvent::new("api", "job.created")
+        .job(id)
+        .request(origin.request_id.clone(), origin.client_ip)
+        .details(json!({
+            "filename": input.filename.as_str(),
+            "size_bytes": input.size,
+            "sha256": input.sha256,
+            "content_type": input.content_type,
+        }));
+    audit::record(&mut *tx, &event).await?;
+    if let Some((key, fingerprint)) = idempotency {
+        idempotency::complete(&mut *tx, key.as_str(), fingerprint, id).await?;
+    }
+    queue::enqueue(&mut tx, TranscodeTask { job_id: id }, None)
+        .await
+        .map_err(queue_error)?;
+    tx.commit().await?;
+    tracing::info!(job_id = %id, size_bytes = input.size, "job created");
+    Ok(job)
+}
+
+fn queue_error(err: apalis_postgres::Error) -> ApiError {
+    match err {
+        apalis_postgres::Error::Database(e) => e.into(),
+        other => ApiError::internal(other),
+    }
+}
