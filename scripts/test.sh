@@ -26,4 +26,4 @@ unset DATABASE_URL
 log "building"
 cargo build --workspace --all-targets --locked
 log "running tests"
-cargo test --workspace --locked -- --test-threads="${MEDIAQ_TEST_THREADS:-4}"
+cargo test --workspace --locked --no-fail-fast -- --test-threads="${MEDIAQ_TEST_THREADS:-4}"
