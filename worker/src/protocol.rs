@@ -76,6 +76,18 @@ pub enum TranscodeErrorCode {
     LimitsExceeded,
     /// libav failed while decoding, filtering, encoding or writing.
     TranscodeError,
+    /// The video's width or height is over `--max-width` / `--max-height`.
+    DimensionsExceeded,
+    /// The video's width x height is over `--max-pixels`.
+    PixelsExceeded,
+    /// The media lasts longer than `--max-duration` (header, timestamps or frame count).
+    DurationExceeded,
+    /// The file holds more streams than `--max-streams`.
+    StreamsExceeded,
+    /// The video's declared or measured frame rate is over `--max-fps`.
+    FrameRateExceeded,
+    /// The output grew over `--max-output-bytes`.
+    OutputSizeExceeded,
 }
 
 impl TranscodeErrorCode {
@@ -85,6 +97,12 @@ impl TranscodeErrorCode {
             Self::UnsupportedCodec => "unsupported_codec",
             Self::LimitsExceeded => "limits_exceeded",
             Self::TranscodeError => "transcode_error",
+            Self::DimensionsExceeded => "dimensions_exceeded",
+            Self::PixelsExceeded => "pixels_exceeded",
+            Self::DurationExceeded => "duration_exceeded",
+            Self::StreamsExceeded => "streams_exceeded",
+            Self::FrameRateExceeded => "frame_rate_exceeded",
+            Self::OutputSizeExceeded => "output_size_exceeded",
         }
     }
 }

@@ -5,7 +5,7 @@
 //! every file in it is also run and checked against `MANIFEST.tsv`.
 
 use std::collections::BTreeSet;
-use std::io::Read;
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -146,8 +146,17 @@ impl Run {
 
 /// Runs the child with a time limit; a hang fails the test.
 fn run_child(args: &[&str]) -> Run {
+    run_child_in(None, args)
+}
+
+/// Runs the child with a time limit, in `cwd` when given; a hang fails the test.
+fn run_child_in(cwd: Option<&Path>, args: &[&str]) -> Run {
     let start = Instant::now();
-    let mut child = Command::new(BIN)
+    let mut command = Command::new(BIN);
+    if let Some(dir) = cwd {
+        command.current_dir(dir);
+    }
+    let mut child = command
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -187,7 +196,14 @@ fn run_child(args: &[&str]) -> Run {
 }
 
 fn transcode(input: &Path, output: &Path) -> Run {
-    run_child(&["--input", input.to_str().unwrap(), "--output", output.to_str().unwrap()])
+    transcode_with(input, output, "")
+}
+
+/// Runs the child with extra flags (whitespace-separated), such as tightened limits.
+fn transcode_with(input: &Path, output: &Path, flags: &str) -> Run {
+    let mut args = vec!["--input", input.to_str().unwrap(), "--output", output.to_str().unwrap()];
+    args.extend(flags.split_whitespace());
+    run_child(&args)
 }
 
 /// The event stream of a successful run: [sandbox,] probe, progress from 0.0 up to 1.0, done.
@@ -313,8 +329,14 @@ fn check_output(input: &Path, output: &Path, run: &Run, expect: &Expect) -> Valu
 
 /// Runs a file that must be refused; checks the failure shape and returns the error code.
 fn convert_err(input: &Path) -> (String, String) {
+    refused(input, "")
+}
+
+/// Runs a file with extra flags; it must be refused. Checks the failure shape (no output left)
+/// and returns the error code and message.
+fn refused(input: &Path, flags: &str) -> (String, String) {
     let output = input.with_extension("out.mp4");
-    let run = transcode(input, &output);
+    let run = transcode_with(input, &output, flags);
     assert_eq!(
         run.code,
         EXIT_FAILED,
@@ -333,6 +355,32 @@ fn convert_err(input: &Path) -> (String, String) {
 
 fn tmp() -> TempDir {
     tempfile::tempdir().expect("tempdir")
+}
+
+/// Generates `dir/name` through a pipe, as a live recording: no duration, no Cues.
+fn gen_live(dir: &Path, name: &str, args: &str) -> PathBuf {
+    let args = format!("-nostdin -v error {args} -f webm -live 1 pipe:1");
+    let out = Command::new("ffmpeg").args(args.split_whitespace()).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let path = dir.join(name);
+    std::fs::write(&path, &out.stdout).unwrap();
+    assert!(
+        probe(&path)["format"]["duration"].is_null(),
+        "no duration in the fixture"
+    );
+    path
+}
+
+/// Replaces the first occurrence of `from` in `path` by `to` (same length).
+fn patch(path: &Path, from: &[u8], to: &[u8]) {
+    assert_eq!(from.len(), to.len());
+    let mut data = std::fs::read(path).unwrap();
+    let at = data
+        .windows(from.len())
+        .position(|w| w == from)
+        .expect("bytes to patch");
+    data[at..at + to.len()].copy_from_slice(to);
+    std::fs::write(path, data).unwrap();
 }
 
 // ---------------------------------------------------------------- conversions
@@ -648,6 +696,8 @@ fn bad_command_line_exits_with_usage_status() {
         "--input a.webm --output b.mp4 --crf 52",
         "--input a.webm --output b.mp4 --preset warp",
         "--input a.webm --output b.mp4 --threads zero",
+        "--input a.webm --output b.mp4 --cpu-per-media-second nan",
+        "--input a.webm --output b.mp4 --max-width wide",
     ] {
         let run = run_child(&args.split_whitespace().collect::<Vec<_>>());
         assert_eq!(run.code, EXIT_USAGE, "{args:?}");
@@ -656,6 +706,227 @@ fn bad_command_line_exits_with_usage_status() {
     let help = Command::new(BIN).arg("--help").output().unwrap();
     assert!(help.status.success());
     assert!(String::from_utf8_lossy(&help.stdout).contains("--preset"));
+}
+
+// ---------------------------------------------------------------- probe gate
+
+#[test]
+fn max_width_and_height_give_dimensions_exceeded() {
+    let dir = tmp();
+    let input = gen(dir.path(), "in.webm", &format!("{V_1S} {VP8}"));
+    let (code, message) = refused(&input, "--max-width 100");
+    assert_eq!(code, "dimensions_exceeded");
+    assert!(
+        message.contains("320x240") && message.contains("100 pixels wide"),
+        "{message}"
+    );
+    assert_eq!(refused(&input, "--max-height 200").0, "dimensions_exceeded");
+    assert_eq!(
+        refused(&input, "--max-width 200 --max-height 200").1,
+        "the video is 320x240 pixels; at most 200 pixels per side are accepted"
+    );
+}
+
+/// Headers lie: a PixelWidth patched to 12336 is refused on the header, before any probing.
+#[test]
+fn patched_header_width_gives_dimensions_exceeded() {
+    let dir = tmp();
+    let input = gen(dir.path(), "in.webm", &format!("{V_1S} {VP8}"));
+    // PixelWidth (0xB0), 2-byte value 320 -> 12336.
+    patch(&input, &[0xb0, 0x82, 0x01, 0x40], &[0xb0, 0x82, 0x30, 0x30]);
+    assert_eq!(streams(&probe(&input), "video")[0]["width"], 12336);
+    let (code, message) = convert_err(&input);
+    assert_eq!(code, "dimensions_exceeded");
+    assert_eq!(
+        message,
+        "the video is 12336x240 pixels; at most 4096 pixels per side are accepted"
+    );
+}
+
+#[test]
+fn max_pixels_gives_pixels_exceeded() {
+    let dir = tmp();
+    let input = gen(dir.path(), "in.webm", &format!("{V_1S} {VP8}"));
+    let (code, message) = refused(&input, "--max-pixels 1000");
+    assert_eq!(code, "pixels_exceeded");
+    assert!(
+        message.contains("76800") && message.contains("at most 1000"),
+        "{message}"
+    );
+}
+
+/// The header's duration is refused before decoding; without one (a live recording), the
+/// timestamps are while decoding.
+#[test]
+fn max_duration_gives_duration_exceeded() {
+    let dir = tmp();
+    let input = gen(dir.path(), "in.webm", &format!("{AV_3S} {VP8} -c:a libopus"));
+    let (code, message) = refused(&input, "--max-duration 1");
+    assert_eq!(code, "duration_exceeded");
+    assert!(
+        message.contains("lasts 3.0") && message.contains("at most 1 s"),
+        "{message}"
+    );
+
+    let live = gen_live(dir.path(), "live.webm", &format!("{AV_3S} {VP8} -c:a libopus"));
+    let (code, message) = refused(&live, "--max-duration 1");
+    assert_eq!(code, "duration_exceeded");
+    assert!(message.contains("timestamp at 1.0"), "{message}");
+}
+
+/// Three streams (video and two audio tracks): over --max-streams 2, and far over --max-streams 1
+/// (where libav's own cap refuses to open the file), the code is the same; 3 are accepted.
+#[test]
+fn max_streams_gives_streams_exceeded() {
+    let dir = tmp();
+    let map = "-map 0:v -map 1:a -map 1:a";
+    let input = gen(dir.path(), "in.webm", &format!("{AV_2S} {map} {VP8} -c:a libopus -t 1"));
+    assert_eq!(probe(&input)["streams"].as_array().unwrap().len(), 3);
+    for flag in ["--max-streams 2", "--max-streams 1"] {
+        let (code, message) = refused(&input, flag);
+        assert_eq!(code, "streams_exceeded", "{flag}");
+        assert!(message.contains("has 3 streams"), "{flag}: {message}");
+    }
+    let output = dir.path().join("out.mp4");
+    let run = transcode_with(&input, &output, "--max-streams 3");
+    assert_eq!(run.code, 0, "{:?}\n{}", run.events, run.stderr);
+}
+
+#[test]
+fn max_fps_gives_frame_rate_exceeded() {
+    let dir = tmp();
+    let args = format!("-f lavfi -i testsrc2=s=160x120:r=60:d=2 {VP8}");
+    let input = gen(dir.path(), "in.webm", &args);
+    let (code, message) = refused(&input, "--max-fps 30");
+    assert_eq!(code, "frame_rate_exceeded");
+    assert!(message.contains("60.00 frames per second"), "{message}");
+}
+
+/// Headers lie: 4 s at 10 fps (what the header and the prober see), then 3 s at 100 fps. The
+/// rate measured while decoding refuses it.
+#[test]
+fn frame_rate_rising_after_the_probe_gives_frame_rate_exceeded() {
+    let dir = tmp();
+    gen(
+        dir.path(),
+        "slow.webm",
+        &format!("-f lavfi -i testsrc2=s=160x120:r=10:d=4 {VP8}"),
+    );
+    gen(
+        dir.path(),
+        "fast.webm",
+        &format!("-f lavfi -i testsrc2=s=160x120:r=100:d=3 {VP8}"),
+    );
+    std::fs::write(dir.path().join("list.txt"), "file 'slow.webm'\nfile 'fast.webm'\n").unwrap();
+    let input = gen(dir.path(), "in.webm", "-f concat -safe 0 -i list.txt -c copy");
+    let v = &streams(&probe(&input), "video")[0].clone();
+    assert_eq!(
+        (&v["avg_frame_rate"], &v["r_frame_rate"]),
+        (&"10/1".into(), &"10/1".into())
+    );
+    let (code, message) = refused(&input, "--max-fps 30");
+    assert_eq!(code, "frame_rate_exceeded");
+    assert!(message.contains("within"), "measured while decoding: {message}");
+}
+
+/// A browser-like VFR recording averaging 30 fps, with two frames of every three 1 ms apart,
+/// passes --max-fps 30 and keeps its timestamps.
+#[test]
+fn vfr_bursts_pass_max_fps() {
+    let dir = tmp();
+    let bursts = "-vf setpts='if(lt(mod(N,3),2),floor(N/3)*0.1+mod(N,3)*0.001,N/30)/TB' -fps_mode vfr";
+    let args = format!("-f lavfi -i testsrc2=s=320x240:r=30:d=3 {bursts} -enc_time_base:v 1:1000 {VP8}");
+    let input = gen_live(dir.path(), "in.webm", &args);
+    let in_pts = video_pts(&input);
+    assert!(
+        (in_pts[1] - in_pts[0] - 0.001).abs() < 1e-6,
+        "bursts in the fixture: {in_pts:?}"
+    );
+    let output = dir.path().join("out.mp4");
+    let run = transcode_with(&input, &output, "--max-fps 30");
+    assert_eq!(run.code, 0, "{:?}\n{}", run.events, run.stderr);
+    check_events(&run);
+    assert_eq!(video_pts(&output), in_pts);
+}
+
+#[test]
+fn max_output_bytes_gives_output_size_exceeded() {
+    let dir = tmp();
+    let input = gen(dir.path(), "in.webm", &format!("{AV_2S} {VP8} -c:a libopus"));
+    // `refused` also checks that no partial output is left.
+    let (code, message) = refused(&input, "--max-output-bytes 10000");
+    assert_eq!(code, "output_size_exceeded");
+    assert!(message.contains("at most 10000 bytes"), "{message}");
+}
+
+/// RLIMIT_CPU is lowered to 60 s + cpu-per-media-second x the duration once probed (hard limit
+/// 5 s above); without a duration, the file size stands in for it (10,000 bytes a second).
+#[test]
+fn cpu_limit_is_scaled_to_the_media() {
+    let dir = tmp();
+    let input = gen(dir.path(), "in.webm", &format!("{AV_3S} {VP8} -c:a libopus"));
+    let live = gen_live(dir.path(), "live.webm", &format!("{AV_3S} {VP8} -c:a libopus"));
+    for (input, per_second) in [(input, 2.0), (live, 0.5)] {
+        let output = dir.path().join("out.mp4");
+        let mut child = Command::new(BIN)
+            .args(["--input", input.to_str().unwrap(), "--output", output.to_str().unwrap()])
+            .args(["--cpu-per-media-second", &per_second.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let probe: Value = lines
+            .by_ref()
+            .map(|l| serde_json::from_str::<Value>(&l.unwrap()).unwrap())
+            .find(|e| e["type"] == "probe")
+            .expect("a probe event");
+        // Not reaped yet, so /proc/<pid> is still there even if the child has finished.
+        let limits = std::fs::read_to_string(format!("/proc/{}/limits", child.id())).unwrap();
+        let cpu: Vec<String> = limits
+            .lines()
+            .find(|l| l.starts_with("Max cpu time"))
+            .unwrap()
+            .split_whitespace()
+            .skip(3)
+            .take(2)
+            .map(String::from)
+            .collect();
+        let media_s = match probe["input"]["duration_s"].as_f64() {
+            Some(d) => d,
+            None => std::fs::metadata(&input).unwrap().len() as f64 / 10_000.0,
+        };
+        let soft = (60.0 + per_second * media_s).ceil() as u64;
+        assert_eq!(cpu, [soft.to_string(), (soft + 5).to_string()], "{}", input.display());
+        let rest: Vec<_> = lines.map(Result::unwrap).collect();
+        assert!(rest.last().is_some_and(|l| l.contains("\"done\"")), "{rest:?}");
+        assert!(child.wait().unwrap().success());
+    }
+}
+
+/// A bare relative output name: the job directory is the current one (Landlock gets a real
+/// directory instead of an empty path).
+#[test]
+fn relative_output_is_written_in_the_current_directory() {
+    let dir = tmp();
+    gen(dir.path(), "in.webm", &format!("{V_1S} {VP8}"));
+    let run = run_child_in(Some(dir.path()), &["--input", "in.webm", "--output", "out.mp4"]);
+    assert_eq!(run.code, 0, "{:?}\n{}", run.events, run.stderr);
+    check_events(&run);
+    assert!(!run.stderr.contains("landlock not applied"), "{}", run.stderr);
+    let layers = &run.events[0]["layers"];
+    assert_eq!(run.events[0]["type"], "sandbox");
+    if layers["landlock_abi"].as_i64() > Some(0) {
+        assert_ne!(layers["landlock"], "none", "{layers}");
+    }
+    let input = dir.path().join("in.webm");
+    check_output(
+        &input,
+        &dir.path().join("out.mp4"),
+        &run,
+        &expect(Some((320, 240)), false),
+    );
 }
 
 // ---------------------------------------------------------------- shared corpus
@@ -699,10 +970,18 @@ fn corpus_files_match_manifest() {
             let known = [
                 "invalid_media",
                 "unsupported_codec",
-                "limits_exceeded",
                 "transcode_error",
+                "dimensions_exceeded",
+                "pixels_exceeded",
+                "duration_exceeded",
+                "streams_exceeded",
+                "frame_rate_exceeded",
+                "output_size_exceeded",
             ];
             assert!(known.contains(&code), "{context}");
+            if name == "libwebm__invalid_vp9_bitstream-bug_1416.webm" {
+                assert_eq!(code, "dimensions_exceeded", "12336x12336: {context}");
+            }
             assert!(!output.exists(), "{context}");
         } else {
             assert!(expected.starts_with("ACCEPT") || may_fail, "unknown row: {context}");

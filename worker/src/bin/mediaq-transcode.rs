@@ -2,20 +2,26 @@
 //!
 //! ```text
 //! mediaq-transcode --input IN.webm --output OUT.mp4 [--preset veryfast] [--crf 23] [--threads auto]
+//!                  [--max-width 4096] [--max-height 4096] [--max-pixels 8294400] [--max-duration 7200]
+//!                  [--max-streams 8] [--max-fps 240] [--max-output-bytes 4294967296]
+//!                  [--cpu-per-media-second 20]
 //! ```
+//!
+//! Each `--max-*` limit fails the job with its own code (`dimensions_exceeded`, `pixels_exceeded`,
+//! `duration_exceeded`, `streams_exceeded`, `frame_rate_exceeded`, `output_size_exceeded`).
 //!
 //! stdout carries the line protocol of [`mediaq_worker::protocol`] (one JSON event per line);
 //! stderr carries libav's own log. Exit status: 0 on success, `EXIT_FAILED` after an `error`
 //! event, `EXIT_USAGE` for a bad command line.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Parser;
 use mediaq_worker::protocol::{EncodeSettings, Event, EXIT_FAILED, EXIT_USAGE};
 use mediaq_worker::sandbox;
-use mediaq_worker::transcode::{self, Job};
+use mediaq_worker::transcode::{self, Job, Limits};
 
 const PRESETS: [&str; 10] = [
     "ultrafast",
@@ -81,8 +87,30 @@ struct LimitArgs {
     #[arg(long, default_value_t = 4 << 30)]
     max_output_bytes: u64,
     /// CPU seconds allowed per second of media (plus 60 s), set as RLIMIT_CPU once the duration is known.
-    #[arg(long, default_value_t = 20.0)]
+    #[arg(long, default_value_t = 20.0, value_parser = parse_cpu_per_media_second)]
     cpu_per_media_second: f64,
+}
+
+impl From<&LimitArgs> for Limits {
+    fn from(args: &LimitArgs) -> Self {
+        Self {
+            max_width: args.max_width,
+            max_height: args.max_height,
+            max_pixels: args.max_pixels,
+            max_duration_s: args.max_duration,
+            max_streams: args.max_streams,
+            max_fps: args.max_fps,
+            max_output_bytes: args.max_output_bytes,
+            cpu_per_media_second: args.cpu_per_media_second,
+        }
+    }
+}
+
+fn parse_cpu_per_media_second(value: &str) -> Result<f64, String> {
+    match value.parse::<f64>() {
+        Ok(n) if n.is_finite() && n >= 0.0 => Ok(n),
+        _ => Err("expected a number of seconds, 0 or more".to_string()),
+    }
 }
 
 fn parse_threads(value: &str) -> Result<String, String> {
@@ -109,8 +137,7 @@ fn main() -> ExitCode {
     // The sandbox goes on before libav starts any thread or opens any file.
     let input = PathBuf::from(&args.input);
     let output = PathBuf::from(&args.output);
-    let job_dir = output.parent().map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
-    let layers = sandbox::apply(&input, &job_dir);
+    let layers = sandbox::apply(&input, &job_dir(&output));
 
     let job = Job {
         input,
@@ -120,6 +147,7 @@ fn main() -> ExitCode {
             crf: args.crf,
             threads: args.threads,
         },
+        limits: Limits::from(&args.limits),
     };
     let mut stdout = std::io::stdout().lock();
     let mut sink = |event: Event| -> std::io::Result<()> {
@@ -148,4 +176,14 @@ fn main() -> ExitCode {
         return ExitCode::from(EXIT_FAILED as u8);
     }
     status
+}
+
+/// The directory the output is written in (Landlock's read-write root): the output's parent, "."
+/// for a bare file name, made absolute when it exists.
+fn job_dir(output: &Path) -> PathBuf {
+    let dir = match output.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf())
 }

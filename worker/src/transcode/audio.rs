@@ -8,7 +8,7 @@ use ffmpeg_next as ffmpeg;
 
 use super::error::{LibavContext, Result, TranscodeError};
 use super::input;
-use super::limits;
+use super::limits::Limits;
 use super::output::{Muxer, TrackKind};
 use super::video::is_again;
 
@@ -37,11 +37,12 @@ pub struct AudioPipeline {
     next_pts: Option<i64>,
     frames: u64,
     decode_errors: u64,
+    limits: Limits,
 }
 
 impl AudioPipeline {
-    pub fn new(stream: &Stream, offset: i64, threads: &str, muxer: &mut Muxer) -> Result<Self> {
-        let decoder = input::open_decoder(stream, threads)?
+    pub fn new(stream: &Stream, offset: i64, threads: &str, limits: &Limits, muxer: &mut Muxer) -> Result<Self> {
+        let decoder = input::open_decoder(stream, threads, limits)?
             .audio()
             .during("opening the audio decoder")?;
         let codec = encoder::find_by_name("aac")
@@ -74,6 +75,7 @@ impl AudioPipeline {
             next_pts: None,
             frames: 0,
             decode_errors: 0,
+            limits: *limits,
         })
     }
 
@@ -164,7 +166,7 @@ impl AudioPipeline {
             }
             None => expected.unwrap_or(0),
         };
-        limits::check_timestamp(pts as f64 / f64::from(key.rate))?;
+        self.limits.check_timestamp(pts as f64 / f64::from(key.rate))?;
         self.next_pts = Some(pts + frame.samples() as i64);
         frame.set_pts(Some(pts));
 

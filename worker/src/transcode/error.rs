@@ -29,11 +29,6 @@ impl TranscodeError {
         Self::new(TranscodeErrorCode::UnsupportedCodec, message)
     }
 
-    /// A dimension, duration or similar limit was exceeded.
-    pub fn limits_exceeded(message: impl Into<String>) -> Self {
-        Self::new(TranscodeErrorCode::LimitsExceeded, message)
-    }
-
     /// libav failed while decoding, filtering, encoding or writing.
     pub fn transcode(message: impl Into<String>) -> Self {
         Self::new(TranscodeErrorCode::TranscodeError, message)

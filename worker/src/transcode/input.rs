@@ -1,7 +1,7 @@
 //! Opening the input: Matroska/WebM only, local files only, bounded probing; stream selection,
 //! codec whitelist and the decoders this service is willing to run.
 
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::ptr;
@@ -13,7 +13,7 @@ use ffmpeg::{ffi, media, Dictionary, Rational, Stream};
 use ffmpeg_next as ffmpeg;
 
 use super::error::{LibavContext, Result, TranscodeError};
-use super::limits;
+use super::limits::{self, Limits};
 use crate::protocol::MediaFacts;
 
 /// Decoders libav may open at all, also while probing (`codec_whitelist`).
@@ -28,54 +28,57 @@ const VIDEO_DECODERS: &[(Id, &[&str])] = &[
 /// Accepted audio codecs and their decoders.
 const AUDIO_DECODERS: &[(Id, &[&str])] = &[(Id::OPUS, &["opus"]), (Id::VORBIS, &["vorbis"])];
 
+/// libav's own default for `max_streams`: the cap used only to count the streams of a file that
+/// failed to open under ours.
+const LIBAV_DEFAULT_MAX_STREAMS: &str = "1000";
+
 /// Opens `path` with the Matroska demuxer (never probing other formats), the `file` protocol only
-/// and bounded probing, then reads stream parameters.
-pub fn open(path: &Path) -> Result<Input> {
+/// and bounded probing, checks the headers against `limits` (streams, dimensions, duration), then
+/// reads stream parameters.
+pub fn open(path: &Path, limits: &Limits) -> Result<Input> {
     let mut url = b"file:".to_vec();
     url.extend_from_slice(path.as_os_str().as_bytes());
     let url = CString::new(url).map_err(|_| TranscodeError::invalid_media("the input path contains a NUL byte"))?;
+    let unreadable = |ret: i32| {
+        TranscodeError::invalid_media(format!(
+            "the file cannot be read as WebM/Matroska ({})",
+            ffmpeg::Error::from(ret)
+        ))
+    };
 
-    let mut options = Dictionary::new();
-    options.set("protocol_whitelist", "file");
-    options.set("format_whitelist", "matroska,webm");
-    options.set("codec_whitelist", DECODER_WHITELIST);
-    options.set("probesize", &limits::PROBE_SIZE.to_string());
-    options.set("analyzeduration", &limits::ANALYZE_DURATION_US.to_string());
-    options.set("max_streams", &limits::MAX_STREAMS.to_string());
+    let mut input = match open_header(&url, &limits.libav_max_streams())? {
+        Ok(input) => input,
+        // libav fails a stream over its `max_streams` with ENOMEM. Count them under libav's own
+        // default cap (headers only) to tell that apart from a real allocation failure.
+        Err(ret) if ret == ffi::AVERROR(libc::ENOMEM) => {
+            if let Ok(input) = open_header(&url, LIBAV_DEFAULT_MAX_STREAMS)? {
+                limits.check_streams(input.nb_streams())?;
+            }
+            return Err(unreadable(ret));
+        }
+        Err(ret) => return Err(unreadable(ret)),
+    };
+    limits.check_streams(input.nb_streams())?;
+    // Probing may reset a size it cannot decode: check what the headers declare first.
+    for stream in input.streams().filter(|s| is_candidate(s, media::Type::Video)) {
+        let (width, height) = dimensions(&stream);
+        limits.check_dimensions(width, height)?;
+    }
+    if let Some(seconds) = duration_s(&input) {
+        limits.check_duration(seconds)?;
+    }
 
-    // SAFETY: ffmpeg-next cannot force an input format by name, nor pass per-stream options to
-    // avformat_find_stream_info. `av_find_input_format` returns a pointer to a static demuxer
-    // description. On success `avformat_open_input` hands us an owned context that `Input::wrap`
-    // takes over (it closes it on drop); on failure it frees the context itself. The dictionaries
-    // are owned again by `Dictionary::own`, which frees what libav did not consume.
+    // Probing decodes a few frames: cap their size like the real decoders do.
+    // SAFETY: ffmpeg-next cannot pass per-stream options to avformat_find_stream_info. It takes
+    // an array of nb_streams dictionaries; they are owned again by `Dictionary::own`, which
+    // frees what libav did not consume.
     unsafe {
-        let format = ffi::av_find_input_format(c"matroska".as_ptr());
-        if format.is_null() {
-            return Err(TranscodeError::transcode("this libavformat has no Matroska demuxer"));
-        }
-        let mut ctx = ptr::null_mut();
-        let mut raw = options.disown();
-        let ret = ffi::avformat_open_input(&mut ctx, url.as_ptr(), format, &mut raw);
-        drop(Dictionary::own(raw));
-        if ret < 0 {
-            return Err(TranscodeError::invalid_media(format!(
-                "the file cannot be read as WebM/Matroska ({})",
-                ffmpeg::Error::from(ret)
-            )));
-        }
-        let input = Input::wrap(ctx);
-        // Probing may reset a size it cannot decode: check what the headers declare first.
-        for stream in input.streams().filter(|s| is_candidate(s, media::Type::Video)) {
-            let (width, height) = dimensions(&stream);
-            limits::check_dimensions(width, height)?;
-        }
-
-        // Probing decodes a few frames: cap their size like the real decoders do.
+        let ctx = input.as_mut_ptr();
         let mut stream_options: Vec<*mut ffi::AVDictionary> = (0..(*ctx).nb_streams)
             .map(|_| {
                 let mut d = Dictionary::new();
                 d.set("threads", "1");
-                d.set("max_pixels", &limits::MAX_PIXELS.to_string());
+                d.set("max_pixels", &limits.libav_max_pixels());
                 d.disown()
             })
             .collect();
@@ -89,8 +92,46 @@ pub fn open(path: &Path) -> Result<Input> {
                 ffmpeg::Error::from(ret)
             )));
         }
-        Ok(input)
     }
+    Ok(input)
+}
+
+/// Opens `url` with the Matroska demuxer and reads its headers (no probing): the outer error is
+/// ours, the inner one libav's return code.
+fn open_header(url: &CStr, max_streams: &str) -> Result<std::result::Result<Input, i32>> {
+    let mut options = Dictionary::new();
+    options.set("protocol_whitelist", "file");
+    options.set("format_whitelist", "matroska,webm");
+    options.set("codec_whitelist", DECODER_WHITELIST);
+    options.set("probesize", &limits::PROBE_SIZE.to_string());
+    options.set("analyzeduration", &limits::ANALYZE_DURATION_US.to_string());
+    options.set("max_streams", max_streams);
+
+    // SAFETY: ffmpeg-next cannot force an input format by name. `av_find_input_format` returns a
+    // pointer to a static demuxer description. On success `avformat_open_input` hands us an owned
+    // context that `Input::wrap` takes over (it closes it on drop); on failure it frees the
+    // context itself. The dictionary is owned again by `Dictionary::own`, which frees what libav
+    // did not consume.
+    unsafe {
+        let format = ffi::av_find_input_format(c"matroska".as_ptr());
+        if format.is_null() {
+            return Err(TranscodeError::transcode("this libavformat has no Matroska demuxer"));
+        }
+        let mut ctx = ptr::null_mut();
+        let mut raw = options.disown();
+        let ret = ffi::avformat_open_input(&mut ctx, url.as_ptr(), format, &mut raw);
+        drop(Dictionary::own(raw));
+        if ret < 0 {
+            return Ok(Err(ret));
+        }
+        Ok(Ok(Input::wrap(ctx)))
+    }
+}
+
+/// The duration the container declares, in seconds, if any.
+pub fn duration_s(input: &Input) -> Option<f64> {
+    let duration = input.duration();
+    (duration > 0).then(|| duration as f64 / f64::from(ffi::AV_TIME_BASE))
 }
 
 /// The streams chosen for conversion.
@@ -100,9 +141,10 @@ pub struct Selection {
     pub audio: Option<usize>,
 }
 
-/// Picks the best real video stream (no cover art) and the best audio stream, checks their codecs
-/// and the video dimensions, and tells the demuxer to discard every other stream.
-pub fn select_streams(input: &mut Input) -> Result<Selection> {
+/// Picks the best real video stream (no cover art) and the best audio stream, checks their codecs,
+/// the video's dimensions and frame rate and the duration after probing, and tells the demuxer to
+/// discard every other stream.
+pub fn select_streams(input: &mut Input, limits: &Limits) -> Result<Selection> {
     let video = best_stream(input, media::Type::Video, VIDEO_DECODERS);
     let audio = best_stream(input, media::Type::Audio, AUDIO_DECODERS);
     if video.is_none() && audio.is_none() {
@@ -121,8 +163,14 @@ pub fn select_streams(input: &mut Input) -> Result<Selection> {
         }
     }
     if let Some(index) = video {
-        let (width, height) = dimensions(&input.stream(index).expect("selected stream exists"));
-        limits::check_dimensions(width, height)?;
+        let stream = input.stream(index).expect("selected stream exists");
+        let (width, height) = dimensions(&stream);
+        limits.check_dimensions(width, height)?;
+        let tick_rate = stream.time_base().invert();
+        limits.check_declared_frame_rate(stream.avg_frame_rate(), stream.rate(), tick_rate)?;
+    }
+    if let Some(seconds) = duration_s(input) {
+        limits.check_duration(seconds)?;
     }
     for mut stream in input.streams_mut() {
         if Some(stream.index()) != video && Some(stream.index()) != audio {
@@ -184,7 +232,7 @@ fn channels(stream: &Stream) -> u32 {
 
 /// Opens the decoder for a selected stream: only the whitelisted implementation, with the packet
 /// time base set (Opus pre-skip), `threads` as the CLI does and the frame size capped.
-pub fn open_decoder(stream: &Stream, threads: &str) -> Result<codec::decoder::Opened> {
+pub fn open_decoder(stream: &Stream, threads: &str, limits: &Limits) -> Result<codec::decoder::Opened> {
     let id = stream.parameters().id();
     let names = decoder_names(id)
         .ok_or_else(|| TranscodeError::unsupported_codec(format!("the codec {} is not supported", id.name())))?;
@@ -204,7 +252,7 @@ pub fn open_decoder(stream: &Stream, threads: &str) -> Result<codec::decoder::Op
     decoder.set_packet_time_base(stream.time_base());
     let mut options = Dictionary::new();
     options.set("threads", threads);
-    options.set("max_pixels", &limits::MAX_PIXELS.to_string());
+    options.set("max_pixels", &limits.libav_max_pixels());
     decoder.open_as_with(codec, options).map_err(|err| match err {
         // The codec setup in the file (Vorbis headers, OpusHead, ...) is damaged.
         ffmpeg::Error::InvalidData | ffmpeg::Error::PatchWelcome => {
@@ -216,9 +264,8 @@ pub fn open_decoder(stream: &Stream, threads: &str) -> Result<codec::decoder::Op
 
 /// Facts about the input for the `probe` event.
 pub fn facts(input: &Input, selection: Selection) -> MediaFacts {
-    let duration = input.duration();
     let mut facts = MediaFacts {
-        duration_s: (duration > 0).then(|| duration as f64 / f64::from(ffi::AV_TIME_BASE)),
+        duration_s: duration_s(input),
         ..MediaFacts::default()
     };
     if let Some(stream) = selection.video.and_then(|i| input.stream(i)) {

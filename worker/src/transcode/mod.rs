@@ -2,7 +2,8 @@
 //! Opus/Vorbis audio to MP4 with H.264 (libx264) and AAC, synchronously, reporting through
 //! [`crate::protocol::Event`]s.
 //!
-//! Flow: [`input`] opens and probes (Matroska only, codec whitelist, limits) -> one
+//! Flow: [`input`] opens and probes (Matroska only, codec whitelist, the probe gate of [`Limits`],
+//! then RLIMIT_CPU scaled to the duration) -> one
 //! [`video::VideoPipeline`] and/or [`audio::AudioPipeline`] per selected stream -> [`output::Muxer`]
 //! writes the MP4 (`+faststart`). [`progress`] turns the demuxer position into progress events.
 
@@ -21,6 +22,7 @@ use ffmpeg::{Packet, Rational, Rescale};
 use ffmpeg_next as ffmpeg;
 
 pub use error::{Result, TranscodeError};
+pub use limits::Limits;
 pub use progress::EventSink;
 
 use crate::protocol::{EncodeSettings, Event, MediaFacts};
@@ -30,12 +32,13 @@ use output::Muxer;
 use progress::Progress;
 use video::VideoPipeline;
 
-/// One conversion: what to read, where to write, how to encode.
+/// One conversion: what to read, where to write, how to encode, within which limits.
 #[derive(Debug, Clone)]
 pub struct Job {
     pub input: PathBuf,
     pub output: PathBuf,
     pub settings: EncodeSettings,
+    pub limits: Limits,
 }
 
 /// Initialises libav once per process; its log goes to stderr, warnings and errors only.
@@ -47,17 +50,24 @@ pub fn init_libav() -> Result<()> {
 
 /// Runs a job: emits `probe` and `progress` events through `sink` and returns the output's facts
 /// (the caller reports them as `done`). On failure no output file is left behind.
+///
+/// Once probed, this lowers the calling process's RLIMIT_CPU to 60 s + `cpu_per_media_second` x
+/// the duration (meant for the `mediaq-transcode` child, one job per process).
 pub fn run(job: &Job, sink: &mut EventSink) -> Result<MediaFacts> {
-    let mut input = input::open(&job.input)?;
-    let selection = input::select_streams(&mut input)?;
+    let limits = &job.limits;
+    let mut input = input::open(&job.input, limits)?;
+    let selection = input::select_streams(&mut input, limits)?;
     let facts = input::facts(&input, selection);
-    let mut progress = Progress::new(facts.duration_s, input.io_size());
+    let file_size = input.io_size();
+    if let Some(seconds) = limits.cpu_seconds(facts.duration_s, file_size) {
+        limits::lower_cpu_limit(seconds);
+    }
+    let mut progress = Progress::new(facts.duration_s, file_size);
     emit(sink, Event::Probe { input: facts })?;
     progress.start(sink).map_err(stdout_closed)?;
 
-    let mut muxer = Muxer::create(&job.output)?;
-    let result =
-        convert(&mut input, selection, &job.settings, &mut muxer, &mut progress, sink).and_then(|()| muxer.finish());
+    let mut muxer = Muxer::create(&job.output, limits)?;
+    let result = convert(&mut input, selection, job, &mut muxer, &mut progress, sink).and_then(|()| muxer.finish());
     match result {
         Ok(facts) => {
             progress.finish(sink).map_err(stdout_closed)?;
@@ -73,7 +83,7 @@ pub fn run(job: &Job, sink: &mut EventSink) -> Result<MediaFacts> {
 fn convert(
     input: &mut Input,
     selection: Selection,
-    settings: &EncodeSettings,
+    job: &Job,
     muxer: &mut Muxer,
     progress: &mut Progress,
     sink: &mut EventSink,
@@ -87,14 +97,26 @@ fn convert(
     let mut video = match selection.video {
         Some(i) => {
             let stream = input.stream(i).expect("selected stream exists");
-            Some(VideoPipeline::new(&stream, offset_in(i), settings, muxer)?)
+            Some(VideoPipeline::new(
+                &stream,
+                offset_in(i),
+                &job.settings,
+                &job.limits,
+                muxer,
+            )?)
         }
         None => None,
     };
     let mut audio = match selection.audio {
         Some(i) => {
             let stream = input.stream(i).expect("selected stream exists");
-            Some(AudioPipeline::new(&stream, offset_in(i), &settings.threads, muxer)?)
+            Some(AudioPipeline::new(
+                &stream,
+                offset_in(i),
+                &job.settings.threads,
+                &job.limits,
+                muxer,
+            )?)
         }
         None => None,
     };

@@ -1,6 +1,9 @@
 //! The MP4 output: tracks, the header (`+faststart`), packets held back until the header, and the
 //! facts reported in the `done` event.
 //!
+//! The bytes written are checked against `max_output_bytes` after every packet and once the file
+//! is complete (`output_size_exceeded`).
+//!
 //! A track is announced up front and becomes ready when its encoder is open (at the first decoded
 //! frame). The header is written once every track is ready or abandoned: a track whose stream
 //! yields nothing decodable is left out instead of failing the whole job.
@@ -13,7 +16,7 @@ use ffmpeg::{codec, ffi, Dictionary, Packet, Rational};
 use ffmpeg_next as ffmpeg;
 
 use super::error::{LibavContext, Result, TranscodeError};
-use super::limits;
+use super::limits::{self, Limits};
 use crate::protocol::MediaFacts;
 
 /// What an output track holds, for the `done` facts.
@@ -45,11 +48,12 @@ pub struct Muxer {
     pending: VecDeque<(usize, Packet)>,
     header_written: bool,
     facts: MediaFacts,
+    limits: Limits,
 }
 
 impl Muxer {
     /// Creates the MP4 file at `path` (UTF-8; the caller checked).
-    pub fn create(path: &Path) -> Result<Self> {
+    pub fn create(path: &Path, limits: &Limits) -> Result<Self> {
         let path = path
             .to_str()
             .ok_or_else(|| TranscodeError::transcode("the output path is not valid UTF-8"))?;
@@ -61,6 +65,7 @@ impl Muxer {
             pending: VecDeque::new(),
             header_written: false,
             facts: MediaFacts::default(),
+            limits: *limits,
         })
     }
 
@@ -166,6 +171,7 @@ impl Muxer {
             .write_header_with(options)
             .during("writing the MP4 header")?;
         self.header_written = true;
+        self.check_size()?;
         // The muxer picks its own time bases in write_header: read them back.
         for track in &mut self.tracks {
             if let Some(index) = track.stream {
@@ -208,7 +214,42 @@ impl Muxer {
         }
         packet
             .write_interleaved(&mut self.output)
-            .during("writing to the MP4 file")
+            .during("writing to the MP4 file")?;
+        self.check_size()
+    }
+
+    /// Fails with `output_size_exceeded` once the output is over the limit.
+    fn check_size(&self) -> Result<()> {
+        // SAFETY: ffmpeg-next exposes no write position. `pb` is owned by the open output
+        // context; `avio_seek(pb, 0, SEEK_CUR)` only reports the current position (buffered
+        // bytes included) and does no I/O.
+        let position = unsafe {
+            let pb = (*self.output.as_ptr()).pb;
+            if pb.is_null() {
+                return Ok(());
+            }
+            ffi::avio_seek(pb, 0, libc::SEEK_CUR)
+        };
+        match u64::try_from(position) {
+            Ok(bytes) => self.limits.check_output_size(bytes),
+            Err(_) => Ok(()),
+        }
+    }
+
+    /// The complete file's size, after the trailer (and the `+faststart` rewrite).
+    fn check_final_size(&self) -> Result<()> {
+        // SAFETY: as in `check_size`; `avio_size` asks the file protocol for the size (fstat).
+        let size = unsafe {
+            let pb = (*self.output.as_ptr()).pb;
+            if pb.is_null() {
+                return Ok(());
+            }
+            ffi::avio_size(pb)
+        };
+        match u64::try_from(size) {
+            Ok(bytes) => self.limits.check_output_size(bytes),
+            Err(_) => Ok(()),
+        }
     }
 
     /// Writes the trailer (and moves the index to the front) and returns the output's facts.
@@ -217,6 +258,7 @@ impl Muxer {
             return Err(TranscodeError::invalid_media("nothing in the file could be decoded"));
         }
         self.output.write_trailer().during("finishing the MP4 file")?;
+        self.check_final_size()?;
         // MP4 presentation starts at 0 (edit lists hide encoder priming and fill late starts).
         let end = self
             .tracks

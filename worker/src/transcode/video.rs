@@ -11,7 +11,7 @@ use ffmpeg_next as ffmpeg;
 
 use super::error::{LibavContext, Result, TranscodeError};
 use super::input;
-use super::limits;
+use super::limits::{FrameCounter, Limits};
 use super::output::{Muxer, TrackKind};
 use crate::protocol::EncodeSettings;
 
@@ -35,11 +35,20 @@ pub struct VideoPipeline {
     last_pts: Option<i64>,
     frames: u64,
     decode_errors: u64,
+    limits: Limits,
+    /// Frame rate and frame count, measured on the output timestamps.
+    counter: FrameCounter,
 }
 
 impl VideoPipeline {
-    pub fn new(stream: &Stream, offset: i64, settings: &EncodeSettings, muxer: &mut Muxer) -> Result<Self> {
-        let decoder = input::open_decoder(stream, &settings.threads)?
+    pub fn new(
+        stream: &Stream,
+        offset: i64,
+        settings: &EncodeSettings,
+        limits: &Limits,
+        muxer: &mut Muxer,
+    ) -> Result<Self> {
+        let decoder = input::open_decoder(stream, &settings.threads, limits)?
             .video()
             .during("opening the video decoder")?;
         let time_base = stream.time_base();
@@ -68,6 +77,8 @@ impl VideoPipeline {
             last_pts: None,
             frames: 0,
             decode_errors: 0,
+            limits: *limits,
+            counter: FrameCounter::new(limits),
         })
     }
 
@@ -129,7 +140,7 @@ impl VideoPipeline {
     }
 
     fn encode_frame(&mut self, frame: frame::Video, muxer: &mut Muxer) -> Result<()> {
-        limits::check_dimensions(frame.width(), frame.height())?;
+        self.limits.check_dimensions(frame.width(), frame.height())?;
         self.frames += 1;
         if self.encoder.is_none() {
             // Every frame is scaled to the first one's size, rounded down to even.
@@ -153,7 +164,9 @@ impl VideoPipeline {
             Some(last) if pts <= last => last + 1,
             _ => pts,
         };
-        limits::check_timestamp(pts as f64 * f64::from(self.time_base))?;
+        let seconds = pts as f64 * f64::from(self.time_base);
+        self.limits.check_timestamp(seconds)?;
+        self.counter.count(seconds)?;
         self.last_pts = Some(pts);
         // SAFETY: ffmpeg-next (FFmpeg 5.1) does not expose AVFrame.pkt_duration; the frame is a
         // valid decoded frame owned here.
