@@ -41,7 +41,12 @@ fn with_database(url: &str, db: &str) -> String {
 
 impl TestEnv {
     pub async fn new() -> Self {
-        let admin = admin_url();
+        Self::on_server(&admin_url()).await
+    }
+
+    /// A fresh database on the server at `admin` (e.g. a test's private server).
+    pub async fn on_server(admin: &str) -> Self {
+        let admin = admin.to_owned();
         let db_name = format!("mediaq_t_{}", uuid::Uuid::new_v4().simple());
         let mut conn = PgConnection::connect(&admin)
             .await

@@ -31,6 +31,8 @@ use crate::{
 
 /// Progress is written at most this often (plus at 0 and 1).
 const PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
+/// How long a finished attempt waits for the database to record its outcome.
+const RECORD_PATIENCE: Duration = Duration::from_secs(600);
 /// Open files the child may hold (libav needs a handful; threads do not count).
 const CHILD_OPEN_FILES: u64 = 64;
 
@@ -99,7 +101,20 @@ pub async fn run(state: &Arc<WorkerState>, id: JobId, worker: &str) -> Result<()
         }
         Err(e) => return Err(e),
     };
-    finish::record(state, &actor, id, started, ended).await
+    // The outcome is known (and an output may be stored): keep trying to record it through a
+    // database outage rather than leave the job without a terminal state.
+    let mut wait = Duration::from_secs(1);
+    let deadline = Instant::now() + RECORD_PATIENCE;
+    loop {
+        match finish::record(state, &actor, id, started, &ended).await {
+            Err(AttemptError::Database(e)) if mediaq_shared::db::is_unavailable(&e) && Instant::now() < deadline => {
+                tracing::warn!(error = %e, retry_in_s = wait.as_secs(), "database unavailable; will record the outcome when it is back");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(10));
+            }
+            result => return result,
+        }
+    }
 }
 
 /// What an attempt produced, before it is recorded.

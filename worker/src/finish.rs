@@ -18,7 +18,7 @@ pub async fn record(
     actor: &str,
     id: JobId,
     started: Started,
-    ended: Ended,
+    ended: &Ended,
 ) -> Result<(), AttemptError> {
     let attempt = started.attempt;
     let exit = ended.report.as_ref().map_or("not run".to_owned(), |r| r.exit.clone());

@@ -72,8 +72,6 @@ pub enum TranscodeErrorCode {
     InvalidMedia,
     /// The file holds audio/video, but in a codec this service does not accept.
     UnsupportedCodec,
-    /// A probe or decode limit was exceeded (dimensions, duration, streams, ...).
-    LimitsExceeded,
     /// libav failed while decoding, filtering, encoding or writing.
     TranscodeError,
     /// The video's width or height is over `--max-width` / `--max-height`.
@@ -95,7 +93,6 @@ impl TranscodeErrorCode {
         match self {
             Self::InvalidMedia => "invalid_media",
             Self::UnsupportedCodec => "unsupported_codec",
-            Self::LimitsExceeded => "limits_exceeded",
             Self::TranscodeError => "transcode_error",
             Self::DimensionsExceeded => "dimensions_exceeded",
             Self::PixelsExceeded => "pixels_exceeded",

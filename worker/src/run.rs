@@ -14,10 +14,19 @@ use mediaq_shared::queue::{TranscodeTask, QUEUE};
 use crate::attempt::{self, WorkerState};
 
 async fn handle(task: TranscodeTask, state: Data<Arc<WorkerState>>, worker: WorkerContext) -> Result<(), BoxDynError> {
-    attempt::run(&state, task.job_id, worker.name()).await.map_err(|e| {
-        tracing::error!(job_id = %task.job_id, error = %e, "attempt failed for a non-media reason; the task will be retried");
-        Box::new(e) as BoxDynError
-    })
+    let state = Arc::clone(&state);
+    let name = worker.name().to_owned();
+    // Its own task: when apalis drops this handler (its backend failed during a database
+    // outage and the worker restarts), the attempt still runs to its end and records it.
+    let attempt = tokio::spawn(async move { attempt::run(&state, task.job_id, &name).await });
+    match attempt.await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => {
+            tracing::error!(job_id = %task.job_id, error = %e, "attempt failed for a non-media reason; the task will be retried");
+            Err(Box::new(e))
+        }
+        Err(e) => Err(Box::new(e)),
+    }
 }
 
 /// A name no other worker process, here or on another host, will use.
@@ -60,7 +69,14 @@ pub async fn run(
         let state = state.clone();
         let config = config.clone();
         let worker_name = format!("{name}-{index}");
-        monitor = monitor.register(move |_restarts| {
+        monitor = monitor.register(move |restarts| {
+            // A restarted consumer takes a new name: tasks locked by the old one become orphans
+            // that live workers re-enqueue (a reused name would keep them locked forever).
+            let worker_name = if restarts == 0 {
+                worker_name.clone()
+            } else {
+                format!("{worker_name}-r{restarts}")
+            };
             let backend = PostgresStorage::<TranscodeTask>::new(&state.pool)
                 .with_config(config.clone())
                 .with_pubsub()
