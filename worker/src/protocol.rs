@@ -86,11 +86,14 @@ pub enum TranscodeErrorCode {
     FrameRateExceeded,
     /// The output grew over `--max-output-bytes`.
     OutputSizeExceeded,
+    /// The job directory's disk is full (or another I/O failure writing the output): transient.
+    StorageError,
 }
 
 impl TranscodeErrorCode {
     pub const fn as_str(self) -> &'static str {
         match self {
+            Self::StorageError => "storage_error",
             Self::InvalidMedia => "invalid_media",
             Self::UnsupportedCodec => "unsupported_codec",
             Self::TranscodeError => "transcode_error",

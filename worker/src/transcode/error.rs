@@ -35,8 +35,15 @@ impl TranscodeError {
     }
 
     /// A libav call failed: `what` says what was being done ("opening the H.264 encoder").
+    /// A full disk (ENOSPC, EDQUOT) or an I/O error is the machine's fault, not the file's:
+    /// reported as `storage_error` so that the worker retries the job later.
     pub fn libav(what: &str, err: ffmpeg_next::Error) -> Self {
-        Self::transcode(format!("{what} failed: {err}"))
+        match err {
+            ffmpeg_next::Error::Other { errno } if [libc::ENOSPC, libc::EDQUOT, libc::EIO].contains(&errno) => {
+                Self::new(TranscodeErrorCode::StorageError, format!("{what} failed: {err}"))
+            }
+            _ => Self::transcode(format!("{what} failed: {err}")),
+        }
     }
 }
 
