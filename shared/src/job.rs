@@ -60,6 +60,8 @@ pub enum JobStatus {
     Succeeded,
     Failed,
     Canceled,
+    /// Finished long enough ago that its files were deleted (MEDIAQ_RETENTION).
+    Expired,
 }
 
 impl JobStatus {
@@ -70,11 +72,12 @@ impl JobStatus {
             Self::Succeeded => "succeeded",
             Self::Failed => "failed",
             Self::Canceled => "canceled",
+            Self::Expired => "expired",
         }
     }
 
     pub const fn is_terminal(self) -> bool {
-        matches!(self, Self::Succeeded | Self::Failed | Self::Canceled)
+        matches!(self, Self::Succeeded | Self::Failed | Self::Canceled | Self::Expired)
     }
 }
 
@@ -88,6 +91,7 @@ impl FromStr for JobStatus {
             "succeeded" => Self::Succeeded,
             "failed" => Self::Failed,
             "canceled" => Self::Canceled,
+            "expired" => Self::Expired,
             other => return Err(format!("unknown job status {other:?}")),
         })
     }
@@ -171,6 +175,7 @@ mod tests {
             JobStatus::Succeeded,
             JobStatus::Failed,
             JobStatus::Canceled,
+            JobStatus::Expired,
         ] {
             assert_eq!(s.as_str().parse::<JobStatus>().unwrap(), s);
         }

@@ -283,7 +283,10 @@ impl Api {
             if seen.last() != Some(&p) {
                 seen.push(p);
             }
-            if matches!(job["status"].as_str(), Some("succeeded" | "failed" | "canceled")) {
+            if matches!(
+                job["status"].as_str(),
+                Some("succeeded" | "failed" | "canceled" | "expired")
+            ) {
                 return (seen, job);
             }
             if tokio::time::Instant::now() > deadline {

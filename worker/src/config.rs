@@ -24,6 +24,7 @@ pub struct WorkerConfig {
     pub sandbox: SandboxConfig,
     pub limits: MediaLimits,
     pub retry: crate::retry::RetryPolicy,
+    pub janitor: crate::janitor::JanitorConfig,
 }
 
 /// Whether the worker may run with sandbox layers missing (MEDIAQ_SANDBOX).
@@ -111,6 +112,7 @@ impl WorkerConfig {
                 reason: "must be at least 1".into(),
             });
         }
+        let transcode_timeout = config::parse_duration("MEDIAQ_TRANSCODE_TIMEOUT", Duration::from_secs(2 * 3600))?;
         Ok(Self {
             common: CommonConfig::from_env()?,
             concurrency,
@@ -118,11 +120,12 @@ impl WorkerConfig {
                 .map(PathBuf::from)
                 .unwrap_or_else(default_transcode_bin),
             encode: EncodeSettings { preset, crf, threads },
-            transcode_timeout: config::parse_duration("MEDIAQ_TRANSCODE_TIMEOUT", Duration::from_secs(2 * 3600))?,
+            transcode_timeout,
             shutdown_grace: config::parse_duration("MEDIAQ_SHUTDOWN_GRACE", Duration::from_secs(30))?,
             heartbeat: config::parse_duration("MEDIAQ_HEARTBEAT", Duration::from_secs(5))?,
             sandbox: SandboxConfig::from_env()?,
             retry: crate::retry::RetryPolicy::from_env()?,
+            janitor: crate::janitor::JanitorConfig::from_env(transcode_timeout)?,
             limits: MediaLimits {
                 max_width: config::parse_or("MEDIAQ_MAX_WIDTH", 4096)?,
                 max_height: config::parse_or("MEDIAQ_MAX_HEIGHT", 4096)?,

@@ -5,6 +5,7 @@ pub mod attempt;
 pub mod child;
 pub mod config;
 pub mod finish;
+pub mod janitor;
 pub mod jobdir;
 pub mod protocol;
 pub mod retry;

@@ -1,20 +1,36 @@
 use std::sync::Arc;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use mediaq_shared::storage::Storage;
-use mediaq_worker::{attempt::WorkerState, config::WorkerConfig, run};
+use mediaq_worker::{attempt::WorkerState, config::WorkerConfig, janitor, run};
 
 /// mediaq worker: claims transcode jobs and runs each attempt in a `mediaq-transcode` child.
 /// Configuration comes from environment variables (see the README).
 #[derive(Parser)]
 #[command(name = "mediaq-worker", version)]
-struct Cli {}
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Process jobs (the default).
+    Run,
+    /// Run the janitor once (retention, stale and orphaned files, queue pruning) and print
+    /// what it deleted as JSON.
+    Janitor,
+}
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     mediaq_shared::telemetry::init("info");
-    Cli::parse();
-    match start().await {
+    let cli = Cli::parse();
+    let result = match cli.command.unwrap_or(Command::Run) {
+        Command::Run => start().await,
+        Command::Janitor => janitor_once().await,
+    };
+    match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "mediaq-worker failed");
@@ -24,20 +40,23 @@ async fn main() -> std::process::ExitCode {
     }
 }
 
-async fn start() -> Result<(), Box<dyn std::error::Error>> {
-    let config = WorkerConfig::from_env()?;
-    if !config.transcode_bin.is_file() {
-        return Err(format!(
-            "transcoder binary not found at {} (set MEDIAQ_TRANSCODE_BIN)",
-            config.transcode_bin.display()
-        )
-        .into());
-    }
+fn open(config: &WorkerConfig) -> Result<(sqlx::PgPool, Storage), Box<dyn std::error::Error>> {
     let pool = mediaq_shared::db::pool(&config.common)?;
     let storage = Storage::open(&config.common.storage_dir)
         .map_err(|e| format!("cannot open storage at {}: {e}", config.common.storage_dir.display()))?;
+    Ok((pool, storage))
+}
+
+async fn start() -> Result<(), Box<dyn std::error::Error>> {
+    let config = WorkerConfig::from_env()?;
+    if !config.transcode_bin.is_file() {
+        let bin = config.transcode_bin.display();
+        return Err(format!("transcoder binary not found at {bin} (set MEDIAQ_TRANSCODE_BIN)").into());
+    }
+    let (pool, storage) = open(&config)?;
     let name = run::unique_name();
     let layers = mediaq_worker::selfcheck::run(&config, &storage.work_dir())?;
+    tokio::spawn(janitor::run_forever(pool.clone(), storage.clone(), config.janitor));
     let (abandon_tx, abandon) = tokio::sync::watch::channel(false);
     let state = WorkerState {
         pool,
@@ -47,4 +66,12 @@ async fn start() -> Result<(), Box<dyn std::error::Error>> {
         abandon,
     };
     run::run(Arc::new(state), name, abandon_tx).await
+}
+
+async fn janitor_once() -> Result<(), Box<dyn std::error::Error>> {
+    let config = WorkerConfig::from_env()?;
+    let (pool, storage) = open(&config)?;
+    let sweep = janitor::sweep(&pool, &storage, &config.janitor).await?;
+    println!("{}", serde_json::to_string(&sweep)?);
+    Ok(())
 }

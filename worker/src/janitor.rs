@@ -1,0 +1,269 @@
+//! The janitor: deletes what nobody needs any more, and writes an audit row for each deletion.
+//!
+//! - stale temp files (uploads abandoned mid-way) and job directories of dead attempts;
+//! - stored objects no job references (an upload that died between its rename and its commit,
+//!   an output written by an attempt that was superseded);
+//! - after MEDIAQ_RETENTION, a finished job's input and output (the job then reads `expired`);
+//! - finished queue rows and dead worker rows of apalis, which never prunes them.
+//!
+//! Every worker runs it every MEDIAQ_JANITOR_INTERVAL; a PostgreSQL advisory lock makes sure
+//! only one at a time does. Files are only touched when older than MEDIAQ_TEMP_MAX_AGE, so
+//! nothing in flight (an upload being written, an output about to be recorded) is removed.
+
+use std::{
+    collections::HashMap,
+    path::Path,
+    time::{Duration, SystemTime},
+};
+
+use mediaq_shared::{
+    config::{self, ConfigError},
+    db::{audit, audit::AuditEvent},
+    queue::QUEUE,
+    storage::Storage,
+    JobId,
+};
+use serde::Serialize;
+use serde_json::json;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+/// Advisory lock key shared by every worker ("mediaq janitor").
+const LOCK_KEY: i64 = 0x6d65_6469_6171_6a61;
+const ACTOR: &str = "janitor";
+
+#[derive(Debug, Clone, Copy)]
+pub struct JanitorConfig {
+    pub interval: Duration,
+    pub retention: Duration,
+    pub temp_max_age: Duration,
+    /// Job directories older than this belong to dead attempts (the transcode timeout + 10 min).
+    pub work_max_age: Duration,
+    /// Finished queue rows and dead workers older than this are pruned.
+    pub prune_after: Duration,
+}
+
+impl JanitorConfig {
+    pub fn from_env(transcode_timeout: Duration) -> Result<Self, ConfigError> {
+        Ok(Self {
+            interval: config::parse_duration("MEDIAQ_JANITOR_INTERVAL", Duration::from_secs(300))?,
+            retention: config::parse_duration("MEDIAQ_RETENTION", Duration::from_secs(7 * 86400))?,
+            temp_max_age: config::parse_duration("MEDIAQ_TEMP_MAX_AGE", Duration::from_secs(3600))?,
+            work_max_age: transcode_timeout + Duration::from_secs(600),
+            prune_after: config::parse_duration("MEDIAQ_QUEUE_PRUNE_AFTER", Duration::from_secs(86400))?,
+        })
+    }
+}
+
+/// What one run deleted.
+#[derive(Debug, Default, Serialize, PartialEq, Eq)]
+pub struct Sweep {
+    pub ran: bool,
+    pub expired_jobs: u64,
+    pub temp_files: u64,
+    pub work_dirs: u64,
+    pub orphans: u64,
+    pub queue_rows: u64,
+    pub dead_workers: u64,
+}
+
+/// Runs the janitor every `interval` until the process ends.
+pub async fn run_forever(pool: PgPool, storage: Storage, config: JanitorConfig) {
+    loop {
+        tokio::time::sleep(config.interval).await;
+        match sweep(&pool, &storage, &config).await {
+            Ok(s) if s.ran => tracing::info!(sweep = ?s, "janitor ran"),
+            Ok(_) => tracing::debug!("janitor: another worker holds the lock"),
+            Err(e) => tracing::warn!(error = %e, "janitor run failed; will try again"),
+        }
+    }
+}
+
+pub async fn sweep(pool: &PgPool, storage: &Storage, config: &JanitorConfig) -> Result<Sweep, sqlx::Error> {
+    let mut lock = pool.acquire().await?;
+    let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+        .bind(LOCK_KEY)
+        .fetch_one(&mut *lock)
+        .await?;
+    if !locked {
+        return Ok(Sweep::default());
+    }
+    let result = sweep_locked(pool, storage, config).await;
+    sqlx::query("SELECT pg_advisory_unlock($1)")
+        .bind(LOCK_KEY)
+        .execute(&mut *lock)
+        .await?;
+    result
+}
+
+async fn sweep_locked(pool: &PgPool, storage: &Storage, config: &JanitorConfig) -> Result<Sweep, sqlx::Error> {
+    let mut s = Sweep {
+        ran: true,
+        ..Sweep::default()
+    };
+    s.expired_jobs = expire(pool, storage, config.retention).await?;
+    s.temp_files = remove_old_entries(pool, &storage.tmp_dir(), config.temp_max_age, "storage.temp_removed").await?;
+    s.work_dirs = remove_old_entries(
+        pool,
+        &storage.work_dir(),
+        config.work_max_age,
+        "storage.workdir_removed",
+    )
+    .await?;
+    s.orphans = remove_orphans(pool, storage, config.temp_max_age).await?;
+    (s.queue_rows, s.dead_workers) = prune_queue(pool, config.prune_after).await?;
+    Ok(s)
+}
+
+async fn expire(pool: &PgPool, storage: &Storage, retention: Duration) -> Result<u64, sqlx::Error> {
+    let rows: Vec<(Uuid, String, Option<String>)> = sqlx::query_as(
+        "SELECT id, input_key, output_key FROM jobs
+         WHERE files_deleted_at IS NULL AND status IN ('succeeded', 'failed', 'canceled')
+           AND finished_at < now() - make_interval(secs => $1)
+         ORDER BY finished_at LIMIT 1000",
+    )
+    .bind(retention.as_secs_f64())
+    .fetch_all(pool)
+    .await?;
+    let mut n = 0;
+    for (id, input, output) in rows {
+        let id = JobId::from_uuid(id);
+        let mut tx = pool.begin().await?;
+        let done = sqlx::query(
+            "UPDATE jobs SET status = 'expired', files_deleted_at = now(), updated_at = now()
+             WHERE id = $1 AND files_deleted_at IS NULL",
+        )
+        .bind(id.as_uuid())
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            continue;
+        }
+        let deleted: Vec<&String> = std::iter::once(&input).chain(output.as_ref()).collect();
+        let event = AuditEvent::new(ACTOR, "job.expired")
+            .job(id)
+            .details(json!({ "deleted": deleted }));
+        audit::record(&mut *tx, &event).await?;
+        tx.commit().await?;
+        for key in deleted {
+            if let Err(e) = storage.remove(key) {
+                tracing::warn!(error = %e, %key, "could not delete an expired file");
+            }
+        }
+        n += 1;
+    }
+    Ok(n)
+}
+
+fn older_than(path: &Path, age: Duration) -> bool {
+    let modified = std::fs::symlink_metadata(path).and_then(|m| m.modified());
+    modified.is_ok_and(|t| SystemTime::now().duration_since(t).unwrap_or_default() > age)
+}
+
+/// Removes files or directories directly under `dir` older than `age`.
+async fn remove_old_entries(
+    pool: &PgPool,
+    dir: &Path,
+    age: Duration,
+    action: &'static str,
+) -> Result<u64, sqlx::Error> {
+    let mut n = 0;
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(0);
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if !older_than(&path, age) {
+            continue;
+        }
+        let removed = if path.is_dir() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        match removed {
+            Ok(()) => {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                audit::record(pool, &AuditEvent::new(ACTOR, action).details(json!({ "name": name }))).await?;
+                n += 1;
+            }
+            Err(e) => tracing::warn!(error = %e, path = %path.display(), "could not remove a stale entry"),
+        }
+    }
+    Ok(n)
+}
+
+/// Removes stored inputs and outputs no job references (older than `age`).
+async fn remove_orphans(pool: &PgPool, storage: &Storage, age: Duration) -> Result<u64, sqlx::Error> {
+    // key -> job id parsed from its name (`inputs/{id}.webm`, `outputs/{id}-a{n}.mp4`)
+    let mut candidates: HashMap<String, Option<Uuid>> = HashMap::new();
+    for folder in ["inputs", "outputs"] {
+        let Ok(entries) = std::fs::read_dir(storage.root().join(folder)) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if older_than(&entry.path(), age) {
+                let id = name.get(..36).and_then(|s| Uuid::try_parse(s).ok());
+                candidates.insert(format!("{folder}/{name}"), id);
+            }
+        }
+    }
+    if candidates.is_empty() {
+        return Ok(0);
+    }
+    let ids: Vec<Uuid> = candidates.values().flatten().copied().collect();
+    let referenced: Vec<(String,)> = sqlx::query_as(
+        "SELECT k FROM jobs, LATERAL (VALUES (input_key), (output_key)) AS keys(k)
+         WHERE id = ANY($1) AND files_deleted_at IS NULL AND k IS NOT NULL",
+    )
+    .bind(&ids)
+    .fetch_all(pool)
+    .await?;
+    let referenced: std::collections::HashSet<String> = referenced.into_iter().map(|(k,)| k).collect();
+    let mut n = 0;
+    for (key, id) in candidates {
+        if referenced.contains(&key) {
+            continue;
+        }
+        if let Err(e) = storage.remove(&key) {
+            tracing::warn!(error = %e, %key, "could not remove an orphaned object");
+            continue;
+        }
+        let mut event = AuditEvent::new(ACTOR, "storage.orphan_removed").details(json!({ "key": key }));
+        event.job_id = id.map(JobId::from_uuid);
+        // The job may not exist (an upload that died before its commit): no foreign key here.
+        audit::record(pool, &event).await?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// Deletes finished queue rows and dead workers, which apalis keeps forever.
+async fn prune_queue(pool: &PgPool, after: Duration) -> Result<(u64, u64), sqlx::Error> {
+    let secs = after.as_secs_f64();
+    let mut tx = pool.begin().await?;
+    let rows = sqlx::query(
+        "DELETE FROM apalis.jobs WHERE job_type = $1 AND done_at < now() - make_interval(secs => $2)
+           AND (status IN ('Done', 'Killed') OR (status = 'Failed' AND attempts >= max_attempts))",
+    )
+    .bind(QUEUE)
+    .bind(secs)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    let workers = sqlx::query(
+        "DELETE FROM apalis.workers w WHERE last_seen < now() - make_interval(secs => $1)
+           AND NOT EXISTS (SELECT 1 FROM apalis.jobs j WHERE j.lock_by = w.id)",
+    )
+    .bind(secs)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if rows + workers > 0 {
+        let details = json!({ "queue_rows": rows, "dead_workers": workers });
+        audit::record(&mut *tx, &AuditEvent::new(ACTOR, "queue.pruned").details(details)).await?;
+    }
+    tx.commit().await?;
+    Ok((rows, workers))
+}
