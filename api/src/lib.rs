@@ -22,6 +22,7 @@ pub async fn serve(config: ApiConfig) -> Result<(), Box<dyn std::error::Error>> 
         .map_err(|e| format!("cannot bind {}: {e}", config.bind))?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, storage = %storage.root().display(), "mediaq-api listening");
+    let signal = mediaq_shared::signals::shutdown_signal()?;
     // Machine-readable start-up line (tests and scripts read the port from it).
     println!("mediaq-api listening on http://{addr}");
     let state = app::AppState {
@@ -31,19 +32,12 @@ pub async fn serve(config: ApiConfig) -> Result<(), Box<dyn std::error::Error>> 
     };
     let app = app::router(state).into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(async move {
+            signal.await;
+            tracing::info!("shutdown requested: draining in-flight requests");
+        })
         .await?;
     pool.close().await;
     tracing::info!("mediaq-api stopped");
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term.recv() => {}
-    }
-    tracing::info!("shutdown requested: draining in-flight requests");
 }

@@ -9,6 +9,7 @@ pub mod db;
 pub mod filename;
 pub mod job;
 pub mod queue;
+pub mod signals;
 pub mod storage;
 pub mod telemetry;
 

@@ -88,11 +88,13 @@ pub async fn run(
                 .build(handle)
         });
     }
+    let shutdown = mediaq_shared::signals::shutdown_signal()?;
     println!("mediaq-worker ready {name}");
     tracing::info!(%name, concurrency = state.config.concurrency, "mediaq-worker ready");
     let grace = state.config.shutdown_grace;
     let signal = async move {
-        shutdown_signal().await?;
+        shutdown.await;
+        tracing::info!("shutdown requested: no new jobs; in-flight attempts get the grace period");
         tokio::spawn(async move {
             tokio::time::sleep(grace).await;
             tracing::info!("grace period over: handing unfinished jobs back");
@@ -102,15 +104,5 @@ pub async fn run(
     };
     monitor.run_with_signal(signal).await?;
     tracing::info!("mediaq-worker stopped");
-    Ok(())
-}
-
-async fn shutdown_signal() -> std::io::Result<()> {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => r?,
-        _ = term.recv() => {}
-    }
-    tracing::info!("shutdown requested: no new jobs; in-flight attempts get the grace period");
     Ok(())
 }
