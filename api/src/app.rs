@@ -22,7 +22,7 @@ pub struct AppState {
 
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/v1/jobs", post(routes::jobs::create))
+        .route("/v1/jobs", post(routes::jobs::create).get(routes::list::list))
         .route("/v1/jobs/{id}", get(routes::jobs::get).delete(routes::cancel::cancel))
         .route("/v1/jobs/{id}/output", get(routes::download::output))
         .route("/healthz", get(routes::health::healthz))

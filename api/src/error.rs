@@ -48,6 +48,12 @@ pub enum ApiError {
     IdempotencyInProgress,
     #[error("this Idempotency-Key was used for a different request; use a new key for a new upload")]
     IdempotencyKeyReused,
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    #[error("this key lacks the `{0}` scope")]
+    InsufficientScope(&'static str),
+    #[error("credentials are accepted only in the Authorization header, never in the URL")]
+    CredentialsInUrl,
     #[error("no such route")]
     RouteNotFound,
     #[error("method not allowed on this route")]
@@ -83,6 +89,9 @@ impl ApiError {
             Self::RangeNotSatisfiable => "range_not_satisfiable",
             Self::IdempotencyInProgress => "idempotency_request_in_progress",
             Self::IdempotencyKeyReused => "idempotency_key_reused",
+            Self::Unauthorized(_) => "unauthorized",
+            Self::InsufficientScope(_) => "insufficient_scope",
+            Self::CredentialsInUrl => "credentials_in_url",
             Self::RouteNotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::DatabaseUnavailable => "database_unavailable",
@@ -106,6 +115,9 @@ impl ApiError {
             | Self::BadRequest(_)
             | Self::InvalidJobId(_) => StatusCode::BAD_REQUEST,
             Self::UploadTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::InsufficientScope(_) => StatusCode::FORBIDDEN,
+            Self::CredentialsInUrl => StatusCode::BAD_REQUEST,
             Self::JobNotFound | Self::RouteNotFound => StatusCode::NOT_FOUND,
             Self::JobNotReady(_) | Self::IdempotencyInProgress => StatusCode::CONFLICT,
             Self::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
@@ -162,6 +174,9 @@ impl IntoResponse for ApiError {
         let mut response = (status, Json(body)).into_response();
         let headers = response.headers_mut();
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if status == StatusCode::UNAUTHORIZED {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"mediaq\""));
+        }
         if status == StatusCode::SERVICE_UNAVAILABLE {
             headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
         }

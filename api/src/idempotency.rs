@@ -20,9 +20,7 @@ impl IdempotencyKey {
         };
         let key = value.to_str().ok().map(str::trim).unwrap_or_default();
         if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(ApiError::BadRequest(
-                "Idempotency-Key must be 1 to 255 visible ASCII characters".into(),
-            ));
+            return Err(ApiError::BadRequest("Idempotency-Key must be 1 to 255 visible ASCII characters".into()));
         }
         Ok(Some(Self(key.to_owned())))
     }
@@ -45,13 +43,7 @@ mod tests {
     #[test]
     fn keys_are_checked() {
         assert_eq!(IdempotencyKey::from_headers(&HeaderMap::new()).unwrap(), None);
-        assert_eq!(
-            IdempotencyKey::from_headers(&headers("abc-123"))
-                .unwrap()
-                .unwrap()
-                .as_str(),
-            "abc-123"
-        );
+        assert_eq!(IdempotencyKey::from_headers(&headers("abc-123")).unwrap().unwrap().as_str(), "abc-123");
         assert!(IdempotencyKey::from_headers(&headers(&"k".repeat(256))).is_err());
         assert!(IdempotencyKey::from_headers(&headers("a b")).is_err());
         assert!(IdempotencyKey::from_headers(&headers("  ")).is_err());

@@ -43,10 +43,7 @@ pub fn body_and_etag(view: &Value) -> (Vec<u8>, String) {
 
 /// Whether an `If-None-Match` header value matches `etag` (weak comparison, `*` matches all).
 pub fn if_none_match_hits(header: &str, etag: &str) -> bool {
-    header
-        .split(',')
-        .map(str::trim)
-        .any(|tag| tag == "*" || tag.trim_start_matches("W/") == etag)
+    header.split(',').map(str::trim).any(|tag| tag == "*" || tag.trim_start_matches("W/") == etag)
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! mediaq-api: takes WebM uploads, records jobs, serves status and results.
 
 pub mod app;
+pub mod auth;
 pub mod error;
 pub mod idempotency;
 pub mod ingest;
@@ -17,19 +18,14 @@ pub async fn serve(config: ApiConfig) -> Result<(), Box<dyn std::error::Error>> 
     let pool = mediaq_shared::db::pool(&config.common)?;
     let storage = Storage::open(&config.common.storage_dir)
         .map_err(|e| format!("cannot open storage at {}: {e}", config.common.storage_dir.display()))?;
-    let listener = tokio::net::TcpListener::bind(config.bind)
-        .await
-        .map_err(|e| format!("cannot bind {}: {e}", config.bind))?;
+    let listener =
+        tokio::net::TcpListener::bind(config.bind).await.map_err(|e| format!("cannot bind {}: {e}", config.bind))?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, storage = %storage.root().display(), "mediaq-api listening");
     let signal = mediaq_shared::signals::shutdown_signal()?;
     // Machine-readable start-up line (tests and scripts read the port from it).
     println!("mediaq-api listening on http://{addr}");
-    let state = app::AppState {
-        pool: pool.clone(),
-        storage,
-        config: Arc::new(config),
-    };
+    let state = app::AppState { pool: pool.clone(), storage, config: Arc::new(config) };
     let app = app::router(state).into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {

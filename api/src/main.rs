@@ -18,6 +18,28 @@ enum Command {
     /// Operate on jobs.
     #[command(subcommand)]
     Jobs(JobsCommand),
+    /// Manage API keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Create a key; it is printed once, alone on the last line of stdout.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// Comma-separated: jobs:write, jobs:read, admin.
+        #[arg(long, value_delimiter = ',', value_parser = mediaq_shared::apikey::Scope::parse)]
+        scopes: Vec<mediaq_shared::apikey::Scope>,
+        /// Whose jobs the key creates and sees (default: the name).
+        #[arg(long)]
+        owner: Option<String>,
+    },
+    /// List keys (never their secrets).
+    List,
+    /// Revoke a key by its id (the 16 hex characters after `mq_`).
+    Revoke { id: String },
 }
 
 #[derive(Subcommand)]
@@ -40,6 +62,7 @@ async fn main() -> std::process::ExitCode {
         },
         Command::Migrate => migrate().await,
         Command::Jobs(JobsCommand::Requeue { id }) => requeue(id).await,
+        Command::Keys(command) => keys(command).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -74,5 +97,52 @@ async fn requeue(id: mediaq_shared::JobId) -> Result<(), Box<dyn std::error::Err
     audit::record(&mut *tx, &audit::AuditEvent::new("admin-cli", "job.requeued").job(id)).await?;
     tx.commit().await?;
     println!("requeued {id}");
+    Ok(())
+}
+
+async fn keys(command: KeysCommand) -> Result<(), Box<dyn std::error::Error>> {
+    use mediaq_shared::{
+        apikey::{Credential, Kind},
+        db::{audit, keys},
+    };
+    let config = CommonConfig::from_env()?;
+    let pool = mediaq_shared::db::pool(&config)?;
+    match command {
+        KeysCommand::Create { name, scopes, owner } => {
+            if scopes.is_empty() {
+                return Err("give at least one scope with --scopes".into());
+            }
+            let owner = owner.unwrap_or_else(|| name.clone());
+            let credential = Credential::generate(Kind::ApiKey);
+            let mut tx = pool.begin().await?;
+            keys::create(&mut *tx, &credential, &name, &owner, &scopes).await?;
+            let scope_names: Vec<&str> = scopes.iter().map(|s| s.as_str()).collect();
+            let details =
+                serde_json::json!({ "key_id": credential.id, "name": name, "owner": owner, "scopes": scope_names });
+            audit::record(&mut *tx, &audit::AuditEvent::new("admin-cli", "key.created").details(details)).await?;
+            tx.commit().await?;
+            println!(
+                "created key {} (owner {owner}, scopes {}); it is shown only once:",
+                credential.id,
+                scope_names.join(",")
+            );
+            println!("{}", credential.reveal());
+        }
+        KeysCommand::List => {
+            for key in keys::list(&pool).await? {
+                println!("{}", serde_json::to_string(&key)?);
+            }
+        }
+        KeysCommand::Revoke { id } => {
+            let mut tx = pool.begin().await?;
+            if !keys::revoke(&mut *tx, &id).await? {
+                return Err(format!("no active key {id}").into());
+            }
+            let details = serde_json::json!({ "key_id": id });
+            audit::record(&mut *tx, &audit::AuditEvent::new("admin-cli", "key.revoked").details(details)).await?;
+            tx.commit().await?;
+            println!("revoked key {id}");
+        }
+    }
     Ok(())
 }

@@ -9,11 +9,7 @@ pub enum ConfigError {
     #[error("{0} must be set")]
     Missing(&'static str),
     #[error("{var} has an invalid value {value:?}: {reason}")]
-    Invalid {
-        var: &'static str,
-        value: String,
-        reason: String,
-    },
+    Invalid { var: &'static str, value: String, reason: String },
 }
 
 /// Reads a variable, or `None` when it is unset or empty.
@@ -29,11 +25,9 @@ where
 {
     match var(name) {
         None => Ok(default),
-        Some(value) => value.trim().parse().map_err(|e: T::Err| ConfigError::Invalid {
-            var: name,
-            reason: e.to_string(),
-            value,
-        }),
+        Some(value) => {
+            value.trim().parse().map_err(|e: T::Err| ConfigError::Invalid { var: name, reason: e.to_string(), value })
+        }
     }
 }
 
@@ -41,11 +35,7 @@ where
 pub fn parse_duration(name: &'static str, default: Duration) -> Result<Duration, ConfigError> {
     match var(name) {
         None => Ok(default),
-        Some(value) => duration_from_str(&value).map_err(|reason| ConfigError::Invalid {
-            var: name,
-            value,
-            reason,
-        }),
+        Some(value) => duration_from_str(&value).map_err(|reason| ConfigError::Invalid { var: name, value, reason }),
     }
 }
 
@@ -53,11 +43,7 @@ pub fn parse_duration(name: &'static str, default: Duration) -> Result<Duration,
 pub fn parse_bytes(name: &'static str, default: u64) -> Result<u64, ConfigError> {
     match var(name) {
         None => Ok(default),
-        Some(value) => bytes_from_str(&value).map_err(|reason| ConfigError::Invalid {
-            var: name,
-            value,
-            reason,
-        }),
+        Some(value) => bytes_from_str(&value).map_err(|reason| ConfigError::Invalid { var: name, value, reason }),
     }
 }
 
@@ -65,19 +51,13 @@ fn split_number(v: &str) -> Result<(u64, String), String> {
     let v = v.trim();
     let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
     let (num, unit) = v.split_at(split);
-    let n = num
-        .parse()
-        .map_err(|_| "expected a number with an optional unit".to_owned())?;
+    let n = num.parse().map_err(|_| "expected a number with an optional unit".to_owned())?;
     Ok((n, unit.trim().to_ascii_lowercase()))
 }
 
 pub fn duration_from_str(v: &str) -> Result<Duration, String> {
     let (n, unit) = split_number(v)?;
-    let secs = |mult: u64| {
-        n.checked_mul(mult)
-            .map(Duration::from_secs)
-            .ok_or_else(|| "too large".to_owned())
-    };
+    let secs = |mult: u64| n.checked_mul(mult).map(Duration::from_secs).ok_or_else(|| "too large".to_owned());
     match unit.as_str() {
         "ms" => Ok(Duration::from_millis(n)),
         "" | "s" => secs(1),
@@ -124,9 +104,7 @@ impl CommonConfig {
     pub fn from_env() -> Result<Self, ConfigError> {
         Ok(Self {
             database_url: Redacted(var("DATABASE_URL").ok_or(ConfigError::Missing("DATABASE_URL"))?),
-            storage_dir: var("MEDIAQ_STORAGE_DIR")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| PathBuf::from("./data")),
+            storage_dir: var("MEDIAQ_STORAGE_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("./data")),
             db_max_connections: parse_or("MEDIAQ_DB_MAX_CONNECTIONS", 10)?,
             db_timeout: parse_duration("MEDIAQ_DB_TIMEOUT", Duration::from_secs(3))?,
         })
@@ -200,10 +178,7 @@ mod tests {
 
     #[test]
     fn unset_variables_use_defaults() {
-        assert_eq!(
-            parse_duration("MEDIAQ_TEST_NEVER_SET", Duration::from_secs(9)).unwrap(),
-            Duration::from_secs(9)
-        );
+        assert_eq!(parse_duration("MEDIAQ_TEST_NEVER_SET", Duration::from_secs(9)).unwrap(), Duration::from_secs(9));
         assert_eq!(parse_bytes("MEDIAQ_TEST_NEVER_SET", 7).unwrap(), 7);
     }
 

@@ -19,11 +19,7 @@ impl OriginalFilename {
         let last = raw.rsplit(['/', '\\']).next().unwrap_or("");
         let without_controls: String = last.chars().filter(|c| !c.is_control()).collect();
         // Truncation is ours (it keeps the extension), after sanitizing.
-        let options = sanitize_filename::Options {
-            truncate: false,
-            windows: true,
-            replacement: "_",
-        };
+        let options = sanitize_filename::Options { truncate: false, windows: true, replacement: "_" };
         let cleaned = sanitize_filename::sanitize_with_options(without_controls.trim(), options);
         let cleaned = cleaned.trim_matches(|c: char| c == '.' || c.is_whitespace());
         if cleaned.is_empty() || cleaned.chars().all(|c| c == '_') {
@@ -87,10 +83,7 @@ mod tests {
 
     #[test]
     fn keeps_plain_names() {
-        assert_eq!(
-            OriginalFilename::sanitize("holiday clip.webm").as_str(),
-            "holiday clip.webm"
-        );
+        assert_eq!(OriginalFilename::sanitize("holiday clip.webm").as_str(), "holiday clip.webm");
     }
 
     #[test]

@@ -147,6 +147,8 @@ pub struct Job {
     pub next_attempt_at: Option<DateTime<Utc>>,
     /// When the job's stored files were deleted (DELETE, cancellation).
     pub files_deleted_at: Option<DateTime<Utc>>,
+    /// Who the job belongs to (the owner of the API key that created it).
+    pub owner: String,
 }
 
 #[cfg(test)]

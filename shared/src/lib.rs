@@ -4,6 +4,7 @@
 //! the queue contract ([`queue`]), local storage layout ([`storage`]), configuration
 //! ([`config`]) and telemetry set-up ([`telemetry`]).
 
+pub mod apikey;
 pub mod config;
 pub mod db;
 pub mod filename;

@@ -28,9 +28,8 @@ pub async fn enqueue(
     run_at: Option<std::time::SystemTime>,
 ) -> Result<(), apalis_postgres::Error> {
     let args = serde_json::to_vec(&task).map_err(apalis_postgres::Error::JsonError)?;
-    let mut builder = TaskBuilder::new(args)
-        .task_id(TaskId::from_ulid(ulid::Ulid::generate()))
-        .max_attempts(TASK_MAX_ATTEMPTS);
+    let mut builder =
+        TaskBuilder::new(args).task_id(TaskId::from_ulid(ulid::Ulid::generate())).max_attempts(TASK_MAX_ATTEMPTS);
     if let Some(at) = run_at {
         builder = builder.run_at_time(at);
     }

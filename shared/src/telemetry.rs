@@ -8,12 +8,7 @@ pub fn init(default_filter: &str) {
     let json = crate::config::var("MEDIAQ_LOG_FORMAT").is_some_and(|f| f.eq_ignore_ascii_case("json"));
     let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let result = if json {
-        builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(false)
-            .try_init()
+        builder.json().flatten_event(true).with_current_span(true).with_span_list(false).try_init()
     } else {
         builder.with_ansi(false).try_init()
     };

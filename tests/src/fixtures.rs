@@ -130,10 +130,8 @@ pub const ODD_NO_AUDIO: Recipe = recipe!(
     ]
 );
 /// 2 s Opus only.
-pub const AUDIO_ONLY: Recipe = recipe!(
-    "audio_only.webm",
-    ["-f", "lavfi", "-i", TONE, "-t", "2", "-c:a", "libopus", "-f", "webm",]
-);
+pub const AUDIO_ONLY: Recipe =
+    recipe!("audio_only.webm", ["-f", "lavfi", "-i", TONE, "-t", "2", "-c:a", "libopus", "-f", "webm",]);
 /// 1 s VP8 + 5.1 Opus.
 pub const OPUS_51: Recipe = recipe!(
     "opus_5_1.webm",
@@ -209,11 +207,8 @@ pub const LIVE_VFR: Recipe = recipe!(
 );
 /// A video whose frame size changes mid-stream: 1 s of 320x240 then 1 s of 480x360, VP8,
 /// joined without re-encoding (as a camera switch in a browser recording does).
-pub const RES_CHANGE: Recipe = Recipe {
-    name: "res_change.webm",
-    args: &["-c", "copy", "-f", "webm"],
-    parts: &[&RES_PART_A, &RES_PART_B],
-};
+pub const RES_CHANGE: Recipe =
+    Recipe { name: "res_change.webm", args: &["-c", "copy", "-f", "webm"], parts: &[&RES_PART_A, &RES_PART_B] };
 const RES_PART_A: Recipe = recipe!(
     "res_part_a.webm",
     [
@@ -277,27 +272,11 @@ pub const MATROSKA_VP8: Recipe = recipe!(
     ]
 );
 /// A PNG image.
-pub const PNG: Recipe = recipe!(
-    "image.png",
-    ["-f", "lavfi", "-i", VIDEO_SMALL, "-frames:v", "1", "-f", "image2"]
-);
+pub const PNG: Recipe = recipe!("image.png", ["-f", "lavfi", "-i", VIDEO_SMALL, "-frames:v", "1", "-f", "image2"]);
 /// An MP4 (H.264).
 pub const MP4: Recipe = recipe!(
     "clip.mp4",
-    [
-        "-f",
-        "lavfi",
-        "-i",
-        VIDEO_SMALL,
-        "-t",
-        "0.5",
-        "-c:v",
-        "libx264",
-        "-preset",
-        "ultrafast",
-        "-f",
-        "mp4",
-    ]
+    ["-f", "lavfi", "-i", VIDEO_SMALL, "-t", "0.5", "-c:v", "libx264", "-preset", "ultrafast", "-f", "mp4",]
 );
 /// A longer clip (for cancellation / crash tests): 20 s VP8 640x480.
 pub const LONG_VP8: Recipe = recipe!(
@@ -347,17 +326,8 @@ pub fn path(recipe: &Recipe) -> PathBuf {
         std::fs::write(&list, text).unwrap();
         cmd.args(["-f", "concat", "-safe", "0", "-i"]).arg(&list);
     }
-    let out = cmd
-        .args(recipe.args)
-        .arg(&tmp)
-        .output()
-        .expect("run ffmpeg (install it: scripts/test.sh does)");
-    assert!(
-        out.status.success(),
-        "ffmpeg failed for {}: {}",
-        recipe.name,
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = cmd.args(recipe.args).arg(&tmp).output().expect("run ffmpeg (install it: scripts/test.sh does)");
+    assert!(out.status.success(), "ffmpeg failed for {}: {}", recipe.name, String::from_utf8_lossy(&out.stderr));
     std::fs::rename(&tmp, &path).unwrap();
     path
 }

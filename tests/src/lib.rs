@@ -45,12 +45,7 @@ pub fn corpus() -> Vec<CorpusEntry> {
     let manifest = std::fs::read_to_string(dir.join("MANIFEST.tsv")).unwrap();
     let mut lines = manifest.lines();
     let header: Vec<&str> = lines.next().unwrap().split('\t').collect();
-    let col = |name: &str| {
-        header
-            .iter()
-            .position(|h| *h == name)
-            .unwrap_or_else(|| panic!("no column {name}"))
-    };
+    let col = |name: &str| header.iter().position(|h| *h == name).unwrap_or_else(|| panic!("no column {name}"));
     let (fc, ec, dc) = (col("filename"), col("expected"), col("ebml_doctype"));
     lines
         .filter(|l| !l.trim().is_empty())

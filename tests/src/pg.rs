@@ -41,38 +41,19 @@ impl PrivatePg {
     pub fn start() -> Self {
         let dir = tempfile::Builder::new().prefix("mediaq-pg-").tempdir().unwrap();
         if is_root() {
-            let status = Command::new("chown")
-                .args(["-R", "postgres:postgres"])
-                .arg(dir.path())
-                .status()
-                .unwrap();
+            let status = Command::new("chown").args(["-R", "postgres:postgres"]).arg(dir.path()).status().unwrap();
             assert!(status.success());
         }
         let bin = pg_bin();
         let data = dir.path().join("data");
-        let out = run_as_pg(
-            &bin,
-            "initdb",
-            &[
-                "-D",
-                data.to_str().unwrap(),
-                "-U",
-                "postgres",
-                "--auth=trust",
-                "--no-sync",
-            ],
-        );
+        let out =
+            run_as_pg(&bin, "initdb", &["-D", data.to_str().unwrap(), "-U", "postgres", "--auth=trust", "--no-sync"]);
         assert!(out.status.success(), "initdb: {}", String::from_utf8_lossy(&out.stderr));
         let port = {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap().port()
         };
-        let pg = Self {
-            url: format!("postgres://postgres@127.0.0.1:{port}/postgres"),
-            dir,
-            bin,
-            port,
-        };
+        let pg = Self { url: format!("postgres://postgres@127.0.0.1:{port}/postgres"), dir, bin, port };
         pg.resume();
         pg
     }
@@ -83,43 +64,21 @@ impl PrivatePg {
 
     /// Starts (or restarts) the server and waits until it accepts connections.
     pub fn resume(&self) {
-        let opts = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
-            self.port,
-            self.dir.path().display()
-        );
+        let opts =
+            format!("-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off", self.port, self.dir.path().display());
         let log = self.dir.path().join("pg.log");
         let out = run_as_pg(
             &self.bin,
             "pg_ctl",
-            &[
-                "-D",
-                &self.data(),
-                "-l",
-                log.to_str().unwrap(),
-                "-w",
-                "-t",
-                "30",
-                "-o",
-                &opts,
-                "start",
-            ],
+            &["-D", &self.data(), "-l", log.to_str().unwrap(), "-w", "-t", "30", "-o", &opts, "start"],
         );
-        assert!(
-            out.status.success(),
-            "pg_ctl start: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "pg_ctl start: {}", String::from_utf8_lossy(&out.stderr));
     }
 
     /// Stops the server (fast shutdown: connections are cut).
     pub fn stop(&self) {
         let out = run_as_pg(&self.bin, "pg_ctl", &["-D", &self.data(), "-m", "fast", "-w", "stop"]);
-        assert!(
-            out.status.success(),
-            "pg_ctl stop: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "pg_ctl stop: {}", String::from_utf8_lossy(&out.stderr));
     }
 }
 

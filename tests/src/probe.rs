@@ -10,40 +10,22 @@ pub fn ffprobe(path: &Path) -> Value {
         .arg(path)
         .output()
         .expect("run ffprobe");
-    assert!(
-        out.status.success(),
-        "ffprobe failed on {}: {}",
-        path.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "ffprobe failed on {}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
 pub fn stream<'a>(probe: &'a Value, kind: &str) -> Option<&'a Value> {
-    probe["streams"]
-        .as_array()?
-        .iter()
-        .find(|s| s["codec_type"] == kind && s["disposition"]["attached_pic"] != 1)
+    probe["streams"].as_array()?.iter().find(|s| s["codec_type"] == kind && s["disposition"]["attached_pic"] != 1)
 }
 
 pub fn duration(probe: &Value) -> f64 {
-    probe["format"]["duration"]
-        .as_str()
-        .and_then(|d| d.parse().ok())
-        .unwrap_or(f64::NAN)
+    probe["format"]["duration"].as_str().and_then(|d| d.parse().ok()).unwrap_or(f64::NAN)
 }
 
 /// Duration of the input as the sum of its best stream's packets (live files have no header duration).
 pub fn decoded_duration(path: &Path) -> f64 {
     let out = std::process::Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-show_entries",
-            "packet=pts_time,duration_time",
-            "-of",
-            "csv=p=0",
-        ])
+        .args(["-v", "error", "-show_entries", "packet=pts_time,duration_time", "-of", "csv=p=0"])
         .arg(path)
         .output()
         .expect("run ffprobe");

@@ -17,6 +17,8 @@ use crate::bin_dir;
 /// A fresh database (migrated by the real `mediaq-api migrate`) and a fresh storage root.
 pub struct TestEnv {
     pub database_url: String,
+    /// A key with jobs:write and jobs:read, owner `tester`: every Api client sends it.
+    pub api_key: String,
     pub db_name: String,
     pub storage: tempfile::TempDir,
     pub logs: tempfile::TempDir,
@@ -48,12 +50,8 @@ impl TestEnv {
     pub async fn on_server(admin: &str) -> Self {
         let admin = admin.to_owned();
         let db_name = format!("mediaq_t_{}", uuid::Uuid::new_v4().simple());
-        let mut conn = PgConnection::connect(&admin)
-            .await
-            .expect("connect to the test PostgreSQL");
-        conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db_name}")))
-            .await
-            .expect("create test database");
+        let mut conn = PgConnection::connect(&admin).await.expect("connect to the test PostgreSQL");
+        conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db_name}"))).await.expect("create test database");
         conn.close().await.ok();
         let database_url = with_database(&admin, &db_name);
         let status = std::process::Command::new(bin_dir().join("mediaq-api"))
@@ -63,13 +61,11 @@ impl TestEnv {
             .status()
             .expect("run mediaq-api migrate");
         assert!(status.success(), "mediaq-api migrate failed");
-        let pool = PgPoolOptions::new()
-            .max_connections(4)
-            .connect(&database_url)
-            .await
-            .expect("connect test db");
+        let api_key = create_key(&database_url, "tester", "jobs:write,jobs:read", "tester");
+        let pool = PgPoolOptions::new().max_connections(4).connect(&database_url).await.expect("connect test db");
         Self {
             database_url,
+            api_key,
             db_name,
             storage: tempfile::Builder::new().prefix("mediaq-storage-").tempdir().unwrap(),
             logs: tempfile::Builder::new().prefix("mediaq-logs-").tempdir().unwrap(),
@@ -90,10 +86,7 @@ impl TestEnv {
         vec![
             ("DATABASE_URL".into(), self.database_url.clone()),
             ("MEDIAQ_STORAGE_DIR".into(), self.storage_dir().display().to_string()),
-            (
-                "RUST_LOG".into(),
-                std::env::var("MEDIAQ_TEST_LOG").unwrap_or_else(|_| "info".into()),
-            ),
+            ("RUST_LOG".into(), std::env::var("MEDIAQ_TEST_LOG").unwrap_or_else(|_| "info".into())),
         ]
     }
 
@@ -102,10 +95,7 @@ impl TestEnv {
     }
 
     pub async fn api_with(&self, env: &[(&str, &str)]) -> Api {
-        let log = self
-            .logs
-            .path()
-            .join(format!("api-{}.log", uuid::Uuid::new_v4().simple()));
+        let log = self.logs.path().join(format!("api-{}.log", uuid::Uuid::new_v4().simple()));
         let mut cmd = Command::new(bin_dir().join("mediaq-api"));
         cmd.envs(self.base_env()).env("MEDIAQ_BIND", "127.0.0.1:0");
         for (k, v) in env {
@@ -116,7 +106,8 @@ impl TestEnv {
         Api {
             service: Service { child, log },
             base_url,
-            client: reqwest::Client::new(),
+            client: client_with_key(&self.api_key),
+            key: self.api_key.clone(),
         }
     }
 
@@ -125,10 +116,7 @@ impl TestEnv {
     }
 
     pub async fn worker_with(&self, env: &[(&str, &str)]) -> Worker {
-        let log = self
-            .logs
-            .path()
-            .join(format!("worker-{}.log", uuid::Uuid::new_v4().simple()));
+        let log = self.logs.path().join(format!("worker-{}.log", uuid::Uuid::new_v4().simple()));
         let mut cmd = Command::new(bin_dir().join("mediaq-worker"));
         cmd.envs(self.base_env())
             .env("MEDIAQ_TRANSCODE_BIN", bin_dir().join("mediaq-transcode"))
@@ -137,9 +125,7 @@ impl TestEnv {
             cmd.env(k, v);
         }
         let (child, _) = spawn_until(cmd, &log, "mediaq-worker ready").await;
-        Worker {
-            service: Service { child, log },
-        }
+        Worker { service: Service { child, log } }
     }
 }
 
@@ -147,10 +133,7 @@ impl TestEnv {
 /// with `marker`; returns the rest of that line.
 async fn spawn_until(mut cmd: Command, log: &Path, marker: &str) -> (Child, String) {
     let log_file = std::fs::File::create(log).unwrap();
-    cmd.stdout(Stdio::piped())
-        .stderr(log_file)
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
+    cmd.stdout(Stdio::piped()).stderr(log_file).stdin(Stdio::null()).kill_on_drop(true);
     let mut child = cmd.spawn().expect("spawn service");
     let stdout = child.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines();
@@ -199,10 +182,7 @@ impl Service {
     }
 
     pub async fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
-        tokio::time::timeout(timeout, self.child.wait())
-            .await
-            .expect("service exits in time")
-            .unwrap()
+        tokio::time::timeout(timeout, self.child.wait()).await.expect("service exits in time").unwrap()
     }
 
     pub fn log_text(&self) -> String {
@@ -222,7 +202,28 @@ impl Drop for Service {
 pub struct Api {
     pub service: Service,
     pub base_url: String,
+    /// Sends `Authorization: Bearer <key>` on every request.
     pub client: reqwest::Client,
+    pub key: String,
+}
+
+/// A client that sends `key` as its bearer credential.
+pub fn client_with_key(key: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(reqwest::header::AUTHORIZATION, format!("Bearer {key}").parse().unwrap());
+    reqwest::Client::builder().default_headers(headers).build().unwrap()
+}
+
+/// Creates an API key with the real CLI and returns it (the last line of its output).
+pub fn create_key(database_url: &str, name: &str, scopes: &str, owner: &str) -> String {
+    let out = std::process::Command::new(bin_dir().join("mediaq-api"))
+        .args(["keys", "create", "--name", name, "--scopes", scopes, "--owner", owner])
+        .env("DATABASE_URL", database_url)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run mediaq-api keys create");
+    assert!(out.status.success(), "keys create: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().lines().last().expect("the key on the last line").trim().to_owned()
 }
 
 impl Api {
@@ -236,11 +237,7 @@ impl Api {
 
     /// Raw-body upload.
     pub async fn upload(&self, bytes: Vec<u8>, content_type: &str, filename: Option<&str>) -> reqwest::Response {
-        let mut req = self
-            .client
-            .post(self.url("/v1/jobs"))
-            .header("content-type", content_type)
-            .body(bytes);
+        let mut req = self.client.post(self.url("/v1/jobs")).header("content-type", content_type).body(bytes);
         if let Some(name) = filename {
             req = req.query(&[("filename", name)]);
         }
@@ -249,26 +246,13 @@ impl Api {
 
     /// Browser-form upload (multipart, field `file`).
     pub async fn upload_form(&self, bytes: Vec<u8>, filename: &str, part_type: &str) -> reqwest::Response {
-        let part = reqwest::multipart::Part::bytes(bytes)
-            .file_name(filename.to_owned())
-            .mime_str(part_type)
-            .unwrap();
+        let part = reqwest::multipart::Part::bytes(bytes).file_name(filename.to_owned()).mime_str(part_type).unwrap();
         let form = reqwest::multipart::Form::new().part("file", part);
-        self.client
-            .post(self.url("/v1/jobs"))
-            .multipart(form)
-            .send()
-            .await
-            .unwrap()
+        self.client.post(self.url("/v1/jobs")).multipart(form).send().await.unwrap()
     }
 
     pub async fn job(&self, id: &str) -> serde_json::Value {
-        let resp = self
-            .client
-            .get(self.url(&format!("/v1/jobs/{id}")))
-            .send()
-            .await
-            .unwrap();
+        let resp = self.client.get(self.url(&format!("/v1/jobs/{id}"))).send().await.unwrap();
         assert_eq!(resp.status(), 200, "GET job {id}");
         resp.json().await.unwrap()
     }
@@ -283,17 +267,11 @@ impl Api {
             if seen.last() != Some(&p) {
                 seen.push(p);
             }
-            if matches!(
-                job["status"].as_str(),
-                Some("succeeded" | "failed" | "canceled" | "expired")
-            ) {
+            if matches!(job["status"].as_str(), Some("succeeded" | "failed" | "canceled" | "expired")) {
                 return (seen, job);
             }
             if tokio::time::Instant::now() > deadline {
-                panic!(
-                    "job {id} not terminal after {timeout:?}: {job}\napi log:\n{}",
-                    tail(&self.service.log, 40)
-                );
+                panic!("job {id} not terminal after {timeout:?}: {job}\napi log:\n{}", tail(&self.service.log, 40));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }

@@ -7,22 +7,12 @@ use mediaq_e2e::{files_under, fixtures, Api, TestEnv};
 use serde_json::Value;
 
 async fn delete(api: &Api, id: &str) -> (u16, Value) {
-    let resp = api
-        .client
-        .delete(api.url(&format!("/v1/jobs/{id}")))
-        .send()
-        .await
-        .unwrap();
+    let resp = api.client.delete(api.url(&format!("/v1/jobs/{id}"))).send().await.unwrap();
     (resp.status().as_u16(), resp.json().await.unwrap())
 }
 
 async fn upload(api: &Api, recipe: &fixtures::Recipe) -> String {
-    let job: Value = api
-        .upload(fixtures::bytes(recipe), "video/webm", None)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let job: Value = api.upload(fixtures::bytes(recipe), "video/webm", None).await.json().await.unwrap();
     job["id"].as_str().unwrap().to_owned()
 }
 
@@ -46,10 +36,7 @@ async fn a_queued_job_is_canceled_at_once_and_stays_canceled() {
     assert_eq!(status, 200);
     assert_eq!(job["status"], "canceled", "{job}");
     assert!(job["files_deleted_at"].is_string());
-    assert!(
-        files_under(&env.storage_dir().join("inputs")).is_empty(),
-        "input deleted"
-    );
+    assert!(files_under(&env.storage_dir().join("inputs")).is_empty(), "input deleted");
     let (status, again) = delete(&api, &id).await;
     assert_eq!((status, &again["status"]), (200, &job["status"]), "idempotent");
     assert_eq!(again["files_deleted_at"], job["files_deleted_at"]);
@@ -75,9 +62,7 @@ async fn a_queued_job_is_canceled_at_once_and_stays_canceled() {
 async fn a_processing_job_is_canceled_and_its_child_killed_within_two_seconds() {
     let env = TestEnv::new().await;
     let api = env.api().await;
-    let _worker = env
-        .worker_with(&[("MEDIAQ_X264_PRESET", "veryslow"), ("MEDIAQ_TRANSCODE_THREADS", "1")])
-        .await;
+    let _worker = env.worker_with(&[("MEDIAQ_X264_PRESET", "veryslow"), ("MEDIAQ_TRANSCODE_THREADS", "1")]).await;
     let id = upload(&api, &fixtures::LONG_VP8).await;
     let id2 = id.clone();
     mediaq_e2e::wait_for(Duration::from_secs(30), "the transcoder to start", || {
@@ -89,10 +74,7 @@ async fn a_processing_job_is_canceled_and_its_child_killed_within_two_seconds() 
     let canceled_at = Instant::now();
     assert_eq!((status, job["status"].as_str()), (200, Some("canceled")), "{job}");
     while transcoder_running(&id) {
-        assert!(
-            canceled_at.elapsed() < Duration::from_secs(2),
-            "the child outlived the cancellation"
-        );
+        assert!(canceled_at.elapsed() < Duration::from_secs(2), "the child outlived the cancellation");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // The attempt is recorded as canceled, nothing is stored, the job stays canceled.
@@ -123,19 +105,11 @@ async fn deleting_a_finished_job_deletes_its_files() {
     let (status, job) = delete(&api, &id).await;
     assert_eq!(status, 200);
     assert_eq!(job["status"], "succeeded", "a finished job keeps its status: {job}");
-    assert!(
-        job["files_deleted_at"].is_string(),
-        "and says its files are gone: {job}"
-    );
+    assert!(job["files_deleted_at"].is_string(), "and says its files are gone: {job}");
     assert!(job["links"]["output"].is_null());
     assert!(files_under(&env.storage_dir().join("outputs")).is_empty());
     assert!(files_under(&env.storage_dir().join("inputs")).is_empty());
-    let resp = api
-        .client
-        .get(api.url(&format!("/v1/jobs/{id}/output")))
-        .send()
-        .await
-        .unwrap();
+    let resp = api.client.get(api.url(&format!("/v1/jobs/{id}/output"))).send().await.unwrap();
     assert_eq!(resp.status(), 410);
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["error"]["code"], "output_gone");

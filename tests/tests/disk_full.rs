@@ -56,15 +56,9 @@ async fn a_full_disk_gives_507_on_upload_and_a_retry_on_transcode() {
     assert_eq!(resp.status(), 507);
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["error"]["code"], "insufficient_storage");
-    assert!(
-        files_under(storage).is_empty(),
-        "no partial files: {:?}",
-        files_under(storage)
-    );
+    assert!(files_under(storage).is_empty(), "no partial files: {:?}", files_under(storage));
     // The API keeps serving.
-    let resp = api
-        .upload(fixtures::bytes(&fixtures::VP8_VORBIS), "video/webm", None)
-        .await;
+    let resp = api.upload(fixtures::bytes(&fixtures::VP8_VORBIS), "video/webm", None).await;
     assert_eq!(resp.status(), 202);
     let id = resp.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
 
@@ -84,10 +78,7 @@ async fn a_full_disk_gives_507_on_upload_and_a_retry_on_transcode() {
     })
     .await;
     assert!(retrying["next_attempt_at"].is_string(), "{retrying}");
-    assert!(
-        files_under(&storage.join("work")).is_empty(),
-        "the failed attempt cleaned up"
-    );
+    assert!(files_under(&storage.join("work")).is_empty(), "the failed attempt cleaned up");
 
     // Room again: the retry succeeds.
     std::fs::remove_file(&filler).unwrap();

@@ -45,10 +45,7 @@ fn hostile_files() -> Vec<(&'static str, Vec<u8>)> {
             "hls-playlist",
             b"#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:10,\nfile:///etc/passwd\n#EXT-X-ENDLIST\n".to_vec(),
         ),
-        (
-            "concat-list",
-            b"ffconcat version 1.0\nfile /etc/passwd\nfile 'http://127.0.0.1:1/x'\n".to_vec(),
-        ),
+        ("concat-list", b"ffconcat version 1.0\nfile /etc/passwd\nfile 'http://127.0.0.1:1/x'\n".to_vec()),
         ("mp4", fixtures::bytes(&fixtures::MP4)),
     ]
 }
@@ -63,15 +60,9 @@ fn transcode_directly(input: &Path, dir: &Path) -> (i32, Vec<Value>) {
         .arg(&output)
         .output()
         .expect("run mediaq-transcode");
-    let events = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let events = String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert!(!output.exists(), "no output is left for a refused file");
-    assert!(
-        !String::from_utf8_lossy(&out.stdout).contains("root:"),
-        "nothing of /etc/passwd leaks"
-    );
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("root:"), "nothing of /etc/passwd leaks");
     (out.status.code().unwrap_or(-1), events)
 }
 
@@ -96,19 +87,13 @@ async fn hostile_files_are_refused_at_upload_and_by_the_child() {
         assert_eq!(last["type"], "error", "{name}");
         assert_eq!(last["code"], "invalid_media", "{name}: {last}");
     }
-    let jobs: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs")
-        .fetch_one(env.pool())
-        .await
-        .unwrap();
+    let jobs: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs").fetch_one(env.pool()).await.unwrap();
     assert_eq!(jobs, 0);
 }
 
 /// Rewrites the PixelWidth element (a 2-byte value in ffmpeg's 320x240 fixture) of a WebM header.
 fn declare_width(mut webm: Vec<u8>, width: u16) -> Vec<u8> {
-    let at = webm
-        .windows(2)
-        .position(|w| w == [0xB0, 0x82])
-        .expect("PixelWidth element");
+    let at = webm.windows(2).position(|w| w == [0xB0, 0x82]).expect("PixelWidth element");
     webm[at + 2..at + 4].copy_from_slice(&width.to_be_bytes());
     webm
 }
@@ -122,9 +107,7 @@ async fn a_webm_declaring_huge_frames_fails_on_limits_and_the_worker_goes_on() {
     let resp = api.upload(bomb, "video/webm", Some("bomb.webm")).await;
     assert_eq!(resp.status(), 202, "the header is WebM; the child judges the rest");
     let job: Value = resp.json().await.unwrap();
-    let (_, job) = api
-        .wait_terminal(job["id"].as_str().unwrap(), Duration::from_secs(60))
-        .await;
+    let (_, job) = api.wait_terminal(job["id"].as_str().unwrap(), Duration::from_secs(60)).await;
     assert_eq!(job["status"], "failed", "{job}");
     let code = job["error"]["code"].as_str().unwrap();
     assert_eq!(code, "dimensions_exceeded", "{job}");
@@ -136,13 +119,9 @@ async fn a_webm_declaring_huge_frames_fails_on_limits_and_the_worker_goes_on() {
     assert!(history[0]["wall_s"].as_f64().unwrap() > 0.0);
 
     // The worker keeps processing other jobs.
-    let resp = api
-        .upload(fixtures::bytes(&fixtures::VP8_VORBIS), "video/webm", None)
-        .await;
+    let resp = api.upload(fixtures::bytes(&fixtures::VP8_VORBIS), "video/webm", None).await;
     let job: Value = resp.json().await.unwrap();
-    let (_, job) = api
-        .wait_terminal(job["id"].as_str().unwrap(), Duration::from_secs(60))
-        .await;
+    let (_, job) = api.wait_terminal(job["id"].as_str().unwrap(), Duration::from_secs(60)).await;
     assert_eq!(job["status"], "succeeded", "{job}");
     let history = job["attempt_history"].as_array().unwrap();
     assert_eq!(history[0]["outcome"], "succeeded");

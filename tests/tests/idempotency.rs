@@ -18,10 +18,7 @@ async fn post(api: &Api, key: &str, bytes: Vec<u8>) -> reqwest::Response {
 }
 
 async fn count_jobs(env: &TestEnv) -> i64 {
-    sqlx::query_scalar("SELECT count(*) FROM jobs")
-        .fetch_one(env.pool())
-        .await
-        .unwrap()
+    sqlx::query_scalar("SELECT count(*) FROM jobs").fetch_one(env.pool()).await.unwrap()
 }
 
 #[tokio::test]
@@ -38,10 +35,7 @@ async fn a_replay_returns_the_same_job_and_a_different_request_is_refused() {
     let replay = post(&api, "key-1", webm.clone()).await;
     assert_eq!(replay.status(), 202);
     assert_eq!(replay.headers()["idempotent-replayed"], "true");
-    assert_eq!(
-        replay.headers()["location"].to_str().unwrap(),
-        format!("/v1/jobs/{}", first["id"].as_str().unwrap())
-    );
+    assert_eq!(replay.headers()["location"].to_str().unwrap(), format!("/v1/jobs/{}", first["id"].as_str().unwrap()));
     let replay: Value = replay.json().await.unwrap();
     assert_eq!(replay["id"], first["id"]);
     assert_eq!(count_jobs(&env).await, 1, "no second job");
@@ -57,19 +51,9 @@ async fn a_replay_returns_the_same_job_and_a_different_request_is_refused() {
     // Another key is another job; a request that fails releases its key.
     assert_eq!(post(&api, "key-2", webm.clone()).await.status(), 202);
     assert_eq!(post(&api, "key-3", b"not a video".to_vec()).await.status(), 415);
-    assert_eq!(
-        post(&api, "key-3", webm.clone()).await.status(),
-        202,
-        "a failed request does not burn its key"
-    );
-    let bad = api
-        .client
-        .post(api.url("/v1/jobs"))
-        .header("idempotency-key", "a b")
-        .body(webm.clone())
-        .send()
-        .await
-        .unwrap();
+    assert_eq!(post(&api, "key-3", webm.clone()).await.status(), 202, "a failed request does not burn its key");
+    let bad =
+        api.client.post(api.url("/v1/jobs")).header("idempotency-key", "a b").body(webm.clone()).send().await.unwrap();
     assert_eq!(bad.status(), 400);
 
     // Keys expire after 24 hours.
@@ -91,7 +75,8 @@ async fn a_concurrent_duplicate_is_a_conflict() {
     // The first request sends half its body and holds the key.
     let mut slow = tokio::net::TcpStream::connect(api.addr()).await.unwrap();
     let head = format!(
-        "POST /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Type: video/webm\r\nIdempotency-Key: dup\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "POST /v1/jobs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Type: video/webm\r\nIdempotency-Key: dup\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        api.key,
         webm.len()
     );
     slow.write_all(head.as_bytes()).await.unwrap();

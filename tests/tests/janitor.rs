@@ -27,17 +27,10 @@ async fn the_janitor_expires_old_jobs_and_removes_what_nobody_references() {
     let mut worker = env.worker().await;
     let mut ids = Vec::new();
     for _ in 0..2 {
-        let job: Value = api
-            .upload(fixtures::bytes(&fixtures::VP8_VORBIS), "video/webm", None)
-            .await
-            .json()
-            .await
-            .unwrap();
+        let job: Value =
+            api.upload(fixtures::bytes(&fixtures::VP8_VORBIS), "video/webm", None).await.json().await.unwrap();
         let id = job["id"].as_str().unwrap().to_owned();
-        assert_eq!(
-            api.wait_terminal(&id, Duration::from_secs(60)).await.1["status"],
-            "succeeded"
-        );
+        assert_eq!(api.wait_terminal(&id, Duration::from_secs(60)).await.1["status"], "succeeded");
         ids.push(id);
     }
     worker.service.signal(libc::SIGTERM);
@@ -65,14 +58,8 @@ async fn the_janitor_expires_old_jobs_and_removes_what_nobody_references() {
         age(f, Duration::from_secs(2 * 3600));
     }
     age(&dead_dir, Duration::from_secs(3 * 3600));
-    sqlx::query("UPDATE apalis.jobs SET done_at = now() - interval '2 days'")
-        .execute(env.pool())
-        .await
-        .unwrap();
-    sqlx::query("UPDATE apalis.workers SET last_seen = now() - interval '2 days'")
-        .execute(env.pool())
-        .await
-        .unwrap();
+    sqlx::query("UPDATE apalis.jobs SET done_at = now() - interval '2 days'").execute(env.pool()).await.unwrap();
+    sqlx::query("UPDATE apalis.workers SET last_seen = now() - interval '2 days'").execute(env.pool()).await.unwrap();
 
     let out = std::process::Command::new(bin_dir().join("mediaq-worker"))
         .arg("janitor")
@@ -95,27 +82,14 @@ async fn the_janitor_expires_old_jobs_and_removes_what_nobody_references() {
     let job = api.job(old).await;
     assert_eq!(job["status"], "expired", "{job}");
     assert!(job["files_deleted_at"].is_string());
-    let resp = api
-        .client
-        .get(api.url(&format!("/v1/jobs/{old}/output")))
-        .send()
-        .await
-        .unwrap();
+    let resp = api.client.get(api.url(&format!("/v1/jobs/{old}/output"))).send().await.unwrap();
     assert_eq!(resp.status(), 410);
     let job = api.job(recent).await;
     assert_eq!(job["status"], "succeeded");
-    let resp = api
-        .client
-        .get(api.url(&format!("/v1/jobs/{recent}/output")))
-        .send()
-        .await
-        .unwrap();
+    let resp = api.client.get(api.url(&format!("/v1/jobs/{recent}/output"))).send().await.unwrap();
     assert_eq!(resp.status(), 200);
     assert!(!stale_tmp.exists() && !orphan_in.exists() && !orphan_out.exists() && !dead_dir.exists());
-    assert!(
-        fresh_tmp.exists() && young_orphan.exists(),
-        "young files are left alone"
-    );
+    assert!(fresh_tmp.exists() && young_orphan.exists(), "young files are left alone");
     assert_eq!(files_under(&storage.join("outputs")).len(), 1);
 
     let audits: Vec<(String, i64)> = sqlx::query_as(

@@ -23,7 +23,8 @@ async fn sigterm_lets_the_api_finish_an_upload_in_flight() {
     let webm = fixtures::bytes(&fixtures::VP8_VORBIS);
     let mut stream = tokio::net::TcpStream::connect(api.addr()).await.unwrap();
     let head = format!(
-        "POST /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Type: video/webm\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "POST /v1/jobs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Type: video/webm\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        api.key,
         webm.len()
     );
     stream.write_all(head.as_bytes()).await.unwrap();
@@ -34,23 +35,14 @@ async fn sigterm_lets_the_api_finish_an_upload_in_flight() {
     api.service.signal(libc::SIGTERM);
     tokio::time::sleep(Duration::from_millis(300)).await;
     // New connections are refused while the upload in flight continues.
-    assert!(
-        tokio::net::TcpStream::connect(api.addr()).await.is_err(),
-        "listener closed on SIGTERM"
-    );
+    assert!(tokio::net::TcpStream::connect(api.addr()).await.is_err(), "listener closed on SIGTERM");
     stream.write_all(&webm[webm.len() / 2..]).await.unwrap();
     let mut reply = String::new();
-    tokio::time::timeout(Duration::from_secs(10), stream.read_to_string(&mut reply))
-        .await
-        .unwrap()
-        .unwrap();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_string(&mut reply)).await.unwrap().unwrap();
     assert!(reply.starts_with("HTTP/1.1 202"), "{reply}");
     let status = api.service.wait_exit(Duration::from_secs(10)).await;
     assert!(status.success(), "{status}");
-    let jobs: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs")
-        .fetch_one(env.pool())
-        .await
-        .unwrap();
+    let jobs: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs").fetch_one(env.pool()).await.unwrap();
     assert_eq!(jobs, 1, "the drained upload was recorded");
 }
 
@@ -66,9 +58,7 @@ fn transcoder_running(job_id: &str) -> bool {
 }
 
 async fn upload_long_and_wait_running(api: &mediaq_e2e::Api) -> String {
-    let resp = api
-        .upload(fixtures::bytes(&fixtures::LONG_VP8), "video/webm", None)
-        .await;
+    let resp = api.upload(fixtures::bytes(&fixtures::LONG_VP8), "video/webm", None).await;
     let job: serde_json::Value = resp.json().await.unwrap();
     let id = job["id"].as_str().unwrap().to_owned();
     let id2 = id.clone();
@@ -98,11 +88,7 @@ async fn sigterm_lets_a_running_job_finish_within_the_grace_period() {
 async fn sigterm_past_the_grace_period_hands_the_job_back_for_immediate_reclaim() {
     let env = TestEnv::new().await;
     let api = env.api().await;
-    let slow = [
-        ("MEDIAQ_X264_PRESET", "veryslow"),
-        ("MEDIAQ_TRANSCODE_THREADS", "1"),
-        ("MEDIAQ_SHUTDOWN_GRACE", "1s"),
-    ];
+    let slow = [("MEDIAQ_X264_PRESET", "veryslow"), ("MEDIAQ_TRANSCODE_THREADS", "1"), ("MEDIAQ_SHUTDOWN_GRACE", "1s")];
     let mut worker = env.worker_with(&slow).await;
     let id = upload_long_and_wait_running(&api).await;
     worker.service.signal(libc::SIGTERM);
@@ -120,9 +106,5 @@ async fn sigterm_past_the_grace_period_hands_the_job_back_for_immediate_reclaim(
     let (_, job) = api.wait_terminal(&id, Duration::from_secs(60)).await;
     assert_eq!(job["status"], "succeeded", "{job}");
     assert_eq!(job["attempts"], 2);
-    assert!(
-        started.elapsed() < Duration::from_secs(10),
-        "re-claimed in {:?}",
-        started.elapsed()
-    );
+    assert!(started.elapsed() < Duration::from_secs(10), "re-claimed in {:?}", started.elapsed());
 }

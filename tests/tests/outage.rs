@@ -17,20 +17,10 @@ async fn a_database_outage_gives_fast_503s_and_everything_recovers() {
     let small = fixtures::bytes(&fixtures::VP8_VORBIS);
 
     let mut accepted = Vec::new();
-    let job: Value = api
-        .upload(small.clone(), "video/webm", None)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let job: Value = api.upload(small.clone(), "video/webm", None).await.json().await.unwrap();
     accepted.push(job["id"].as_str().unwrap().to_owned());
     // One job is transcoding when the database goes away.
-    let job: Value = api
-        .upload(fixtures::bytes(&fixtures::LONG_VP8), "video/webm", None)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let job: Value = api.upload(fixtures::bytes(&fixtures::LONG_VP8), "video/webm", None).await.json().await.unwrap();
     let in_flight = job["id"].as_str().unwrap().to_owned();
     accepted.push(in_flight.clone());
     api.wait_terminal(&accepted[0], Duration::from_secs(60)).await;
@@ -46,20 +36,11 @@ async fn a_database_outage_gives_fast_503s_and_everything_recovers() {
         let started = Instant::now();
         let resp = api.upload(small.clone(), "video/webm", None).await;
         assert_eq!(resp.status(), 503);
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "fails fast: {:?}",
-            started.elapsed()
-        );
+        assert!(started.elapsed() < Duration::from_secs(5), "fails fast: {:?}", started.elapsed());
         let body: Value = resp.json().await.unwrap();
         assert_eq!(body["error"]["code"], "database_unavailable");
     }
-    let resp = api
-        .client
-        .get(api.url(&format!("/v1/jobs/{in_flight}")))
-        .send()
-        .await
-        .unwrap();
+    let resp = api.client.get(api.url(&format!("/v1/jobs/{in_flight}"))).send().await.unwrap();
     assert_eq!(resp.status(), 503);
     assert!(resp.headers().contains_key("retry-after"));
     let resp = api.client.get(api.url("/readyz")).send().await.unwrap();
@@ -74,12 +55,7 @@ async fn a_database_outage_gives_fast_503s_and_everything_recovers() {
         async move { (api.client.get(api.url("/readyz")).send().await.ok()?.status() == 200).then_some(()) }
     })
     .await;
-    let job: Value = api
-        .upload(small.clone(), "video/webm", None)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let job: Value = api.upload(small.clone(), "video/webm", None).await.json().await.unwrap();
     accepted.push(job["id"].as_str().unwrap().to_owned());
 
     for id in &accepted {
@@ -90,13 +66,7 @@ async fn a_database_outage_gives_fast_503s_and_everything_recovers() {
         assert!(job["attempts"].as_i64().unwrap() <= 2, "{job}");
     }
     // The refused uploads left nothing; one input and one output per accepted job.
-    assert_eq!(
-        mediaq_e2e::files_under(&env.storage_dir().join("inputs")).len(),
-        accepted.len()
-    );
-    assert_eq!(
-        mediaq_e2e::files_under(&env.storage_dir().join("outputs")).len(),
-        accepted.len()
-    );
+    assert_eq!(mediaq_e2e::files_under(&env.storage_dir().join("inputs")).len(), accepted.len());
+    assert_eq!(mediaq_e2e::files_under(&env.storage_dir().join("outputs")).len(), accepted.len());
     assert!(mediaq_e2e::files_under(&env.storage_dir().join("tmp")).is_empty());
 }

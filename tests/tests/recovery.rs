@@ -27,9 +27,7 @@ fn transcoders_of(job_id: &str) -> Vec<u32> {
 
 async fn start_slow_job(env: &TestEnv, api: &Api) -> (Worker, String) {
     let victim = env.worker_with(SLOW).await;
-    let resp = api
-        .upload(fixtures::bytes(&fixtures::LONG_VP8), "video/webm", Some("long.webm"))
-        .await;
+    let resp = api.upload(fixtures::bytes(&fixtures::LONG_VP8), "video/webm", Some("long.webm")).await;
     let job: Value = resp.json().await.unwrap();
     let id = job["id"].as_str().unwrap().to_owned();
     // Wait until the transcoder is running for it.
@@ -78,10 +76,7 @@ async fn a_killed_workers_job_is_rerun_by_a_running_worker() {
     let killed = kill_and_check_no_orphan(&mut victim, &id).await;
     let job = check_recovered(&env, &api, &id).await;
     let recovered_after = killed.elapsed();
-    assert!(
-        recovered_after < Duration::from_secs(60),
-        "recovered in {recovered_after:?}: {job}"
-    );
+    assert!(recovered_after < Duration::from_secs(60), "recovered in {recovered_after:?}: {job}");
 }
 
 #[tokio::test]

@@ -18,16 +18,9 @@ async fn three_workers_sixty_jobs_with_injected_crashes() {
     let api = env.api().await;
     let flaky = bin_dir().join("mediaq-flaky-transcode");
     let flaky = flaky.to_str().unwrap();
-    let worker_env = [
-        ("MEDIAQ_TRANSCODE_BIN", flaky),
-        ("MEDIAQ_RETRY_BASE", "200ms"),
-        ("MEDIAQ_MAX_ATTEMPTS", "3"),
-    ];
-    let _workers = [
-        env.worker_with(&worker_env).await,
-        env.worker_with(&worker_env).await,
-        env.worker_with(&worker_env).await,
-    ];
+    let worker_env = [("MEDIAQ_TRANSCODE_BIN", flaky), ("MEDIAQ_RETRY_BASE", "200ms"), ("MEDIAQ_MAX_ATTEMPTS", "3")];
+    let _workers =
+        [env.worker_with(&worker_env).await, env.worker_with(&worker_env).await, env.worker_with(&worker_env).await];
     let webm = fixtures::bytes(&fixtures::VP8_VORBIS);
     let mut ids = Vec::new();
     for _ in 0..60 {
@@ -62,29 +55,15 @@ async fn three_workers_sixty_jobs_with_injected_crashes() {
         assert_eq!(history.len() as i64, job["attempts"].as_i64().unwrap());
         for (i, a) in history.iter().enumerate() {
             let crashed = (i as i64) < failures;
-            assert_eq!(
-                a["error_code"],
-                if crashed {
-                    Value::from("transcoder_crashed")
-                } else {
-                    Value::Null
-                },
-                "{job}"
-            );
+            assert_eq!(a["error_code"], if crashed { Value::from("transcoder_crashed") } else { Value::Null }, "{job}");
         }
     }
-    assert!(
-        succeeded > 0 && exhausted > 0,
-        "both paths exercised: {succeeded} / {exhausted}"
-    );
+    assert!(succeeded > 0 && exhausted > 0, "both paths exercised: {succeeded} / {exhausted}");
     // Exactly one output per succeeded job, none for the others.
     let outputs = mediaq_e2e::files_under(&env.storage_dir().join("outputs"));
     assert_eq!(outputs.len(), succeeded, "{outputs:?}");
     // Dead letters list exactly the exhausted jobs.
-    let dead: i64 = sqlx::query_scalar("SELECT count(*) FROM dead_letter_jobs")
-        .fetch_one(env.pool())
-        .await
-        .unwrap();
+    let dead: i64 = sqlx::query_scalar("SELECT count(*) FROM dead_letter_jobs").fetch_one(env.pool()).await.unwrap();
     assert_eq!(dead, exhausted as i64);
 }
 
@@ -113,12 +92,8 @@ async fn permanent_failures_are_not_retried_and_an_operator_can_requeue() {
     assert_eq!(job["status"], "failed", "{job}");
     assert_eq!(job["attempts"], 2, "{job}");
     // Requeueing a job that is not failed is refused.
-    let resp: Value = api
-        .upload(fixtures::bytes(&fixtures::VP8_VORBIS), "video/webm", None)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let resp: Value =
+        api.upload(fixtures::bytes(&fixtures::VP8_VORBIS), "video/webm", None).await.json().await.unwrap();
     let ok_id = resp["id"].as_str().unwrap().to_owned();
     let (_, _) = api.wait_terminal(&ok_id, Duration::from_secs(60)).await;
     let out = std::process::Command::new(bin_dir().join("mediaq-api"))

@@ -12,21 +12,14 @@ use serde_json::Value;
 const JOB_TIMEOUT: Duration = Duration::from_secs(120);
 
 async fn upload(api: &Api, recipe: &Recipe) -> String {
-    let resp = api
-        .upload(fixtures::bytes(recipe), "video/webm", Some(recipe.name))
-        .await;
+    let resp = api.upload(fixtures::bytes(recipe), "video/webm", Some(recipe.name)).await;
     assert_eq!(resp.status(), 202, "{}", recipe.name);
     let job: Value = resp.json().await.unwrap();
     job["id"].as_str().unwrap().to_owned()
 }
 
 async fn download(api: &Api, id: &str, dir: &Path) -> (std::path::PathBuf, reqwest::header::HeaderMap) {
-    let resp = api
-        .client
-        .get(api.url(&format!("/v1/jobs/{id}/output")))
-        .send()
-        .await
-        .unwrap();
+    let resp = api.client.get(api.url(&format!("/v1/jobs/{id}/output"))).send().await.unwrap();
     assert_eq!(resp.status(), 200);
     let headers = resp.headers().clone();
     let path = dir.join(format!("{id}.mp4"));
@@ -39,10 +32,7 @@ fn check_output(input: &Path, output: &Path, job: &Value) {
     let name = input.file_name().unwrap().to_string_lossy();
     let inp = probe::ffprobe(input);
     let out = probe::ffprobe(output);
-    assert!(
-        out["format"]["format_name"].as_str().unwrap().contains("mp4"),
-        "{name}: {out}"
-    );
+    assert!(out["format"]["format_name"].as_str().unwrap().contains("mp4"), "{name}: {out}");
     let in_video = probe::stream(&inp, "video");
     let in_audio = probe::stream(&inp, "audio");
     match (in_video, probe::stream(&out, "video")) {
@@ -73,10 +63,7 @@ fn check_output(input: &Path, output: &Path, job: &Value) {
         _ => probe::decoded_duration(input),
     };
     let out_duration = probe::duration(&out);
-    assert!(
-        (in_duration - out_duration).abs() <= 0.1,
-        "{name}: duration in {in_duration} out {out_duration}"
-    );
+    assert!((in_duration - out_duration).abs() <= 0.1, "{name}: duration in {in_duration} out {out_duration}");
     let boxes = probe::top_level_boxes(&std::fs::read(output).unwrap());
     let moov = boxes.iter().position(|b| b == "moov").expect("moov");
     let mdat = boxes.iter().position(|b| b == "mdat").expect("mdat");
@@ -84,10 +71,7 @@ fn check_output(input: &Path, output: &Path, job: &Value) {
 }
 
 fn assert_progress_rises_to_one(id: &str, seen: &[f64]) {
-    assert!(
-        seen.windows(2).all(|w| w[0] <= w[1]),
-        "{id}: progress must not go back: {seen:?}"
-    );
+    assert!(seen.windows(2).all(|w| w[0] <= w[1]), "{id}: progress must not go back: {seen:?}");
     assert_eq!(seen.last(), Some(&1.0), "{id}: progress ends at 1: {seen:?}");
     assert!(seen.iter().all(|p| (0.0..=1.0).contains(p)), "{seen:?}");
 }
@@ -147,29 +131,14 @@ async fn range_requests_return_the_exact_bytes() {
     assert_eq!(job["status"], "succeeded");
     let url = api.url(&format!("/v1/jobs/{id}/output"));
     let full = api.client.get(&url).send().await.unwrap().bytes().await.unwrap();
-    let resp = api
-        .client
-        .get(&url)
-        .header("range", "bytes=100-1099")
-        .send()
-        .await
-        .unwrap();
+    let resp = api.client.get(&url).header("range", "bytes=100-1099").send().await.unwrap();
     assert_eq!(resp.status(), 206);
-    assert_eq!(
-        resp.headers()["content-range"],
-        format!("bytes 100-1099/{}", full.len()).as_str()
-    );
+    assert_eq!(resp.headers()["content-range"], format!("bytes 100-1099/{}", full.len()).as_str());
     assert_eq!(resp.bytes().await.unwrap(), full.slice(100..1100));
     let resp = api.client.get(&url).header("range", "bytes=-16").send().await.unwrap();
     assert_eq!(resp.status(), 206);
     assert_eq!(resp.bytes().await.unwrap(), full.slice(full.len() - 16..));
-    let resp = api
-        .client
-        .get(&url)
-        .header("range", format!("bytes={}-", full.len() + 10))
-        .send()
-        .await
-        .unwrap();
+    let resp = api.client.get(&url).header("range", format!("bytes={}-", full.len() + 10)).send().await.unwrap();
     assert_eq!(resp.status(), 416);
 }
 
@@ -217,9 +186,7 @@ async fn corpus_files_end_as_the_manifest_expects() {
     let out_dir = tempfile::tempdir().unwrap();
     let mut accepted = Vec::new();
     for entry in &entries {
-        let resp = api
-            .upload(std::fs::read(&entry.path).unwrap(), "video/webm", None)
-            .await;
+        let resp = api.upload(std::fs::read(&entry.path).unwrap(), "video/webm", None).await;
         if resp.status() == 202 {
             let job: Value = resp.json().await.unwrap();
             accepted.push((entry, job["id"].as_str().unwrap().to_owned()));
@@ -233,11 +200,7 @@ async fn corpus_files_end_as_the_manifest_expects() {
             assert_eq!(status, "succeeded", "{}: {expected}: {job}", entry.filename);
             let (path, _) = download(&api, &id, out_dir.path()).await;
             let out = probe::ffprobe(&path);
-            assert!(
-                probe::stream(&out, "video").or(probe::stream(&out, "audio")).is_some(),
-                "{}",
-                entry.filename
-            );
+            assert!(probe::stream(&out, "video").or(probe::stream(&out, "audio")).is_some(), "{}", entry.filename);
         } else if expected.starts_with("REJECT") {
             assert_eq!(status, "failed", "{}: {expected}: {job}", entry.filename);
         } else {
@@ -246,10 +209,7 @@ async fn corpus_files_end_as_the_manifest_expects() {
         if status == "failed" {
             let code = job["error"]["code"].as_str().unwrap();
             assert!(
-                matches!(
-                    code,
-                    "invalid_media" | "unsupported_codec" | "limits_exceeded" | "transcode_error"
-                ),
+                matches!(code, "invalid_media" | "unsupported_codec" | "limits_exceeded" | "transcode_error"),
                 "{}: a clear code, got {code}: {job}",
                 entry.filename
             );

@@ -70,10 +70,7 @@ pub async fn run(state: &Arc<WorkerState>, id: JobId, worker: &str) -> Result<()
         // Earlier attempts died with their workers and used up the budget: give up.
         let cause = ErrorInfo {
             code: "worker_crashed".into(),
-            message: format!(
-                "the worker running this job stopped {} times; giving up",
-                started.budget_used - 1
-            ),
+            message: format!("the worker running this job stopped {} times; giving up", started.budget_used - 1),
         };
         finish::fail(&mut tx, &actor, id, attempt, &cause, "not run").await?;
         let end = attempts::AttemptEnd::unmeasured("failed", Some("worker_crashed"), "not run");
@@ -81,13 +78,8 @@ pub async fn run(state: &Arc<WorkerState>, id: JobId, worker: &str) -> Result<()
         tx.commit().await?;
         return Ok(());
     }
-    audit::record(
-        &mut *tx,
-        &AuditEvent::new(&actor, "job.started")
-            .job(id)
-            .details(json!({ "attempt": attempt })),
-    )
-    .await?;
+    audit::record(&mut *tx, &AuditEvent::new(&actor, "job.started").job(id).details(json!({ "attempt": attempt })))
+        .await?;
     tx.commit().await?;
 
     let ended = match execute(state, id, attempt).await {
@@ -128,11 +120,7 @@ pub struct Ended {
 
 impl Ended {
     fn failure(error: ErrorInfo) -> Self {
-        Self {
-            output: None,
-            error: Some(error),
-            report: None,
-        }
+        Self { output: None, error: Some(error), report: None }
     }
 }
 
@@ -146,11 +134,7 @@ async fn execute(state: &WorkerState, id: JobId, attempt: i32) -> Result<Ended, 
     if stale > 0 {
         tracing::info!(stale, "removed the job directories of earlier attempts");
     }
-    let owner = if spawn::is_root() {
-        state.config.sandbox.user
-    } else {
-        None
-    };
+    let owner = if spawn::is_root() { state.config.sandbox.user } else { None };
     let work = JobDir::create(&state.storage.work_dir(), &format!("{id}-a{attempt}-"), owner)?;
     let input = work.input(&state.storage.path(&job.input.key))?;
     let output_path = work.path().join("output.mp4");
@@ -160,11 +144,7 @@ async fn execute(state: &WorkerState, id: JobId, attempt: i32) -> Result<Ended, 
     let report = child::run(&spec, watch(&state.config), progress, stop).await?;
     let Outcome::Done(facts) = &report.outcome else {
         let error = describe_failure(&report.outcome);
-        return Ok(Ended {
-            output: None,
-            error: Some(error),
-            report: Some(report),
-        });
+        return Ok(Ended { output: None, error: Some(error), report: Some(report) });
     };
     let key = Storage::output_key(id, attempt);
     let (size, sha256) = hash_file(&output_path).await?;
@@ -179,25 +159,15 @@ async fn execute(state: &WorkerState, id: JobId, attempt: i32) -> Result<Ended, 
         video_codec: facts.video_codec.clone(),
         audio_codec: facts.audio_codec.clone(),
     };
-    Ok(Ended {
-        output: Some((output, stored)),
-        error: None,
-        report: Some(report),
-    })
+    Ok(Ended { output: Some((output, stored)), error: None, report: Some(report) })
 }
 
 fn describe_failure(outcome: &Outcome) -> ErrorInfo {
     match outcome {
-        Outcome::Failed { code, message } => ErrorInfo {
-            code: code.clone(),
-            message: message.clone(),
-        },
+        Outcome::Failed { code, message } => ErrorInfo { code: code.clone(), message: message.clone() },
         other => {
             let (code, message) = other.error().expect("a failure");
-            ErrorInfo {
-                code: code.into(),
-                message,
-            }
+            ErrorInfo { code: code.into(), message }
         }
     }
 }

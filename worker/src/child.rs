@@ -46,14 +46,8 @@ impl Outcome {
         Some(match self {
             Outcome::Done(_) => return None,
             Outcome::Failed { .. } => return None,
-            Outcome::TimedOut => (
-                "timeout",
-                "the conversion took longer than the time limit and was stopped".into(),
-            ),
-            Outcome::Stalled => (
-                "stalled",
-                "the converter stopped making progress and was stopped".into(),
-            ),
+            Outcome::TimedOut => ("timeout", "the conversion took longer than the time limit and was stopped".into()),
+            Outcome::Stalled => ("stalled", "the converter stopped making progress and was stopped".into()),
             Outcome::SandboxViolation => (
                 "sandbox_violation",
                 "the file made the converter attempt a forbidden operation; it was stopped".into(),
@@ -61,10 +55,9 @@ impl Outcome {
             Outcome::ResourceLimit(what) => ("resource_limit", format!("the conversion exceeded its {what} limit")),
             Outcome::Canceled => ("canceled", "the job was canceled".into()),
             Outcome::Interrupted => ("interrupted", "the worker shut down; the job was handed back".into()),
-            Outcome::Crashed(how) => (
-                "transcoder_crashed",
-                format!("the converter stopped unexpectedly ({how}); the file may be damaged"),
-            ),
+            Outcome::Crashed(how) => {
+                ("transcoder_crashed", format!("the converter stopped unexpectedly ({how}); the file may be damaged"))
+            }
         })
     }
 }
@@ -110,9 +103,7 @@ pub async fn run(
     let mut deadline = tokio::time::Instant::now() + watch.timeout;
     let mut killed: Option<Outcome> = None;
     loop {
-        let wait = watch
-            .stall
-            .min(deadline.saturating_duration_since(tokio::time::Instant::now()));
+        let wait = watch.stall.min(deadline.saturating_duration_since(tokio::time::Instant::now()));
         let next = tokio::select! {
             next = tokio::time::timeout(wait, lines.next_line()) => next,
             why = &mut stop => {
@@ -123,11 +114,8 @@ pub async fn run(
         };
         match next {
             Err(_) => {
-                killed = Some(if tokio::time::Instant::now() >= deadline {
-                    Outcome::TimedOut
-                } else {
-                    Outcome::Stalled
-                });
+                killed =
+                    Some(if tokio::time::Instant::now() >= deadline { Outcome::TimedOut } else { Outcome::Stalled });
                 spawned.kill();
                 break;
             }
@@ -156,12 +144,7 @@ pub async fn run(
     if !matches!(outcome, Outcome::Done(_) | Outcome::Failed { .. }) {
         tracing::warn!(?outcome, %status, stderr = %stderr_tail, "transcoder did not finish cleanly");
     }
-    Ok(Report {
-        outcome,
-        usage,
-        wall,
-        exit: describe_status(status),
-    })
+    Ok(Report { outcome, usage, wall, exit: describe_status(status) })
 }
 
 fn classify(status: ExitStatus, last: Option<Event>, stderr: &str) -> Outcome {

@@ -65,18 +65,8 @@ pub struct MediaLimits {
     pub max_fps: u32,
 }
 
-const PRESETS: [&str; 10] = [
-    "ultrafast",
-    "superfast",
-    "veryfast",
-    "faster",
-    "fast",
-    "medium",
-    "slow",
-    "slower",
-    "veryslow",
-    "placebo",
-];
+const PRESETS: [&str; 10] =
+    ["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo"];
 
 impl WorkerConfig {
     pub fn from_env() -> Result<Self, ConfigError> {
@@ -116,9 +106,7 @@ impl WorkerConfig {
         Ok(Self {
             common: CommonConfig::from_env()?,
             concurrency,
-            transcode_bin: config::var("MEDIAQ_TRANSCODE_BIN")
-                .map(PathBuf::from)
-                .unwrap_or_else(default_transcode_bin),
+            transcode_bin: config::var("MEDIAQ_TRANSCODE_BIN").map(PathBuf::from).unwrap_or_else(default_transcode_bin),
             encode: EncodeSettings { preset, crf, threads },
             transcode_timeout,
             shutdown_grace: config::parse_duration("MEDIAQ_SHUTDOWN_GRACE", Duration::from_secs(30))?,

@@ -26,11 +26,7 @@ pub async fn record(
     let (outcome, code) = if let Some((output, stored)) = &ended.output {
         if jobs::succeed(&mut *tx, id, attempt, output).await? {
             let details = json!({ "attempt": attempt, "output_bytes": output.size_bytes });
-            audit::record(
-                &mut *tx,
-                &AuditEvent::new(actor, "job.succeeded").job(id).details(details),
-            )
-            .await?;
+            audit::record(&mut *tx, &AuditEvent::new(actor, "job.succeeded").job(id).details(details)).await?;
             tracing::info!(output_bytes = output.size_bytes, "job succeeded");
             ("succeeded", None)
         } else {
@@ -65,13 +61,7 @@ pub async fn record(
         };
         attempts::finish(&mut *tx, id, attempt, &end).await?;
     } else {
-        attempts::finish(
-            &mut *tx,
-            id,
-            attempt,
-            &AttemptEnd::unmeasured(outcome, code.as_deref(), &exit),
-        )
-        .await?;
+        attempts::finish(&mut *tx, id, attempt, &AttemptEnd::unmeasured(outcome, code.as_deref(), &exit)).await?;
     }
     tx.commit().await?;
     Ok(())
@@ -90,22 +80,14 @@ async fn retry(
         return Ok("superseded");
     }
     let conn: &mut PgConnection = tx;
-    queue::enqueue(
-        conn,
-        TranscodeTask { job_id: id },
-        Some(std::time::SystemTime::from(at)),
-    )
-    .await
-    .map_err(|e| match e {
-        apalis_postgres::Error::Database(e) => AttemptError::Database(e),
-        other => AttemptError::Database(sqlx::Error::Protocol(other.to_string())),
-    })?;
+    queue::enqueue(conn, TranscodeTask { job_id: id }, Some(std::time::SystemTime::from(at))).await.map_err(
+        |e| match e {
+            apalis_postgres::Error::Database(e) => AttemptError::Database(e),
+            other => AttemptError::Database(sqlx::Error::Protocol(other.to_string())),
+        },
+    )?;
     let details = json!({ "attempt": attempt, "code": cause.code, "message": cause.message, "retry_at": at });
-    audit::record(
-        &mut **tx,
-        &AuditEvent::new(actor, "job.retry_scheduled").job(id).details(details),
-    )
-    .await?;
+    audit::record(&mut **tx, &AuditEvent::new(actor, "job.retry_scheduled").job(id).details(details)).await?;
     tracing::info!(code = %cause.code, retry_in_s = delay.as_secs_f64(), "transient failure; retry scheduled");
     Ok("failed")
 }
@@ -122,16 +104,9 @@ async fn hand_back(
         return Ok("superseded");
     }
     let conn: &mut PgConnection = tx;
-    queue::enqueue(conn, TranscodeTask { job_id: id }, None)
-        .await
-        .map_err(queue_error)?;
-    audit::record(
-        &mut **tx,
-        &AuditEvent::new(actor, "job.handed_back")
-            .job(id)
-            .details(json!({ "attempt": attempt })),
-    )
-    .await?;
+    queue::enqueue(conn, TranscodeTask { job_id: id }, None).await.map_err(queue_error)?;
+    audit::record(&mut **tx, &AuditEvent::new(actor, "job.handed_back").job(id).details(json!({ "attempt": attempt })))
+        .await?;
     tracing::info!("shutting down: job handed back to the queue");
     Ok("interrupted")
 }
@@ -157,19 +132,9 @@ pub async fn fail(
     }
     let details = json!({ "attempt": attempt, "code": error.code, "message": error.message, "exit": exit });
     if error.code == "sandbox_violation" {
-        audit::record(
-            &mut **tx,
-            &AuditEvent::new(actor, "sandbox.violation")
-                .job(id)
-                .details(details.clone()),
-        )
-        .await?;
+        audit::record(&mut **tx, &AuditEvent::new(actor, "sandbox.violation").job(id).details(details.clone())).await?;
     }
-    audit::record(
-        &mut **tx,
-        &AuditEvent::new(actor, "job.failed").job(id).details(details),
-    )
-    .await?;
+    audit::record(&mut **tx, &AuditEvent::new(actor, "job.failed").job(id).details(details)).await?;
     tracing::info!(code = %error.code, message = %error.message, "job failed");
     Ok("failed")
 }

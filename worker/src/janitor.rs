@@ -81,35 +81,21 @@ pub async fn run_forever(pool: PgPool, storage: Storage, config: JanitorConfig) 
 
 pub async fn sweep(pool: &PgPool, storage: &Storage, config: &JanitorConfig) -> Result<Sweep, sqlx::Error> {
     let mut lock = pool.acquire().await?;
-    let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-        .bind(LOCK_KEY)
-        .fetch_one(&mut *lock)
-        .await?;
+    let locked: bool =
+        sqlx::query_scalar("SELECT pg_try_advisory_lock($1)").bind(LOCK_KEY).fetch_one(&mut *lock).await?;
     if !locked {
         return Ok(Sweep::default());
     }
     let result = sweep_locked(pool, storage, config).await;
-    sqlx::query("SELECT pg_advisory_unlock($1)")
-        .bind(LOCK_KEY)
-        .execute(&mut *lock)
-        .await?;
+    sqlx::query("SELECT pg_advisory_unlock($1)").bind(LOCK_KEY).execute(&mut *lock).await?;
     result
 }
 
 async fn sweep_locked(pool: &PgPool, storage: &Storage, config: &JanitorConfig) -> Result<Sweep, sqlx::Error> {
-    let mut s = Sweep {
-        ran: true,
-        ..Sweep::default()
-    };
+    let mut s = Sweep { ran: true, ..Sweep::default() };
     s.expired_jobs = expire(pool, storage, config.retention).await?;
     s.temp_files = remove_old_entries(pool, &storage.tmp_dir(), config.temp_max_age, "storage.temp_removed").await?;
-    s.work_dirs = remove_old_entries(
-        pool,
-        &storage.work_dir(),
-        config.work_max_age,
-        "storage.workdir_removed",
-    )
-    .await?;
+    s.work_dirs = remove_old_entries(pool, &storage.work_dir(), config.work_max_age, "storage.workdir_removed").await?;
     s.orphans = remove_orphans(pool, storage, config.temp_max_age).await?;
     (s.queue_rows, s.dead_workers) = prune_queue(pool, config.prune_after).await?;
     Ok(s)
@@ -140,9 +126,7 @@ async fn expire(pool: &PgPool, storage: &Storage, retention: Duration) -> Result
             continue;
         }
         let deleted: Vec<&String> = std::iter::once(&input).chain(output.as_ref()).collect();
-        let event = AuditEvent::new(ACTOR, "job.expired")
-            .job(id)
-            .details(json!({ "deleted": deleted }));
+        let event = AuditEvent::new(ACTOR, "job.expired").job(id).details(json!({ "deleted": deleted }));
         audit::record(&mut *tx, &event).await?;
         tx.commit().await?;
         for key in deleted {
@@ -176,11 +160,7 @@ async fn remove_old_entries(
         if !older_than(&path, age) {
             continue;
         }
-        let removed = if path.is_dir() {
-            std::fs::remove_dir_all(&path)
-        } else {
-            std::fs::remove_file(&path)
-        };
+        let removed = if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
         match removed {
             Ok(()) => {
                 let name = entry.file_name().to_string_lossy().into_owned();

@@ -58,13 +58,7 @@ async fn start() -> Result<(), Box<dyn std::error::Error>> {
     let layers = mediaq_worker::selfcheck::run(&config, &storage.work_dir())?;
     tokio::spawn(janitor::run_forever(pool.clone(), storage.clone(), config.janitor));
     let (abandon_tx, abandon) = tokio::sync::watch::channel(false);
-    let state = WorkerState {
-        pool,
-        storage,
-        config,
-        namespaces: layers.namespaces,
-        abandon,
-    };
+    let state = WorkerState { pool, storage, config, namespaces: layers.namespaces, abandon };
     run::run(Arc::new(state), name, abandon_tx).await
 }
 

@@ -18,11 +18,7 @@ pub struct EncodeSettings {
 
 impl Default for EncodeSettings {
     fn default() -> Self {
-        Self {
-            preset: "veryfast".into(),
-            crf: 23,
-            threads: "auto".into(),
-        }
+        Self { preset: "veryfast".into(), crf: 23, threads: "auto".into() }
     }
 }
 

@@ -48,10 +48,7 @@ impl RetryPolicy {
     /// The delay before attempt `used + 1`, after `used` attempts: base * 2^(used-1), capped,
     /// then spread by +-25 % so that jobs failed together do not retry together.
     pub fn delay(&self, used: i32) -> Duration {
-        let exp = self
-            .base
-            .saturating_mul(1u32 << (used.clamp(1, 20) - 1) as u32)
-            .min(self.max_delay);
+        let exp = self.base.saturating_mul(1u32 << (used.clamp(1, 20) - 1) as u32).min(self.max_delay);
         let unit = (uuid::Uuid::new_v4().as_u128() % 1_000_000) as f64 / 1_000_000.0; // [0, 1)
         exp.mul_f64(0.75 + unit * 0.5)
     }
@@ -75,10 +72,7 @@ mod tests {
         let p = policy();
         for _ in 0..100 {
             let d1 = p.delay(1);
-            assert!(
-                d1 >= Duration::from_millis(7500) && d1 <= Duration::from_millis(12500),
-                "{d1:?}"
-            );
+            assert!(d1 >= Duration::from_millis(7500) && d1 <= Duration::from_millis(12500), "{d1:?}");
             let d2 = p.delay(2);
             assert!(d2 >= Duration::from_secs(15) && d2 <= Duration::from_secs(25), "{d2:?}");
             let d9 = p.delay(9);
@@ -102,10 +96,6 @@ mod tests {
         ] {
             assert!(!p.is_transient(code), "{code}");
         }
-        assert!(RetryPolicy {
-            retry_timeouts: true,
-            ..p
-        }
-        .is_transient("timeout"));
+        assert!(RetryPolicy { retry_timeouts: true, ..p }.is_transient("timeout"));
     }
 }

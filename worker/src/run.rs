@@ -54,14 +54,10 @@ pub async fn run(
     name: String,
     abandon: tokio::sync::watch::Sender<bool>,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    let config = Config::default()
-        .queue(QUEUE)
-        .batch_size(1)
-        .heartbeat_interval(state.config.heartbeat)
-        .missed_heartbeats(3);
-    let mut monitor = Monitor::new()
-        .shutdown_timeout(state.config.shutdown_grace + HAND_BACK_TIME)
-        .should_restart(|ctx, err| {
+    let config =
+        Config::default().queue(QUEUE).batch_size(1).heartbeat_interval(state.config.heartbeat).missed_heartbeats(3);
+    let mut monitor =
+        Monitor::new().shutdown_timeout(state.config.shutdown_grace + HAND_BACK_TIME).should_restart(|ctx, err| {
             tracing::error!(worker = ctx.name(), error = %err, "worker stopped on an error; restarting");
             true
         });
@@ -72,20 +68,12 @@ pub async fn run(
         monitor = monitor.register(move |restarts| {
             // A restarted consumer takes a new name: tasks locked by the old one become orphans
             // that live workers re-enqueue (a reused name would keep them locked forever).
-            let worker_name = if restarts == 0 {
-                worker_name.clone()
-            } else {
-                format!("{worker_name}-r{restarts}")
-            };
+            let worker_name = if restarts == 0 { worker_name.clone() } else { format!("{worker_name}-r{restarts}") };
             let backend = PostgresStorage::<TranscodeTask>::new(&state.pool)
                 .with_config(config.clone())
                 .with_pubsub()
                 .poll_with_interval(std::time::Duration::from_secs(1));
-            WorkerBuilder::new(worker_name.as_str())
-                .backend(backend)
-                .enable_tracing()
-                .data(state.clone())
-                .build(handle)
+            WorkerBuilder::new(worker_name.as_str()).backend(backend).enable_tracing().data(state.clone()).build(handle)
         });
     }
     let shutdown = mediaq_shared::signals::shutdown_signal()?;

@@ -15,14 +15,8 @@ use crate::protocol::SandboxLayers;
 
 /// Read-only paths every child may read: shared libraries (already mapped, but dlopen and
 /// glibc re-read them) and the kernel's random source (libav seeds from it).
-const SYSTEM_READ: [&str; 6] = [
-    "/usr/lib",
-    "/lib",
-    "/lib64",
-    "/etc/ld.so.cache",
-    "/dev/urandom",
-    "/usr/share/zoneinfo",
-];
+const SYSTEM_READ: [&str; 6] =
+    ["/usr/lib", "/lib", "/lib64", "/etc/ld.so.cache", "/dev/urandom", "/usr/share/zoneinfo"];
 
 /// System calls that end the process (SIGSYS). Nothing a decoder or muxer needs.
 const FORBIDDEN: &[libc::c_long] = &[
@@ -100,12 +94,7 @@ pub fn apply(readable: &Path, writable: &Path) -> SandboxLayers {
             false
         }
     };
-    SandboxLayers {
-        landlock,
-        landlock_abi,
-        no_new_privs,
-        seccomp,
-    }
+    SandboxLayers { landlock, landlock_abi, no_new_privs, seccomp }
 }
 
 fn landlock(readable: &Path, writable: &Path) -> Result<(String, i32), landlock::RulesetError> {
@@ -116,10 +105,7 @@ fn landlock(readable: &Path, writable: &Path) -> Result<(String, i32), landlock:
         .handle_access(AccessNet::BindTcp | AccessNet::ConnectTcp)?
         .scope(Scope::AbstractUnixSocket | Scope::Signal)?
         .create()?
-        .add_rules(path_beneath_rules(
-            SYSTEM_READ.iter().filter(|p| Path::new(p).exists()),
-            AccessFs::from_read(abi),
-        ))?
+        .add_rules(path_beneath_rules(SYSTEM_READ.iter().filter(|p| Path::new(p).exists()), AccessFs::from_read(abi)))?
         .add_rules(path_beneath_rules([readable], AccessFs::from_read(abi)))?
         .add_rules(path_beneath_rules([writable], AccessFs::from_all(abi)))?
         .restrict_self()?;

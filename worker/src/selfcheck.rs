@@ -84,9 +84,7 @@ pub fn run(config: &WorkerConfig, work_dir: &Path) -> Result<LayerReport, SelfCh
     tracing::info!(layers = %serde_json::to_string(&report).unwrap_or_default(), "sandbox layers");
     if !missing.is_empty() {
         if config.sandbox.mode == SandboxMode::Strict {
-            return Err(SelfCheckError::Missing {
-                missing: missing.join(", "),
-            });
+            return Err(SelfCheckError::Missing { missing: missing.join(", ") });
         }
         tracing::warn!(missing = %missing.join(", "), "running with sandbox layers missing (MEDIAQ_SANDBOX=best-effort)");
     }
@@ -104,13 +102,9 @@ fn self_test(spec: &ChildSpec) -> Result<SandboxLayers, String> {
         }
     }
     let pid = child.pid;
-    let (status, _) = tokio::runtime::Handle::current()
-        .block_on(child.wait())
-        .map_err(|e| e.to_string())?;
+    let (status, _) = tokio::runtime::Handle::current().block_on(child.wait()).map_err(|e| e.to_string())?;
     match layers {
         Some(l) if status.success() => Ok(l),
-        _ => Err(format!(
-            "self-test (pid {pid}) ended with {status} without reporting its sandbox"
-        )),
+        _ => Err(format!("self-test (pid {pid}) ended with {status} without reporting its sandbox")),
     }
 }

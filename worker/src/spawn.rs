@@ -76,9 +76,7 @@ impl Spawned {
     /// until the child is reaped, so dropping this future still kills the child.
     pub async fn wait(mut self) -> io::Result<(ExitStatus, Usage)> {
         let pid = self.pid;
-        let result = tokio::task::spawn_blocking(move || wait4(pid))
-            .await
-            .map_err(io::Error::other)?;
+        let result = tokio::task::spawn_blocking(move || wait4(pid)).await.map_err(io::Error::other)?;
         self.guard.armed = false;
         result
     }
@@ -143,20 +141,12 @@ pub fn spawn(spec: &ChildSpec) -> io::Result<Spawned> {
     unsafe {
         cmd.pre_exec(move || {
             if namespaces {
-                let flags = if root {
-                    libc::CLONE_NEWNET
-                } else {
-                    libc::CLONE_NEWUSER | libc::CLONE_NEWNET
-                };
+                let flags = if root { libc::CLONE_NEWNET } else { libc::CLONE_NEWUSER | libc::CLONE_NEWNET };
                 check(libc::unshare(flags))?;
             }
             set_rlimit(libc::RLIMIT_AS, limits.address_space)?;
             // SIGXCPU at the soft limit (reported as resource_limit); SIGKILL 5 s later if ignored.
-            set_rlimit_pair(
-                libc::RLIMIT_CPU,
-                limits.cpu_seconds,
-                limits.cpu_seconds.saturating_add(5),
-            )?;
+            set_rlimit_pair(libc::RLIMIT_CPU, limits.cpu_seconds, limits.cpu_seconds.saturating_add(5))?;
             set_rlimit(libc::RLIMIT_FSIZE, limits.file_size)?;
             set_rlimit(libc::RLIMIT_NOFILE, limits.open_files)?;
             set_rlimit(libc::RLIMIT_CORE, 0)?;
@@ -198,9 +188,6 @@ unsafe fn set_rlimit(resource: libc::__rlimit_resource_t, value: u64) -> io::Res
 }
 
 unsafe fn set_rlimit_pair(resource: libc::__rlimit_resource_t, soft: u64, hard: u64) -> io::Result<()> {
-    let lim = libc::rlimit {
-        rlim_cur: soft,
-        rlim_max: hard,
-    };
+    let lim = libc::rlimit { rlim_cur: soft, rlim_max: hard };
     check(libc::setrlimit(resource, &lim))
 }

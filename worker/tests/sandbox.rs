@@ -65,21 +65,10 @@ fn probe(action: &str) -> Probe {
     Probe { _work: work, dir, spec }
 }
 
-const WATCH: Watch = Watch {
-    timeout: Duration::from_secs(30),
-    per_media_second: 10.0,
-    stall: Duration::from_secs(20),
-};
+const WATCH: Watch = Watch { timeout: Duration::from_secs(30), per_media_second: 10.0, stall: Duration::from_secs(20) };
 
 async fn run(p: &Probe, watch: Watch) -> Report {
-    child::run(
-        &p.spec,
-        watch,
-        |_| Box::pin(async {}),
-        std::future::pending::<Outcome>(),
-    )
-    .await
-    .expect("spawn probe")
+    child::run(&p.spec, watch, |_| Box::pin(async {}), std::future::pending::<Outcome>()).await.expect("spawn probe")
 }
 
 fn denied(report: &Report) -> String {
@@ -97,11 +86,7 @@ async fn landlock_denies_reading_outside_the_input() {
     // The input itself stays readable.
     let p = probe("read-input");
     let report = run(&p, WATCH).await;
-    assert!(
-        matches!(&report.outcome, Outcome::Failed { code, .. } if code == "allowed"),
-        "{:?}",
-        report.outcome
-    );
+    assert!(matches!(&report.outcome, Outcome::Failed { code, .. } if code == "allowed"), "{:?}", report.outcome);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -110,11 +95,7 @@ async fn landlock_denies_writing_outside_the_job_directory() {
     denied(&run(&p, WATCH).await);
     let p = probe("write-inside");
     let report = run(&p, WATCH).await;
-    assert!(
-        matches!(&report.outcome, Outcome::Failed { code, .. } if code == "allowed"),
-        "{:?}",
-        report.outcome
-    );
+    assert!(matches!(&report.outcome, Outcome::Failed { code, .. } if code == "allowed"), "{:?}", report.outcome);
     assert!(p.dir.path().join("output.mp4").exists());
 }
 
@@ -122,11 +103,7 @@ async fn landlock_denies_writing_outside_the_job_directory() {
 async fn seccomp_kills_on_socket_and_exec() {
     for action in ["socket", "exec"] {
         let report = run(&probe(action), WATCH).await;
-        assert!(
-            matches!(report.outcome, Outcome::SandboxViolation),
-            "{action}: {:?}",
-            report.outcome
-        );
+        assert!(matches!(report.outcome, Outcome::SandboxViolation), "{action}: {:?}", report.outcome);
         assert_eq!(report.exit, format!("signal {}", libc::SIGSYS), "{action}");
         assert_eq!(report.outcome.error().unwrap().0, "sandbox_violation");
     }
@@ -147,11 +124,7 @@ async fn proc_shows_no_new_privs_seccomp_limits_and_identity() {
     let marker = p.dir.path().to_str().unwrap().to_owned();
     let running = tokio::spawn({
         let spec = p.spec.clone();
-        async move {
-            child::run(&spec, WATCH, |_| Box::pin(async {}), std::future::pending::<Outcome>())
-                .await
-                .unwrap()
-        }
+        async move { child::run(&spec, WATCH, |_| Box::pin(async {}), std::future::pending::<Outcome>()).await.unwrap() }
     });
     let deadline = Instant::now() + Duration::from_secs(5);
     let pid = loop {
@@ -164,48 +137,20 @@ async fn proc_shows_no_new_privs_seccomp_limits_and_identity() {
     // Give the probe time to install its filters (it reports progress once they are on).
     tokio::time::sleep(Duration::from_millis(300)).await;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .unwrap_or_default()
-            .to_owned()
-    };
+    let field = |name: &str| status.lines().find(|l| l.starts_with(name)).unwrap_or_default().to_owned();
     assert!(field("NoNewPrivs:").ends_with('1'), "{}", field("NoNewPrivs:"));
     assert!(field("Seccomp:").ends_with('2'), "{}", field("Seccomp:"));
     if spawn::is_root() {
         let (uid, _) = config().sandbox.user.unwrap();
-        assert!(
-            field("Uid:").split_whitespace().skip(1).all(|u| u == uid.to_string()),
-            "{}",
-            field("Uid:")
-        );
+        assert!(field("Uid:").split_whitespace().skip(1).all(|u| u == uid.to_string()), "{}", field("Uid:"));
     }
     let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
-    let limit = |name: &str| {
-        limits
-            .lines()
-            .find(|l| l.starts_with(name))
-            .unwrap_or_default()
-            .to_owned()
-    };
+    let limit = |name: &str| limits.lines().find(|l| l.starts_with(name)).unwrap_or_default().to_owned();
     let sandbox = &config().sandbox;
-    assert!(
-        limit("Max address space").contains(&sandbox.memory_bytes.to_string()),
-        "{limits}"
-    );
-    assert!(
-        limit("Max file size").contains(&(sandbox.max_output_bytes + (1 << 20)).to_string()),
-        "{limits}"
-    );
-    assert!(
-        limit("Max open files").split_whitespace().any(|w| w == "64"),
-        "{limits}"
-    );
-    assert!(
-        limit("Max core file size").split_whitespace().any(|w| w == "0"),
-        "{limits}"
-    );
+    assert!(limit("Max address space").contains(&sandbox.memory_bytes.to_string()), "{limits}");
+    assert!(limit("Max file size").contains(&(sandbox.max_output_bytes + (1 << 20)).to_string()), "{limits}");
+    assert!(limit("Max open files").split_whitespace().any(|w| w == "64"), "{limits}");
+    assert!(limit("Max core file size").split_whitespace().any(|w| w == "0"), "{limits}");
     assert!(!limit("Max cpu time").contains("unlimited"), "{limits}");
     if namespaces() {
         let own = std::fs::read_link("/proc/self/ns/net").unwrap();
@@ -220,11 +165,7 @@ async fn a_memory_hog_hits_its_limit() {
     let mut p = probe("memory");
     p.spec.limits.address_space = 512 << 20;
     let report = run(&p, WATCH).await;
-    assert!(
-        matches!(&report.outcome, Outcome::ResourceLimit(what) if what == "memory"),
-        "{:?}",
-        report.outcome
-    );
+    assert!(matches!(&report.outcome, Outcome::ResourceLimit(what) if what == "memory"), "{:?}", report.outcome);
     assert_eq!(report.outcome.error().unwrap().0, "resource_limit");
     assert!(report.usage.peak_rss_bytes < 600 << 20, "{:?}", report.usage);
 }
@@ -234,27 +175,12 @@ async fn a_busy_loop_ends_by_cpu_limit_or_timeout() {
     let mut p = probe("busy");
     p.spec.limits.cpu_seconds = 1;
     let report = run(&p, WATCH).await;
-    assert!(
-        matches!(&report.outcome, Outcome::ResourceLimit(what) if what == "CPU time"),
-        "{:?}",
-        report.outcome
-    );
-    assert!(
-        report.usage.user_cpu >= Duration::from_millis(900),
-        "{:?}",
-        report.usage
-    );
+    assert!(matches!(&report.outcome, Outcome::ResourceLimit(what) if what == "CPU time"), "{:?}", report.outcome);
+    assert!(report.usage.user_cpu >= Duration::from_millis(900), "{:?}", report.usage);
 
     let p = probe("busy");
     let started = Instant::now();
-    let report = run(
-        &p,
-        Watch {
-            timeout: Duration::from_secs(2),
-            ..WATCH
-        },
-    )
-    .await;
+    let report = run(&p, Watch { timeout: Duration::from_secs(2), ..WATCH }).await;
     assert!(matches!(report.outcome, Outcome::TimedOut), "{:?}", report.outcome);
     assert_eq!(report.outcome.error().unwrap().0, "timeout");
     assert!(started.elapsed() < Duration::from_secs(5));
@@ -264,14 +190,7 @@ async fn a_busy_loop_ends_by_cpu_limit_or_timeout() {
 async fn a_silent_child_is_stalled() {
     let p = probe("hang");
     let started = Instant::now();
-    let report = run(
-        &p,
-        Watch {
-            stall: Duration::from_secs(2),
-            ..WATCH
-        },
-    )
-    .await;
+    let report = run(&p, Watch { stall: Duration::from_secs(2), ..WATCH }).await;
     assert!(matches!(report.outcome, Outcome::Stalled), "{:?}", report.outcome);
     assert_eq!(report.outcome.error().unwrap().0, "stalled");
     assert!(started.elapsed() < Duration::from_secs(5));
@@ -287,10 +206,7 @@ async fn the_self_check_reports_every_layer() {
     let work = work_dir();
     let report = selfcheck::run(&config, work.path()).expect("strict self-check passes here");
     assert!(report.child.seccomp && report.child.no_new_privs);
-    assert!(
-        matches!(report.child.landlock.as_str(), "full" | "partial"),
-        "{report:?}"
-    );
+    assert!(matches!(report.child.landlock.as_str(), "full" | "partial"), "{report:?}");
     assert!(report.child.landlock_abi >= 1);
     assert!(report.missing_required().is_empty());
     // The self-test's scratch directory is gone.

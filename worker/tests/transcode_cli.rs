@@ -38,11 +38,7 @@ fn ffmpeg(dir: &Path, args: &str) {
         .args(args.split_whitespace())
         .output()
         .expect("ffmpeg runs");
-    assert!(
-        out.status.success(),
-        "ffmpeg {args}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "ffmpeg {args}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
 /// Generates `dir/name` and returns its path.
@@ -85,9 +81,7 @@ fn input_duration(path: &Path) -> f64 {
     }
     let packets = ffprobe(path, "-show_entries packet=pts_time,duration_time");
     let packets = packets["packets"].as_array().expect("packets");
-    let ends = packets
-        .iter()
-        .filter_map(|p| Some(num(&p["pts_time"])? + num(&p["duration_time"]).unwrap_or(0.0)));
+    let ends = packets.iter().filter_map(|p| Some(num(&p["pts_time"])? + num(&p["duration_time"]).unwrap_or(0.0)));
     ends.fold(0.0, f64::max)
 }
 
@@ -101,10 +95,7 @@ fn video_pts(path: &Path) -> Vec<f64> {
 }
 
 fn rotation(stream: &Value) -> Option<f64> {
-    stream["side_data_list"]
-        .as_array()?
-        .iter()
-        .find_map(|d| num(&d["rotation"]))
+    stream["side_data_list"].as_array()?.iter().find_map(|d| num(&d["rotation"]))
 }
 
 /// Top-level MP4 box types, in file order.
@@ -224,18 +215,10 @@ fn check_events(run: &Run) {
         .collect();
     assert_eq!(progress.first(), Some(&0.0), "first progress is 0.0: {progress:?}");
     assert_eq!(progress.last(), Some(&1.0), "last progress is 1.0: {progress:?}");
-    assert!(
-        progress.windows(2).all(|w| w[0] <= w[1]),
-        "non-decreasing: {progress:?}"
-    );
+    assert!(progress.windows(2).all(|w| w[0] <= w[1]), "non-decreasing: {progress:?}");
     assert!(progress.iter().all(|p| (0.0..=1.0).contains(p)), "{progress:?}");
     let allowed = 3 + (run.elapsed.as_secs_f64() * 4.0).ceil() as usize;
-    assert!(
-        progress.len() <= allowed,
-        "{} events in {:?}",
-        progress.len(),
-        run.elapsed
-    );
+    assert!(progress.len() <= allowed, "{} events in {:?}", progress.len(), run.elapsed);
 }
 
 struct Expect {
@@ -247,11 +230,7 @@ struct Expect {
 }
 
 fn expect(video: Option<(u64, u64)>, audio: bool) -> Expect {
-    Expect {
-        video,
-        audio,
-        duration_tolerance: Some(0.1),
-    }
+    Expect { video, audio, duration_tolerance: Some(0.1) }
 }
 
 /// Converts `input`, which must succeed, and checks the output; returns its probe, path and run.
@@ -270,11 +249,7 @@ fn check_output(input: &Path, output: &Path, run: &Run, expect: &Expect) -> Valu
     let out = probe(output);
     let (video, audio) = (streams(&out, "video"), streams(&out, "audio"));
     let all = out["streams"].as_array().expect("streams").len();
-    assert_eq!(
-        all,
-        video.len() + audio.len(),
-        "only audio and video in the output: {out}"
-    );
+    assert_eq!(all, video.len() + audio.len(), "only audio and video in the output: {out}");
     let done = &run.last()["output"];
     match expect.video {
         Some((w, h)) => {
@@ -308,22 +283,13 @@ fn check_output(input: &Path, output: &Path, run: &Run, expect: &Expect) -> Valu
     let duration = num(&out["format"]["duration"]).expect("output duration");
     if let Some(tolerance) = expect.duration_tolerance {
         let input = input_duration(input);
-        assert!(
-            (duration - input).abs() <= tolerance,
-            "duration {duration} vs input {input}"
-        );
+        assert!((duration - input).abs() <= tolerance, "duration {duration} vs input {input}");
     }
     let reported = done["duration_s"].as_f64().expect("done reports a duration");
-    assert!(
-        (reported - duration).abs() <= 0.05,
-        "done {reported} vs ffprobe {duration}"
-    );
+    assert!((reported - duration).abs() <= 0.05, "done {reported} vs ffprobe {duration}");
     let boxes = mp4_boxes(output);
     let at = |name: &str| boxes.iter().position(|b| b == name);
-    assert!(
-        at("moov").is_some() && at("moov") < at("mdat"),
-        "moov before mdat: {boxes:?}"
-    );
+    assert!(at("moov").is_some() && at("moov") < at("mdat"), "moov before mdat: {boxes:?}");
     out
 }
 
@@ -337,14 +303,7 @@ fn convert_err(input: &Path) -> (String, String) {
 fn refused(input: &Path, flags: &str) -> (String, String) {
     let output = input.with_extension("out.mp4");
     let run = transcode_with(input, &output, flags);
-    assert_eq!(
-        run.code,
-        EXIT_FAILED,
-        "{}: {:?}\n{}",
-        input.display(),
-        run.events,
-        run.stderr
-    );
+    assert_eq!(run.code, EXIT_FAILED, "{}: {:?}\n{}", input.display(), run.events, run.stderr);
     let last = run.last();
     assert_eq!(last["type"], "error", "{:?}", run.events);
     assert!(!output.exists(), "no partial output is left behind");
@@ -364,10 +323,7 @@ fn gen_live(dir: &Path, name: &str, args: &str) -> PathBuf {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let path = dir.join(name);
     std::fs::write(&path, &out.stdout).unwrap();
-    assert!(
-        probe(&path)["format"]["duration"].is_null(),
-        "no duration in the fixture"
-    );
+    assert!(probe(&path)["format"]["duration"].is_null(), "no duration in the fixture");
     path
 }
 
@@ -375,10 +331,7 @@ fn gen_live(dir: &Path, name: &str, args: &str) -> PathBuf {
 fn patch(path: &Path, from: &[u8], to: &[u8]) {
     assert_eq!(from.len(), to.len());
     let mut data = std::fs::read(path).unwrap();
-    let at = data
-        .windows(from.len())
-        .position(|w| w == from)
-        .expect("bytes to patch");
+    let at = data.windows(from.len()).position(|w| w == from).expect("bytes to patch");
     data[at..at + to.len()].copy_from_slice(to);
     std::fs::write(path, data).unwrap();
 }
@@ -391,14 +344,8 @@ fn vp8_vorbis_converts() {
     let input = gen(dir.path(), "in.webm", &format!("{AV_2S} {VP8} -c:a libvorbis"));
     let (_, _, run) = convert_ok(&input, expect(Some((320, 240)), true));
     let facts = &run.probed();
-    assert_eq!(
-        (facts["video_codec"].as_str(), facts["audio_codec"].as_str()),
-        (Some("vp8"), Some("vorbis"))
-    );
-    assert_eq!(
-        (facts["width"].as_u64(), facts["height"].as_u64()),
-        (Some(320), Some(240))
-    );
+    assert_eq!((facts["video_codec"].as_str(), facts["audio_codec"].as_str()), (Some("vp8"), Some("vorbis")));
+    assert_eq!((facts["width"].as_u64(), facts["height"].as_u64()), (Some(320), Some(240)));
 }
 
 /// Same libx264 settings string and frame-type decisions as the CLI reference command
@@ -418,26 +365,17 @@ fn vp9_opus_matches_cli_reference_settings() {
     };
     let options = x264_options(&ours);
     assert_eq!(options, x264_options(&cli));
-    assert!(
-        options.contains("open_gop=0") && options.contains("crf=23.0"),
-        "{options}"
-    );
+    assert!(options.contains("open_gop=0") && options.contains("crf=23.0"), "{options}");
     let frame_types = |path: &Path| {
         let v = ffprobe(path, "-select_streams v -show_entries frame=pict_type");
         let frames = v["frames"].as_array().unwrap().iter();
-        frames
-            .map(|f| f["pict_type"].as_str().unwrap().to_string())
-            .collect::<Vec<_>>()
+        frames.map(|f| f["pict_type"].as_str().unwrap().to_string()).collect::<Vec<_>>()
     };
     let ours_types = frame_types(&ours);
     assert!(ours_types.iter().any(|t| t == "B"), "libx264 chose B-frames itself");
     assert_eq!(ours_types, frame_types(&cli));
     let v = streams(&out, "video")[0];
-    assert!(
-        (num(&v["duration"]).unwrap() - 3.0).abs() < 0.02,
-        "video duration {}",
-        v["duration"]
-    );
+    assert!((num(&v["duration"]).unwrap() - 3.0).abs() < 0.02, "video duration {}", v["duration"]);
 }
 
 #[test]
@@ -457,11 +395,7 @@ fn odd_dimensions_without_audio_round_down_to_even() {
     let input = gen(dir.path(), "in.webm", &args);
     assert_eq!(streams(&probe(&input), "video")[0]["width"], 641);
     let (out, _, _) = convert_ok(&input, expect(Some((640, 360)), false));
-    assert_eq!(
-        streams(&out, "video")[0]["color_range"],
-        "tv",
-        "RGB becomes limited-range YUV"
-    );
+    assert_eq!(streams(&out, "video")[0]["color_range"], "tv", "RGB becomes limited-range YUV");
 }
 
 /// Full-range VP9 stays full range (flagged in the H.264 VUI), exactly as with the CLI.
@@ -475,17 +409,11 @@ fn full_range_vp9_keeps_its_range_like_the_cli() {
     let run = transcode(&input, &output);
     assert_eq!(run.code, 0, "{:?}\n{}", run.events, run.stderr);
     check_events(&run);
-    ffmpeg(
-        dir.path(),
-        "-i in.webm -c:v libx264 -preset veryfast -crf 23 -pix_fmt yuv420p cli.mp4",
-    );
+    ffmpeg(dir.path(), "-i in.webm -c:v libx264 -preset veryfast -crf 23 -pix_fmt yuv420p cli.mp4");
     let (ours, cli) = (probe(&output), probe(&dir.path().join("cli.mp4")));
     let (ours, cli) = (streams(&ours, "video")[0], streams(&cli, "video")[0]);
     assert_eq!(ours["color_range"], "pc");
-    assert_eq!(
-        (&ours["pix_fmt"], &ours["color_range"]),
-        (&cli["pix_fmt"], &cli["color_range"])
-    );
+    assert_eq!((&ours["pix_fmt"], &ours["color_range"]), (&cli["pix_fmt"], &cli["color_range"]));
 }
 
 #[test]
@@ -495,11 +423,7 @@ fn audio_only_opus_gives_aac_only_mp4() {
     let (out, _, run) = convert_ok(&input, expect(None, true));
     // Opus pre-skip moves the first timestamp (packet time base set): not a sample is lost.
     let a = streams(&out, "audio")[0];
-    assert!(
-        (num(&a["duration"]).unwrap() - 2.0).abs() < 0.004,
-        "audio duration {}",
-        a["duration"]
-    );
+    assert!((num(&a["duration"]).unwrap() - 2.0).abs() < 0.004, "audio duration {}", a["duration"]);
     assert!(!run.stderr.contains("Could not update timestamps"), "{}", run.stderr);
 }
 
@@ -525,19 +449,12 @@ fn vp9_10bit_profile2_becomes_8bit_yuv420p() {
 fn resolution_change_mid_stream_keeps_first_size() {
     let dir = tmp();
     gen(dir.path(), "a.webm", &format!("{V_1S} {VP8}"));
-    gen(
-        dir.path(),
-        "b.webm",
-        &format!("-f lavfi -i testsrc2=s=480x360:r=30:d=1 {VP8}"),
-    );
+    gen(dir.path(), "b.webm", &format!("-f lavfi -i testsrc2=s=480x360:r=30:d=1 {VP8}"));
     std::fs::write(dir.path().join("list.txt"), "file 'a.webm'\nfile 'b.webm'\n").unwrap();
     let input = gen(dir.path(), "in.webm", "-f concat -safe 0 -i list.txt -c copy");
     let frames = ffprobe(&input, "-select_streams v -show_entries frame=width,height");
     let frames = frames["frames"].as_array().unwrap();
-    let sizes: BTreeSet<String> = frames
-        .iter()
-        .map(|f| format!("{}x{}", f["width"], f["height"]))
-        .collect();
+    let sizes: BTreeSet<String> = frames.iter().map(|f| format!("{}x{}", f["width"], f["height"])).collect();
     assert_eq!(sizes.len(), 2, "the fixture changes size: {sizes:?}");
     convert_ok(&input, expect(Some((320, 240)), false));
 }
@@ -558,10 +475,7 @@ fn live_recording_without_duration_keeps_vfr_timestamps_and_av_offset() {
     assert!(in_probe["format"]["duration"].is_null(), "no duration in the fixture");
     assert!(!out.stdout.windows(4).any(|w| w == [0x1c, 0x53, 0xbb, 0x6b]), "no Cues");
     let in_pts = video_pts(&input);
-    let gaps: BTreeSet<i64> = in_pts
-        .windows(2)
-        .map(|w| ((w[1] - w[0]) * 1000.0).round() as i64)
-        .collect();
+    let gaps: BTreeSet<i64> = in_pts.windows(2).map(|w| ((w[1] - w[0]) * 1000.0).round() as i64).collect();
     assert!(gaps.len() > 2, "the fixture is VFR: {gaps:?}");
 
     let (out_probe, output, run) = convert_ok(&input, expect(Some((320, 240)), true));
@@ -570,10 +484,7 @@ fn live_recording_without_duration_keeps_vfr_timestamps_and_av_offset() {
     let start = |p: &Value, kind: &str| num(&streams(p, kind)[0]["start_time"]).unwrap();
     let in_offset = start(&in_probe, "video") - start(&in_probe, "audio").max(0.0);
     let out_offset = start(&out_probe, "video") - start(&out_probe, "audio");
-    assert!(
-        (in_offset - out_offset).abs() < 0.03,
-        "A/V offset {in_offset} -> {out_offset}"
-    );
+    assert!((in_offset - out_offset).abs() < 0.03, "A/V offset {in_offset} -> {out_offset}");
 }
 
 #[test]
@@ -584,10 +495,7 @@ fn rotation_display_matrix_is_kept() {
     // ffmpeg 5.1 cannot write a rotation into Matroska: swap the 19-byte Colour element for a
     // Projection with ProjectionPoseRoll = 90 (padded with an EBML Void to the same size).
     let mut data = std::fs::read(&src).unwrap();
-    let at = data
-        .windows(3)
-        .position(|w| w == [0x55, 0xb0, 0x90])
-        .expect("Colour element");
+    let at = data.windows(3).position(|w| w == [0x55, 0xb0, 0x90]).expect("Colour element");
     let mut projection = vec![0x76, 0x70, 0x90, 0x76, 0x75, 0x84];
     projection.extend_from_slice(&90f32.to_be_bytes());
     projection.extend_from_slice(&[0xec, 0x87, 0, 0, 0, 0, 0, 0, 0]);
@@ -605,11 +513,7 @@ fn vp9_alpha_is_dropped() {
     let args = format!("{V_1S},format=yuva420p {VP9} -pix_fmt yuva420p");
     let input = gen(dir.path(), "in.webm", &args);
     let in_probe = probe(&input);
-    assert_eq!(
-        streams(&in_probe, "video")[0]["tags"]["alpha_mode"],
-        "1",
-        "fixture has alpha"
-    );
+    assert_eq!(streams(&in_probe, "video")[0]["tags"]["alpha_mode"], "1", "fixture has alpha");
     convert_ok(&input, expect(Some((320, 240)), false));
 }
 
@@ -625,10 +529,7 @@ fn subtitles_and_cover_art_are_ignored() {
     let all = in_probe["streams"].as_array().unwrap();
     let kinds: Vec<&str> = all.iter().map(|s| s["codec_type"].as_str().unwrap()).collect();
     assert_eq!(kinds, ["video", "audio", "subtitle", "video"], "fixture streams");
-    assert_eq!(
-        all[3]["disposition"]["attached_pic"], 1,
-        "the second video is cover art"
-    );
+    assert_eq!(all[3]["disposition"]["attached_pic"], 1, "the second video is cover art");
     convert_ok(&input, expect(Some((320, 240)), true));
 }
 
@@ -644,11 +545,7 @@ fn truncated_webm_finishes_cleanly() {
     assert!(run.elapsed < Duration::from_secs(30), "took {:?}", run.elapsed);
     if run.code == 0 {
         check_events(&run);
-        let e = Expect {
-            video: Some((320, 240)),
-            audio: true,
-            duration_tolerance: None,
-        };
+        let e = Expect { video: Some((320, 240)), audio: true, duration_tolerance: None };
         check_output(&input, &output, &run, &e);
     } else {
         assert_eq!(run.code, EXIT_FAILED);
@@ -716,10 +613,7 @@ fn max_width_and_height_give_dimensions_exceeded() {
     let input = gen(dir.path(), "in.webm", &format!("{V_1S} {VP8}"));
     let (code, message) = refused(&input, "--max-width 100");
     assert_eq!(code, "dimensions_exceeded");
-    assert!(
-        message.contains("320x240") && message.contains("100 pixels wide"),
-        "{message}"
-    );
+    assert!(message.contains("320x240") && message.contains("100 pixels wide"), "{message}");
     assert_eq!(refused(&input, "--max-height 200").0, "dimensions_exceeded");
     assert_eq!(
         refused(&input, "--max-width 200 --max-height 200").1,
@@ -737,10 +631,7 @@ fn patched_header_width_gives_dimensions_exceeded() {
     assert_eq!(streams(&probe(&input), "video")[0]["width"], 12336);
     let (code, message) = convert_err(&input);
     assert_eq!(code, "dimensions_exceeded");
-    assert_eq!(
-        message,
-        "the video is 12336x240 pixels; at most 4096 pixels per side are accepted"
-    );
+    assert_eq!(message, "the video is 12336x240 pixels; at most 4096 pixels per side are accepted");
 }
 
 #[test]
@@ -749,10 +640,7 @@ fn max_pixels_gives_pixels_exceeded() {
     let input = gen(dir.path(), "in.webm", &format!("{V_1S} {VP8}"));
     let (code, message) = refused(&input, "--max-pixels 1000");
     assert_eq!(code, "pixels_exceeded");
-    assert!(
-        message.contains("76800") && message.contains("at most 1000"),
-        "{message}"
-    );
+    assert!(message.contains("76800") && message.contains("at most 1000"), "{message}");
 }
 
 /// The header's duration is refused before decoding; without one (a live recording), the
@@ -763,10 +651,7 @@ fn max_duration_gives_duration_exceeded() {
     let input = gen(dir.path(), "in.webm", &format!("{AV_3S} {VP8} -c:a libopus"));
     let (code, message) = refused(&input, "--max-duration 1");
     assert_eq!(code, "duration_exceeded");
-    assert!(
-        message.contains("lasts 3.0") && message.contains("at most 1 s"),
-        "{message}"
-    );
+    assert!(message.contains("lasts 3.0") && message.contains("at most 1 s"), "{message}");
 
     let live = gen_live(dir.path(), "live.webm", &format!("{AV_3S} {VP8} -c:a libopus"));
     let (code, message) = refused(&live, "--max-duration 1");
@@ -807,23 +692,12 @@ fn max_fps_gives_frame_rate_exceeded() {
 #[test]
 fn frame_rate_rising_after_the_probe_gives_frame_rate_exceeded() {
     let dir = tmp();
-    gen(
-        dir.path(),
-        "slow.webm",
-        &format!("-f lavfi -i testsrc2=s=160x120:r=10:d=4 {VP8}"),
-    );
-    gen(
-        dir.path(),
-        "fast.webm",
-        &format!("-f lavfi -i testsrc2=s=160x120:r=100:d=3 {VP8}"),
-    );
+    gen(dir.path(), "slow.webm", &format!("-f lavfi -i testsrc2=s=160x120:r=10:d=4 {VP8}"));
+    gen(dir.path(), "fast.webm", &format!("-f lavfi -i testsrc2=s=160x120:r=100:d=3 {VP8}"));
     std::fs::write(dir.path().join("list.txt"), "file 'slow.webm'\nfile 'fast.webm'\n").unwrap();
     let input = gen(dir.path(), "in.webm", "-f concat -safe 0 -i list.txt -c copy");
     let v = &streams(&probe(&input), "video")[0].clone();
-    assert_eq!(
-        (&v["avg_frame_rate"], &v["r_frame_rate"]),
-        (&"10/1".into(), &"10/1".into())
-    );
+    assert_eq!((&v["avg_frame_rate"], &v["r_frame_rate"]), (&"10/1".into(), &"10/1".into()));
     let (code, message) = refused(&input, "--max-fps 30");
     assert_eq!(code, "frame_rate_exceeded");
     assert!(message.contains("within"), "measured while decoding: {message}");
@@ -838,10 +712,7 @@ fn vfr_bursts_pass_max_fps() {
     let args = format!("-f lavfi -i testsrc2=s=320x240:r=30:d=3 {bursts} -enc_time_base:v 1:1000 {VP8}");
     let input = gen_live(dir.path(), "in.webm", &args);
     let in_pts = video_pts(&input);
-    assert!(
-        (in_pts[1] - in_pts[0] - 0.001).abs() < 1e-6,
-        "bursts in the fixture: {in_pts:?}"
-    );
+    assert!((in_pts[1] - in_pts[0] - 0.001).abs() < 1e-6, "bursts in the fixture: {in_pts:?}");
     let output = dir.path().join("out.mp4");
     let run = transcode_with(&input, &output, "--max-fps 30");
     assert_eq!(run.code, 0, "{:?}\n{}", run.events, run.stderr);
@@ -921,12 +792,7 @@ fn relative_output_is_written_in_the_current_directory() {
         assert_ne!(layers["landlock"], "none", "{layers}");
     }
     let input = dir.path().join("in.webm");
-    check_output(
-        &input,
-        &dir.path().join("out.mp4"),
-        &run,
-        &expect(Some((320, 240)), false),
-    );
+    check_output(&input, &dir.path().join("out.mp4"), &run, &expect(Some((320, 240)), false));
 }
 
 // ---------------------------------------------------------------- shared corpus
@@ -950,10 +816,7 @@ fn corpus_files_match_manifest() {
     for line in lines.filter(|l| !l.trim().is_empty()) {
         let fields: Vec<&str> = line.split('\t').collect();
         let (name, expected) = (fields[file_col], fields[expected_col]);
-        if !["webm", "mkv", "weba", "mp4"]
-            .iter()
-            .any(|e| name.ends_with(&format!(".{e}")))
-        {
+        if !["webm", "mkv", "weba", "mp4"].iter().any(|e| name.ends_with(&format!(".{e}"))) {
             continue;
         }
         let input = corpus.join(name);
@@ -961,9 +824,7 @@ fn corpus_files_match_manifest() {
         let run = transcode(&input, &output);
         let context = format!("{name} [{expected}]: {:?}\n{}", run.events, run.stderr);
         let must_fail = expected.starts_with("REJECT") && !expected.starts_with("REJECT or POLICY");
-        let may_fail = ["FAIL", "ACCEPT or FAIL", "POLICY", "REJECT or POLICY"]
-            .iter()
-            .any(|p| expected.starts_with(p));
+        let may_fail = ["FAIL", "ACCEPT or FAIL", "POLICY", "REJECT or POLICY"].iter().any(|p| expected.starts_with(p));
         if must_fail || run.code != 0 && may_fail {
             assert_eq!(run.code, EXIT_FAILED, "{context}");
             let code = run.last()["code"].as_str().unwrap_or("");
@@ -1010,11 +871,7 @@ fn check_corpus_output(input: &Path, output: &Path, run: &Run, expected: &str, m
     });
     let strict = expected.starts_with("ACCEPT") && !expected.starts_with("ACCEPT or") && !expected.contains("edge");
     let audio = !streams(&out, "audio").is_empty();
-    let e = Expect {
-        video,
-        audio,
-        duration_tolerance: strict.then_some(0.1),
-    };
+    let e = Expect { video, audio, duration_tolerance: strict.then_some(0.1) };
     check_output(input, output, run, &e);
     if let Some(r) = in_video.and_then(rotation) {
         assert_eq!(rotation(streams(&out, "video")[0]), Some(r), "{context}");

@@ -25,21 +25,13 @@ pub enum EbmlError {
 /// Returns the header's DocType with trailing NULs removed (GStreamer writes `webm\0`).
 pub fn doc_type(bytes: &[u8]) -> Result<String, EbmlError> {
     let mut cursor = Cursor { bytes, pos: 0 };
-    let id = cursor.element_id().map_err(|e| {
-        if e == EbmlError::Truncated {
-            e
-        } else {
-            EbmlError::NotEbml
-        }
-    })?;
+    let id = cursor.element_id().map_err(|e| if e == EbmlError::Truncated { e } else { EbmlError::NotEbml })?;
     if id != EBML_HEADER {
         return Err(EbmlError::NotEbml);
     }
     let size = cursor.size()?.ok_or(EbmlError::Malformed)?;
-    let end = cursor
-        .pos
-        .checked_add(usize::try_from(size).map_err(|_| EbmlError::Malformed)?)
-        .ok_or(EbmlError::Malformed)?;
+    let end =
+        cursor.pos.checked_add(usize::try_from(size).map_err(|_| EbmlError::Malformed)?).ok_or(EbmlError::Malformed)?;
     while cursor.pos < end {
         let id = cursor.element_id()?;
         let size = cursor.size()?.ok_or(EbmlError::Malformed)?;
@@ -53,10 +45,7 @@ pub fn doc_type(bytes: &[u8]) -> Result<String, EbmlError> {
                 return Err(EbmlError::Malformed);
             }
             let raw = cursor.take(len)?;
-            let trimmed = raw
-                .iter()
-                .rposition(|&b| b != 0)
-                .map_or(&raw[..0], |last| &raw[..=last]);
+            let trimmed = raw.iter().rposition(|&b| b != 0).map_or(&raw[..0], |last| &raw[..=last]);
             return std::str::from_utf8(trimmed)
                 .ok()
                 .filter(|s| s.bytes().all(|b| b.is_ascii_graphic()))
@@ -143,10 +132,7 @@ mod tests {
 
     #[test]
     fn reads_matroska_and_strips_trailing_nul() {
-        assert_eq!(
-            doc_type(&header(&element(&[0x42, 0x82], b"matroska"))).unwrap(),
-            "matroska"
-        );
+        assert_eq!(doc_type(&header(&element(&[0x42, 0x82], b"matroska"))).unwrap(), "matroska");
         assert_eq!(doc_type(&header(&element(&[0x42, 0x82], b"webm\0"))).unwrap(), "webm");
     }
 
@@ -173,20 +159,14 @@ mod tests {
 
     #[test]
     fn missing_doc_type_and_truncation() {
-        assert_eq!(
-            doc_type(&header(&element(&[0x42, 0x86], &[1]))),
-            Err(EbmlError::NoDocType)
-        );
+        assert_eq!(doc_type(&header(&element(&[0x42, 0x86], &[1]))), Err(EbmlError::NoDocType));
         let full = header(&element(&[0x42, 0x82], b"webm"));
         assert_eq!(doc_type(&full[..full.len() - 2]), Err(EbmlError::Truncated));
     }
 
     #[test]
     fn rejects_garbage_doc_types_and_sizes() {
-        assert_eq!(
-            doc_type(&header(&element(&[0x42, 0x82], b"\x01\x02"))),
-            Err(EbmlError::Malformed)
-        );
+        assert_eq!(doc_type(&header(&element(&[0x42, 0x82], b"\x01\x02"))), Err(EbmlError::Malformed));
         // Unknown-size header.
         assert_eq!(doc_type(&[0x1A, 0x45, 0xDF, 0xA3, 0xFF]), Err(EbmlError::Malformed));
         // An ID byte with no length marker.

@@ -49,14 +49,8 @@ async fn receive_raw(
     let filename = OriginalFilename::sanitize(filename.unwrap_or(DEFAULT_FILENAME));
     sniff::check_extension(&filename)?;
     let mut receiver = Receiver::create(&state.storage.tmp_dir(), state.config.max_upload_bytes)?;
-    receiver
-        .receive(stream, state.config.upload_idle_timeout, |_| ApiError::UploadIncomplete)
-        .await?;
-    Ok(Upload {
-        received: receiver.finish().await?,
-        filename,
-        content_type: declared.to_owned(),
-    })
+    receiver.receive(stream, state.config.upload_idle_timeout, |_| ApiError::UploadIncomplete).await?;
+    Ok(Upload { received: receiver.finish().await?, filename, content_type: declared.to_owned() })
 }
 
 /// A browser-form upload: `multipart/form-data` with exactly one file in the field `file`.
@@ -75,11 +69,7 @@ async fn receive_form(state: &AppState, multipart: &mut Multipart) -> Result<Upl
     while let Some(field) = multipart.next_field().await.map_err(malformed)? {
         if field.name() != Some("file") {
             if field.file_name().is_some() {
-                return Err(if upload.is_none() {
-                    ApiError::MissingFile
-                } else {
-                    ApiError::TooManyFiles
-                });
+                return Err(if upload.is_none() { ApiError::MissingFile } else { ApiError::TooManyFiles });
             }
             skip_text_field(field).await?;
             continue;
@@ -95,14 +85,8 @@ async fn receive_form(state: &AppState, multipart: &mut Multipart) -> Result<Upl
             _ => "video/webm",
         };
         let mut receiver = Receiver::create(&state.storage.tmp_dir(), state.config.max_upload_bytes)?;
-        receiver
-            .receive(field, state.config.upload_idle_timeout, malformed)
-            .await?;
-        upload = Some(Upload {
-            received: receiver.finish().await?,
-            filename,
-            content_type: content_type.to_owned(),
-        });
+        receiver.receive(field, state.config.upload_idle_timeout, malformed).await?;
+        upload = Some(Upload { received: receiver.finish().await?, filename, content_type: content_type.to_owned() });
     }
     upload.ok_or(ApiError::MissingFile)
 }
@@ -119,11 +103,7 @@ impl Upload {
     /// declared type and the (sanitized) filename.
     pub fn fingerprint(&self) -> String {
         let mut h = Sha256::new();
-        for part in [
-            self.received.sha256.as_str(),
-            &self.content_type,
-            self.filename.as_str(),
-        ] {
+        for part in [self.received.sha256.as_str(), &self.content_type, self.filename.as_str()] {
             h.update(part.as_bytes());
             h.update([0]);
         }
@@ -179,10 +159,7 @@ impl ApiError {
 }
 
 fn malformed(err: axum::extract::multipart::MultipartError) -> ApiError {
-    ApiError::MalformedMultipart(format!(
-        "the multipart body is malformed or ended early: {}",
-        err.body_text()
-    ))
+    ApiError::MalformedMultipart(format!("the multipart body is malformed or ended early: {}", err.body_text()))
 }
 
 async fn skip_text_field(mut field: axum::extract::multipart::Field<'_>) -> Result<(), ApiError> {
@@ -190,9 +167,7 @@ async fn skip_text_field(mut field: axum::extract::multipart::Field<'_>) -> Resu
     while let Some(chunk) = field.next().await {
         seen += chunk.map_err(malformed)?.len();
         if seen > MAX_TEXT_FIELD {
-            return Err(ApiError::MalformedMultipart(
-                "a form field other than `file` is too large".into(),
-            ));
+            return Err(ApiError::MalformedMultipart("a form field other than `file` is too large".into()));
         }
     }
     Ok(())

@@ -34,10 +34,7 @@ pub struct Received {
 
 impl Receiver {
     pub fn create(tmp_dir: &std::path::Path, limit: u64) -> Result<Self, ApiError> {
-        let temp = tempfile::Builder::new()
-            .prefix("upload-")
-            .suffix(".part")
-            .tempfile_in(tmp_dir)?;
+        let temp = tempfile::Builder::new().prefix("upload-").suffix(".part").tempfile_in(tmp_dir)?;
         let (file, path) = temp.into_parts();
         Ok(Self {
             file: BufWriter::with_capacity(WRITE_BUFFER, tokio::fs::File::from_std(file)),
@@ -102,10 +99,6 @@ impl Receiver {
         }
         self.file.flush().await?;
         self.file.get_mut().sync_all().await?;
-        Ok(Received {
-            path: self.path,
-            size: self.size,
-            sha256: hex::encode(self.hasher.finalize()),
-        })
+        Ok(Received { path: self.path, size: self.size, sha256: hex::encode(self.hasher.finalize()) })
     }
 }

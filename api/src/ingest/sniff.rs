@@ -60,11 +60,7 @@ pub fn check_content(head: &[u8], complete: bool) -> Result<(), ApiError> {
             )))
         }
         None if head.starts_with(&[0x1A, 0x45, 0xDF, 0xA3]) => {} // EBML without a recognisable DocType: judged below
-        None => {
-            return Err(ApiError::NotWebm(
-                "the file is not a WebM video (it has no EBML header)".into(),
-            ))
-        }
+        None => return Err(ApiError::NotWebm("the file is not a WebM video (it has no EBML header)".into())),
     }
     match ebml::doc_type(head) {
         Ok(doc_type) if doc_type == "webm" => Ok(()),
@@ -110,16 +106,10 @@ mod tests {
     fn declared_types() {
         assert_eq!(check_declared_type("video/webm").unwrap(), "video/webm");
         assert_eq!(check_declared_type("Audio/WebM; codecs=opus").unwrap(), "audio/webm");
-        assert_eq!(
-            check_declared_type("video/mp4").unwrap_err().code(),
-            "unsupported_media_type"
-        );
+        assert_eq!(check_declared_type("video/mp4").unwrap_err().code(), "unsupported_media_type");
         check_part_type(None).unwrap();
         check_part_type(Some("application/octet-stream")).unwrap();
-        assert_eq!(
-            check_part_type(Some("image/png")).unwrap_err().code(),
-            "unsupported_media_type"
-        );
+        assert_eq!(check_part_type(Some("image/png")).unwrap_err().code(), "unsupported_media_type");
     }
 
     #[test]
@@ -127,11 +117,6 @@ mod tests {
         check_extension(&OriginalFilename::sanitize("a.WEBM")).unwrap();
         check_extension(&OriginalFilename::sanitize("a.weba")).unwrap();
         check_extension(&OriginalFilename::sanitize("recording")).unwrap();
-        assert_eq!(
-            check_extension(&OriginalFilename::sanitize("a.mp4"))
-                .unwrap_err()
-                .code(),
-            "extension_mismatch"
-        );
+        assert_eq!(check_extension(&OriginalFilename::sanitize("a.mp4")).unwrap_err().code(), "extension_mismatch");
     }
 }

@@ -14,9 +14,11 @@ use tracing::Instrument;
 use super::Upload;
 use crate::{app::AppState, error::ApiError, idempotency::IdempotencyKey};
 
-/// Who sent the upload, for the audit trail.
+/// Who sent the upload: the job's owner, and the audit trail's actor, request and address.
 #[derive(Debug, Clone, Default)]
 pub struct Origin {
+    pub owner: String,
+    pub api_key_id: Option<String>,
     pub request_id: Option<String>,
     pub client_ip: Option<IpAddr>,
 }
@@ -30,11 +32,7 @@ pub async fn store(
     idempotency: Option<IdempotencyKey>,
 ) -> Result<Job, ApiError> {
     let fingerprint = upload.fingerprint();
-    let Upload {
-        received,
-        filename,
-        content_type,
-    } = upload;
+    let Upload { received, filename, content_type } = upload;
     let state = state.clone();
     let task = async move {
         let id = JobId::generate();
@@ -44,13 +42,7 @@ pub async fn store(
         if let Some(parent) = dest.parent() {
             storage::sync_dir(parent)?;
         }
-        let input = InputFacts {
-            filename,
-            size: received.size,
-            sha256: received.sha256,
-            content_type,
-            key,
-        };
+        let input = InputFacts { filename, size: received.size, sha256: received.sha256, content_type, key };
         let key = idempotency.map(|k| (k, fingerprint));
         match record(&state, id, &input, &origin, key.as_ref()).await {
             Ok(job) => Ok(job),
@@ -73,8 +65,9 @@ async fn record(
     idempotency: Option<&(IdempotencyKey, String)>,
 ) -> Result<Job, ApiError> {
     let mut tx = state.pool.begin().await?;
-    let job = jobs::insert(&mut *tx, id, input).await?;
-    let event = AuditEvent::new("api", "job.created")
+    let job = jobs::insert(&mut *tx, id, input, &origin.owner, origin.api_key_id.as_deref()).await?;
+    let actor = origin.api_key_id.as_deref().map_or_else(|| "api".to_owned(), |k| format!("key:{k}"));
+    let event = AuditEvent::new(actor, "job.created")
         .job(id)
         .request(origin.request_id.clone(), origin.client_ip)
         .details(json!({
@@ -87,9 +80,7 @@ async fn record(
     if let Some((key, fingerprint)) = idempotency {
         idempotency::complete(&mut *tx, key.as_str(), fingerprint, id).await?;
     }
-    queue::enqueue(&mut tx, TranscodeTask { job_id: id }, None)
-        .await
-        .map_err(queue_error)?;
+    queue::enqueue(&mut tx, TranscodeTask { job_id: id }, None).await.map_err(queue_error)?;
     tx.commit().await?;
     tracing::info!(job_id = %id, size_bytes = input.size, "job created");
     Ok(job)

@@ -8,31 +8,31 @@ use axum::{
     Json,
 };
 use mediaq_shared::{
+    apikey::Scope,
     db::{attempts, audit, audit::AuditEvent, jobs},
     storage::Storage,
 };
 use serde_json::json;
 
 use super::JobIdPath;
-use crate::{app::AppState, error::ApiError, job_view, request_id};
+use crate::{app::AppState, auth::Caller, error::ApiError, job_view, request_id};
 
 #[tracing::instrument(name = "cancel_job", skip_all, fields(job_id = %id.0))]
 pub async fn cancel(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    caller: Caller,
     id: JobIdPath,
 ) -> Result<Response, ApiError> {
+    caller.require(Scope::JobsWrite)?;
     let id = id.0;
+    super::visible_job(&state, &caller, id).await?;
     let mut tx = state.pool.begin().await?;
     let before = jobs::cancel(&mut tx, id).await?.ok_or(ApiError::JobNotFound)?;
     let first_time = before.files_deleted_at.is_none();
     if first_time {
-        let action = if before.status.is_terminal() {
-            "job.files_deleted"
-        } else {
-            "job.canceled"
-        };
-        let event = AuditEvent::new("api", action)
+        let action = if before.status.is_terminal() { "job.files_deleted" } else { "job.canceled" };
+        let event = AuditEvent::new(format!("key:{}", caller.key_id), action)
             .job(id)
             .request(request_id::current(), Some(peer.ip()))
             .details(json!({ "status_before": before.status }));
@@ -48,10 +48,7 @@ pub async fn cancel(
                 tracing::error!(error = %e, %key, "could not delete a job file");
             }
         }
-        tracing::info!(
-            status_before = before.status.as_str(),
-            "job canceled or its files deleted"
-        );
+        tracing::info!(status_before = before.status.as_str(), "job canceled or its files deleted");
     }
     let job = jobs::get(&state.pool, id).await?.ok_or(ApiError::JobNotFound)?;
     let history = attempts::list(&state.pool, id).await?;

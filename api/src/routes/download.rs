@@ -5,16 +5,22 @@ use axum::{
     http::{header, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
 };
-use mediaq_shared::{db::jobs, JobStatus, OriginalFilename};
+use mediaq_shared::{apikey::Scope, JobStatus, OriginalFilename};
 use tower::ServiceExt;
 use tower_http::services::ServeFile;
 
 use super::JobIdPath;
-use crate::{app::AppState, error::ApiError};
+use crate::{app::AppState, auth::Caller, error::ApiError};
 
 #[tracing::instrument(name = "download_output", skip_all, fields(job_id = %id.0))]
-pub async fn output(State(state): State<AppState>, id: JobIdPath, request: Request) -> Result<Response, ApiError> {
-    let job = jobs::get(&state.pool, id.0).await?.ok_or(ApiError::JobNotFound)?;
+pub async fn output(
+    State(state): State<AppState>,
+    caller: Caller,
+    id: JobIdPath,
+    request: Request,
+) -> Result<Response, ApiError> {
+    caller.require(Scope::JobsRead)?;
+    let job = super::visible_job(&state, &caller, id.0).await?;
     if job.files_deleted_at.is_some() {
         return Err(ApiError::OutputGone);
     }
@@ -24,10 +30,7 @@ pub async fn output(State(state): State<AppState>, id: JobIdPath, request: Reque
     };
     let path = state.storage.path(&output.key);
     // ServeFile answers Range / If-Range / HEAD; only GET and HEAD reach this handler.
-    let served = ServeFile::new(&path)
-        .oneshot(request)
-        .await
-        .map_err(ApiError::internal)?;
+    let served = ServeFile::new(&path).oneshot(request).await.map_err(ApiError::internal)?;
     if served.status() == StatusCode::NOT_FOUND {
         tracing::error!(path = %path.display(), "output of a succeeded job is missing");
         return Err(ApiError::OutputGone);
@@ -36,15 +39,9 @@ pub async fn output(State(state): State<AppState>, id: JobIdPath, request: Reque
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("video/mp4"));
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    headers.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("private, max-age=0, must-revalidate"),
-    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, max-age=0, must-revalidate"));
     let disposition = content_disposition(&job.input.filename);
-    headers.insert(
-        header::CONTENT_DISPOSITION,
-        HeaderValue::from_str(&disposition).map_err(ApiError::internal)?,
-    );
+    headers.insert(header::CONTENT_DISPOSITION, HeaderValue::from_str(&disposition).map_err(ApiError::internal)?);
     Ok(response)
 }
 
@@ -53,13 +50,7 @@ pub fn content_disposition(original: &OriginalFilename) -> String {
     let name = original.with_mp4_extension();
     let fallback: String = name
         .chars()
-        .map(|c| {
-            if c.is_ascii_graphic() && c != '"' && c != '\\' && c != '%' || c == ' ' {
-                c
-            } else {
-                '_'
-            }
-        })
+        .map(|c| if c.is_ascii_graphic() && c != '"' && c != '\\' && c != '%' || c == ' ' { c } else { '_' })
         .collect();
     let mut encoded = String::with_capacity(name.len() * 3);
     for b in name.bytes() {
@@ -79,20 +70,14 @@ mod tests {
     #[test]
     fn ascii_names() {
         let d = content_disposition(&OriginalFilename::sanitize("my clip.webm"));
-        assert_eq!(
-            d,
-            "attachment; filename=\"my clip.mp4\"; filename*=UTF-8''my%20clip.mp4"
-        );
+        assert_eq!(d, "attachment; filename=\"my clip.mp4\"; filename*=UTF-8''my%20clip.mp4");
     }
 
     #[test]
     fn unicode_and_specials_are_escaped() {
         // The stored name is already sanitized (quotes became `_`); % and ; remain and are encoded.
         let d = content_disposition(&OriginalFilename::sanitize("café \"x\" 50%;.webm"));
-        assert_eq!(
-            d,
-            "attachment; filename=\"caf_ _x_ 50_;.mp4\"; filename*=UTF-8''caf%C3%A9%20_x_%2050%25%3B.mp4"
-        );
+        assert_eq!(d, "attachment; filename=\"caf_ _x_ 50_;.mp4\"; filename*=UTF-8''caf%C3%A9%20_x_%2050%25%3B.mp4");
         assert!(!d.contains(['\r', '\n', '\0']));
     }
 }

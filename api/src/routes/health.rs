@@ -26,11 +26,7 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
         }
     };
     let ready = database == "ok" && storage == "ok";
-    let status = if ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
+    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     let body = json!({
         "status": if ready { "ready" } else { "not_ready" },
         "checks": { "database": database, "storage": storage },

@@ -8,6 +8,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use mediaq_shared::{
+    apikey::Scope,
     db::{
         attempts,
         idempotency::{self, Claim},
@@ -20,6 +21,7 @@ use serde::Deserialize;
 use super::JobIdPath;
 use crate::{
     app::AppState,
+    auth::Caller,
     error::ApiError,
     idempotency::IdempotencyKey,
     ingest::{self, Origin},
@@ -40,16 +42,18 @@ pub struct CreateQuery {
 pub async fn create(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    caller: Caller,
     Query(query): Query<CreateQuery>,
     request: Request,
 ) -> Result<Response, ApiError> {
+    caller.require(Scope::JobsWrite)?;
     let origin = Origin {
+        owner: caller.owner.clone(),
+        api_key_id: Some(caller.key_id.clone()),
         request_id: request_id::current(),
         client_ip: Some(peer.ip()),
     };
-    let content_type = header_str(request.headers(), header::CONTENT_TYPE)
-        .unwrap_or_default()
-        .to_owned();
+    let content_type = header_str(request.headers(), header::CONTENT_TYPE).unwrap_or_default().to_owned();
     let is_multipart = content_type.to_ascii_lowercase().starts_with("multipart/form-data");
     reject_oversized(request.headers(), state.config.max_upload_bytes, is_multipart)?;
     let key = IdempotencyKey::from_headers(request.headers())?;
@@ -67,11 +71,10 @@ pub async fn create(
             if received?.fingerprint() != fingerprint {
                 return Err(ApiError::IdempotencyKeyReused);
             }
-            let job = jobs::get(&state.pool, job_id).await?.ok_or(ApiError::JobNotFound)?;
+            let job =
+                jobs::get(&state.pool, job_id).await?.filter(|j| caller.can_see(j)).ok_or(ApiError::JobNotFound)?;
             let mut response = created(&job)?;
-            response
-                .headers_mut()
-                .insert("idempotent-replayed", HeaderValue::from_static("true"));
+            response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
             return Ok(response);
         }
         (Some(_), Some(key)) => {
@@ -99,9 +102,8 @@ async fn receive(
     request: Request,
 ) -> Result<ingest::Upload, ApiError> {
     if is_multipart {
-        let multipart = Multipart::from_request(request, state)
-            .await
-            .map_err(|e| ApiError::MalformedMultipart(e.body_text()))?;
+        let multipart =
+            Multipart::from_request(request, state).await.map_err(|e| ApiError::MalformedMultipart(e.body_text()))?;
         ingest::from_multipart(state, multipart).await
     } else {
         ingest::from_raw(state, content_type, filename, request.into_body()).await
@@ -112,21 +114,14 @@ async fn receive(
 fn created(job: &Job) -> Result<Response, ApiError> {
     let location = format!("/v1/jobs/{}", job.id);
     let mut response = job_response(job, StatusCode::ACCEPTED);
-    response.headers_mut().insert(
-        header::LOCATION,
-        HeaderValue::from_str(&location).map_err(ApiError::internal)?,
-    );
+    response.headers_mut().insert(header::LOCATION, HeaderValue::from_str(&location).map_err(ApiError::internal)?);
     Ok(response)
 }
 
 /// Refuses a body whose declared length is already over the limit, before reading any of it.
 fn reject_oversized(headers: &HeaderMap, limit: u64, multipart: bool) -> Result<(), ApiError> {
     let declared = header_str(headers, header::CONTENT_LENGTH).and_then(|v| v.parse::<u64>().ok());
-    let allowed = if multipart {
-        limit.saturating_add(MULTIPART_OVERHEAD)
-    } else {
-        limit
-    };
+    let allowed = if multipart { limit.saturating_add(MULTIPART_OVERHEAD) } else { limit };
     match declared {
         Some(len) if len > allowed => Err(ApiError::PayloadTooLarge { limit }),
         _ => Ok(()),
@@ -134,8 +129,14 @@ fn reject_oversized(headers: &HeaderMap, limit: u64, multipart: bool) -> Result<
 }
 
 #[tracing::instrument(name = "get_job", skip_all, fields(job_id = %id.0))]
-pub async fn get(State(state): State<AppState>, id: JobIdPath, headers: HeaderMap) -> Result<Response, ApiError> {
-    let job = jobs::get(&state.pool, id.0).await?.ok_or(ApiError::JobNotFound)?;
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    id: JobIdPath,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    caller.require(Scope::JobsRead)?;
+    let job = super::visible_job(&state, &caller, id.0).await?;
     let history = attempts::list(&state.pool, id.0).await?;
     let view = job_view::to_json(&job, &history);
     let (body, etag) = job_view::body_and_etag(&view);
@@ -144,11 +145,7 @@ pub async fn get(State(state): State<AppState>, id: JobIdPath, headers: HeaderMa
     let mut response = if not_modified {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
-        (
-            [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
-            body,
-        )
-            .into_response()
+        ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response()
     };
     decorate(&mut response, &job, &etag);
     Ok(response)
@@ -156,12 +153,8 @@ pub async fn get(State(state): State<AppState>, id: JobIdPath, headers: HeaderMa
 
 fn job_response(job: &Job, status: StatusCode) -> Response {
     let (body, etag) = job_view::body_and_etag(&job_view::to_json(job, &[]));
-    let mut response = (
-        status,
-        [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
-        body,
-    )
-        .into_response();
+    let mut response =
+        (status, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response();
     decorate(&mut response, job, &etag);
     response
 }

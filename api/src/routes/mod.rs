@@ -4,11 +4,17 @@ pub mod cancel;
 pub mod download;
 pub mod health;
 pub mod jobs;
+pub mod list;
 
 use axum::{extract::FromRequestParts, http::request::Parts};
 use mediaq_shared::JobId;
 
-use crate::error::ApiError;
+use crate::{app::AppState, auth::Caller, error::ApiError};
+
+/// The job, if it exists and the caller may see it (someone else's job is "not found").
+pub async fn visible_job(state: &AppState, caller: &Caller, id: JobId) -> Result<mediaq_shared::Job, ApiError> {
+    mediaq_shared::db::jobs::get(&state.pool, id).await?.filter(|j| caller.can_see(j)).ok_or(ApiError::JobNotFound)
+}
 
 /// A `{id}` path segment parsed as a [`JobId`]; a malformed one is a 400 `invalid_job_id`.
 pub struct JobIdPath(pub JobId);
@@ -20,8 +26,6 @@ impl<S: Send + Sync> FromRequestParts<S> for JobIdPath {
         let axum::extract::Path(raw) = axum::extract::Path::<String>::from_request_parts(parts, state)
             .await
             .map_err(|_| ApiError::InvalidJobId("the job id in the path is malformed".into()))?;
-        raw.parse()
-            .map(JobIdPath)
-            .map_err(|e: mediaq_shared::job::InvalidJobId| ApiError::InvalidJobId(e.to_string()))
+        raw.parse().map(JobIdPath).map_err(|e: mediaq_shared::job::InvalidJobId| ApiError::InvalidJobId(e.to_string()))
     }
 }

@@ -39,15 +39,7 @@ pub struct AttemptEnd<'a> {
 impl<'a> AttemptEnd<'a> {
     /// An attempt that ended without running the child (nothing measured).
     pub fn unmeasured(outcome: &'a str, error_code: Option<&'a str>, exit_status: &'a str) -> Self {
-        Self {
-            outcome,
-            error_code,
-            exit_status,
-            wall_s: 0.0,
-            user_cpu_s: 0.0,
-            system_cpu_s: 0.0,
-            peak_rss_bytes: 0,
-        }
+        Self { outcome, error_code, exit_status, wall_s: 0.0, user_cpu_s: 0.0, system_cpu_s: 0.0, peak_rss_bytes: 0 }
     }
 }
 

@@ -49,10 +49,9 @@ pub async fn claim(pool: &PgPool, key: &str) -> Result<Claim, sqlx::Error> {
                 .fetch_one(&mut *tx)
                 .await?;
         match (status.as_str(), fingerprint, job_id) {
-            ("completed", Some(fingerprint), Some(job_id)) => Claim::Completed {
-                fingerprint,
-                job_id: JobId::from_uuid(job_id),
-            },
+            ("completed", Some(fingerprint), Some(job_id)) => {
+                Claim::Completed { fingerprint, job_id: JobId::from_uuid(job_id) }
+            }
             _ => Claim::InProgress,
         }
     };

@@ -12,7 +12,7 @@ macro_rules! columns {
         "id, status, progress, attempts, error_code, error_message,
     input_filename, input_size, input_sha256, input_content_type, input_key,
     output_key, output_size, output_sha256, output_duration_s, output_width, output_height,
-    output_video_codec, output_audio_codec, created_at, started_at, finished_at, updated_at, next_attempt_at, files_deleted_at"
+    output_video_codec, output_audio_codec, created_at, started_at, finished_at, updated_at, next_attempt_at, files_deleted_at, owner"
     };
 }
 
@@ -43,20 +43,15 @@ struct JobRow {
     updated_at: DateTime<Utc>,
     next_attempt_at: Option<DateTime<Utc>>,
     files_deleted_at: Option<DateTime<Utc>>,
+    owner: String,
 }
 
 impl TryFrom<JobRow> for Job {
     type Error = sqlx::Error;
 
     fn try_from(r: JobRow) -> Result<Self, Self::Error> {
-        let status = r
-            .status
-            .parse::<JobStatus>()
-            .map_err(|e| sqlx::Error::Decode(e.into()))?;
-        let error = r.error_code.map(|code| ErrorInfo {
-            code,
-            message: r.error_message.unwrap_or_default(),
-        });
+        let status = r.status.parse::<JobStatus>().map_err(|e| sqlx::Error::Decode(e.into()))?;
+        let error = r.error_code.map(|code| ErrorInfo { code, message: r.error_message.unwrap_or_default() });
         let output = match (r.output_key, r.output_size, r.output_sha256) {
             (Some(key), Some(size), Some(sha256)) => Some(OutputFacts {
                 key,
@@ -90,15 +85,22 @@ impl TryFrom<JobRow> for Job {
             updated_at: r.updated_at,
             next_attempt_at: r.next_attempt_at,
             files_deleted_at: r.files_deleted_at,
+            owner: r.owner,
         })
     }
 }
 
 /// Inserts a new `queued` job.
-pub async fn insert<'e>(db: impl PgExecutor<'e>, id: JobId, input: &InputFacts) -> Result<Job, sqlx::Error> {
+pub async fn insert<'e>(
+    db: impl PgExecutor<'e>,
+    id: JobId,
+    input: &InputFacts,
+    owner: &str,
+    api_key_id: Option<&str>,
+) -> Result<Job, sqlx::Error> {
     let row: JobRow = sqlx::query_as(concat!(
-        "INSERT INTO jobs (id, input_filename, input_size, input_sha256, input_content_type, input_key)
-         VALUES ($1, $2, $3, $4, $5, $6) RETURNING ",
+        "INSERT INTO jobs (id, input_filename, input_size, input_sha256, input_content_type, input_key, owner, api_key_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING ",
         columns!()
     ))
     .bind(id.as_uuid())
@@ -107,6 +109,8 @@ pub async fn insert<'e>(db: impl PgExecutor<'e>, id: JobId, input: &InputFacts) 
     .bind(&input.sha256)
     .bind(&input.content_type)
     .bind(&input.key)
+    .bind(owner)
+    .bind(api_key_id)
     .fetch_one(db)
     .await?;
     row.try_into()
@@ -280,10 +284,31 @@ pub async fn cancel(conn: &mut sqlx::PgConnection, id: JobId) -> Result<Option<J
 
 /// The job's current status (the worker polls it to notice cancellation).
 pub async fn status<'e>(db: impl PgExecutor<'e>, id: JobId) -> Result<Option<JobStatus>, sqlx::Error> {
-    let s: Option<String> = sqlx::query_scalar("SELECT status FROM jobs WHERE id = $1")
-        .bind(id.as_uuid())
-        .fetch_optional(db)
-        .await?;
-    s.map(|s| s.parse().map_err(|e: String| sqlx::Error::Decode(e.into())))
-        .transpose()
+    let s: Option<String> =
+        sqlx::query_scalar("SELECT status FROM jobs WHERE id = $1").bind(id.as_uuid()).fetch_optional(db).await?;
+    s.map(|s| s.parse().map_err(|e: String| sqlx::Error::Decode(e.into()))).transpose()
+}
+
+/// One page of jobs, newest first: `owner` None lists everyone's (admin), `before` is the
+/// previous page's last id (UUIDv7 ids are time-ordered).
+pub async fn list(
+    pool: &PgPool,
+    owner: Option<&str>,
+    status: Option<JobStatus>,
+    before: Option<JobId>,
+    limit: i64,
+) -> Result<Vec<Job>, sqlx::Error> {
+    let rows: Vec<JobRow> = sqlx::query_as(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM jobs WHERE ($1::text IS NULL OR owner = $1) AND ($2::text IS NULL OR status = $2)
+           AND ($3::uuid IS NULL OR id < $3) ORDER BY id DESC LIMIT $4"
+    ))
+    .bind(owner)
+    .bind(status.map(|s| s.as_str()))
+    .bind(before.map(|b| b.as_uuid()))
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    rows.into_iter().map(Job::try_from).collect()
 }

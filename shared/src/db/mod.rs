@@ -4,6 +4,7 @@ pub mod attempts;
 pub mod audit;
 pub mod idempotency;
 pub mod jobs;
+pub mod keys;
 
 use std::time::Duration;
 
@@ -32,9 +33,7 @@ pub fn pool(config: &CommonConfig) -> Result<PgPool, sqlx::Error> {
 
 /// Applies the apalis-postgres schema, then mediaq's migrations. Idempotent.
 pub async fn migrate(pool: &PgPool) -> Result<(), MigrateError> {
-    apalis_postgres::PostgresStorage::setup(pool)
-        .await
-        .map_err(|e| MigrateError(e.to_string()))?;
+    apalis_postgres::PostgresStorage::setup(pool).await.map_err(|e| MigrateError(e.to_string()))?;
     MIGRATOR.run(pool).await.map_err(|e| MigrateError(e.to_string()))?;
     Ok(())
 }
@@ -48,10 +47,7 @@ pub async fn migrations_current(pool: &PgPool) -> Result<bool, sqlx::Error> {
     let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
         .fetch_all(pool)
         .await?;
-    Ok(MIGRATOR
-        .iter()
-        .filter(|m| m.migration_type.is_up_migration())
-        .all(|m| applied.contains(&m.version)))
+    Ok(MIGRATOR.iter().filter(|m| m.migration_type.is_up_migration()).all(|m| applied.contains(&m.version)))
 }
 
 /// Whether an error means "the database cannot be reached right now" (as opposed to a bug).
@@ -60,8 +56,7 @@ pub fn is_unavailable(err: &sqlx::Error) -> bool {
         sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => true,
         sqlx::Error::Database(db) => {
             // 08xxx connection exceptions, 57P0x admin/crash shutdown, 53xxx insufficient resources.
-            db.code()
-                .is_some_and(|c| c.starts_with("08") || c.starts_with("57P") || c.starts_with("53"))
+            db.code().is_some_and(|c| c.starts_with("08") || c.starts_with("57P") || c.starts_with("53"))
         }
         _ => false,
     }

@@ -13,15 +13,8 @@ pub fn failures(job_id: &str) -> u32 {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let output = args
-        .iter()
-        .position(|a| a == "--output")
-        .and_then(|i| args.get(i + 1))
-        .expect("--output");
-    let dir = std::path::Path::new(output)
-        .parent()
-        .and_then(|d| d.file_name())
-        .expect("job directory");
+    let output = args.iter().position(|a| a == "--output").and_then(|i| args.get(i + 1)).expect("--output");
+    let dir = std::path::Path::new(output).parent().and_then(|d| d.file_name()).expect("job directory");
     let dir = dir.to_string_lossy();
     // Not a job directory (the worker's start-up self-test): just run the real transcoder.
     let job = dir.get(..36).zip(dir.get(36..)).and_then(|(job_id, rest)| {

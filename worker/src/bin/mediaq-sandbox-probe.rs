@@ -11,9 +11,7 @@ use mediaq_worker::{protocol::Event, sandbox};
 
 fn arg(name: &str) -> Option<String> {
     let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1).cloned())
 }
 
 fn say(event: Event) {
@@ -27,10 +25,7 @@ fn verdict(what: &str, result: std::io::Result<()>) {
         Ok(()) => ("allowed", format!("{what}: allowed")),
         Err(e) => ("denied", format!("{what}: {e}")),
     };
-    say(Event::Error {
-        code: code.into(),
-        message,
-    });
+    say(Event::Error { code: code.into(), message });
 }
 
 fn main() {
@@ -50,14 +45,7 @@ fn main() {
         "socket" => {
             // SAFETY: a plain socket(2) call; the sandbox should kill the process here.
             let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0) };
-            verdict(
-                "socket",
-                if fd >= 0 {
-                    Ok(())
-                } else {
-                    Err(std::io::Error::last_os_error())
-                },
-            );
+            verdict("socket", if fd >= 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) });
         }
         "exec" => {
             let err = std::os::unix::process::CommandExt::exec(&mut std::process::Command::new("/bin/true"));
@@ -77,9 +65,7 @@ fn main() {
             loop {
                 x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
                 if last.elapsed() > Duration::from_millis(200) {
-                    say(Event::Progress {
-                        progress: (x % 2) as f64 * 0.0,
-                    });
+                    say(Event::Progress { progress: (x % 2) as f64 * 0.0 });
                     last = std::time::Instant::now();
                 }
             }
@@ -90,10 +76,7 @@ fn main() {
                 hoard.push(vec![1u8; 64 << 20]);
             }
         }
-        other => say(Event::Error {
-            code: "usage".into(),
-            message: format!("unknown probe {other:?}"),
-        }),
+        other => say(Event::Error { code: "usage".into(), message: format!("unknown probe {other:?}") }),
     }
     std::process::exit(2);
 }

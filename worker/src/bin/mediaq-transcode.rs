@@ -23,18 +23,8 @@ use mediaq_worker::protocol::{EncodeSettings, Event, EXIT_FAILED, EXIT_USAGE};
 use mediaq_worker::sandbox;
 use mediaq_worker::transcode::{self, Job, Limits};
 
-const PRESETS: [&str; 10] = [
-    "ultrafast",
-    "superfast",
-    "veryfast",
-    "faster",
-    "fast",
-    "medium",
-    "slow",
-    "slower",
-    "veryslow",
-    "placebo",
-];
+const PRESETS: [&str; 10] =
+    ["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo"];
 
 /// Converts one WebM/Matroska file (VP8/VP9/AV1, Opus/Vorbis) to MP4 (H.264/AAC).
 #[derive(Debug, Parser)]
@@ -126,11 +116,7 @@ fn main() -> ExitCode {
         Ok(args) => args,
         Err(err) => {
             let _ = err.print();
-            return if err.use_stderr() {
-                ExitCode::from(EXIT_USAGE as u8)
-            } else {
-                ExitCode::SUCCESS
-            };
+            return if err.use_stderr() { ExitCode::from(EXIT_USAGE as u8) } else { ExitCode::SUCCESS };
         }
     };
 
@@ -142,11 +128,7 @@ fn main() -> ExitCode {
     let job = Job {
         input,
         output,
-        settings: EncodeSettings {
-            preset: args.preset,
-            crf: args.crf,
-            threads: args.threads,
-        },
+        settings: EncodeSettings { preset: args.preset, crf: args.crf, threads: args.threads },
         limits: Limits::from(&args.limits),
     };
     let mut stdout = std::io::stdout().lock();
@@ -164,10 +146,7 @@ fn main() -> ExitCode {
     let (event, status) = match result {
         Ok(output) => (Event::Done { output }, ExitCode::SUCCESS),
         Err(err) => (
-            Event::Error {
-                code: err.code.as_str().to_string(),
-                message: err.message,
-            },
+            Event::Error { code: err.code.as_str().to_string(), message: err.message },
             ExitCode::from(EXIT_FAILED as u8),
         ),
     };

@@ -42,15 +42,10 @@ pub struct AudioPipeline {
 
 impl AudioPipeline {
     pub fn new(stream: &Stream, offset: i64, threads: &str, limits: &Limits, muxer: &mut Muxer) -> Result<Self> {
-        let decoder = input::open_decoder(stream, threads, limits)?
-            .audio()
-            .during("opening the audio decoder")?;
+        let decoder = input::open_decoder(stream, threads, limits)?.audio().during("opening the audio decoder")?;
         let codec = encoder::find_by_name("aac")
             .ok_or_else(|| TranscodeError::transcode("this libavcodec build has no AAC encoder"))?;
-        let mut enc = codec::Context::new_with_codec(codec)
-            .encoder()
-            .audio()
-            .during("setting up the AAC encoder")?;
+        let mut enc = codec::Context::new_with_codec(codec).encoder().audio().during("setting up the AAC encoder")?;
         enc.set_rate(OUTPUT_RATE);
         enc.set_format(Sample::F32(sample::Type::Planar));
         enc.set_channel_layout(ChannelLayout::STEREO);
@@ -100,10 +95,7 @@ impl AudioPipeline {
         let _ = self.decoder.send_eof();
         self.receive_frames(muxer)?;
         if self.frames == 0 {
-            let why = format!(
-                "the audio track holds no decodable audio ({} damaged packets)",
-                self.decode_errors
-            );
+            let why = format!("the audio track holds no decodable audio ({} damaged packets)", self.decode_errors);
             return muxer.abandon(self.track, &why);
         }
         self.drain_graph(muxer)?;
@@ -171,12 +163,7 @@ impl AudioPipeline {
         frame.set_pts(Some(pts));
 
         let (graph, _) = self.graph.as_mut().expect("built");
-        graph
-            .get("in")
-            .expect("source exists")
-            .source()
-            .add(&frame)
-            .during("resampling audio")?;
+        graph.get("in").expect("source exists").source().add(&frame).during("resampling audio")?;
         self.pull_filtered(muxer)
     }
 
@@ -185,12 +172,7 @@ impl AudioPipeline {
         let Some((graph, _)) = self.graph.as_mut() else {
             return Ok(());
         };
-        graph
-            .get("in")
-            .expect("source exists")
-            .source()
-            .flush()
-            .during("resampling audio")?;
+        graph.get("in").expect("source exists").source().flush().during("resampling audio")?;
         self.pull_filtered(muxer)?;
         self.graph = None;
         Ok(())
@@ -252,12 +234,7 @@ fn frame_key(frame: &mut frame::Audio) -> Result<FrameKey> {
             ffi::av_channel_layout_from_mask(&mut (*f).ch_layout, layout);
         }
     }
-    Ok(FrameKey {
-        rate: frame.rate(),
-        format: frame.format(),
-        layout,
-        channels,
-    })
+    Ok(FrameKey { rate: frame.rate(), format: frame.format(), layout, channels })
 }
 
 /// abuffer -> aresample (48 kHz, timestamps kept continuous and, in the first graph, starting at
@@ -273,9 +250,7 @@ fn build_graph(key: FrameKey, first: bool, frame_size: u32) -> Result<filter::Gr
     let abuffer = filter::find("abuffer").expect("libavfilter has abuffer");
     let abuffersink = filter::find("abuffersink").expect("libavfilter has abuffersink");
     graph.add(&abuffer, "in", &args).during("setting up the audio filter")?;
-    graph
-        .add(&abuffersink, "out", "")
-        .during("setting up the audio filter")?;
+    graph.add(&abuffersink, "out", "").during("setting up the audio filter")?;
     let first_pts = if first { ":first_pts=0" } else { "" };
     let spec = format!(
         "aresample={OUTPUT_RATE}:async=1{first_pts},\

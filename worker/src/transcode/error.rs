@@ -13,10 +13,7 @@ pub struct TranscodeError {
 
 impl TranscodeError {
     pub fn new(code: TranscodeErrorCode, message: impl Into<String>) -> Self {
-        Self {
-            code,
-            message: message.into(),
-        }
+        Self { code, message: message.into() }
     }
 
     /// The file cannot be parsed as WebM/Matroska or holds nothing to convert.

@@ -20,11 +20,7 @@ use crate::protocol::MediaFacts;
 const DECODER_WHITELIST: &str = "vp8,vp9,libdav1d,av1,opus,vorbis";
 
 /// Accepted video codecs and the decoders used for them, best first.
-const VIDEO_DECODERS: &[(Id, &[&str])] = &[
-    (Id::VP8, &["vp8"]),
-    (Id::VP9, &["vp9"]),
-    (Id::AV1, &["libdav1d", "av1"]),
-];
+const VIDEO_DECODERS: &[(Id, &[&str])] = &[(Id::VP8, &["vp8"]), (Id::VP9, &["vp9"]), (Id::AV1, &["libdav1d", "av1"])];
 /// Accepted audio codecs and their decoders.
 const AUDIO_DECODERS: &[(Id, &[&str])] = &[(Id::OPUS, &["opus"]), (Id::VORBIS, &["vorbis"])];
 
@@ -148,9 +144,7 @@ pub fn select_streams(input: &mut Input, limits: &Limits) -> Result<Selection> {
     let video = best_stream(input, media::Type::Video, VIDEO_DECODERS);
     let audio = best_stream(input, media::Type::Audio, AUDIO_DECODERS);
     if video.is_none() && audio.is_none() {
-        return Err(TranscodeError::invalid_media(
-            "the file contains no audio or video track",
-        ));
+        return Err(TranscodeError::invalid_media("the file contains no audio or video track"));
     }
     for (index, kind, accepted) in [(video, "video", "vp8, vp9, av1"), (audio, "audio", "opus, vorbis")] {
         let Some(index) = index else { continue };
@@ -208,11 +202,7 @@ fn is_candidate(stream: &Stream, kind: media::Type) -> bool {
 }
 
 fn decoder_names(id: Id) -> Option<&'static [&'static str]> {
-    VIDEO_DECODERS
-        .iter()
-        .chain(AUDIO_DECODERS)
-        .find(|(i, _)| *i == id)
-        .map(|(_, n)| *n)
+    VIDEO_DECODERS.iter().chain(AUDIO_DECODERS).find(|(i, _)| *i == id).map(|(_, n)| *n)
 }
 
 /// Width and height from the container's codec parameters (0 when unknown).
@@ -236,16 +226,13 @@ pub fn open_decoder(stream: &Stream, threads: &str, limits: &Limits) -> Result<c
     let id = stream.parameters().id();
     let names = decoder_names(id)
         .ok_or_else(|| TranscodeError::unsupported_codec(format!("the codec {} is not supported", id.name())))?;
-    let codec = names
-        .iter()
-        .find_map(|name| codec::decoder::find_by_name(name))
-        .ok_or_else(|| {
-            TranscodeError::transcode(format!(
-                "no {} decoder in this libavcodec build (looked for {})",
-                id.name(),
-                names.join(", ")
-            ))
-        })?;
+    let codec = names.iter().find_map(|name| codec::decoder::find_by_name(name)).ok_or_else(|| {
+        TranscodeError::transcode(format!(
+            "no {} decoder in this libavcodec build (looked for {})",
+            id.name(),
+            names.join(", ")
+        ))
+    })?;
     let context =
         codec::Context::from_parameters(stream.parameters()).during("reading the stream's codec parameters")?;
     let mut decoder = context.decoder();
@@ -264,10 +251,7 @@ pub fn open_decoder(stream: &Stream, threads: &str, limits: &Limits) -> Result<c
 
 /// Facts about the input for the `probe` event.
 pub fn facts(input: &Input, selection: Selection) -> MediaFacts {
-    let mut facts = MediaFacts {
-        duration_s: duration_s(input),
-        ..MediaFacts::default()
-    };
+    let mut facts = MediaFacts { duration_s: duration_s(input), ..MediaFacts::default() };
     if let Some(stream) = selection.video.and_then(|i| input.stream(i)) {
         let (w, h) = dimensions(&stream);
         facts.width = (w > 0).then_some(w);

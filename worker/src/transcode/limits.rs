@@ -96,10 +96,7 @@ impl Limits {
             let sides = if self.max_width == self.max_height {
                 format!("at most {} pixels per side are accepted", self.max_width)
             } else {
-                format!(
-                    "at most {} pixels wide and {} pixels high are accepted",
-                    self.max_width, self.max_height
-                )
+                format!("at most {} pixels wide and {} pixels high are accepted", self.max_width, self.max_height)
             };
             return Err(TranscodeError::new(
                 TranscodeErrorCode::DimensionsExceeded,
@@ -147,10 +144,7 @@ impl Limits {
         if count > self.max_streams {
             return Err(TranscodeError::new(
                 TranscodeErrorCode::StreamsExceeded,
-                format!(
-                    "the file has {count} streams; at most {} are accepted",
-                    self.max_streams
-                ),
+                format!("the file has {count} streams; at most {} are accepted", self.max_streams),
             ));
         }
         Ok(())
@@ -188,10 +182,7 @@ impl Limits {
         if bytes > self.max_output_bytes {
             return Err(TranscodeError::new(
                 TranscodeErrorCode::OutputSizeExceeded,
-                format!(
-                    "the output has reached {bytes} bytes; at most {} bytes are accepted",
-                    self.max_output_bytes
-                ),
+                format!("the output has reached {bytes} bytes; at most {} bytes are accepted", self.max_output_bytes),
             ));
         }
         Ok(())
@@ -216,32 +207,18 @@ impl Limits {
 /// reports both as `resource_limit`. Failures are logged on stderr and otherwise ignored (the
 /// worker's own ceiling stays in force).
 pub fn lower_cpu_limit(soft_s: u64) {
-    let mut current = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
+    let mut current = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit/setrlimit only read/write the struct passed, which lives on this stack.
     unsafe {
         if libc::getrlimit(libc::RLIMIT_CPU, &mut current) != 0 {
-            eprintln!(
-                "mediaq-transcode: cannot read RLIMIT_CPU: {}",
-                std::io::Error::last_os_error()
-            );
+            eprintln!("mediaq-transcode: cannot read RLIMIT_CPU: {}", std::io::Error::last_os_error());
             return;
         }
         let soft = (soft_s as libc::rlim_t).min(current.rlim_cur);
-        let hard = soft
-            .saturating_add(CPU_HARD_MARGIN_S as libc::rlim_t)
-            .min(current.rlim_max);
-        let wanted = libc::rlimit {
-            rlim_cur: soft.min(hard),
-            rlim_max: hard,
-        };
+        let hard = soft.saturating_add(CPU_HARD_MARGIN_S as libc::rlim_t).min(current.rlim_max);
+        let wanted = libc::rlimit { rlim_cur: soft.min(hard), rlim_max: hard };
         if libc::setrlimit(libc::RLIMIT_CPU, &wanted) != 0 {
-            eprintln!(
-                "mediaq-transcode: cannot lower RLIMIT_CPU to {soft_s} s: {}",
-                std::io::Error::last_os_error()
-            );
+            eprintln!("mediaq-transcode: cannot lower RLIMIT_CPU to {soft_s} s: {}", std::io::Error::last_os_error());
         }
     }
 }
@@ -332,60 +309,37 @@ mod tests {
         assert!(l.check_streams(8).is_ok());
         assert_eq!(code(l.check_output_size((4 << 30) + 1)), "output_size_exceeded");
         let err = l.check_dimensions(12336, 240).unwrap_err();
-        assert_eq!(
-            err.message,
-            "the video is 12336x240 pixels; at most 4096 pixels per side are accepted"
-        );
+        assert_eq!(err.message, "the video is 12336x240 pixels; at most 4096 pixels per side are accepted");
     }
 
     #[test]
     fn declared_frame_rates() {
-        let l = Limits {
-            max_fps: 30,
-            ..limits()
-        };
+        let l = Limits { max_fps: 30, ..limits() };
         let none = Rational::new(0, 0);
         let ms = Rational::new(1000, 1);
-        assert!(l
-            .check_declared_frame_rate(Rational::new(30, 1), Rational::new(30, 1), ms)
-            .is_ok());
-        assert!(l
-            .check_declared_frame_rate(Rational::new(30000, 1001), none, ms)
-            .is_ok());
+        assert!(l.check_declared_frame_rate(Rational::new(30, 1), Rational::new(30, 1), ms).is_ok());
+        assert!(l.check_declared_frame_rate(Rational::new(30000, 1001), none, ms).is_ok());
         assert_eq!(
             code(l.check_declared_frame_rate(Rational::new(60, 1), Rational::new(60, 1), ms)),
             "frame_rate_exceeded"
         );
-        assert_eq!(
-            code(l.check_declared_frame_rate(none, Rational::new(120, 1), ms)),
-            "frame_rate_exceeded"
-        );
+        assert_eq!(code(l.check_declared_frame_rate(none, Rational::new(120, 1), ms)), "frame_rate_exceeded");
         // One frame per tick of the time base (libav's "unknown" r_frame_rate, old muxers'
         // DefaultDuration) is not a declaration.
         assert!(l.check_declared_frame_rate(none, ms, ms).is_ok());
         assert!(l.check_declared_frame_rate(Rational::new(25, 1), ms, ms).is_ok());
         assert!(l.check_declared_frame_rate(ms, ms, ms).is_ok());
-        assert_eq!(
-            code(l.check_declared_frame_rate(Rational::new(500, 1), ms, ms)),
-            "frame_rate_exceeded"
-        );
+        assert_eq!(code(l.check_declared_frame_rate(Rational::new(500, 1), ms, ms)), "frame_rate_exceeded");
     }
 
     #[test]
     fn measured_frame_rate_allows_vfr_bursts() {
-        let l = Limits {
-            max_fps: 30,
-            ..limits()
-        };
+        let l = Limits { max_fps: 30, ..limits() };
         // 30 fps for a minute, with 5 frames 1 ms apart every second.
         let mut c = FrameCounter::new(&l);
         for s in 0..60 {
             for i in 0..30 {
-                let t = if i < 5 {
-                    s as f64 + i as f64 * 0.001
-                } else {
-                    s as f64 + i as f64 / 30.0
-                };
+                let t = if i < 5 { s as f64 + i as f64 * 0.001 } else { s as f64 + i as f64 / 30.0 };
                 c.count(t).unwrap();
             }
         }
@@ -401,11 +355,7 @@ mod tests {
 
     #[test]
     fn frame_count_is_bounded_by_rate_and_duration() {
-        let l = Limits {
-            max_fps: 10,
-            max_duration_s: 2,
-            ..limits()
-        };
+        let l = Limits { max_fps: 10, max_duration_s: 2, ..limits() };
         let mut c = FrameCounter::new(&l);
         let err = (0..100).find_map(|n| c.count(n as f64 * 0.1).err()).expect("fails");
         assert_eq!(err.code.as_str(), "duration_exceeded");

@@ -97,26 +97,14 @@ fn convert(
     let mut video = match selection.video {
         Some(i) => {
             let stream = input.stream(i).expect("selected stream exists");
-            Some(VideoPipeline::new(
-                &stream,
-                offset_in(i),
-                &job.settings,
-                &job.limits,
-                muxer,
-            )?)
+            Some(VideoPipeline::new(&stream, offset_in(i), &job.settings, &job.limits, muxer)?)
         }
         None => None,
     };
     let mut audio = match selection.audio {
         Some(i) => {
             let stream = input.stream(i).expect("selected stream exists");
-            Some(AudioPipeline::new(
-                &stream,
-                offset_in(i),
-                &job.settings.threads,
-                &job.limits,
-                muxer,
-            )?)
+            Some(AudioPipeline::new(&stream, offset_in(i), &job.settings.threads, &job.limits, muxer)?)
         }
         None => None,
     };
@@ -146,9 +134,7 @@ fn convert(
         } else if Some(index) == selection.audio {
             audio.as_mut().expect("pipeline exists").send_packet(&packet, muxer)?;
         }
-        progress
-            .update(sink, position_s, input::bytes_read(input))
-            .map_err(stdout_closed)?;
+        progress.update(sink, position_s, input::bytes_read(input)).map_err(stdout_closed)?;
     }
 
     if let Some(video) = video.as_mut() {

@@ -54,9 +54,7 @@ pub struct Muxer {
 impl Muxer {
     /// Creates the MP4 file at `path` (UTF-8; the caller checked).
     pub fn create(path: &Path, limits: &Limits) -> Result<Self> {
-        let path = path
-            .to_str()
-            .ok_or_else(|| TranscodeError::transcode("the output path is not valid UTF-8"))?;
+        let path = path.to_str().ok_or_else(|| TranscodeError::transcode("the output path is not valid UTF-8"))?;
         // "file:" keeps a ':' in the path from being read as a protocol name.
         let output = ffmpeg::format::output_as(&format!("file:{path}"), "mp4").during("creating the output file")?;
         Ok(Self {
@@ -71,10 +69,7 @@ impl Muxer {
 
     /// Whether encoders must put their headers into extradata (always true for MP4).
     pub fn needs_global_header(&self) -> bool {
-        self.output
-            .format()
-            .flags()
-            .contains(ffmpeg::format::Flags::GLOBAL_HEADER)
+        self.output.format().flags().contains(ffmpeg::format::Flags::GLOBAL_HEADER)
     }
 
     /// Announces a track; the header waits for it to become ready or be abandoned.
@@ -127,10 +122,7 @@ impl Muxer {
         }
         for track in self.tracks.iter_mut().filter(|t| !t.abandoned) {
             let (parameters, time_base, kind) = track.encoder.clone().expect("ready");
-            let mut stream = self
-                .output
-                .add_stream(codec::Id::None)
-                .during("adding an output stream")?;
+            let mut stream = self.output.add_stream(codec::Id::None).during("adding an output stream")?;
             stream.set_parameters(parameters);
             stream.set_time_base(time_base);
             if let Some(rate) = track.frame_rate {
@@ -167,9 +159,7 @@ impl Muxer {
 
         let mut options = Dictionary::new();
         options.set("movflags", "+faststart");
-        self.output
-            .write_header_with(options)
-            .during("writing the MP4 header")?;
+        self.output.write_header_with(options).during("writing the MP4 header")?;
         self.header_written = true;
         self.check_size()?;
         // The muxer picks its own time bases in write_header: read them back.
@@ -212,9 +202,7 @@ impl Muxer {
             let end = (pts + packet.duration().max(0)) as f64 * f64::from(time_base);
             t.end_s = Some(t.end_s.map_or(end, |e| e.max(end)));
         }
-        packet
-            .write_interleaved(&mut self.output)
-            .during("writing to the MP4 file")?;
+        packet.write_interleaved(&mut self.output).during("writing to the MP4 file")?;
         self.check_size()
     }
 
@@ -260,11 +248,7 @@ impl Muxer {
         self.output.write_trailer().during("finishing the MP4 file")?;
         self.check_final_size()?;
         // MP4 presentation starts at 0 (edit lists hide encoder priming and fill late starts).
-        let end = self
-            .tracks
-            .iter()
-            .filter_map(|t| t.end_s)
-            .fold(f64::NEG_INFINITY, f64::max);
+        let end = self.tracks.iter().filter_map(|t| t.end_s).fold(f64::NEG_INFINITY, f64::max);
         self.facts.duration_s = end.is_finite().then(|| (end.max(0.0) * 1000.0).round() / 1000.0);
         Ok(self.facts)
     }

@@ -48,9 +48,8 @@ impl VideoPipeline {
         limits: &Limits,
         muxer: &mut Muxer,
     ) -> Result<Self> {
-        let decoder = input::open_decoder(stream, &settings.threads, limits)?
-            .video()
-            .during("opening the video decoder")?;
+        let decoder =
+            input::open_decoder(stream, &settings.threads, limits)?.video().during("opening the video decoder")?;
         let time_base = stream.time_base();
         let frame_rate = input::guess_frame_rate(stream);
         let default_duration = frame_rate
@@ -103,17 +102,10 @@ impl VideoPipeline {
         let _ = self.decoder.send_eof();
         self.receive_frames(muxer)?;
         if self.encoder.is_none() {
-            let why = format!(
-                "the video track holds no decodable picture ({} damaged packets)",
-                self.decode_errors
-            );
+            let why = format!("the video track holds no decodable picture ({} damaged packets)", self.decode_errors);
             return muxer.abandon(self.track, &why);
         }
-        self.encoder
-            .as_mut()
-            .expect("checked")
-            .send_eof()
-            .during("flushing the H.264 encoder")?;
+        self.encoder.as_mut().expect("checked").send_eof().during("flushing the H.264 encoder")?;
         self.receive_packets(muxer)
     }
 
@@ -187,11 +179,7 @@ impl VideoPipeline {
         frame.set_pts(Some(pts));
         // Let libx264 make its own frame-type decisions instead of copying the input's.
         frame.set_kind(picture::Type::None);
-        self.encoder
-            .as_mut()
-            .expect("opened")
-            .send_frame(&frame)
-            .during("encoding video")?;
+        self.encoder.as_mut().expect("opened").send_frame(&frame).during("encoding video")?;
         self.receive_packets(muxer)
     }
 
@@ -240,10 +228,7 @@ impl VideoPipeline {
         let (width, height) = self.size;
         let codec = encoder::find_by_name("libx264")
             .ok_or_else(|| TranscodeError::transcode("this libavcodec build has no libx264 encoder"))?;
-        let mut enc = codec::Context::new_with_codec(codec)
-            .encoder()
-            .video()
-            .during("setting up the H.264 encoder")?;
+        let mut enc = codec::Context::new_with_codec(codec).encoder().video().during("setting up the H.264 encoder")?;
         enc.set_width(width);
         enc.set_height(height);
         enc.set_format(Pixel::YUV420P);

@@ -1,0 +1,97 @@
+//! Authentication and authorization: opaque bearer credentials (no cookies, so no CSRF
+//! surface), scopes, and object-level checks (someone else's job is a 404, never a 403).
+
+use axum::{
+    extract::FromRequestParts,
+    http::{header, request::Parts},
+};
+use mediaq_shared::{
+    apikey::{Credential, Kind, Scope},
+    db::{audit, audit::AuditEvent, keys},
+    Job,
+};
+use serde_json::json;
+
+use crate::{app::AppState, error::ApiError, request_id};
+
+/// Who is calling, once authenticated.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub key_id: String,
+    pub owner: String,
+    pub scopes: Vec<Scope>,
+}
+
+impl Caller {
+    pub fn require(&self, scope: Scope) -> Result<(), ApiError> {
+        if self.scopes.contains(&scope) || self.is_admin() {
+            Ok(())
+        } else {
+            Err(ApiError::InsufficientScope(scope.as_str()))
+        }
+    }
+
+    pub fn is_admin(&self) -> bool {
+        self.scopes.contains(&Scope::Admin)
+    }
+
+    /// Object-level authorization: a job is visible to its owner and to admins only.
+    pub fn can_see(&self, job: &Job) -> bool {
+        self.is_admin() || job.owner == self.owner
+    }
+
+    /// `Some(owner)` to restrict a listing, `None` for admins (everything).
+    pub fn owner_filter(&self) -> Option<&str> {
+        (!self.is_admin()).then_some(self.owner.as_str())
+    }
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        if parts
+            .uri
+            .query()
+            .is_some_and(|q| q.split('&').any(|p| p.starts_with("api_key=") || p.starts_with("access_token=")))
+        {
+            return Err(ApiError::CredentialsInUrl);
+        }
+        let presented = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .map(str::trim);
+        let peer = parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip());
+        let Some(presented) = presented else {
+            audit_failure(state, peer, None, "missing").await;
+            return Err(ApiError::Unauthorized("send an API key as `Authorization: Bearer mq_...`"));
+        };
+        let verified = match Credential::parse(presented) {
+            Ok(credential) if credential.kind == Kind::ApiKey => keys::verify(&state.pool, &credential)
+                .await?
+                .map(|k| Caller { key_id: k.id, owner: k.owner, scopes: k.scopes })
+                .ok_or(credential.id),
+            Ok(credential) => Err(credential.id),
+            Err(_) => Err(String::new()),
+        };
+        match verified {
+            Ok(caller) => Ok(caller),
+            Err(key_id) => {
+                let reason = if key_id.is_empty() { "malformed" } else { "rejected" };
+                audit_failure(state, peer, Some(key_id).filter(|k| !k.is_empty()), reason).await;
+                Err(ApiError::Unauthorized("the credential is invalid, revoked or expired"))
+            }
+        }
+    }
+}
+
+async fn audit_failure(state: &AppState, peer: Option<std::net::IpAddr>, key_id: Option<String>, reason: &str) {
+    let event = AuditEvent::new("anonymous", "auth.failed")
+        .request(request_id::current(), peer)
+        .details(json!({ "key_id": key_id, "reason": reason }));
+    if let Err(e) = audit::record(&state.pool, &event).await {
+        tracing::warn!(error = %e, "could not record a failed authentication");
+    }
+}

@@ -1,0 +1,46 @@
+//! `GET /v1/jobs`: the caller's jobs (all jobs for admins), newest first, cursor-paginated,
+//! optionally filtered by status.
+
+use axum::{
+    extract::{Query, State},
+    http::{header, HeaderValue},
+    response::{IntoResponse, Response},
+    Json,
+};
+use mediaq_shared::{apikey::Scope, db::jobs, JobId, JobStatus};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::{app::AppState, auth::Caller, error::ApiError, job_view};
+
+const DEFAULT_LIMIT: u32 = 50;
+const MAX_LIMIT: u32 = 200;
+
+#[derive(Deserialize)]
+pub struct ListQuery {
+    status: Option<String>,
+    limit: Option<u32>,
+    /// The last id of the previous page.
+    cursor: Option<String>,
+}
+
+#[tracing::instrument(name = "list_jobs", skip_all)]
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<ListQuery>,
+) -> Result<Response, ApiError> {
+    caller.require(Scope::JobsRead)?;
+    let status = q.status.map(|s| s.parse::<JobStatus>().map_err(ApiError::BadRequest)).transpose()?;
+    let cursor = q
+        .cursor
+        .map(|c| c.parse::<JobId>().map_err(|_| ApiError::BadRequest("cursor must be a job id".into())))
+        .transpose()?;
+    let limit = q.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
+    let page = jobs::list(&state.pool, caller.owner_filter(), status, cursor, i64::from(limit)).await?;
+    let next_cursor = (page.len() == limit as usize).then(|| page.last().map(|j| j.id)).flatten();
+    let items: Vec<_> = page.iter().map(|j| job_view::to_json(j, &[])).collect();
+    let mut response = Json(json!({ "jobs": items, "next_cursor": next_cursor })).into_response();
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}

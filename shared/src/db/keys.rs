@@ -1,0 +1,80 @@
+//! The `api_keys` table.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::{PgExecutor, PgPool};
+
+use crate::apikey::{Credential, Scope};
+
+/// A key as listed (never with its secret).
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct KeyRecord {
+    pub id: String,
+    pub name: String,
+    pub owner: String,
+    pub scopes: Vec<String>,
+    pub created_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+/// A verified key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Authenticated {
+    pub id: String,
+    pub owner: String,
+    pub scopes: Vec<Scope>,
+}
+
+pub async fn create<'e>(
+    db: impl PgExecutor<'e>,
+    credential: &Credential,
+    name: &str,
+    owner: &str,
+    scopes: &[Scope],
+) -> Result<(), sqlx::Error> {
+    let scopes: Vec<&str> = scopes.iter().map(|s| s.as_str()).collect();
+    sqlx::query("INSERT INTO api_keys (id, name, owner, scopes, secret_sha256) VALUES ($1, $2, $3, $4, $5)")
+        .bind(&credential.id)
+        .bind(name)
+        .bind(owner)
+        .bind(&scopes)
+        .bind(credential.secret_hash())
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+/// Looks a key up and checks its secret in constant time. `None`: unknown, revoked or wrong.
+pub async fn verify(pool: &PgPool, credential: &Credential) -> Result<Option<Authenticated>, sqlx::Error> {
+    let row: Option<(String, Vec<String>, Vec<u8>)> =
+        sqlx::query_as("SELECT owner, scopes, secret_sha256 FROM api_keys WHERE id = $1 AND revoked_at IS NULL")
+            .bind(&credential.id)
+            .fetch_optional(pool)
+            .await?;
+    let Some((owner, scopes, _)) = row.filter(|(_, _, hash)| credential.matches(hash)) else {
+        return Ok(None);
+    };
+    sqlx::query("UPDATE api_keys SET last_used_at = now() WHERE id = $1").bind(&credential.id).execute(pool).await?;
+    Ok(Some(Authenticated {
+        id: credential.id.clone(),
+        owner,
+        scopes: scopes.iter().filter_map(|s| Scope::parse(s).ok()).collect(),
+    }))
+}
+
+pub async fn list(pool: &PgPool) -> Result<Vec<KeyRecord>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, name, owner, scopes, created_at, revoked_at, last_used_at FROM api_keys ORDER BY created_at",
+    )
+    .fetch_all(pool)
+    .await
+}
+
+pub async fn revoke<'e>(db: impl PgExecutor<'e>, id: &str) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query("UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL")
+        .bind(id)
+        .execute(db)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
