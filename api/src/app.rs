@@ -11,7 +11,7 @@ use axum::{
 use mediaq_shared::{config::ApiConfig, storage::Storage};
 use sqlx::PgPool;
 
-use crate::{error::ApiError, request_id, routes};
+use crate::{error::ApiError, request_id, routes, security};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -21,6 +21,8 @@ pub struct AppState {
 }
 
 pub fn router(state: AppState) -> Router {
+    let hsts = state.config.hsts;
+    let cors = security::cors(&state.config.cors_origins);
     Router::new()
         .route("/v1/jobs", post(routes::jobs::create).get(routes::list::list))
         .route("/v1/jobs/{id}", get(routes::jobs::get).delete(routes::cancel::cancel))
@@ -30,6 +32,8 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { ApiError::RouteNotFound })
         // Uploads are streamed to disk and limited by MEDIAQ_MAX_UPLOAD_BYTES, not buffered.
         .layer(DefaultBodyLimit::disable())
+        .layer(cors)
+        .layer(middleware::from_fn(move |req, next| security::headers(hsts, req, next)))
         .layer(middleware::from_fn(request_id::middleware))
         .with_state(state)
 }

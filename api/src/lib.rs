@@ -8,6 +8,7 @@ pub mod ingest;
 pub mod job_view;
 pub mod request_id;
 pub mod routes;
+pub mod security;
 
 use std::{net::SocketAddr, sync::Arc};
 

@@ -121,6 +121,10 @@ pub struct ApiConfig {
     pub max_upload_bytes: u64,
     /// A client that sends nothing for this long mid-upload is cut off (MEDIAQ_UPLOAD_IDLE_TIMEOUT).
     pub upload_idle_timeout: Duration,
+    /// Exact origins allowed to call the API from a browser (MEDIAQ_CORS_ORIGINS, comma-separated).
+    pub cors_origins: Vec<String>,
+    /// Send Strict-Transport-Security (MEDIAQ_HSTS; only behind TLS).
+    pub hsts: bool,
 }
 
 pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 512 * 1024 * 1024;
@@ -132,8 +136,35 @@ impl ApiConfig {
             bind: parse_or("MEDIAQ_BIND", SocketAddr::from(([127, 0, 0, 1], 8080)))?,
             max_upload_bytes: parse_bytes("MEDIAQ_MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES)?,
             upload_idle_timeout: parse_duration("MEDIAQ_UPLOAD_IDLE_TIMEOUT", Duration::from_secs(30))?,
+            cors_origins: cors_origins(var("MEDIAQ_CORS_ORIGINS").as_deref().unwrap_or("")).map_err(|reason| {
+                ConfigError::Invalid {
+                    var: "MEDIAQ_CORS_ORIGINS",
+                    value: var("MEDIAQ_CORS_ORIGINS").unwrap_or_default(),
+                    reason,
+                }
+            })?,
+            hsts: parse_or("MEDIAQ_HSTS", false)?,
         })
     }
+}
+
+/// Parses a comma-separated list of exact origins (`https://app.example.com`): no wildcard,
+/// never `null`, no paths.
+pub fn cors_origins(list: &str) -> Result<Vec<String>, String> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|o| !o.is_empty())
+        .map(|o| {
+            let rest = o.strip_prefix("https://").or_else(|| o.strip_prefix("http://"));
+            match rest {
+                _ if o == "*" || o.eq_ignore_ascii_case("null") => {
+                    Err(format!("{o:?} is never allowed; list exact origins"))
+                }
+                Some(host) if !host.is_empty() && !host.contains(['/', '*', ' ']) => Ok(o.to_owned()),
+                _ => Err(format!("{o:?} is not an origin like https://app.example.com")),
+            }
+        })
+        .collect()
 }
 
 /// A secret that prints as `[redacted]`.
@@ -180,6 +211,18 @@ mod tests {
     fn unset_variables_use_defaults() {
         assert_eq!(parse_duration("MEDIAQ_TEST_NEVER_SET", Duration::from_secs(9)).unwrap(), Duration::from_secs(9));
         assert_eq!(parse_bytes("MEDIAQ_TEST_NEVER_SET", 7).unwrap(), 7);
+    }
+
+    #[test]
+    fn cors_origins_are_exact() {
+        assert_eq!(cors_origins("").unwrap(), Vec::<String>::new());
+        assert_eq!(
+            cors_origins("https://a.example, http://localhost:3000").unwrap(),
+            ["https://a.example", "http://localhost:3000"]
+        );
+        for bad in ["*", "null", "https://*.example.com", "https://a.example/path", "a.example"] {
+            assert!(cors_origins(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
