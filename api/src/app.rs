@@ -27,6 +27,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/jobs", post(routes::jobs::create).get(routes::list::list))
         .route("/v1/jobs/{id}", get(routes::jobs::get).delete(routes::cancel::cancel))
         .route("/v1/jobs/{id}/output", get(routes::download::output))
+        .route("/v1/upload-tokens", post(routes::tokens::create))
         .route("/healthz", get(routes::health::healthz))
         .route("/readyz", get(routes::health::readyz))
         .fallback(|| async { ApiError::RouteNotFound })

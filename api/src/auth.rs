@@ -7,19 +7,26 @@ use axum::{
 };
 use mediaq_shared::{
     apikey::{Credential, Kind, Scope},
-    db::{audit, audit::AuditEvent, keys},
+    db::{
+        audit,
+        audit::AuditEvent,
+        keys,
+        tokens::{self, Grant},
+    },
     Job,
 };
 use serde_json::json;
 
 use crate::{app::AppState, error::ApiError, request_id};
 
-/// Who is calling, once authenticated.
+/// Who is calling, once authenticated: an API key, or an upload token minted by one.
 #[derive(Debug, Clone)]
 pub struct Caller {
+    /// The API key (for a token: the key that minted it).
     pub key_id: String,
     pub owner: String,
     pub scopes: Vec<Scope>,
+    pub token: Option<Grant>,
 }
 
 impl Caller {
@@ -35,9 +42,29 @@ impl Caller {
         self.scopes.contains(&Scope::Admin)
     }
 
-    /// Object-level authorization: a job is visible to its owner and to admins only.
+    /// Object-level authorization: a job is visible to its owner and to admins only; an upload
+    /// token sees the one job it created.
     pub fn can_see(&self, job: &Job) -> bool {
-        self.is_admin() || job.owner == self.owner
+        match &self.token {
+            Some(grant) => grant.job_id == Some(job.id),
+            None => self.is_admin() || job.owner == self.owner,
+        }
+    }
+
+    /// Routes only an API key may use (listing, minting tokens).
+    pub fn require_key(&self) -> Result<(), ApiError> {
+        match self.token {
+            Some(_) => Err(ApiError::InsufficientScope("an API key (upload tokens cannot do this)")),
+            None => Ok(()),
+        }
+    }
+
+    /// Who acts, for the audit trail.
+    pub fn actor(&self) -> String {
+        match &self.token {
+            Some(grant) => format!("token:{}", grant.id),
+            None => format!("key:{}", self.key_id),
+        }
     }
 
     /// `Some(owner)` to restrict a listing, `None` for admins (everything).
@@ -71,9 +98,17 @@ impl FromRequestParts<AppState> for Caller {
         let verified = match Credential::parse(presented) {
             Ok(credential) if credential.kind == Kind::ApiKey => keys::verify(&state.pool, &credential)
                 .await?
-                .map(|k| Caller { key_id: k.id, owner: k.owner, scopes: k.scopes })
+                .map(|k| Caller { key_id: k.id, owner: k.owner, scopes: k.scopes, token: None })
                 .ok_or(credential.id),
-            Ok(credential) => Err(credential.id),
+            Ok(credential) => tokens::verify(&state.pool, &credential)
+                .await?
+                .map(|grant| Caller {
+                    key_id: grant.api_key_id.clone(),
+                    owner: grant.owner.clone(),
+                    scopes: vec![Scope::JobsWrite, Scope::JobsRead],
+                    token: Some(grant),
+                })
+                .ok_or(credential.id),
             Err(_) => Err(String::new()),
         };
         match verified {

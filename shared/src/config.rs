@@ -125,6 +125,8 @@ pub struct ApiConfig {
     pub cors_origins: Vec<String>,
     /// Send Strict-Transport-Security (MEDIAQ_HSTS; only behind TLS).
     pub hsts: bool,
+    /// Default lifetime of upload tokens (MEDIAQ_UPLOAD_TOKEN_TTL).
+    pub upload_token_ttl: Duration,
 }
 
 pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 512 * 1024 * 1024;
@@ -144,6 +146,7 @@ impl ApiConfig {
                 }
             })?,
             hsts: parse_or("MEDIAQ_HSTS", false)?,
+            upload_token_ttl: parse_duration("MEDIAQ_UPLOAD_TOKEN_TTL", Duration::from_secs(15 * 60))?,
         })
     }
 }

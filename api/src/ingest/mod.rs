@@ -25,12 +25,13 @@ const MAX_TEXT_FIELD: usize = 64 * 1024;
 /// A raw-body upload (`Content-Type: video/webm` or `audio/webm`).
 pub async fn from_raw(
     state: &AppState,
+    limit: u64,
     content_type: &str,
     filename: Option<&str>,
     body: Body,
 ) -> Result<Upload, ApiError> {
     let mut stream = body.into_data_stream();
-    let result = receive_raw(state, content_type, filename, &mut stream).await;
+    let result = receive_raw(state, limit, content_type, filename, &mut stream).await;
     if let Err(e) = &result {
         if e.drains_body() {
             drain_stream(&mut stream).await;
@@ -41,6 +42,7 @@ pub async fn from_raw(
 
 async fn receive_raw(
     state: &AppState,
+    limit: u64,
     content_type: &str,
     filename: Option<&str>,
     stream: &mut axum::body::BodyDataStream,
@@ -48,14 +50,14 @@ async fn receive_raw(
     let declared = sniff::check_declared_type(content_type)?;
     let filename = OriginalFilename::sanitize(filename.unwrap_or(DEFAULT_FILENAME));
     sniff::check_extension(&filename)?;
-    let mut receiver = Receiver::create(&state.storage.tmp_dir(), state.config.max_upload_bytes)?;
+    let mut receiver = Receiver::create(&state.storage.tmp_dir(), limit)?;
     receiver.receive(stream, state.config.upload_idle_timeout, |_| ApiError::UploadIncomplete).await?;
     Ok(Upload { received: receiver.finish().await?, filename, content_type: declared.to_owned() })
 }
 
 /// A browser-form upload: `multipart/form-data` with exactly one file in the field `file`.
-pub async fn from_multipart(state: &AppState, mut multipart: Multipart) -> Result<Upload, ApiError> {
-    let result = receive_form(state, &mut multipart).await;
+pub async fn from_multipart(state: &AppState, limit: u64, mut multipart: Multipart) -> Result<Upload, ApiError> {
+    let result = receive_form(state, limit, &mut multipart).await;
     if let Err(e) = &result {
         if e.drains_body() {
             drain_form(multipart).await;
@@ -64,7 +66,7 @@ pub async fn from_multipart(state: &AppState, mut multipart: Multipart) -> Resul
     result
 }
 
-async fn receive_form(state: &AppState, multipart: &mut Multipart) -> Result<Upload, ApiError> {
+async fn receive_form(state: &AppState, limit: u64, multipart: &mut Multipart) -> Result<Upload, ApiError> {
     let mut upload: Option<Upload> = None;
     while let Some(field) = multipart.next_field().await.map_err(malformed)? {
         if field.name() != Some("file") {
@@ -84,7 +86,7 @@ async fn receive_form(state: &AppState, multipart: &mut Multipart) -> Result<Upl
             Some(t) if t.starts_with("audio/webm") => "audio/webm",
             _ => "video/webm",
         };
-        let mut receiver = Receiver::create(&state.storage.tmp_dir(), state.config.max_upload_bytes)?;
+        let mut receiver = Receiver::create(&state.storage.tmp_dir(), limit)?;
         receiver.receive(field, state.config.upload_idle_timeout, malformed).await?;
         upload = Some(Upload { received: receiver.finish().await?, filename, content_type: content_type.to_owned() });
     }

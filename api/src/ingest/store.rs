@@ -3,7 +3,7 @@
 use std::net::IpAddr;
 
 use mediaq_shared::{
-    db::{audit, audit::AuditEvent, idempotency, jobs},
+    db::{audit, audit::AuditEvent, idempotency, jobs, tokens},
     queue::{self, TranscodeTask},
     storage::{self, Storage},
     InputFacts, Job, JobId,
@@ -19,6 +19,10 @@ use crate::{app::AppState, error::ApiError, idempotency::IdempotencyKey};
 pub struct Origin {
     pub owner: String,
     pub api_key_id: Option<String>,
+    /// The upload token used, bound to the job in its transaction.
+    pub token_id: Option<String>,
+    /// Audit actor (`key:<id>` or `token:<id>`).
+    pub actor: String,
     pub request_id: Option<String>,
     pub client_ip: Option<IpAddr>,
 }
@@ -66,8 +70,10 @@ async fn record(
 ) -> Result<Job, ApiError> {
     let mut tx = state.pool.begin().await?;
     let job = jobs::insert(&mut *tx, id, input, &origin.owner, origin.api_key_id.as_deref()).await?;
-    let actor = origin.api_key_id.as_deref().map_or_else(|| "api".to_owned(), |k| format!("key:{k}"));
-    let event = AuditEvent::new(actor, "job.created")
+    if let Some(token) = &origin.token_id {
+        tokens::bind_job(&mut *tx, token, id).await?;
+    }
+    let event = AuditEvent::new(origin.actor.clone(), "job.created")
         .job(id)
         .request(origin.request_id.clone(), origin.client_ip)
         .details(json!({

@@ -12,7 +12,7 @@ use mediaq_shared::{
     db::{
         attempts,
         idempotency::{self, Claim},
-        jobs,
+        jobs, tokens,
     },
     Job,
 };
@@ -47,15 +47,42 @@ pub async fn create(
     request: Request,
 ) -> Result<Response, ApiError> {
     caller.require(Scope::JobsWrite)?;
+    let mut limit = state.config.max_upload_bytes;
+    if let Some(grant) = &caller.token {
+        // Single use: claimed now, given back if the upload fails.
+        if !grant.usable || !tokens::claim(&state.pool, &grant.id).await? {
+            return Err(ApiError::Unauthorized("this upload token was already used or has expired"));
+        }
+        limit = limit.min(grant.max_bytes);
+    }
     let origin = Origin {
         owner: caller.owner.clone(),
         api_key_id: Some(caller.key_id.clone()),
+        token_id: caller.token.as_ref().map(|g| g.id.clone()),
+        actor: caller.actor(),
         request_id: request_id::current(),
         client_ip: Some(peer.ip()),
     };
+    let result = create_job(&state, &caller, origin, limit, query, request).await;
+    if let (Err(_), Some(grant)) = (&result, &caller.token) {
+        if let Err(e) = tokens::release(&state.pool, &grant.id).await {
+            tracing::warn!(error = %e, "could not give an upload token back");
+        }
+    }
+    result
+}
+
+async fn create_job(
+    state: &AppState,
+    caller: &Caller,
+    origin: Origin,
+    limit: u64,
+    query: CreateQuery,
+    request: Request,
+) -> Result<Response, ApiError> {
     let content_type = header_str(request.headers(), header::CONTENT_TYPE).unwrap_or_default().to_owned();
     let is_multipart = content_type.to_ascii_lowercase().starts_with("multipart/form-data");
-    reject_oversized(request.headers(), state.config.max_upload_bytes, is_multipart)?;
+    reject_oversized(request.headers(), limit, is_multipart)?;
     let key = IdempotencyKey::from_headers(request.headers())?;
     let claim = match &key {
         Some(k) => Some(idempotency::claim(&state.pool, k.as_str()).await?),
@@ -65,7 +92,7 @@ pub async fn create(
         ingest::drain_stream(&mut request.into_body().into_data_stream()).await;
         return Err(ApiError::IdempotencyInProgress);
     }
-    let received = receive(&state, is_multipart, &content_type, query.filename.as_deref(), request).await;
+    let received = receive(state, limit, is_multipart, &content_type, query.filename.as_deref(), request).await;
     let job = match (claim, key) {
         (Some(Claim::Completed { fingerprint, job_id }), _) => {
             if received?.fingerprint() != fingerprint {
@@ -96,6 +123,7 @@ pub async fn create(
 
 async fn receive(
     state: &AppState,
+    limit: u64,
     is_multipart: bool,
     content_type: &str,
     filename: Option<&str>,
@@ -104,9 +132,9 @@ async fn receive(
     if is_multipart {
         let multipart =
             Multipart::from_request(request, state).await.map_err(|e| ApiError::MalformedMultipart(e.body_text()))?;
-        ingest::from_multipart(state, multipart).await
+        ingest::from_multipart(state, limit, multipart).await
     } else {
-        ingest::from_raw(state, content_type, filename, request.into_body()).await
+        ingest::from_raw(state, limit, content_type, filename, request.into_body()).await
     }
 }
 

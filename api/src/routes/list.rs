@@ -31,6 +31,7 @@ pub async fn list(
     Query(q): Query<ListQuery>,
 ) -> Result<Response, ApiError> {
     caller.require(Scope::JobsRead)?;
+    caller.require_key()?;
     let status = q.status.map(|s| s.parse::<JobStatus>().map_err(ApiError::BadRequest)).transpose()?;
     let cursor = q
         .cursor

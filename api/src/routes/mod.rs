@@ -5,6 +5,7 @@ pub mod download;
 pub mod health;
 pub mod jobs;
 pub mod list;
+pub mod tokens;
 
 use axum::{extract::FromRequestParts, http::request::Parts};
 use mediaq_shared::JobId;

@@ -5,6 +5,7 @@ pub mod audit;
 pub mod idempotency;
 pub mod jobs;
 pub mod keys;
+pub mod tokens;
 
 use std::time::Duration;
 

@@ -1,0 +1,63 @@
+//! `POST /v1/upload-tokens`: a backend mints a short-lived, single-use upload credential for a
+//! browser form, so that the browser never holds an API key.
+
+use axum::{extract::State, http::StatusCode, response::IntoResponse, Json};
+use mediaq_shared::{
+    apikey::{Credential, Kind, Scope},
+    db::{audit, audit::AuditEvent, tokens},
+};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::{app::AppState, auth::Caller, error::ApiError, request_id};
+
+/// Longest lifetime a token may ask for.
+const MAX_TTL_SECS: u64 = 3600;
+/// Largest metadata object kept with a token.
+const MAX_METADATA_BYTES: usize = 4096;
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct TokenRequest {
+    /// Largest upload the token allows (default and ceiling: MEDIAQ_MAX_UPLOAD_BYTES).
+    max_bytes: Option<u64>,
+    /// Lifetime in seconds (default MEDIAQ_UPLOAD_TOKEN_TTL, at most 3600).
+    expires_in: Option<u64>,
+    /// Free-form JSON object kept with the token (e.g. the backend's own reference).
+    metadata: Option<serde_json::Value>,
+}
+
+#[tracing::instrument(name = "create_upload_token", skip_all)]
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Option<Json<TokenRequest>>,
+) -> Result<impl IntoResponse, ApiError> {
+    caller.require_key()?;
+    caller.require(Scope::JobsWrite)?;
+    let request = body.map(|Json(b)| b).unwrap_or_default();
+    let max_bytes = request.max_bytes.unwrap_or(state.config.max_upload_bytes).clamp(1, state.config.max_upload_bytes);
+    let ttl = request.expires_in.unwrap_or(state.config.upload_token_ttl.as_secs()).clamp(1, MAX_TTL_SECS);
+    let metadata = request.metadata.unwrap_or_else(|| json!({}));
+    if !metadata.is_object() || metadata.to_string().len() > MAX_METADATA_BYTES {
+        return Err(ApiError::BadRequest(format!(
+            "metadata must be a JSON object of at most {MAX_METADATA_BYTES} bytes"
+        )));
+    }
+    let expires_at = chrono::Utc::now() + chrono::Duration::seconds(ttl as i64);
+    let credential = Credential::generate(Kind::UploadToken);
+    let mut tx = state.pool.begin().await?;
+    tokens::create(&mut *tx, &credential, &caller.owner, &caller.key_id, max_bytes, &metadata, expires_at).await?;
+    let event = AuditEvent::new(caller.actor(), "token.created")
+        .request(request_id::current(), None)
+        .details(json!({ "token_id": credential.id, "max_bytes": max_bytes, "expires_at": expires_at }));
+    audit::record(&mut *tx, &event).await?;
+    tx.commit().await?;
+    let body = json!({
+        "token": credential.reveal(),
+        "token_id": credential.id,
+        "expires_at": expires_at,
+        "max_bytes": max_bytes,
+    });
+    Ok((StatusCode::CREATED, [(axum::http::header::CACHE_CONTROL, "no-store")], Json(body)))
+}

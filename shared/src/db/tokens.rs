@@ -1,0 +1,95 @@
+//! The `upload_tokens` table: single-use, short-lived upload credentials.
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgExecutor, PgPool};
+use uuid::Uuid;
+
+use crate::{apikey::Credential, JobId};
+
+/// How long after its expiry a used token may still read its own job (a page polling a long
+/// conversion).
+pub const READ_GRACE_HOURS: i32 = 24;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    pub id: String,
+    pub owner: String,
+    pub api_key_id: String,
+    pub max_bytes: u64,
+    /// Set once the token was used: the one job it may read.
+    pub job_id: Option<JobId>,
+    pub usable: bool,
+}
+
+pub async fn create<'e>(
+    db: impl PgExecutor<'e>,
+    credential: &Credential,
+    owner: &str,
+    api_key_id: &str,
+    max_bytes: u64,
+    metadata: &serde_json::Value,
+    expires_at: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO upload_tokens (id, secret_sha256, owner, api_key_id, max_bytes, metadata, expires_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(&credential.id)
+    .bind(credential.secret_hash())
+    .bind(owner)
+    .bind(api_key_id)
+    .bind(max_bytes as i64)
+    .bind(metadata)
+    .bind(expires_at)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Verifies a token (constant-time) and returns what it grants, or `None` (unknown, wrong,
+/// or too old even to read its job).
+pub async fn verify(pool: &PgPool, credential: &Credential) -> Result<Option<Grant>, sqlx::Error> {
+    let row: Option<(Vec<u8>, String, String, i64, Option<Uuid>, bool)> = sqlx::query_as(
+        "SELECT secret_sha256, owner, api_key_id, max_bytes, job_id, used_at IS NULL AND expires_at > now()
+         FROM upload_tokens
+         WHERE id = $1 AND expires_at + make_interval(hours => $2) > now()",
+    )
+    .bind(&credential.id)
+    .bind(READ_GRACE_HOURS)
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.filter(|r| credential.matches(&r.0)).map(|(_, owner, api_key_id, max_bytes, job_id, usable)| Grant {
+        id: credential.id.clone(),
+        owner,
+        api_key_id,
+        max_bytes: max_bytes as u64,
+        job_id: job_id.map(JobId::from_uuid),
+        usable,
+    }))
+}
+
+/// Claims an unused, unexpired token for one upload. False: already used (or expired).
+pub async fn claim(pool: &PgPool, id: &str) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE upload_tokens SET used_at = now() WHERE id = $1 AND used_at IS NULL AND expires_at > now()",
+    )
+    .bind(id)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Gives a claimed token back after a failed upload (nothing was created).
+pub async fn release(pool: &PgPool, id: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE upload_tokens SET used_at = NULL WHERE id = $1 AND job_id IS NULL")
+        .bind(id)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// Binds a used token to the job it created, in the job's transaction.
+pub async fn bind_job<'e>(db: impl PgExecutor<'e>, id: &str, job: JobId) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE upload_tokens SET job_id = $2 WHERE id = $1").bind(id).bind(job.as_uuid()).execute(db).await?;
+    Ok(())
+}

@@ -1,0 +1,121 @@
+//! Upload tokens: a backend mints one; a browser form uses it once to upload, then may read
+//! that one job only; replays, expired and over-size uses are refused.
+
+use mediaq_e2e::{
+    fixtures,
+    services::{client_with_key, create_key},
+    TestEnv,
+};
+use serde_json::{json, Value};
+
+#[tokio::test]
+async fn an_upload_token_uploads_once_and_reads_only_its_job() {
+    let env = TestEnv::new().await;
+    let api = env.api().await;
+    let webm = fixtures::bytes(&fixtures::VP8_VORBIS);
+    // Another job of the same owner, made with the key.
+    let other: Value = api.upload(webm.clone(), "video/webm", None).await.json().await.unwrap();
+
+    let resp = api
+        .client
+        .post(api.url("/v1/upload-tokens"))
+        .json(&json!({ "metadata": { "ref": "order-42" } }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    assert_eq!(resp.headers()["cache-control"], "no-store");
+    let minted: Value = resp.json().await.unwrap();
+    let token = minted["token"].as_str().unwrap().to_owned();
+    assert!(token.starts_with("mqt_"));
+    let browser = client_with_key(&token);
+
+    // The form posts the file with the token.
+    let part = reqwest::multipart::Part::bytes(webm.clone()).file_name("clip.webm").mime_str("video/webm").unwrap();
+    let resp = browser
+        .post(api.url("/v1/jobs"))
+        .multipart(reqwest::multipart::Form::new().part("file", part))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202);
+    let job: Value = resp.json().await.unwrap();
+    let id = job["id"].as_str().unwrap();
+    // It reads its own job, nothing else, and cannot list.
+    assert_eq!(browser.get(api.url(&format!("/v1/jobs/{id}"))).send().await.unwrap().status(), 200);
+    let theirs = browser.get(api.url(&format!("/v1/jobs/{}", other["id"].as_str().unwrap()))).send().await.unwrap();
+    assert_eq!(theirs.status(), 404);
+    assert_eq!(browser.get(api.url("/v1/jobs")).send().await.unwrap().status(), 403);
+    assert_eq!(
+        browser.post(api.url("/v1/upload-tokens")).send().await.unwrap().status(),
+        403,
+        "tokens cannot mint tokens"
+    );
+    // The job belongs to the key's owner: the key sees it too.
+    assert_eq!(api.client.get(api.url(&format!("/v1/jobs/{id}"))).send().await.unwrap().status(), 200);
+
+    // Single use: a replay is refused.
+    let resp =
+        browser.post(api.url("/v1/jobs")).header("content-type", "video/webm").body(webm.clone()).send().await.unwrap();
+    assert_eq!(resp.status(), 401);
+    let audit: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_events WHERE action = 'token.created'")
+        .fetch_one(env.pool())
+        .await
+        .unwrap();
+    assert_eq!(audit, 1);
+}
+
+#[tokio::test]
+async fn token_limits_failures_and_expiry() {
+    let env = TestEnv::new().await;
+    let api = env.api().await;
+    let webm = fixtures::bytes(&fixtures::VP8_VORBIS);
+    let mint = |body: Value| {
+        let api = &api;
+        async move {
+            let minted: Value =
+                api.client.post(api.url("/v1/upload-tokens")).json(&body).send().await.unwrap().json().await.unwrap();
+            client_with_key(minted["token"].as_str().unwrap())
+        }
+    };
+    // A token's own size limit.
+    let small = mint(json!({ "max_bytes": 1000 })).await;
+    let resp =
+        small.post(api.url("/v1/jobs")).header("content-type", "video/webm").body(webm.clone()).send().await.unwrap();
+    assert_eq!(resp.status(), 413);
+    // A failed upload gives the token back; it still works once.
+    let token = mint(json!({})).await;
+    let resp = token
+        .post(api.url("/v1/jobs"))
+        .header("content-type", "video/webm")
+        .body(b"not a video".to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 415);
+    let resp =
+        token.post(api.url("/v1/jobs")).header("content-type", "video/webm").body(webm.clone()).send().await.unwrap();
+    assert_eq!(resp.status(), 202);
+    // Expired tokens are refused.
+    let late = mint(json!({ "expires_in": 60 })).await;
+    sqlx::query(
+        "UPDATE upload_tokens SET expires_at = now() - interval '1 minute' WHERE used_at IS NULL AND max_bytes > 1000",
+    )
+    .execute(env.pool())
+    .await
+    .unwrap();
+    let resp =
+        late.post(api.url("/v1/jobs")).header("content-type", "video/webm").body(webm.clone()).send().await.unwrap();
+    assert_eq!(resp.status(), 401);
+    // Only keys with jobs:write mint tokens; bad requests are refused.
+    let reader = client_with_key(&create_key(&env.database_url, "reader", "jobs:read", "tester"));
+    assert_eq!(reader.post(api.url("/v1/upload-tokens")).send().await.unwrap().status(), 403);
+    let resp = api
+        .client
+        .post(api.url("/v1/upload-tokens"))
+        .json(&json!({ "metadata": "not an object" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+}
