@@ -11,13 +11,14 @@ use axum::{
 use mediaq_shared::{config::ApiConfig, storage::Storage};
 use sqlx::PgPool;
 
-use crate::{error::ApiError, request_id, routes, security};
+use crate::{error::ApiError, limits, request_id, routes, security};
 
 #[derive(Clone)]
 pub struct AppState {
     pub pool: PgPool,
     pub storage: Storage,
     pub config: Arc<ApiConfig>,
+    pub limits: Arc<limits::RateLimits>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -33,6 +34,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { ApiError::RouteNotFound })
         // Uploads are streamed to disk and limited by MEDIAQ_MAX_UPLOAD_BYTES, not buffered.
         .layer(DefaultBodyLimit::disable())
+        .layer(middleware::from_fn_with_state(state.clone(), limits::middleware))
         .layer(cors)
         .layer(middleware::from_fn(move |req, next| security::headers(hsts, req, next)))
         .layer(middleware::from_fn(request_id::middleware))

@@ -90,7 +90,7 @@ impl FromRequestParts<AppState> for Caller {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
             .map(str::trim);
-        let peer = parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip());
+        let peer = parts.extensions.get::<crate::limits::ClientIp>().map(|c| c.0);
         let Some(presented) = presented else {
             audit_failure(state, peer, None, "missing").await;
             return Err(ApiError::Unauthorized("send an API key as `Authorization: Bearer mq_...`"));

@@ -54,6 +54,10 @@ pub enum ApiError {
     InsufficientScope(&'static str),
     #[error("credentials are accepted only in the Authorization header, never in the URL")]
     CredentialsInUrl,
+    #[error("too many requests; retry after {0} seconds")]
+    RateLimited(u64),
+    #[error("{0}")]
+    QuotaExceeded(String, u64),
     #[error("no such route")]
     RouteNotFound,
     #[error("method not allowed on this route")]
@@ -92,6 +96,8 @@ impl ApiError {
             Self::Unauthorized(_) => "unauthorized",
             Self::InsufficientScope(_) => "insufficient_scope",
             Self::CredentialsInUrl => "credentials_in_url",
+            Self::RateLimited(_) => "rate_limited",
+            Self::QuotaExceeded(..) => "quota_exceeded",
             Self::RouteNotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::DatabaseUnavailable => "database_unavailable",
@@ -116,6 +122,7 @@ impl ApiError {
             | Self::InvalidJobId(_) => StatusCode::BAD_REQUEST,
             Self::UploadTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::RateLimited(_) | Self::QuotaExceeded(..) => StatusCode::TOO_MANY_REQUESTS,
             Self::InsufficientScope(_) => StatusCode::FORBIDDEN,
             Self::CredentialsInUrl => StatusCode::BAD_REQUEST,
             Self::JobNotFound | Self::RouteNotFound => StatusCode::NOT_FOUND,
@@ -174,6 +181,11 @@ impl IntoResponse for ApiError {
         let mut response = (status, Json(body)).into_response();
         let headers = response.headers_mut();
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if let Self::RateLimited(secs) | Self::QuotaExceeded(_, secs) = &self {
+            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+                headers.insert(header::RETRY_AFTER, v);
+            }
+        }
         if status == StatusCode::UNAUTHORIZED {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"mediaq\""));
         }

@@ -6,6 +6,7 @@ pub mod error;
 pub mod idempotency;
 pub mod ingest;
 pub mod job_view;
+pub mod limits;
 pub mod request_id;
 pub mod routes;
 pub mod security;
@@ -26,7 +27,17 @@ pub async fn serve(config: ApiConfig) -> Result<(), Box<dyn std::error::Error>> 
     let signal = mediaq_shared::signals::shutdown_signal()?;
     // Machine-readable start-up line (tests and scripts read the port from it).
     println!("mediaq-api listening on http://{addr}");
-    let state = app::AppState { pool: pool.clone(), storage, config: Arc::new(config) };
+    let limits = limits::RateLimits::new(config.rate_limit_ip, config.rate_limit_key);
+    tokio::spawn({
+        let limits = limits.clone();
+        async move {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+                limits.shrink();
+            }
+        }
+    });
+    let state = app::AppState { pool: pool.clone(), storage, config: Arc::new(config), limits };
     let app = app::router(state).into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {

@@ -1,6 +1,7 @@
 //! Configuration from environment variables, with safe defaults. Every variable is listed in the
 //! README's configuration table; [`ConfigError`] names the variable that is wrong.
 
+pub use ipnet::IpNet;
 use std::{net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
 
 /// A configuration variable that is missing or malformed.
@@ -127,6 +128,14 @@ pub struct ApiConfig {
     pub hsts: bool,
     /// Default lifetime of upload tokens (MEDIAQ_UPLOAD_TOKEN_TTL).
     pub upload_token_ttl: Duration,
+    /// Requests per second per client address, and per credential (bursts of twice that).
+    pub rate_limit_ip: u32,
+    pub rate_limit_key: u32,
+    /// Proxies whose X-Forwarded-For is believed (MEDIAQ_TRUSTED_PROXIES: addresses or CIDRs).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Per-key quotas: unfinished jobs at once, and bytes uploaded per 24 hours.
+    pub quota_active_jobs: i64,
+    pub quota_daily_bytes: u64,
 }
 
 pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 512 * 1024 * 1024;
@@ -147,6 +156,17 @@ impl ApiConfig {
             })?,
             hsts: parse_or("MEDIAQ_HSTS", false)?,
             upload_token_ttl: parse_duration("MEDIAQ_UPLOAD_TOKEN_TTL", Duration::from_secs(15 * 60))?,
+            rate_limit_ip: parse_or("MEDIAQ_RATE_LIMIT_IP", 20)?,
+            rate_limit_key: parse_or("MEDIAQ_RATE_LIMIT_KEY", 10)?,
+            trusted_proxies: trusted_proxies(var("MEDIAQ_TRUSTED_PROXIES").as_deref().unwrap_or("")).map_err(
+                |reason| ConfigError::Invalid {
+                    var: "MEDIAQ_TRUSTED_PROXIES",
+                    value: var("MEDIAQ_TRUSTED_PROXIES").unwrap_or_default(),
+                    reason,
+                },
+            )?,
+            quota_active_jobs: parse_or("MEDIAQ_QUOTA_ACTIVE_JOBS", 50)?,
+            quota_daily_bytes: parse_bytes("MEDIAQ_QUOTA_DAILY_BYTES", 20 << 30)?,
         })
     }
 }
@@ -166,6 +186,19 @@ pub fn cors_origins(list: &str) -> Result<Vec<String>, String> {
                 Some(host) if !host.is_empty() && !host.contains(['/', '*', ' ']) => Ok(o.to_owned()),
                 _ => Err(format!("{o:?} is not an origin like https://app.example.com")),
             }
+        })
+        .collect()
+}
+
+/// Parses `10.0.0.1, 10.1.0.0/16, ::1`: addresses or CIDR blocks.
+pub fn trusted_proxies(list: &str) -> Result<Vec<ipnet::IpNet>, String> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            p.parse::<ipnet::IpNet>()
+                .or_else(|_| p.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| format!("{p:?} is not an address or CIDR block"))
         })
         .collect()
 }

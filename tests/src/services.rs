@@ -97,7 +97,12 @@ impl TestEnv {
     pub async fn api_with(&self, env: &[(&str, &str)]) -> Api {
         let log = self.logs.path().join(format!("api-{}.log", uuid::Uuid::new_v4().simple()));
         let mut cmd = Command::new(bin_dir().join("mediaq-api"));
-        cmd.envs(self.base_env()).env("MEDIAQ_BIND", "127.0.0.1:0");
+        // Tests poll fast and upload in bursts: limits high unless a test sets its own.
+        cmd.envs(self.base_env())
+            .env("MEDIAQ_BIND", "127.0.0.1:0")
+            .env("MEDIAQ_RATE_LIMIT_IP", "10000")
+            .env("MEDIAQ_RATE_LIMIT_KEY", "10000")
+            .env("MEDIAQ_QUOTA_ACTIVE_JOBS", "10000");
         for (k, v) in env {
             cmd.env(k, v);
         }

@@ -25,7 +25,9 @@ use crate::{
     error::ApiError,
     idempotency::IdempotencyKey,
     ingest::{self, Origin},
-    job_view, request_id,
+    job_view,
+    limits::ClientIp,
+    request_id,
 };
 
 /// Seconds a client should wait before polling an unfinished job again.
@@ -61,7 +63,7 @@ pub async fn create(
         token_id: caller.token.as_ref().map(|g| g.id.clone()),
         actor: caller.actor(),
         request_id: request_id::current(),
-        client_ip: Some(peer.ip()),
+        client_ip: Some(request.extensions().get::<ClientIp>().map_or(peer.ip(), |c| c.0)),
     };
     let result = create_job(&state, &caller, origin, limit, query, request).await;
     if let (Err(_), Some(grant)) = (&result, &caller.token) {
@@ -83,6 +85,8 @@ async fn create_job(
     let content_type = header_str(request.headers(), header::CONTENT_TYPE).unwrap_or_default().to_owned();
     let is_multipart = content_type.to_ascii_lowercase().starts_with("multipart/form-data");
     reject_oversized(request.headers(), limit, is_multipart)?;
+    let declared = header_str(request.headers(), header::CONTENT_LENGTH).and_then(|v| v.parse().ok());
+    crate::limits::check_quota(state, &caller.key_id, declared).await?;
     let key = IdempotencyKey::from_headers(request.headers())?;
     let claim = match &key {
         Some(k) => Some(idempotency::claim(&state.pool, k.as_str()).await?),
