@@ -58,6 +58,8 @@ pub enum ApiError {
     RateLimited(u64),
     #[error("{0}")]
     QuotaExceeded(String, u64),
+    #[error("only a failed job can be requeued")]
+    JobNotRequeueable,
     #[error("no such route")]
     RouteNotFound,
     #[error("method not allowed on this route")]
@@ -98,6 +100,7 @@ impl ApiError {
             Self::CredentialsInUrl => "credentials_in_url",
             Self::RateLimited(_) => "rate_limited",
             Self::QuotaExceeded(..) => "quota_exceeded",
+            Self::JobNotRequeueable => "job_not_requeueable",
             Self::RouteNotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::DatabaseUnavailable => "database_unavailable",
@@ -126,7 +129,7 @@ impl ApiError {
             Self::InsufficientScope(_) => StatusCode::FORBIDDEN,
             Self::CredentialsInUrl => StatusCode::BAD_REQUEST,
             Self::JobNotFound | Self::RouteNotFound => StatusCode::NOT_FOUND,
-            Self::JobNotReady(_) | Self::IdempotencyInProgress => StatusCode::CONFLICT,
+            Self::JobNotReady(_) | Self::IdempotencyInProgress | Self::JobNotRequeueable => StatusCode::CONFLICT,
             Self::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             Self::RangeNotSatisfiable => StatusCode::RANGE_NOT_SATISFIABLE,
             Self::OutputGone => StatusCode::GONE,

@@ -72,6 +72,11 @@ async fn record(
     let job = jobs::insert(&mut *tx, id, input, &origin.owner, origin.api_key_id.as_deref()).await?;
     if let Some(token) = &origin.token_id {
         tokens::bind_job(&mut *tx, token, id).await?;
+        let used = AuditEvent::new(origin.actor.clone(), "token.used")
+            .job(id)
+            .request(origin.request_id.clone(), origin.client_ip)
+            .details(json!({ "token_id": token }));
+        audit::record(&mut *tx, &used).await?;
     }
     let event = AuditEvent::new(origin.actor.clone(), "job.created")
         .job(id)

@@ -5,12 +5,16 @@ use axum::{
     http::{header, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
 };
-use mediaq_shared::{apikey::Scope, JobStatus, OriginalFilename};
+use mediaq_shared::{
+    apikey::Scope,
+    db::{audit, audit::AuditEvent},
+    JobStatus, OriginalFilename,
+};
 use tower::ServiceExt;
 use tower_http::services::ServeFile;
 
 use super::JobIdPath;
-use crate::{app::AppState, auth::Caller, error::ApiError};
+use crate::{app::AppState, auth::Caller, error::ApiError, limits::ClientIp, request_id};
 
 #[tracing::instrument(name = "download_output", skip_all, fields(job_id = %id.0))]
 pub async fn output(
@@ -28,6 +32,18 @@ pub async fn output(
         (JobStatus::Succeeded, Some(output)) => output,
         (status, _) => return Err(ApiError::JobNotReady(status.as_str())),
     };
+    let ranged_from_start = request
+        .headers()
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .is_none_or(|r| r.trim_start_matches("bytes=").starts_with("0-"));
+    if ranged_from_start {
+        // One row per download (not per Range request of a player seeking).
+        let event = AuditEvent::new(caller.actor(), "job.downloaded")
+            .job(job.id)
+            .request(request_id::current(), request.extensions().get::<ClientIp>().map(|c| c.0));
+        audit::record(&state.pool, &event).await?;
+    }
     let path = state.storage.path(&output.key);
     // ServeFile answers Range / If-Range / HEAD; only GET and HEAD reach this handler.
     let served = ServeFile::new(&path).oneshot(request).await.map_err(ApiError::internal)?;

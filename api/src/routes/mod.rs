@@ -1,5 +1,7 @@
 //! HTTP routes: thin handlers over the domain functions in `ingest` and `mediaq_shared`.
 
+pub mod admin;
+pub mod audit;
 pub mod cancel;
 pub mod download;
 pub mod health;

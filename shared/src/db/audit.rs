@@ -61,3 +61,36 @@ pub async fn record<'e>(db: impl PgExecutor<'e>, event: &AuditEvent) -> Result<(
     .await?;
     Ok(())
 }
+
+/// An audit row as read back.
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
+pub struct AuditRow {
+    pub id: i64,
+    pub at: chrono::DateTime<chrono::Utc>,
+    pub actor: String,
+    pub action: String,
+    pub job_id: Option<uuid::Uuid>,
+    pub request_id: Option<String>,
+    pub client_ip: Option<String>,
+    pub details: serde_json::Value,
+}
+
+/// A page of the trail, newest first: one job's (`job`), or everything; `before` is the last
+/// id of the previous page.
+pub async fn list(
+    pool: &sqlx::PgPool,
+    job: Option<JobId>,
+    before: Option<i64>,
+    limit: i64,
+) -> Result<Vec<AuditRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, at, actor, action, job_id, request_id, host(client_ip) AS client_ip, details FROM audit_events
+         WHERE ($1::uuid IS NULL OR job_id = $1) AND ($2::bigint IS NULL OR id < $2)
+         ORDER BY id DESC LIMIT $3",
+    )
+    .bind(job.map(|j| j.as_uuid()))
+    .bind(before)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}

@@ -55,7 +55,14 @@ pub async fn verify(pool: &PgPool, credential: &Credential) -> Result<Option<Aut
     let Some((owner, scopes, _)) = row.filter(|(_, _, hash)| credential.matches(hash)) else {
         return Ok(None);
     };
-    sqlx::query("UPDATE api_keys SET last_used_at = now() WHERE id = $1").bind(&credential.id).execute(pool).await?;
+    // At most one write a minute per key: polling stays read-only.
+    sqlx::query(
+        "UPDATE api_keys SET last_used_at = now()
+         WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')",
+    )
+    .bind(&credential.id)
+    .execute(pool)
+    .await?;
     Ok(Some(Authenticated {
         id: credential.id.clone(),
         owner,

@@ -1,0 +1,49 @@
+//! The audit trail: `GET /v1/jobs/{id}/events` (a job's trail, to its owner) and
+//! `GET /v1/audit` (everything, admins only), newest first, cursor-paginated.
+
+use axum::{
+    extract::{Query, State},
+    Json,
+};
+use mediaq_shared::{apikey::Scope, db::audit};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::JobIdPath;
+use crate::{app::AppState, auth::Caller, error::ApiError};
+
+#[derive(Deserialize)]
+pub struct PageQuery {
+    limit: Option<i64>,
+    cursor: Option<i64>,
+}
+
+fn page(rows: Vec<audit::AuditRow>, limit: i64) -> Json<Value> {
+    let next = (rows.len() as i64 == limit).then(|| rows.last().map(|r| r.id)).flatten();
+    Json(json!({ "events": rows, "next_cursor": next }))
+}
+
+pub async fn job_events(
+    State(state): State<AppState>,
+    caller: Caller,
+    id: JobIdPath,
+    Query(q): Query<PageQuery>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Scope::JobsRead)?;
+    super::visible_job(&state, &caller, id.0).await?;
+    let limit = q.limit.unwrap_or(100).clamp(1, 500);
+    Ok(page(audit::list(&state.pool, Some(id.0), q.cursor, limit).await?, limit))
+}
+
+pub async fn all(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<PageQuery>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require_key()?;
+    if !caller.is_admin() {
+        return Err(ApiError::InsufficientScope("admin"));
+    }
+    let limit = q.limit.unwrap_or(100).clamp(1, 500);
+    Ok(page(audit::list(&state.pool, None, q.cursor, limit).await?, limit))
+}

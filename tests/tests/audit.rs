@@ -1,0 +1,113 @@
+//! The audit trail through the API, operator routes, a 500 that reveals nothing, and logs
+//! that never contain a credential.
+
+use std::time::Duration;
+
+use mediaq_e2e::{
+    fixtures,
+    services::{client_with_key, create_key},
+    TestEnv,
+};
+use serde_json::{json, Value};
+
+fn actions(events: &Value) -> Vec<String> {
+    events["events"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap().to_owned()).collect()
+}
+
+#[tokio::test]
+async fn trails_for_owners_and_admins_and_operator_routes() {
+    let env = TestEnv::new().await;
+    let api = env.api().await;
+    let _worker = env.worker().await;
+    let admin_key = create_key(&env.database_url, "ops", "admin", "ops");
+    let admin = client_with_key(&admin_key);
+    let stranger = client_with_key(&create_key(&env.database_url, "eve", "jobs:read,jobs:write", "eve"));
+
+    // A token-made job, converted, downloaded, then deleted.
+    let minted: Value =
+        api.client.post(api.url("/v1/upload-tokens")).json(&json!({})).send().await.unwrap().json().await.unwrap();
+    let token = minted["token"].as_str().unwrap().to_owned();
+    let browser = client_with_key(&token);
+    let job: Value = browser
+        .post(api.url("/v1/jobs"))
+        .header("content-type", "video/webm")
+        .body(fixtures::bytes(&fixtures::VP8_VORBIS))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = job["id"].as_str().unwrap().to_owned();
+    api.wait_terminal(&id, Duration::from_secs(60)).await;
+    assert_eq!(browser.get(api.url(&format!("/v1/jobs/{id}/output"))).send().await.unwrap().status(), 200);
+    assert_eq!(api.client.delete(api.url(&format!("/v1/jobs/{id}"))).send().await.unwrap().status(), 200);
+
+    let trail: Value =
+        api.client.get(api.url(&format!("/v1/jobs/{id}/events"))).send().await.unwrap().json().await.unwrap();
+    let seen = actions(&trail);
+    for expected in ["token.used", "job.created", "job.started", "job.succeeded", "job.downloaded", "job.files_deleted"]
+    {
+        assert!(seen.contains(&expected.to_owned()), "{expected} missing from {seen:?}");
+    }
+    let created = trail["events"].as_array().unwrap().iter().find(|e| e["action"] == "job.created").unwrap();
+    assert!(created["actor"].as_str().unwrap().starts_with("token:"), "{created}");
+    assert!(created["request_id"].is_string() && created["client_ip"] == "127.0.0.1", "{created}");
+    // The token reads its own job's trail; strangers get 404.
+    assert_eq!(browser.get(api.url(&format!("/v1/jobs/{id}/events"))).send().await.unwrap().status(), 200);
+    assert_eq!(stranger.get(api.url(&format!("/v1/jobs/{id}/events"))).send().await.unwrap().status(), 404);
+
+    // Everything, for admins only, page by page.
+    assert_eq!(api.client.get(api.url("/v1/audit")).send().await.unwrap().status(), 403);
+    let first: Value = admin.get(api.url("/v1/audit?limit=3")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(first["events"].as_array().unwrap().len(), 3);
+    let cursor = first["next_cursor"].as_i64().unwrap();
+    let rest: Value =
+        admin.get(api.url(&format!("/v1/audit?limit=500&cursor={cursor}"))).send().await.unwrap().json().await.unwrap();
+    let all: Vec<String> = actions(&first).into_iter().chain(actions(&rest)).collect();
+    for expected in ["key.created", "token.created", "job.created"] {
+        assert!(all.contains(&expected.to_owned()), "{expected} missing from {all:?}");
+    }
+
+    // Operator routes.
+    assert_eq!(api.client.get(api.url("/v1/admin/stats")).send().await.unwrap().status(), 403);
+    let stats: Value = admin.get(api.url("/v1/admin/stats")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(stats["jobs_by_status"]["succeeded"], 1, "{stats}");
+    let resp = admin.post(api.url(&format!("/v1/admin/jobs/{id}/requeue"))).send().await.unwrap();
+    assert_eq!(resp.status(), 409, "only failed jobs are requeued");
+
+    // No credential ever reaches the logs.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let log = api.service.log_text();
+    for secret in [&env.api_key, &admin_key, &token] {
+        assert!(!log.contains(&secret[20..]), "a credential leaked into the log");
+    }
+}
+
+#[tokio::test]
+async fn an_internal_error_reveals_nothing_and_keeps_its_headers() {
+    let env = TestEnv::new().await;
+    let api = env.api().await;
+    let job: Value = api.upload(fixtures::bytes(&fixtures::VP8_VORBIS), "video/webm", None).await.json().await.unwrap();
+    let id = job["id"].as_str().unwrap();
+    // Break the database under the API: the next status read fails inside a query.
+    sqlx::query("DROP TABLE job_attempts CASCADE").execute(env.pool()).await.unwrap();
+    let resp = api.client.get(api.url(&format!("/v1/jobs/{id}"))).send().await.unwrap();
+    assert_eq!(resp.status(), 500);
+    let headers = resp.headers().clone();
+    for name in
+        ["content-security-policy", "x-content-type-options", "x-frame-options", "referrer-policy", "x-request-id"]
+    {
+        assert!(headers.contains_key(name), "{name} on a 500");
+    }
+    let body = resp.text().await.unwrap();
+    let parsed: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(parsed["error"]["code"], "internal_error");
+    for leak in ["job_attempts", "relation", "sqlx", "SELECT", "/tmp", "postgres"] {
+        assert!(!body.contains(leak), "{leak} in {body}");
+    }
+    // The details are in the log, under the request id.
+    let rid = headers["x-request-id"].to_str().unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(api.service.log_text().lines().any(|l| l.contains(rid) && l.contains("job_attempts")));
+}
