@@ -21,6 +21,15 @@ BIN="${CARGO_TARGET_DIR:-$MEDIAQ_ROOT/target}/release"
 
 "$BIN/mediaq-api" migrate
 
+# A local API key (admin, so the whole API can be tried), made once and kept beside the data.
+KEY_FILE="$MEDIAQ_ROOT/.mediaq/local-api-key"
+if [ ! -s "$KEY_FILE" ] || ! "$BIN/mediaq-api" keys list 2>/dev/null | grep -q "\"id\":\"$(cut -c4-19 "$KEY_FILE")\".*\"revoked_at\":null"; then
+  mkdir -p "$(dirname "$KEY_FILE")"
+  "$BIN/mediaq-api" keys create --name local --scopes jobs:write,jobs:read,admin --owner local | tail -n 1 > "$KEY_FILE"
+  chmod 600 "$KEY_FILE"
+fi
+MEDIAQ_KEY=$(cat "$KEY_FILE")
+
 pids=()
 cleanup() {
   trap - EXIT INT TERM
@@ -35,5 +44,6 @@ for i in $(seq 1 "${MEDIAQ_WORKERS:-1}"); do
   "$BIN/mediaq-worker" & pids+=($!)
 done
 log "mediaq is running on http://$MEDIAQ_BIND (storage: $MEDIAQ_STORAGE_DIR); Ctrl-C stops it"
-log "try: curl -F file=@clip.webm http://$MEDIAQ_BIND/v1/jobs"
+log "API key (also in $KEY_FILE): $MEDIAQ_KEY"
+log "try: curl -H \"Authorization: Bearer $MEDIAQ_KEY\" -F file=@clip.webm http://$MEDIAQ_BIND/v1/jobs"
 wait -n "${pids[@]}"
