@@ -100,3 +100,18 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(bytes))
 }
+
+/// Transcoder processes working on `job_id` (their job directory, on the command line, is
+/// named after it).
+pub fn transcoders_of(job_id: &str) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .flatten()
+        .filter_map(|e| {
+            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            let text = String::from_utf8_lossy(&cmdline);
+            (text.contains("mediaq-transcode") && text.contains(job_id)).then_some(pid)
+        })
+        .collect()
+}

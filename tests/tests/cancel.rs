@@ -17,14 +17,7 @@ async fn upload(api: &Api, recipe: &fixtures::Recipe) -> String {
 }
 
 fn transcoder_running(job_id: &str) -> bool {
-    std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
-        std::fs::read(e.path().join("cmdline"))
-            .map(|c| {
-                let c = String::from_utf8_lossy(&c);
-                c.contains("mediaq-transcode") && c.contains(job_id)
-            })
-            .unwrap_or(false)
-    })
+    !mediaq_e2e::transcoders_of(job_id).is_empty()
 }
 
 #[tokio::test]

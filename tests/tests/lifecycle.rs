@@ -47,14 +47,7 @@ async fn sigterm_lets_the_api_finish_an_upload_in_flight() {
 }
 
 fn transcoder_running(job_id: &str) -> bool {
-    std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
-        std::fs::read(e.path().join("cmdline"))
-            .map(|c| {
-                let c = String::from_utf8_lossy(&c);
-                c.contains("mediaq-transcode") && c.contains(job_id)
-            })
-            .unwrap_or(false)
-    })
+    !mediaq_e2e::transcoders_of(job_id).is_empty()
 }
 
 async fn upload_long_and_wait_running(api: &mediaq_e2e::Api) -> String {

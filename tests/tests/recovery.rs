@@ -3,27 +3,11 @@
 
 use std::time::{Duration, Instant};
 
-use mediaq_e2e::{fixtures, Api, TestEnv, Worker};
+use mediaq_e2e::{fixtures, transcoders_of, Api, TestEnv, Worker};
 use serde_json::Value;
 
 /// A worker slow enough to be caught mid-transcode.
 const SLOW: &[(&str, &str)] = &[("MEDIAQ_X264_PRESET", "veryslow"), ("MEDIAQ_TRANSCODE_THREADS", "1")];
-
-/// Transcoder processes working on `job_id` (their job directory is named after it).
-fn transcoders_of(job_id: &str) -> Vec<u32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .filter_map(|e| {
-            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
-            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-            let text = String::from_utf8_lossy(&cmdline);
-            (text.contains("mediaq-transcode") && text.contains(job_id)).then_some(pid)
-        })
-        .collect()
-}
 
 async fn start_slow_job(env: &TestEnv, api: &Api) -> (Worker, String) {
     let victim = env.worker_with(SLOW).await;
