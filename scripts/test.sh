@@ -26,4 +26,19 @@ unset DATABASE_URL
 log "building"
 cargo build --workspace --all-targets --locked
 log "running tests"
-cargo test --workspace --locked --no-fail-fast -- --test-threads="${MEDIAQ_TEST_THREADS:-4}"
+LOG=$(mktemp)
+set +e
+cargo test --workspace --locked --no-fail-fast --lib --bins --tests -- --test-threads="${MEDIAQ_TEST_THREADS:-4}" 2>&1 | tee "$LOG"
+status=${PIPESTATUS[0]}
+set -e
+# cargo prints one result line per test binary; close with one line for the whole suite.
+read -r passed failed < <(awk '/^test result:/ {
+    for (i = 1; i < NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i }
+  } END { print p + 0, f + 0 }' "$LOG")
+rm -f "$LOG"
+if [ "$status" -eq 0 ] && [ "$passed" -eq 0 ]; then
+  log "error: no test ran"
+  status=1
+fi
+echo "tests: $passed passed, $failed failed"
+exit "$status"
