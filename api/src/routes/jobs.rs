@@ -44,11 +44,19 @@ pub struct CreateQuery {
 pub async fn create(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    caller: Caller,
+    caller: Result<Caller, ApiError>,
     Query(query): Query<CreateQuery>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    caller.require(Scope::JobsWrite)?;
+    // A refused upload still reads (a bounded part of) its body, so that a client that is still
+    // sending sees the 401/403 instead of a reset connection, and keep-alive survives.
+    let caller = match caller.and_then(|c| c.require(Scope::JobsWrite).map(|()| c)) {
+        Ok(caller) => caller,
+        Err(e) => {
+            ingest::drain_stream(&mut request.into_body().into_data_stream()).await;
+            return Err(e);
+        }
+    };
     let mut limit = state.config.max_upload_bytes;
     if let Some(grant) = &caller.token {
         // Single use: claimed now, given back if the upload fails.
@@ -86,7 +94,10 @@ async fn create_job(
     let is_multipart = content_type.to_ascii_lowercase().starts_with("multipart/form-data");
     reject_oversized(request.headers(), limit, is_multipart)?;
     let declared = header_str(request.headers(), header::CONTENT_LENGTH).and_then(|v| v.parse().ok());
-    crate::limits::check_quota(state, &caller.key_id, declared).await?;
+    if let Err(e) = crate::limits::check_quota(state, &caller.key_id, declared).await {
+        ingest::drain_stream(&mut request.into_body().into_data_stream()).await;
+        return Err(e);
+    }
     let key = IdempotencyKey::from_headers(request.headers())?;
     let claim = match &key {
         Some(k) => Some(idempotency::claim(&state.pool, k.as_str()).await?),
