@@ -78,7 +78,9 @@ cleanup() {
   stop_local_pg "$PG_DIR"
   rm -rf "$SCRATCH"
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM # (then the EXIT trap cleans up)
 
 rm -rf "$SCRATCH"
 mkdir -p "$WORK" "$SCRATCH/storage" "$RESULTS"

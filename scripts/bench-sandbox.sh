@@ -64,7 +64,9 @@ cleanup() {
   trap - EXIT INT TERM
   rm -rf "$SCRATCH"
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM # (then the EXIT trap cleans up)
 rm -rf "$SCRATCH"
 mkdir -p "$WORK" "$RESULTS"
 chmod 0755 "$SCRATCH" "$WORK"
