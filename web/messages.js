@@ -157,7 +157,7 @@ const FAILURES = {
 
 /** A failed job's `error {code, message}` as `{text, retry}` (retry: upload the file again). */
 export function describeFailure(error, name) {
-  const [retry, reason] = FAILURES[error?.code] ?? [true, 'of an unexpected problem'];
+  const [retry, reason] = FAILURES[error?.code] ?? [true, 'an unexpected problem occurred'];
   const details = error?.message ? ` (Details: ${error.message})` : '';
   const text = `“${name}” could not be converted: ${reason}.${details}`;
   return { text: retry ? `${text} You can try again.` : text, retry };

@@ -139,6 +139,7 @@ export class Row {
           this.showJob(body);
           this.poll();
         } else {
+          this.ui.uploadDetail.textContent = `Refused by the server (HTTP ${xhr.status})`;
           this.failWith(xhr.status, body, xhr.getResponseHeader('Retry-After'));
         }
         resolve();

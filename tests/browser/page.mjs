@@ -62,17 +62,17 @@ async function pasteKey(page) {
   check(await page.inputValue('#api-key') === '', 'the key field is emptied once the key is taken');
 }
 
-/** Waits for the first row to settle, then checks the player and saves the download. */
-async function expectPlayableMp4(page, saveAs) {
-  const row = page.locator('#queue .row').first();
+/** Waits for row `index` to settle, then checks its player and saves its download. */
+async function expectPlayableMp4(page, saveAs, index = 0) {
+  const row = page.locator('#queue .row').nth(index);
   await page.waitForFunction(
-    () => ['succeeded', 'failed', 'canceled'].includes(document.querySelector('#queue .row')?.dataset.state),
-    null,
+    (i) => ['succeeded', 'failed', 'canceled'].includes(document.querySelectorAll('#queue .row')[i]?.dataset.state),
+    index,
     { timeout: 90_000 },
   );
   const status = await row.locator('.row-status').textContent();
   check(await row.getAttribute('data-state') === 'succeeded', `the row succeeded (status: ${status})`);
-  await page.waitForFunction(() => document.querySelector('#queue .row .player').readyState >= 2, null, {
+  await page.waitForFunction((i) => document.querySelectorAll('#queue .row .player')[i].readyState >= 2, index, {
     timeout: 20_000,
   });
   const player = await row.locator('.player').evaluate((v) => ({
@@ -150,18 +150,21 @@ async function recordScenario(page) {
   await expectPlayableMp4(page, 'record.mp4');
 }
 
+/** A PNG and a WebM chosen together: two rows; the PNG is refused with a sentence, the WebM converts. */
 async function pngScenario(page) {
   await pasteKey(page);
-  await page.setInputFiles('#file-input', env('MEDIAQ_FIXTURE'));
+  await page.setInputFiles('#file-input', [env('MEDIAQ_FIXTURE'), env('MEDIAQ_SECOND_FIXTURE')]);
+  check(await page.locator('#queue .row').count() === 2, 'two files, two rows');
   await page.waitForFunction(() => document.querySelector('#queue .row')?.dataset.state === 'failed', null, {
     timeout: 20_000,
   });
-  const status = await page.locator('#queue .row-status').textContent();
+  const status = await page.locator('#queue .row-status').first().textContent();
   observations.status = status;
   check(/is not a WebM video/.test(status), `the "not a WebM" sentence is shown: ${status}`);
-  check(await page.locator('#queue .retry').isHidden(), 'no retry for a file that can never be converted');
-  check(await page.locator('#queue .row-status').getAttribute('aria-live') === 'polite', 'the row status is announced');
-  await screenshot(page, 'not-webm-phone');
+  check(await page.locator('#queue .retry').first().isHidden(), 'no retry for a file that can never be converted');
+  check(await page.locator('#queue .row-status').first().getAttribute('aria-live') === 'polite', 'row status is announced');
+  await expectPlayableMp4(page, 'second.mp4', 1);
+  await screenshot(page, 'not-webm-and-converted-phone');
 }
 
 /** Tab order reaches the main controls, and the focused one is visibly outlined. */

@@ -180,12 +180,14 @@ async fn a_three_second_camera_recording_becomes_a_playable_mp4() {
     assert_mp4(&out.join("record.mp4"), 3.0, 0.6);
 }
 
-/// A PNG is refused with a sentence, at phone width.
+/// A PNG and a WebM queued together at phone width: the PNG is refused with a sentence, the WebM
+/// converts in its own row.
 #[tokio::test]
-async fn a_png_is_refused_as_not_a_webm() {
+async fn a_png_is_refused_as_not_a_webm_while_a_queued_webm_converts() {
     assert_prerequisites();
     let env = TestEnv::new().await;
     let api = env.api().await;
+    let _worker = env.worker().await;
     let out = output_dir("png");
     let observations = run_page(
         "png",
@@ -194,9 +196,31 @@ async fn a_png_is_refused_as_not_a_webm() {
             ("MEDIAQ_PAGE_URL", format!("{}/", api.base_url)),
             ("MEDIAQ_API_KEY", api.key.clone()),
             ("MEDIAQ_FIXTURE", fixtures::path(&fixtures::PNG).display().to_string()),
+            ("MEDIAQ_SECOND_FIXTURE", fixtures::path(&CLIP).display().to_string()),
+            ("MEDIAQ_EXPECT_DURATION", "2".into()),
         ],
     );
     assert!(observations["status"].as_str().unwrap().contains("image.png"));
+    assert_mp4(&out.join("second.mp4"), 2.0, 0.2);
     let jobs: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs").fetch_one(env.pool()).await.unwrap();
-    assert_eq!(jobs, 0);
+    assert_eq!(jobs, 1, "only the WebM made a job");
+}
+
+/// Every error code in the README's table and every job failure code has a sentence on the page.
+#[test]
+fn every_api_error_and_failure_code_has_a_sentence() {
+    assert_prerequisites();
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let output = Command::new("node")
+        .arg(browser_dir().join("messages.mjs"))
+        .arg(root.join("README.md"))
+        .arg(root.join("web/messages.js"))
+        .output()
+        .expect("run node");
+    assert!(
+        output.status.success(),
+        "messages.mjs: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
