@@ -4,7 +4,7 @@
 //   node tests/browser/page.mjs <scenario>
 //
 // scenarios: upload (a WebM through the file input), record (3 s from the fake camera), png (a
-// PNG is refused). Environment: MEDIAQ_PAGE_URL (the page, with `#token=...` for a link),
+// PNG refused while a WebM converts), cancel (polling with 304s and backoff, then Cancel). Environment: MEDIAQ_PAGE_URL (the page, with `#token=...` for a link),
 // MEDIAQ_API_KEY (pasted into the page when set), MEDIAQ_FIXTURE (the file to choose),
 // MEDIAQ_EXPECT_DURATION (seconds), MEDIAQ_OUT (screenshots, downloads, observations.json),
 // MEDIAQ_CHROMIUM (default /usr/bin/chromium). Exit status 0: every check passed.
@@ -167,6 +167,29 @@ async function pngScenario(page) {
   await screenshot(page, 'not-webm-and-converted-phone');
 }
 
+/** With no worker, the job stays queued: polling revalidates (304) and backs off; Cancel cancels it. */
+async function cancelScenario(page) {
+  await pasteKey(page);
+  await page.setInputFiles('#file-input', env('MEDIAQ_FIXTURE'));
+  await page.waitForFunction(() => document.querySelector('#queue .row')?.dataset.state === 'converting');
+  const polls = () => observations.responses.filter((r) => /\/v1\/jobs\/[^/]+$/.test(r.url) && r.method === 'GET');
+  const deadline = Date.now() + 15_000;
+  while (polls().filter((r) => r.status === 304).length < 3 && Date.now() < deadline) await page.waitForTimeout(200);
+  const seen = polls();
+  observations.polls = seen.map((r) => `${r.status} +${r.at - seen[0].at}ms`);
+  check(seen.filter((r) => r.status === 304).length >= 3, `polling revalidates with 304 (${observations.polls})`);
+  const gaps = seen.slice(1).map((r, i) => r.at - seen[i].at);
+  check(gaps.every((g) => g >= 900), `polls honour Retry-After: 1 (gaps ${gaps.join(', ')} ms)`);
+  check(gaps.at(-1) > gaps[0] + 200, `polling backs off (gaps ${gaps.join(', ')} ms)`);
+  await screenshot(page, 'waiting');
+  await page.locator('#queue .cancel').click();
+  await page.waitForFunction(() => document.querySelector('#queue .row')?.dataset.state === 'canceled');
+  const status = await page.locator('#queue .row-status').textContent();
+  check(/canceled/.test(status), `the row says it was canceled: ${status}`);
+  check(await page.locator('#queue .retry').isVisible(), 'a canceled video can be tried again');
+  await screenshot(page, 'canceled');
+}
+
 /** Tab order reaches the main controls, and the focused one is visibly outlined. */
 async function keyboardCheck(page) {
   const reached = [];
@@ -214,6 +237,10 @@ try {
   const page = await context.newPage();
   page.on('console', (m) => observations.console.push({ type: m.type(), text: m.text() }));
   page.on('pageerror', (e) => observations.console.push({ type: 'error', text: `uncaught: ${e.message}` }));
+  observations.responses = [];
+  page.on('response', (r) => {
+    observations.responses.push({ method: r.request().method(), url: r.url(), status: r.status(), at: Date.now() });
+  });
   page.on('request', (r) => observations.requests.push(`${r.method()} ${r.url().replace(/#.*/, '')}`));
   await page.goto(pageUrl, { waitUntil: 'load' });
   await page.waitForFunction(() => document.documentElement.dataset.ready === 'true');
@@ -223,6 +250,7 @@ try {
   if (scenario === 'upload') await uploadScenario(page);
   else if (scenario === 'record') await recordScenario(page);
   else if (scenario === 'png') await pngScenario(page);
+  else if (scenario === 'cancel') await cancelScenario(page);
   else throw new Error(`unknown scenario ${scenario}`);
 
   // No request left this origin (assets are embedded; media is fetched into blobs).

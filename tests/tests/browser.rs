@@ -206,6 +206,27 @@ async fn a_png_is_refused_as_not_a_webm_while_a_queued_webm_converts() {
     assert_eq!(jobs, 1, "only the WebM made a job");
 }
 
+/// With no worker the job waits: the page's polling revalidates (304), honours Retry-After and
+/// backs off; its Cancel button cancels the job.
+#[tokio::test]
+async fn polling_backs_off_and_cancel_cancels_a_waiting_job() {
+    assert_prerequisites();
+    let env = TestEnv::new().await;
+    let api = env.api().await;
+    let out = output_dir("cancel");
+    run_page(
+        "cancel",
+        &out,
+        &[
+            ("MEDIAQ_PAGE_URL", format!("{}/", api.base_url)),
+            ("MEDIAQ_API_KEY", api.key.clone()),
+            ("MEDIAQ_FIXTURE", fixtures::path(&CLIP).display().to_string()),
+        ],
+    );
+    let status: String = sqlx::query_scalar("SELECT status::text FROM jobs").fetch_one(env.pool()).await.unwrap();
+    assert_eq!(status, "canceled");
+}
+
 /// Every error code in the README's table and every job failure code has a sentence on the page.
 #[test]
 fn every_api_error_and_failure_code_has_a_sentence() {
