@@ -23,8 +23,27 @@ ensure_packages() {
 # Build packages for ffmpeg-next (bindgen needs clang) and the runtime of the service.
 BUILD_PACKAGES=(pkg-config clang libclang-dev libavcodec-dev libavformat-dev libavfilter-dev libavutil-dev
   libswscale-dev libswresample-dev postgresql ca-certificates)
-# What the tests add: the ffmpeg CLI (fixtures) and ffprobe (the independent oracle).
-TEST_PACKAGES=(ffmpeg)
+# What the tests add: the ffmpeg CLI (fixtures) and ffprobe (the independent oracle), and Chromium
+# for the upload page's browser tests (driven by playwright-core; no browser is downloaded).
+TEST_PACKAGES=(ffmpeg chromium)
+
+# Node.js for the browser tests: Debian's nodejs and npm, only when no `node` is on PATH.
+ensure_node() {
+  if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then return 0; fi
+  ensure_packages nodejs npm
+}
+
+# tests/browser/node_modules from the committed package-lock.json (`npm ci`), skipped when it was
+# already installed from this exact lock file.
+ensure_browser_modules() {
+  local dir="$MEDIAQ_ROOT/tests/browser" stamp want
+  stamp="$dir/node_modules/.mediaq-lock-sha256"
+  want=$(sha256sum "$dir/package-lock.json" | cut -d' ' -f1)
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then return 0; fi
+  log "npm ci --prefix tests/browser"
+  npm ci --prefix "$dir" --no-audit --no-fund --loglevel=error >/dev/null
+  echo "$want" >"$stamp"
+}
 
 ensure_rust() {
   if command -v cargo >/dev/null 2>&1; then return 0; fi

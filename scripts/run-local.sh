@@ -45,5 +45,6 @@ for i in $(seq 1 "${MEDIAQ_WORKERS:-1}"); do
 done
 log "mediaq is running on http://$MEDIAQ_BIND (storage: $MEDIAQ_STORAGE_DIR); Ctrl-C stops it"
 log "API key (also in $KEY_FILE): $MEDIAQ_KEY"
+log "upload page: http://$MEDIAQ_BIND/ (paste the API key there)"
 log "try: curl -H \"Authorization: Bearer $MEDIAQ_KEY\" -F file=@clip.webm http://$MEDIAQ_BIND/v1/jobs"
 wait -n "${pids[@]}"

@@ -24,7 +24,11 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     let hsts = state.config.hsts;
     let cors = security::cors(&state.config.cors_origins);
-    Router::new()
+    let mut router = Router::new();
+    for path in routes::page::script_paths() {
+        router = router.route(&path, get(routes::page::script));
+    }
+    router
         .route("/v1/jobs", post(routes::jobs::create).get(routes::list::list))
         .route("/v1/jobs/{id}", get(routes::jobs::get).delete(routes::cancel::cancel))
         .route("/v1/jobs/{id}/output", get(routes::download::output))
@@ -33,6 +37,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/admin/jobs/{id}/requeue", post(routes::admin::requeue))
         .route("/v1/admin/stats", get(routes::admin::stats))
         .route("/v1/upload-tokens", post(routes::tokens::create))
+        .route("/", get(routes::page::index))
+        .route("/app.css", get(routes::page::style))
         .route("/healthz", get(routes::health::healthz))
         .route("/readyz", get(routes::health::readyz))
         .fallback(|| async { ApiError::RouteNotFound })

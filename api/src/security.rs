@@ -11,7 +11,8 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::error::ApiError;
 
-/// Headers every response carries. The API serves no HTML, so its CSP allows nothing.
+/// Headers every response carries unless its handler set its own: the API's CSP allows nothing
+/// (the upload page, `routes::page`, sets a policy of its own).
 const HEADERS: [(&str, &str); 5] = [
     ("content-security-policy", "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"),
     ("x-content-type-options", "nosniff"),

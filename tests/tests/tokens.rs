@@ -119,3 +119,46 @@ async fn token_limits_failures_and_expiry() {
         .unwrap();
     assert_eq!(resp.status(), 400);
 }
+
+/// What a browser page needs after uploading with a token: poll its job and download its MP4
+/// (into a Blob: a `<video>` cannot send the header), and nothing of anyone else's.
+#[tokio::test]
+async fn an_upload_token_downloads_its_own_output_only() {
+    let env = TestEnv::new().await;
+    let api = env.api().await;
+    let _worker = env.worker().await;
+    let webm = fixtures::bytes(&fixtures::VP8_VORBIS);
+    let other: Value = api.upload(webm.clone(), "video/webm", Some("other.webm")).await.json().await.unwrap();
+    let minted: Value =
+        api.client.post(api.url("/v1/upload-tokens")).json(&json!({})).send().await.unwrap().json().await.unwrap();
+    let browser = client_with_key(minted["token"].as_str().unwrap());
+    let resp = browser
+        .post(api.url("/v1/jobs?filename=mine.webm"))
+        .header("content-type", "video/webm")
+        .body(webm)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202);
+    let job: Value = resp.json().await.unwrap();
+    let id = job["id"].as_str().unwrap();
+    let (_, done) = api.wait_terminal(id, std::time::Duration::from_secs(60)).await;
+    assert_eq!(done["status"], "succeeded");
+    api.wait_terminal(other["id"].as_str().unwrap(), std::time::Duration::from_secs(60)).await;
+
+    let resp = browser.get(api.url(&format!("/v1/jobs/{id}/output"))).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "video/mp4");
+    assert!(resp.headers()["content-disposition"].to_str().unwrap().contains("mine.mp4"));
+    let mp4 = resp.bytes().await.unwrap();
+    assert_eq!(&mp4[4..8], b"ftyp");
+    let theirs = browser.get(api.url(&format!("/v1/jobs/{}/output", other["id"].as_str().unwrap()))).send().await;
+    assert_eq!(theirs.unwrap().status(), 404, "another job's output is not found");
+    let actor: String =
+        sqlx::query_scalar("SELECT actor FROM audit_events WHERE action = 'job.downloaded' AND job_id = $1::uuid")
+            .bind(id)
+            .fetch_one(env.pool())
+            .await
+            .unwrap();
+    assert_eq!(actor, format!("token:{}", minted["token_id"].as_str().unwrap()));
+}

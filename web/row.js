@@ -1,0 +1,343 @@
+// One queued video: its upload (XMLHttpRequest, for upload progress), the job's progress
+// (polled with If-None-Match, backing off, honouring Retry-After), then the MP4, fetched with the
+// bearer header into a Blob that the <video> plays and the download link saves.
+
+import {
+  describeApiError,
+  describeFailure,
+  describeRetryWait,
+  formatBytes,
+  formatClock,
+  parseRetryAfter,
+} from './messages.js';
+
+const POLL_FIRST_MS = 500;
+const POLL_MAX_MS = 5000;
+const TERMINAL = new Set(['succeeded', 'failed', 'canceled', 'expired']);
+
+let rowCount = 0;
+
+function newIdempotencyKey() {
+  if (crypto.randomUUID) return crypto.randomUUID();
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
+}
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+function parseJson(text) {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return null;
+  }
+}
+
+export class Row {
+  /**
+   * blob: the video; name: its file name; hooks: {credential(row) -> {kind, value} | {error},
+   * release(row, used), enqueue(row), limit}
+   */
+  constructor(blob, name, hooks) {
+    rowCount += 1;
+    this.blob = blob;
+    this.name = name;
+    this.hooks = hooks;
+    this.state = 'new';
+    this.el = document.getElementById('row-template').content.firstElementChild.cloneNode(true);
+    const q = (sel) => this.el.querySelector(sel);
+    this.ui = {
+      name: q('.row-name'),
+      upload: q('.upload-progress'),
+      uploadDetail: q('.upload-detail'),
+      job: q('.job-progress'),
+      jobDetail: q('.job-detail'),
+      status: q('.row-status'),
+      cancel: q('.cancel'),
+      retry: q('.retry'),
+      result: q('.result'),
+      player: q('.player'),
+      download: q('.download'),
+    };
+    for (const label of this.el.querySelectorAll('label[data-for]')) {
+      const id = `${label.dataset.for}-${rowCount}`;
+      this.el.querySelector(`progress[data-id="${label.dataset.for}"]`).id = id;
+      label.htmlFor = id;
+    }
+    this.el.id = `video-${rowCount}`;
+    this.ui.name.textContent = `${name} (${formatBytes(blob.size)})`;
+    this.ui.player.setAttribute('aria-label', `Converted video: ${name}`);
+    this.ui.cancel.addEventListener('click', () => this.cancel());
+    this.ui.retry.addEventListener('click', () => this.retry());
+  }
+
+  setStatus(text, state) {
+    if (state) {
+      this.state = state;
+      this.el.classList.remove('failed', 'succeeded', 'canceled');
+      if (['failed', 'succeeded', 'canceled'].includes(state)) this.el.classList.add(state);
+      this.el.dataset.state = state;
+    }
+    if (this.ui.status.textContent !== text) this.ui.status.textContent = text;
+  }
+
+  /** Waits in the upload queue (uploads run one at a time). */
+  queue() {
+    this.ui.upload.value = 0;
+    this.ui.job.value = 0;
+    this.ui.uploadDetail.textContent = '';
+    this.ui.jobDetail.textContent = '';
+    this.ui.retry.hidden = true;
+    this.ui.cancel.hidden = false;
+    this.job = null;
+    this.etag = null;
+    this.idempotencyKey = newIdempotencyKey();
+    const limit = this.hooks.limit;
+    if (limit && this.blob.size > limit) {
+      this.fail(describeApiError('payload_too_large', null, { name: this.name, size: this.blob.size, limit }));
+      return;
+    }
+    this.setStatus('Waiting to upload…', 'waiting');
+    this.hooks.enqueue(this);
+  }
+
+  /** Uploads; resolves when the upload has ended, whatever its outcome. */
+  upload() {
+    if (this.state !== 'waiting') return Promise.resolve();
+    const credential = this.hooks.credential(this);
+    if (credential.error) {
+      this.fail({ text: credential.error, retry: true });
+      return Promise.resolve();
+    }
+    this.credential = credential;
+    this.setStatus(`Uploading ${this.name}…`, 'uploading');
+    return new Promise((resolve) => {
+      const xhr = new XMLHttpRequest();
+      this.xhr = xhr;
+      const started = performance.now();
+      const samples = [];
+      xhr.open('POST', `/v1/jobs?filename=${encodeURIComponent(this.name)}`);
+      xhr.setRequestHeader('Authorization', `Bearer ${credential.value}`);
+      const type = this.blob.type.split(';')[0].trim();
+      xhr.setRequestHeader('Content-Type', type || 'video/webm');
+      xhr.setRequestHeader('Idempotency-Key', this.idempotencyKey);
+      xhr.upload.addEventListener('progress', (e) => {
+        const now = performance.now();
+        samples.push([now, e.loaded]);
+        while (samples.length > 2 && now - samples[0][0] > 3000) samples.shift();
+        this.showUpload(e.loaded, e.lengthComputable ? e.total : this.blob.size, samples, now - started);
+      });
+      xhr.addEventListener('load', () => {
+        this.xhr = null;
+        const body = parseJson(xhr.responseText);
+        const used = xhr.status === 202;
+        this.hooks.release(this, used || xhr.status === 401);
+        if (used && body) {
+          this.showUpload(this.blob.size, this.blob.size, [], performance.now() - started);
+          this.ui.uploadDetail.textContent = `Uploaded ${formatBytes(this.blob.size)}`;
+          this.jobUrl = xhr.getResponseHeader('Location') ?? `/v1/jobs/${body.id}`;
+          this.showJob(body);
+          this.poll();
+        } else {
+          this.ui.uploadDetail.textContent = `Refused by the server (HTTP ${xhr.status})`;
+          this.failWith(xhr.status, body, xhr.getResponseHeader('Retry-After'));
+        }
+        resolve();
+      });
+      xhr.addEventListener('error', () => {
+        this.xhr = null;
+        this.hooks.release(this, false);
+        this.fail(describeApiError('network', null, { name: this.name }));
+        resolve();
+      });
+      xhr.addEventListener('abort', () => {
+        this.xhr = null;
+        this.hooks.release(this, false);
+        this.setStatus(`Upload of ${this.name} canceled.`, 'canceled');
+        this.offerRetry(true);
+        resolve();
+      });
+      xhr.send(this.blob);
+    });
+  }
+
+  showUpload(loaded, total, samples, elapsedMs) {
+    const percent = total > 0 ? Math.min(100, (loaded / total) * 100) : 0;
+    this.ui.upload.value = percent;
+    let speed = 0;
+    if (samples.length >= 2) {
+      const [t0, b0] = samples[0];
+      const [t1, b1] = samples[samples.length - 1];
+      speed = t1 > t0 ? ((b1 - b0) * 1000) / (t1 - t0) : 0;
+    } else if (elapsedMs > 0) {
+      speed = (loaded * 1000) / elapsedMs;
+    }
+    const parts = [`${Math.floor(percent)} %`, `${formatBytes(loaded)} of ${formatBytes(total)}`];
+    if (speed > 0) {
+      parts.push(`${formatBytes(speed)}/s`);
+      if (loaded < total) parts.push(`about ${formatClock((total - loaded) / speed)} left`);
+    }
+    this.ui.uploadDetail.textContent = parts.join(' · ');
+  }
+
+  showJob(job) {
+    this.job = job;
+    const percent = job.status === 'succeeded' ? 100 : Math.round((job.progress ?? 0) * 100);
+    this.ui.job.value = percent;
+    this.ui.jobDetail.textContent = `${percent} %`;
+    switch (job.status) {
+      case 'queued':
+        this.setStatus(job.error
+          ? describeRetryWait(job.error, job.next_attempt_at)
+          : `${this.name} is uploaded and waits for the converter…`, 'converting');
+        break;
+      case 'processing':
+        this.setStatus(`Converting ${this.name}…`, 'converting');
+        break;
+      case 'succeeded':
+        this.setStatus(`${this.name} is converted. Getting the MP4…`, 'converting');
+        this.fetchOutput();
+        break;
+      case 'failed':
+        this.fail(describeFailure(job.error, this.name));
+        break;
+      case 'canceled':
+        this.setStatus(`The conversion of ${this.name} was canceled.`, 'canceled');
+        this.offerRetry(true);
+        break;
+      case 'expired':
+        this.fail(describeApiError('output_gone', null, { name: this.name }));
+        break;
+      default:
+        break;
+    }
+  }
+
+  async poll() {
+    let delay = POLL_FIRST_MS;
+    const token = (this.pollToken = {});
+    while (this.pollToken === token && this.job && !TERMINAL.has(this.job.status)) {
+      await sleep(delay);
+      if (this.pollToken !== token) return;
+      let resp;
+      try {
+        const headers = { Authorization: `Bearer ${this.credential.value}` };
+        if (this.etag) headers['If-None-Match'] = this.etag;
+        resp = await fetch(this.jobUrl, { headers, cache: 'no-store' });
+      } catch {
+        this.ui.jobDetail.textContent = 'Connection lost; still trying…';
+        delay = Math.min(delay * 2, POLL_MAX_MS);
+        continue;
+      }
+      if (this.pollToken !== token) return;
+      const retryAfter = parseRetryAfter(resp.headers.get('Retry-After'));
+      if (resp.status === 304) {
+        delay = Math.min(delay * 1.5, POLL_MAX_MS);
+      } else if (resp.ok) {
+        this.etag = resp.headers.get('ETag');
+        const job = await resp.json();
+        delay = POLL_FIRST_MS;
+        this.showJob(job);
+      } else if (resp.status === 429 || resp.status === 503) {
+        delay = POLL_MAX_MS;
+      } else {
+        this.failWith(resp.status, parseJson(await resp.text()), resp.headers.get('Retry-After'));
+        return;
+      }
+      if (retryAfter != null) delay = Math.max(delay, retryAfter * 1000);
+    }
+  }
+
+  async fetchOutput() {
+    let resp;
+    try {
+      resp = await fetch(this.job.links.output, { headers: { Authorization: `Bearer ${this.credential.value}` } });
+      if (!resp.ok) {
+        this.failWith(resp.status, parseJson(await resp.text()), resp.headers.get('Retry-After'));
+        return;
+      }
+      const blob = await resp.blob();
+      this.objectUrl = URL.createObjectURL(blob.type === 'video/mp4' ? blob : new Blob([blob], { type: 'video/mp4' }));
+    } catch {
+      this.fail(describeApiError('network', null, { name: this.name }));
+      return;
+    }
+    const mp4Name = this.name.replace(/\.[^.]*$/, '') + '.mp4';
+    this.ui.player.src = this.objectUrl;
+    this.ui.download.href = this.objectUrl;
+    this.ui.download.download = mp4Name;
+    this.ui.download.textContent = `Download ${mp4Name}`;
+    this.ui.result.hidden = false;
+    this.ui.cancel.hidden = true;
+    this.setStatus(`${this.name} is converted: play it below or download ${mp4Name}.`, 'succeeded');
+  }
+
+  failWith(status, body, retryAfterHeader) {
+    const ctx = {
+      name: this.name,
+      size: this.blob.size,
+      limit: this.hooks.limit,
+      retryAfter: parseRetryAfter(retryAfterHeader),
+      credential: this.credential?.kind,
+      requestId: body?.request_id,
+      status,
+    };
+    this.fail(describeApiError(body?.error?.code, body?.error?.message, ctx));
+  }
+
+  fail({ text, retry }) {
+    this.pollToken = null;
+    this.setStatus(text, 'failed');
+    this.offerRetry(retry);
+  }
+
+  offerRetry(retry) {
+    this.ui.cancel.hidden = true;
+    this.ui.retry.hidden = !retry;
+  }
+
+  retry() {
+    const wasFocused = document.activeElement === this.ui.retry;
+    if (this.job && !TERMINAL.has(this.job.status) && this.state === 'failed') {
+      // Polling failed (e.g. rate limited): the job itself may be fine; resume polling it.
+      this.ui.retry.hidden = true;
+      this.ui.cancel.hidden = false;
+      this.setStatus(`Checking on ${this.name} again…`, 'converting');
+      this.poll();
+    } else {
+      this.queue();
+    }
+    if (wasFocused) this.ui.cancel.focus();
+  }
+
+  async cancel() {
+    const wasFocused = document.activeElement === this.ui.cancel;
+    if (this.xhr) {
+      this.xhr.abort();
+    } else if (this.state === 'waiting') {
+      this.setStatus(`Upload of ${this.name} canceled.`, 'canceled');
+      this.offerRetry(true);
+    } else if (this.job && !TERMINAL.has(this.job.status)) {
+      this.pollToken = null;
+      this.setStatus(`Canceling the conversion of ${this.name}…`, 'converting');
+      try {
+        const resp = await fetch(this.jobUrl, {
+          method: 'DELETE',
+          headers: { Authorization: `Bearer ${this.credential.value}` },
+        });
+        const body = parseJson(await resp.text());
+        if (!resp.ok) {
+          this.failWith(resp.status, body, resp.headers.get('Retry-After'));
+        } else if (body?.status === 'canceled') {
+          this.showJob(body);
+        } else {
+          this.etag = null;
+          this.poll();
+        }
+      } catch {
+        this.fail(describeApiError('network', null, { name: this.name }));
+      }
+    }
+    if (wasFocused && !this.ui.retry.hidden) this.ui.retry.focus();
+  }
+}
