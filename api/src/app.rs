@@ -19,6 +19,7 @@ pub struct AppState {
     pub storage: Storage,
     pub config: Arc<ApiConfig>,
     pub limits: Arc<limits::RateLimits>,
+    pub webhooks: Arc<mediaq_shared::webhook::WebhookConfig>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -39,6 +40,11 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/upload-tokens", post(routes::tokens::create))
         .route("/", get(routes::page::index))
         .route("/app.css", get(routes::page::style))
+        .route("/v1/webhooks", post(routes::webhooks::create).get(routes::webhooks::list))
+        .route("/v1/webhooks/secret", post(routes::webhooks::rotate_secret))
+        .route("/v1/webhooks/{id}", get(routes::webhooks::get).delete(routes::webhooks::delete))
+        .route("/v1/webhooks/{id}/deliveries", get(routes::webhooks::list_deliveries))
+        .route("/v1/webhooks/{id}/deliveries/{delivery}/resend", post(routes::webhooks::resend))
         .route("/healthz", get(routes::health::healthz))
         .route("/readyz", get(routes::health::readyz))
         .fallback(|| async { ApiError::RouteNotFound })

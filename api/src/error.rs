@@ -58,6 +58,14 @@ pub enum ApiError {
     RateLimited(u64),
     #[error("{0}")]
     QuotaExceeded(String, u64),
+    #[error("webhook URL refused: {0}")]
+    WebhookUrlRefused(String),
+    #[error("a per-job webhook_url needs a signing secret: register an endpoint or POST /v1/webhooks/secret first")]
+    WebhookSecretMissing,
+    #[error("no webhook endpoint with this id")]
+    WebhookNotFound,
+    #[error("no such delivery for this endpoint")]
+    DeliveryNotFound,
     #[error("only a failed job can be requeued")]
     JobNotRequeueable,
     #[error("no such route")]
@@ -101,6 +109,10 @@ impl ApiError {
             Self::RateLimited(_) => "rate_limited",
             Self::QuotaExceeded(..) => "quota_exceeded",
             Self::JobNotRequeueable => "job_not_requeueable",
+            Self::WebhookUrlRefused(_) => "webhook_url_refused",
+            Self::WebhookSecretMissing => "webhook_secret_missing",
+            Self::WebhookNotFound => "webhook_not_found",
+            Self::DeliveryNotFound => "delivery_not_found",
             Self::RouteNotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::DatabaseUnavailable => "database_unavailable",
@@ -128,7 +140,10 @@ impl ApiError {
             Self::RateLimited(_) | Self::QuotaExceeded(..) => StatusCode::TOO_MANY_REQUESTS,
             Self::InsufficientScope(_) => StatusCode::FORBIDDEN,
             Self::CredentialsInUrl => StatusCode::BAD_REQUEST,
-            Self::JobNotFound | Self::RouteNotFound => StatusCode::NOT_FOUND,
+            Self::JobNotFound | Self::RouteNotFound | Self::WebhookNotFound | Self::DeliveryNotFound => {
+                StatusCode::NOT_FOUND
+            }
+            Self::WebhookUrlRefused(_) | Self::WebhookSecretMissing => StatusCode::UNPROCESSABLE_ENTITY,
             Self::JobNotReady(_) | Self::IdempotencyInProgress | Self::JobNotRequeueable => StatusCode::CONFLICT,
             Self::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             Self::RangeNotSatisfiable => StatusCode::RANGE_NOT_SATISFIABLE,

@@ -37,7 +37,8 @@ pub async fn serve(config: ApiConfig) -> Result<(), Box<dyn std::error::Error>> 
             }
         }
     });
-    let state = app::AppState { pool: pool.clone(), storage, config: Arc::new(config), limits };
+    let webhooks = Arc::new(mediaq_shared::webhook::WebhookConfig::from_env()?);
+    let state = app::AppState { pool: pool.clone(), storage, config: Arc::new(config), limits, webhooks };
     let app = app::router(state).into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {

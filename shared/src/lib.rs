@@ -9,10 +9,12 @@ pub mod config;
 pub mod db;
 pub mod filename;
 pub mod job;
+pub mod job_view;
 pub mod queue;
 pub mod signals;
 pub mod storage;
 pub mod telemetry;
+pub mod webhook;
 
 pub use filename::OriginalFilename;
 pub use job::{ErrorInfo, InputFacts, Job, JobId, JobStatus, OutputFacts};

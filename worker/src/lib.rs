@@ -14,3 +14,4 @@ pub mod sandbox;
 pub mod selfcheck;
 pub mod spawn;
 pub mod transcode;
+pub mod webhooks;

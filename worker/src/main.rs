@@ -1,8 +1,8 @@
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use mediaq_shared::storage::Storage;
-use mediaq_worker::{attempt::WorkerState, config::WorkerConfig, janitor, run};
+use mediaq_shared::{storage::Storage, webhook::WebhookConfig};
+use mediaq_worker::{attempt::WorkerState, config::WorkerConfig, janitor, run, webhooks};
 
 /// mediaq worker: claims transcode jobs and runs each attempt in a `mediaq-transcode` child.
 /// Configuration comes from environment variables (see the README).
@@ -57,6 +57,7 @@ async fn start() -> Result<(), Box<dyn std::error::Error>> {
     let name = run::unique_name();
     let layers = mediaq_worker::selfcheck::run(&config, &storage.work_dir())?;
     tokio::spawn(janitor::run_forever(pool.clone(), storage.clone(), config.janitor));
+    webhooks::spawn(pool.clone(), WebhookConfig::from_env()?)?;
     let (abandon_tx, abandon) = tokio::sync::watch::channel(false);
     let state = WorkerState { pool, storage, config, namespaces: layers.namespaces, abandon };
     run::run(Arc::new(state), name, abandon_tx).await

@@ -25,6 +25,8 @@ pub struct Origin {
     pub actor: String,
     pub request_id: Option<String>,
     pub client_ip: Option<IpAddr>,
+    /// A per-job webhook URL (already checked).
+    pub webhook_url: Option<String>,
 }
 
 /// Stores a complete upload and records its job. Runs as its own task: once the bytes are in,
@@ -69,7 +71,9 @@ async fn record(
     idempotency: Option<&(IdempotencyKey, String)>,
 ) -> Result<Job, ApiError> {
     let mut tx = state.pool.begin().await?;
-    let job = jobs::insert(&mut *tx, id, input, &origin.owner, origin.api_key_id.as_deref()).await?;
+    let job =
+        jobs::insert(&mut *tx, id, input, &origin.owner, origin.api_key_id.as_deref(), origin.webhook_url.as_deref())
+            .await?;
     if let Some(token) = &origin.token_id {
         tokens::bind_job(&mut *tx, token, id).await?;
         let used = AuditEvent::new(origin.actor.clone(), "token.used")

@@ -38,6 +38,8 @@ const MULTIPART_OVERHEAD: u64 = 1 << 20;
 #[derive(Deserialize)]
 pub struct CreateQuery {
     filename: Option<String>,
+    /// Where to send this job's terminal event, signed with the owner's secret.
+    webhook_url: Option<String>,
 }
 
 #[tracing::instrument(name = "create_job", skip_all)]
@@ -72,6 +74,7 @@ pub async fn create(
         actor: caller.actor(),
         request_id: request_id::current(),
         client_ip: Some(request.extensions().get::<ClientIp>().map_or(peer.ip(), |c| c.0)),
+        webhook_url: None,
     };
     let result = create_job(&state, &caller, origin, limit, query, request).await;
     if let (Err(_), Some(grant)) = (&result, &caller.token) {
@@ -85,11 +88,20 @@ pub async fn create(
 async fn create_job(
     state: &AppState,
     caller: &Caller,
-    origin: Origin,
+    mut origin: Origin,
     limit: u64,
     query: CreateQuery,
     request: Request,
 ) -> Result<Response, ApiError> {
+    if let Some(raw) = &query.webhook_url {
+        match job_webhook_url(state, caller, raw).await {
+            Ok(url) => origin.webhook_url = Some(url),
+            Err(e) => {
+                ingest::drain_stream(&mut request.into_body().into_data_stream()).await;
+                return Err(e);
+            }
+        }
+    }
     let content_type = header_str(request.headers(), header::CONTENT_TYPE).unwrap_or_default().to_owned();
     let is_multipart = content_type.to_ascii_lowercase().starts_with("multipart/form-data");
     reject_oversized(request.headers(), limit, is_multipart)?;
@@ -134,6 +146,17 @@ async fn create_job(
         _ => ingest::store(&state, received?, origin, None).await?,
     };
     created(&job)
+}
+
+/// A per-job webhook URL: API keys only, checked like an endpoint's, and the owner must have a
+/// signing secret.
+async fn job_webhook_url(state: &AppState, caller: &Caller, raw: &str) -> Result<String, ApiError> {
+    caller.require_key()?;
+    let url = super::webhooks::check_url(state, raw).await?;
+    if !mediaq_shared::db::webhooks::has_secret(&state.pool, &caller.owner).await? {
+        return Err(ApiError::WebhookSecretMissing);
+    }
+    Ok(url)
 }
 
 async fn receive(

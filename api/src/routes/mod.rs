@@ -9,6 +9,7 @@ pub mod jobs;
 pub mod list;
 pub mod page;
 pub mod tokens;
+pub mod webhooks;
 
 use axum::{extract::FromRequestParts, http::request::Parts};
 use mediaq_shared::JobId;

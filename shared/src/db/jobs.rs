@@ -16,7 +16,7 @@ macro_rules! columns {
     };
 }
 
-#[derive(sqlx::FromRow)]
+#[derive(sqlx::FromRow, serde::Deserialize)]
 struct JobRow {
     id: Uuid,
     status: String,
@@ -90,6 +90,12 @@ impl TryFrom<JobRow> for Job {
     }
 }
 
+/// A job from a snapshot of its row (`to_jsonb(jobs.*)`, as the webhook outbox stores it).
+pub fn from_snapshot(snapshot: serde_json::Value) -> Result<Job, sqlx::Error> {
+    let row: JobRow = serde_json::from_value(snapshot).map_err(|e| sqlx::Error::Decode(e.into()))?;
+    row.try_into()
+}
+
 /// Inserts a new `queued` job.
 pub async fn insert<'e>(
     db: impl PgExecutor<'e>,
@@ -97,10 +103,12 @@ pub async fn insert<'e>(
     input: &InputFacts,
     owner: &str,
     api_key_id: Option<&str>,
+    webhook_url: Option<&str>,
 ) -> Result<Job, sqlx::Error> {
     let row: JobRow = sqlx::query_as(concat!(
-        "INSERT INTO jobs (id, input_filename, input_size, input_sha256, input_content_type, input_key, owner, api_key_id)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING ",
+        "INSERT INTO jobs (id, input_filename, input_size, input_sha256, input_content_type, input_key, owner,
+                           api_key_id, webhook_url)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING ",
         columns!()
     ))
     .bind(id.as_uuid())
@@ -111,6 +119,7 @@ pub async fn insert<'e>(
     .bind(&input.key)
     .bind(owner)
     .bind(api_key_id)
+    .bind(webhook_url)
     .fetch_one(db)
     .await?;
     row.try_into()

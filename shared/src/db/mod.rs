@@ -2,10 +2,12 @@
 
 pub mod attempts;
 pub mod audit;
+pub mod deliveries;
 pub mod idempotency;
 pub mod jobs;
 pub mod keys;
 pub mod tokens;
+pub mod webhooks;
 
 use std::time::Duration;
 

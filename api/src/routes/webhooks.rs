@@ -1,0 +1,163 @@
+//! `/v1/webhooks`: an owner's endpoints (register, list, show, delete), its signing secret
+//! (shown once; rotation keeps the old one signing for a grace period), and each endpoint's
+//! deliveries (with attempts) and re-sends. Delivery itself is the worker's.
+
+use axum::{
+    extract::{Path, Query, State},
+    http::StatusCode,
+    response::IntoResponse,
+    Json,
+};
+use mediaq_shared::{
+    apikey::Scope,
+    db::{audit, audit::AuditEvent, deliveries, webhooks},
+    webhook::EVENT_TYPES,
+};
+use serde::Deserialize;
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::{app::AppState, auth::Caller, error::ApiError, request_id};
+
+/// Endpoints one owner may register.
+const MAX_ENDPOINTS: usize = 16;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateEndpoint {
+    url: String,
+    /// Event types to receive (default: all of them).
+    events: Option<Vec<String>>,
+}
+
+fn manager(caller: &Caller) -> Result<(), ApiError> {
+    caller.require_key()?;
+    caller.require(Scope::JobsWrite)
+}
+
+/// Checks a webhook URL: scheme, and every address its host resolves to.
+pub async fn check_url(state: &AppState, raw: &str) -> Result<String, ApiError> {
+    let url = state.webhooks.policy.check_url(raw).await.map_err(|e| ApiError::WebhookUrlRefused(e.to_string()))?;
+    Ok(url.to_string())
+}
+
+async fn audit_event(state: &AppState, caller: &Caller, action: &'static str, details: serde_json::Value) {
+    let event = AuditEvent::new(caller.actor(), action).request(request_id::current(), None).details(details);
+    if let Err(e) = audit::record(&state.pool, &event).await {
+        tracing::error!(error = %e, action, "could not write an audit row");
+    }
+}
+
+#[tracing::instrument(name = "create_webhook", skip_all)]
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(request): Json<CreateEndpoint>,
+) -> Result<impl IntoResponse, ApiError> {
+    manager(&caller)?;
+    let events = request.events.unwrap_or_else(|| EVENT_TYPES.iter().map(|e| e.to_string()).collect());
+    if events.is_empty() || events.iter().any(|e| !EVENT_TYPES.contains(&e.as_str())) {
+        return Err(ApiError::BadRequest(format!("events must be a non-empty list of: {}", EVENT_TYPES.join(", "))));
+    }
+    let url = check_url(&state, &request.url).await?;
+    if webhooks::list_endpoints(&state.pool, Some(&caller.owner)).await?.len() >= MAX_ENDPOINTS {
+        return Err(ApiError::BadRequest(format!("an owner may register at most {MAX_ENDPOINTS} endpoints")));
+    }
+    let mut tx = state.pool.begin().await?;
+    let endpoint = webhooks::create_endpoint(&mut *tx, &caller.owner, &url, &events).await?;
+    let secret = webhooks::ensure_secret(&mut *tx, &caller.owner).await?;
+    let event = AuditEvent::new(caller.actor(), "webhook.created").request(request_id::current(), None).details(
+        json!({ "endpoint_id": endpoint.id, "url": url, "events": events, "secret_created": secret.is_some() }),
+    );
+    audit::record(&mut *tx, &event).await?;
+    tx.commit().await?;
+    let mut body = serde_json::to_value(&endpoint).map_err(ApiError::internal)?;
+    if let Some(secret) = secret {
+        // Shown once: the owner's signing secret, for this and every other endpoint of the owner.
+        body["secret"] = json!(secret);
+    }
+    Ok((StatusCode::CREATED, Json(body)))
+}
+
+#[tracing::instrument(name = "list_webhooks", skip_all)]
+pub async fn list(State(state): State<AppState>, caller: Caller) -> Result<impl IntoResponse, ApiError> {
+    manager(&caller)?;
+    let endpoints = webhooks::list_endpoints(&state.pool, caller.owner_filter()).await?;
+    Ok(Json(json!({ "endpoints": endpoints })))
+}
+
+async fn visible_endpoint(state: &AppState, caller: &Caller, raw: &str) -> Result<webhooks::Endpoint, ApiError> {
+    let id: Uuid = raw.parse().map_err(|_| ApiError::WebhookNotFound)?;
+    webhooks::get_endpoint(&state.pool, id)
+        .await?
+        .filter(|e| caller.is_admin() || e.owner == caller.owner)
+        .ok_or(ApiError::WebhookNotFound)
+}
+
+#[tracing::instrument(name = "get_webhook", skip_all)]
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    manager(&caller)?;
+    Ok(Json(visible_endpoint(&state, &caller, &id).await?))
+}
+
+#[tracing::instrument(name = "delete_webhook", skip_all)]
+pub async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    manager(&caller)?;
+    let endpoint = visible_endpoint(&state, &caller, &id).await?;
+    webhooks::delete_endpoint(&state.pool, endpoint.id).await?;
+    audit_event(&state, &caller, "webhook.deleted", json!({ "endpoint_id": endpoint.id })).await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /v1/webhooks/secret`: a new signing secret (shown once); the previous one keeps
+/// signing (a second `v1`) for MEDIAQ_WEBHOOK_ROTATION_GRACE.
+#[tracing::instrument(name = "rotate_webhook_secret", skip_all)]
+pub async fn rotate_secret(State(state): State<AppState>, caller: Caller) -> Result<impl IntoResponse, ApiError> {
+    manager(&caller)?;
+    let grace = state.webhooks.rotation_grace;
+    let secret = webhooks::rotate_secret(&state.pool, &caller.owner, grace).await?;
+    audit_event(&state, &caller, "webhook.secret_rotated", json!({ "grace_s": grace.as_secs() })).await;
+    let previous_valid_until = chrono::Utc::now() + chrono::Duration::from_std(grace).unwrap_or_default();
+    Ok((StatusCode::CREATED, Json(json!({ "secret": secret, "previous_valid_until": previous_valid_until }))))
+}
+
+#[derive(Deserialize)]
+pub struct DeliveryQuery {
+    limit: Option<i64>,
+}
+
+#[tracing::instrument(name = "list_deliveries", skip_all)]
+pub async fn list_deliveries(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(query): Query<DeliveryQuery>,
+) -> Result<impl IntoResponse, ApiError> {
+    manager(&caller)?;
+    let endpoint = visible_endpoint(&state, &caller, &id).await?;
+    let limit = query.limit.unwrap_or(50).clamp(1, 200);
+    let deliveries = deliveries::list(&state.pool, endpoint.id, limit).await?;
+    Ok(Json(json!({ "endpoint": endpoint, "deliveries": deliveries })))
+}
+
+#[tracing::instrument(name = "resend_delivery", skip_all)]
+pub async fn resend(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((id, delivery)): Path<(String, String)>,
+) -> Result<impl IntoResponse, ApiError> {
+    manager(&caller)?;
+    let endpoint = visible_endpoint(&state, &caller, &id).await?;
+    let delivery: Uuid = delivery.parse().map_err(|_| ApiError::DeliveryNotFound)?;
+    let new = deliveries::resend(&state.pool, endpoint.id, delivery).await?.ok_or(ApiError::DeliveryNotFound)?;
+    audit_event(&state, &caller, "webhook.resent", json!({ "endpoint_id": endpoint.id, "delivery_id": new })).await;
+    Ok((StatusCode::ACCEPTED, Json(json!({ "delivery_id": new, "resent_from": delivery }))))
+}
