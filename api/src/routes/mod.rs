@@ -7,6 +7,7 @@ pub mod download;
 pub mod health;
 pub mod jobs;
 pub mod list;
+pub mod ranged;
 pub mod tokens;
 
 use axum::{extract::FromRequestParts, http::request::Parts};
