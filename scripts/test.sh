@@ -6,6 +6,7 @@ cd "$MEDIAQ_ROOT"
 
 ensure_packages "${BUILD_PACKAGES[@]}" "${TEST_PACKAGES[@]}" python3
 ensure_rust
+ensure_moto
 
 if [ -z "${MEDIAQ_TEST_DATABASE_URL:-}" ]; then
   if [ -n "${DATABASE_URL:-}" ]; then

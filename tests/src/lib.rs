@@ -3,6 +3,7 @@
 pub mod fixtures;
 pub mod pg;
 pub mod probe;
+pub mod s3;
 pub mod services;
 
 pub use services::{Api, TestEnv, Worker};

@@ -26,6 +26,8 @@ const WRITEBACK_EVERY: u64 = 8 << 20;
 /// S3: part size (S3's minimum for every part but the last) and parts uploading at once.
 pub(super) const PART_SIZE: usize = 5 << 20;
 pub(super) const PARTS_IN_FLIGHT: usize = 2;
+/// How long an abort waits for parts in flight to end.
+const ABORT_PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
 
 enum Msg {
     Chunk(Bytes),
@@ -203,7 +205,13 @@ async fn write_multipart(
     }
 }
 
-async fn abort(parts: WriteMultipart, path: &ObjectPath) {
+/// Aborts a multipart upload once its parts in flight have ended (a part that lands after the
+/// abort would otherwise stay in the bucket, invisible and billed).
+async fn abort(mut parts: WriteMultipart, path: &ObjectPath) {
+    let settled = tokio::time::timeout(ABORT_PATIENCE, parts.wait_for_capacity(0)).await;
+    if let Ok(Err(e)) = settled {
+        tracing::debug!(error = %e, %path, "a part failed before the abort");
+    }
     if let Err(e) = parts.abort().await {
         tracing::warn!(error = %e, %path, "could not abort a multipart upload");
     }
