@@ -40,6 +40,13 @@ for page in s3.get_paginator("list_objects_v2").paginate(Bucket=sys.argv[2]):
 print("uploads:", len(s3.list_multipart_uploads(Bucket=sys.argv[2]).get("Uploads", [])))
 "#;
 
+/// Puts a small object (argv: endpoint, bucket, key).
+const PUT: &str = r#"
+import boto3, sys
+s3 = boto3.client("s3", endpoint_url=sys.argv[1], region_name="us-east-1")
+s3.put_object(Bucket=sys.argv[2], Key=sys.argv[3], Body=b"stray")
+"#;
+
 pub struct S3Server {
     child: Child,
     pub log: PathBuf,
@@ -120,16 +127,26 @@ impl S3Server {
         .collect()
     }
 
-    /// Every key in the bucket, and the number of unfinished multipart uploads.
-    pub fn list(&self) -> (Vec<String>, usize) {
+    fn python(&self, script: &str, args: &[&str]) -> String {
         let out = std::process::Command::new(&self.python)
-            .args(["-c", LIST, &self.endpoint, BUCKET])
+            .args(["-c", script, &self.endpoint, BUCKET])
+            .args(args)
             .env("AWS_ACCESS_KEY_ID", &self.access_key)
             .env("AWS_SECRET_ACCESS_KEY", &self.secret_key)
             .output()
             .unwrap();
-        assert!(out.status.success(), "listing the bucket failed: {}", String::from_utf8_lossy(&out.stderr));
-        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(out.status.success(), "boto3 against moto failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Puts a small object at `key` (a full key, prefix included).
+    pub fn put(&self, key: &str) {
+        self.python(PUT, &[key]);
+    }
+
+    /// Every key in the bucket, and the number of unfinished multipart uploads.
+    pub fn list(&self) -> (Vec<String>, usize) {
+        let text = self.python(LIST, &[]);
         let mut keys: Vec<String> = text.lines().map(str::to_owned).collect();
         let uploads = keys.pop().and_then(|l| l.strip_prefix("uploads: ").and_then(|n| n.parse().ok())).unwrap();
         (keys, uploads)

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use mediaq_e2e::{
-    files_under, fixtures, probe,
+    bin_dir, files_under, fixtures, probe,
     s3::{pairs, S3Server, PREFIX},
     sha256_hex, TestEnv,
 };
@@ -160,5 +160,28 @@ async fn wrong_credentials_make_readyz_fail_and_uploads_answer_503() {
     let log = api.service.log_text();
     assert!(log.contains("readiness: storage check failed"), "{log}");
     assert!(!log.contains(secret), "no secret in the log");
+    wait_bucket(&s3, &[]).await;
+}
+
+#[tokio::test]
+async fn the_janitor_removes_objects_no_job_references() {
+    let env = TestEnv::new().await;
+    let s3 = S3Server::start(env.logs.path()).await;
+    let orphan = format!("{PREFIX}/inputs/{}.webm", uuid::Uuid::now_v7());
+    s3.put(&orphan);
+    wait_bucket(&s3, std::slice::from_ref(&orphan)).await;
+    // Stored times have one-second resolution: let the orphan be older than the 1 ms threshold.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let out = std::process::Command::new(bin_dir().join("mediaq-worker"))
+        .arg("janitor")
+        .envs(s3.env())
+        .env("DATABASE_URL", &env.database_url)
+        .env("MEDIAQ_STORAGE_DIR", env.storage_dir())
+        .env("MEDIAQ_TEMP_MAX_AGE", "1ms")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let sweep: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(sweep["orphans"], 1, "{sweep}");
     wait_bucket(&s3, &[]).await;
 }
