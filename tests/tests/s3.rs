@@ -185,3 +185,40 @@ async fn the_janitor_removes_objects_no_job_references() {
     assert_eq!(sweep["orphans"], 1, "{sweep}");
     wait_bucket(&s3, &[]).await;
 }
+
+#[tokio::test]
+async fn a_worker_the_store_refuses_fails_the_attempt_as_storage_error() {
+    let env = TestEnv::new().await;
+    let s3 = S3Server::start(env.logs.path()).await;
+    let api = env.api_with(&pairs(&s3.env())).await;
+    let mut worker_env = s3.env_with_secret("wrong-secret");
+    worker_env.push(("MEDIAQ_MAX_ATTEMPTS".into(), "1".into()));
+    let _worker = env.worker_with(&pairs(&worker_env)).await;
+
+    // The same upload twice under one Idempotency-Key: one job, one stored input (the
+    // replayed upload's object is deleted).
+    let input = fixtures::bytes(&fixtures::VP8_VORBIS);
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let resp = api
+            .client
+            .post(api.url("/v1/jobs"))
+            .header("content-type", "video/webm")
+            .header("idempotency-key", "s3-replay-1")
+            .body(input.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 202);
+        let job: Value = resp.json().await.unwrap();
+        ids.push(job["id"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(ids[0], ids[1]);
+    let id = &ids[0];
+
+    let (_, job) = api.wait_terminal(id, JOB_TIMEOUT).await;
+    assert_eq!(job["status"], "failed", "{job}");
+    assert_eq!(job["error"]["code"], "storage_error", "{job}");
+    assert!(files_under(env.storage_dir()).is_empty(), "the job directory is gone");
+    wait_bucket(&s3, &[format!("{PREFIX}/inputs/{id}.webm")]).await;
+}

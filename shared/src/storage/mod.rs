@@ -247,3 +247,6 @@ impl Storage {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
