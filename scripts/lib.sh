@@ -105,3 +105,18 @@ stop_local_pg() {
   [ -f "$dir/pgdata/postmaster.pid" ] || return 0
   as_pg "$(pg_bin)/pg_ctl" -D "$dir/pgdata" -m fast -w stop >/dev/null 2>&1 || true
 }
+
+# moto's S3-compatible server (tests only), pinned, in a project-local venv under .mediaq/venv.
+# Idempotent: skipped when the pinned version is already installed. The e2e tests find it
+# through MEDIAQ_TEST_MOTO (default: .mediaq/venv/bin/moto_server from the checkout).
+MOTO_VERSION=5.2.5
+ensure_moto() {
+  local venv="$MEDIAQ_ROOT/.mediaq/venv"
+  if [ -x "$venv/bin/moto_server" ] && "$venv/bin/python" -c "import moto, sys; sys.exit(moto.__version__ != '$MOTO_VERSION')" 2>/dev/null; then
+    return 0
+  fi
+  ensure_packages python3-venv
+  log "installing moto[server]==$MOTO_VERSION into $venv"
+  /usr/bin/python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check "moto[server]==$MOTO_VERSION"
+}

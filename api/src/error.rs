@@ -180,6 +180,19 @@ impl From<std::io::Error> for ApiError {
     }
 }
 
+impl From<mediaq_shared::storage::StorageError> for ApiError {
+    fn from(err: mediaq_shared::storage::StorageError) -> Self {
+        use mediaq_shared::storage::StorageError;
+        match err {
+            StorageError::Io(e) => e.into(),
+            other => {
+                tracing::warn!(error = %other, reason = %other.reason(), "storage unavailable");
+                Self::StorageUnavailable
+            }
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();

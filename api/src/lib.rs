@@ -18,12 +18,11 @@ use mediaq_shared::{config::ApiConfig, storage::Storage};
 /// Binds, prints the address, and serves until SIGTERM/SIGINT, then drains in-flight requests.
 pub async fn serve(config: ApiConfig) -> Result<(), Box<dyn std::error::Error>> {
     let pool = mediaq_shared::db::pool(&config.common)?;
-    let storage = Storage::open(&config.common.storage_dir)
-        .map_err(|e| format!("cannot open storage at {}: {e}", config.common.storage_dir.display()))?;
+    let storage = Storage::open(&config.common).map_err(|e| format!("cannot open storage: {}", e.reason()))?;
     let listener =
         tokio::net::TcpListener::bind(config.bind).await.map_err(|e| format!("cannot bind {}: {e}", config.bind))?;
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, storage = %storage.root().display(), "mediaq-api listening");
+    tracing::info!(%addr, storage = %storage.describe(), "mediaq-api listening");
     let signal = mediaq_shared::signals::shutdown_signal()?;
     // Machine-readable start-up line (tests and scripts read the port from it).
     println!("mediaq-api listening on http://{addr}");

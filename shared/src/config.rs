@@ -95,6 +95,10 @@ pub struct CommonConfig {
     pub database_url: Redacted,
     /// Root of local storage (MEDIAQ_STORAGE_DIR).
     pub storage_dir: PathBuf,
+    /// Where media is stored: local disk, or an S3-compatible store (MEDIAQ_STORAGE_URL).
+    pub store: StoreConfig,
+    /// Local job directories of the worker (MEDIAQ_WORK_DIR, default `{storage_dir}/work`).
+    pub work_dir: PathBuf,
     /// Maximum database connections per process (MEDIAQ_DB_MAX_CONNECTIONS).
     pub db_max_connections: u32,
     /// How long a request waits for a database connection before failing (MEDIAQ_DB_TIMEOUT).
@@ -103,13 +107,74 @@ pub struct CommonConfig {
 
 impl CommonConfig {
     pub fn from_env() -> Result<Self, ConfigError> {
+        let storage_dir = var("MEDIAQ_STORAGE_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("./data"));
         Ok(Self {
             database_url: Redacted(var("DATABASE_URL").ok_or(ConfigError::Missing("DATABASE_URL"))?),
-            storage_dir: var("MEDIAQ_STORAGE_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("./data")),
+            store: StoreConfig::from_env()?,
+            work_dir: var("MEDIAQ_WORK_DIR").map(PathBuf::from).unwrap_or_else(|| storage_dir.join("work")),
+            storage_dir,
             db_max_connections: parse_or("MEDIAQ_DB_MAX_CONNECTIONS", 10)?,
             db_timeout: parse_duration("MEDIAQ_DB_TIMEOUT", Duration::from_secs(3))?,
         })
     }
+}
+
+/// Where media lives. Credentials are not here: the S3 client reads the standard
+/// `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` (and `AWS_SESSION_TOKEN`) itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreConfig {
+    /// Local disk under MEDIAQ_STORAGE_DIR (MEDIAQ_STORAGE_URL unset).
+    Local,
+    /// `s3://bucket/prefix` (MEDIAQ_STORAGE_URL).
+    S3(S3Config),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Config {
+    pub bucket: String,
+    /// Key prefix without leading or trailing `/` (may be empty).
+    pub prefix: String,
+    /// MEDIAQ_S3_ENDPOINT, e.g. `http://127.0.0.1:9000`; AWS when unset.
+    pub endpoint: Option<String>,
+    /// MEDIAQ_S3_REGION (default `us-east-1`).
+    pub region: String,
+    /// MEDIAQ_S3_ALLOW_HTTP: whether a plain-http endpoint is allowed (default false).
+    pub allow_http: bool,
+}
+
+impl StoreConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let Some(url) = var("MEDIAQ_STORAGE_URL") else {
+            return Ok(Self::Local);
+        };
+        let (bucket, prefix) = parse_s3_url(&url).map_err(|reason| ConfigError::Invalid {
+            var: "MEDIAQ_STORAGE_URL",
+            value: url.clone(),
+            reason,
+        })?;
+        Ok(Self::S3(S3Config {
+            bucket,
+            prefix,
+            endpoint: var("MEDIAQ_S3_ENDPOINT"),
+            region: var("MEDIAQ_S3_REGION").unwrap_or_else(|| "us-east-1".into()),
+            allow_http: parse_or("MEDIAQ_S3_ALLOW_HTTP", false)?,
+        }))
+    }
+}
+
+/// `s3://bucket/some/prefix/` -> (`bucket`, `some/prefix`).
+pub fn parse_s3_url(url: &str) -> Result<(String, String), String> {
+    let rest = url.trim().strip_prefix("s3://").ok_or("expected s3://bucket/prefix")?;
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    let valid = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.';
+    if bucket.len() < 3 || bucket.len() > 63 || !bucket.chars().all(valid) {
+        return Err(format!("{bucket:?} is not an S3 bucket name"));
+    }
+    let prefix = prefix.trim_matches('/');
+    if prefix.split('/').any(|seg| seg == ".." || seg == "." || (seg.is_empty() && !prefix.is_empty())) {
+        return Err(format!("{prefix:?} is not a usable key prefix"));
+    }
+    Ok((bucket.to_owned(), prefix.to_owned()))
 }
 
 /// The API's settings.
@@ -258,6 +323,15 @@ mod tests {
         );
         for bad in ["*", "null", "https://*.example.com", "https://a.example/path", "a.example"] {
             assert!(cors_origins(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn storage_urls_name_a_bucket_and_a_prefix() {
+        assert_eq!(parse_s3_url("s3://media").unwrap(), ("media".into(), "".into()));
+        assert_eq!(parse_s3_url("s3://media/a/b/").unwrap(), ("media".into(), "a/b".into()));
+        for bad in ["media", "http://media/x", "s3://Media", "s3://ab", "s3://media/a//b", "s3://media/../x"] {
+            assert!(parse_s3_url(bad).is_err(), "{bad}");
         }
     }
 

@@ -1,7 +1,7 @@
 //! mediaq-shared: what the API and the worker both need.
 //!
 //! Domain types ([`JobId`], [`JobStatus`], [`OriginalFilename`]), database access ([`db`]),
-//! the queue contract ([`queue`]), local storage layout ([`storage`]), configuration
+//! the queue contract ([`queue`]), storage on local disk or S3 ([`storage`]), configuration
 //! ([`config`]) and telemetry set-up ([`telemetry`]).
 
 pub mod apikey;

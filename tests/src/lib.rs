@@ -4,6 +4,7 @@ pub mod fixtures;
 pub mod pg;
 pub mod probe;
 pub mod receiver;
+pub mod s3;
 pub mod services;
 
 pub use services::{Api, TestEnv, Worker};

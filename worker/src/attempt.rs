@@ -1,12 +1,14 @@
-//! One attempt at one job: claim it, run the transcoder child in a fresh job directory, store
-//! the output under the attempt's own key, then let [`crate::finish`] record the outcome.
+//! One attempt at one job: claim it, fetch the input into a fresh local job directory (unless
+//! it is already a local file), run the transcoder child there, store the output under the
+//! attempt's own key, then let [`crate::finish`] record the outcome. A storage failure is the
+//! transient `storage_error`.
 //!
 //! Every write is fenced by the attempt number (see `mediaq_shared::db::jobs`), so a late result
 //! can never overwrite a newer attempt's.
 
 use std::{
     ffi::OsString,
-    path::{Path, PathBuf},
+    path::Path,
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -14,7 +16,7 @@ use std::{
 use futures_util::FutureExt;
 use mediaq_shared::{
     db::{attempts, audit, audit::AuditEvent, jobs},
-    storage::Storage,
+    storage::{Storage, StorageError},
     ErrorInfo, JobId, JobStatus, OutputFacts,
 };
 use serde_json::json;
@@ -53,6 +55,8 @@ pub enum AttemptError {
     Database(#[from] sqlx::Error),
     #[error("storage: {0}")]
     Storage(#[from] std::io::Error),
+    #[error("storage: {0}")]
+    Store(#[from] StorageError),
 }
 
 #[tracing::instrument(name = "attempt", skip_all, fields(job_id = %id, worker = %worker, attempt))]
@@ -84,7 +88,7 @@ pub async fn run(state: &Arc<WorkerState>, id: JobId, worker: &str) -> Result<()
 
     let ended = match execute(state, id, attempt).await {
         Ok(ended) => ended,
-        Err(AttemptError::Storage(e)) => {
+        Err(e @ (AttemptError::Storage(_) | AttemptError::Store(_))) => {
             tracing::warn!(error = %e, "storage error during the attempt");
             Ended::failure(ErrorInfo {
                 code: "storage_error".into(),
@@ -111,8 +115,8 @@ pub async fn run(state: &Arc<WorkerState>, id: JobId, worker: &str) -> Result<()
 
 /// What an attempt produced, before it is recorded.
 pub struct Ended {
-    /// The stored output and its path, on success.
-    pub output: Option<(OutputFacts, PathBuf)>,
+    /// The stored output, on success.
+    pub output: Option<OutputFacts>,
     pub error: Option<ErrorInfo>,
     /// The child's exit and usage, when it ran.
     pub report: Option<Report>,
@@ -130,13 +134,21 @@ async fn execute(state: &WorkerState, id: JobId, attempt: i32) -> Result<Ended, 
     let job = jobs::get(&state.pool, id).await?.ok_or(sqlx::Error::RowNotFound)?;
     tracing::info!(input_bytes = job.input.size, "attempt started");
     // Attempt N holds the job now: directories of earlier attempts belong to dead workers.
-    let stale = JobDir::remove_stale(&state.storage.work_dir(), &format!("{id}-a"))?;
+    let stale = JobDir::remove_stale(state.storage.work_dir(), &format!("{id}-a"))?;
     if stale > 0 {
         tracing::info!(stale, "removed the job directories of earlier attempts");
     }
     let owner = if spawn::is_root() { state.config.sandbox.user } else { None };
-    let work = JobDir::create(&state.storage.work_dir(), &format!("{id}-a{attempt}-"), owner)?;
-    let input = work.input(&state.storage.path(&job.input.key))?;
+    let work = JobDir::create(state.storage.work_dir(), &format!("{id}-a{attempt}-"), owner)?;
+    let input = match state.storage.local_path(&job.input.key) {
+        Some(stored) => work.input(&stored)?,
+        None => {
+            let fetched = work.fetched_input_path();
+            state.storage.fetch_to(&job.input.key, &fetched).await?;
+            work.hand_over(&fetched)?;
+            fetched
+        }
+    };
     let output_path = work.path().join("output.mp4");
     let spec = child_spec(&state.config, state.namespaces, &input, &output_path);
     let progress = progress_writer(state.pool.clone(), id, attempt);
@@ -148,7 +160,7 @@ async fn execute(state: &WorkerState, id: JobId, attempt: i32) -> Result<Ended, 
     };
     let key = Storage::output_key(id, attempt);
     let (size, sha256) = hash_file(&output_path).await?;
-    let stored = state.storage.commit_file(&output_path, &key)?;
+    state.storage.put_file(&output_path, &key).await?;
     let output = OutputFacts {
         key,
         size_bytes: size,
@@ -159,7 +171,7 @@ async fn execute(state: &WorkerState, id: JobId, attempt: i32) -> Result<Ended, 
         video_codec: facts.video_codec.clone(),
         audio_codec: facts.audio_codec.clone(),
     };
-    Ok(Ended { output: Some((output, stored)), error: None, report: Some(report) })
+    Ok(Ended { output: Some(output), error: None, report: Some(report) })
 }
 
 fn describe_failure(outcome: &Outcome) -> ErrorInfo {
@@ -265,7 +277,6 @@ async fn hash_file(path: &Path) -> std::io::Result<(u64, String)> {
         let mut file = std::fs::File::open(&path)?;
         let mut hasher = Sha256::new();
         let size = std::io::copy(&mut file, &mut hasher)?;
-        file.sync_all()?;
         Ok((size, hex::encode(hasher.finalize())))
     })
     .await

@@ -23,7 +23,7 @@ pub async fn record(
     let attempt = started.attempt;
     let exit = ended.report.as_ref().map_or("not run".to_owned(), |r| r.exit.clone());
     let mut tx = state.pool.begin().await?;
-    let (outcome, code) = if let Some((output, stored)) = &ended.output {
+    let (outcome, code) = if let Some(output) = &ended.output {
         if jobs::succeed(&mut *tx, id, attempt, output).await? {
             let details = json!({ "attempt": attempt, "output_bytes": output.size_bytes });
             audit::record(&mut *tx, &AuditEvent::new(actor, "job.succeeded").job(id).details(details)).await?;
@@ -31,7 +31,10 @@ pub async fn record(
             ("succeeded", None)
         } else {
             tracing::warn!("attempt was superseded; discarding its output");
-            std::fs::remove_file(stored)?;
+            if let Err(e) = state.storage.delete(&output.key).await {
+                // The janitor removes it later (an unreferenced object).
+                tracing::warn!(error = %e, key = %output.key, "could not delete a superseded output");
+            }
             ("superseded", None)
         }
     } else {

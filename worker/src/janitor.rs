@@ -1,7 +1,8 @@
 //! The janitor: deletes what nobody needs any more, and writes an audit row for each deletion.
 //!
-//! - stale temp files (uploads abandoned mid-way) and job directories of dead attempts;
-//! - stored objects no job references (an upload that died between its rename and its commit,
+//! - stale temp files (uploads abandoned mid-way, local backend) and job directories of dead
+//!   attempts (always local);
+//! - stored objects no job references (listed from the store, local or S3) (an upload that died between its rename and its commit,
 //!   an output written by an attempt that was superseded);
 //! - after MEDIAQ_RETENTION, a finished job's input and output (the job then reads `expired`);
 //! - finished queue rows and dead worker rows of apalis, which never prunes them.
@@ -94,8 +95,10 @@ pub async fn sweep(pool: &PgPool, storage: &Storage, config: &JanitorConfig) -> 
 async fn sweep_locked(pool: &PgPool, storage: &Storage, config: &JanitorConfig) -> Result<Sweep, sqlx::Error> {
     let mut s = Sweep { ran: true, ..Sweep::default() };
     s.expired_jobs = expire(pool, storage, config.retention).await?;
-    s.temp_files = remove_old_entries(pool, &storage.tmp_dir(), config.temp_max_age, "storage.temp_removed").await?;
-    s.work_dirs = remove_old_entries(pool, &storage.work_dir(), config.work_max_age, "storage.workdir_removed").await?;
+    if let Some(tmp) = storage.tmp_dir() {
+        s.temp_files = remove_old_entries(pool, &tmp, config.temp_max_age, "storage.temp_removed").await?;
+    }
+    s.work_dirs = remove_old_entries(pool, storage.work_dir(), config.work_max_age, "storage.workdir_removed").await?;
     s.orphans = remove_orphans(pool, storage, config.temp_max_age).await?;
     (s.queue_rows, s.dead_workers) = prune_queue(pool, config.prune_after).await?;
     Ok(s)
@@ -130,7 +133,7 @@ async fn expire(pool: &PgPool, storage: &Storage, retention: Duration) -> Result
         audit::record(&mut *tx, &event).await?;
         tx.commit().await?;
         for key in deleted {
-            if let Err(e) = storage.remove(key) {
+            if let Err(e) = storage.delete(key).await {
                 tracing::warn!(error = %e, %key, "could not delete an expired file");
             }
         }
@@ -178,14 +181,18 @@ async fn remove_orphans(pool: &PgPool, storage: &Storage, age: Duration) -> Resu
     // key -> job id parsed from its name (`inputs/{id}.webm`, `outputs/{id}-a{n}.mp4`)
     let mut candidates: HashMap<String, Option<Uuid>> = HashMap::new();
     for folder in ["inputs", "outputs"] {
-        let Ok(entries) = std::fs::read_dir(storage.root().join(folder)) else {
-            continue;
+        let listed = match storage.list(folder).await {
+            Ok(listed) => listed,
+            Err(e) => {
+                tracing::warn!(error = %e, folder, "could not list stored objects");
+                continue;
+            }
         };
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if older_than(&entry.path(), age) {
+        for object in listed {
+            let name = object.key.strip_prefix(folder).unwrap_or(&object.key).trim_start_matches('/');
+            if SystemTime::now().duration_since(object.modified).unwrap_or_default() > age {
                 let id = name.get(..36).and_then(|s| Uuid::try_parse(s).ok());
-                candidates.insert(format!("{folder}/{name}"), id);
+                candidates.insert(object.key.clone(), id);
             }
         }
     }
@@ -206,7 +213,7 @@ async fn remove_orphans(pool: &PgPool, storage: &Storage, age: Duration) -> Resu
         if referenced.contains(&key) {
             continue;
         }
-        if let Err(e) = storage.remove(&key) {
+        if let Err(e) = storage.delete(&key).await {
             tracing::warn!(error = %e, %key, "could not remove an orphaned object");
             continue;
         }

@@ -36,6 +36,20 @@ impl JobDir {
         self.dir.path()
     }
 
+    /// Where an input fetched from a remote store is written.
+    pub fn fetched_input_path(&self) -> PathBuf {
+        self.dir.path().join("input.webm")
+    }
+
+    /// Makes a fetched input readable (only) by the sandbox user, when there is one.
+    pub fn hand_over(&self, fetched: &Path) -> std::io::Result<()> {
+        if let Some((uid, gid)) = self.owner {
+            std::os::unix::fs::chown(fetched, Some(uid), Some(gid))?;
+            std::fs::set_permissions(fetched, std::os::unix::fs::PermissionsExt::from_mode(0o400))?;
+        }
+        Ok(())
+    }
+
     /// The path the child reads the input from: the stored file itself, or a private copy
     /// owned by the sandbox user.
     pub fn input(&self, stored: &Path) -> std::io::Result<PathBuf> {

@@ -42,8 +42,7 @@ async fn main() -> std::process::ExitCode {
 
 fn open(config: &WorkerConfig) -> Result<(sqlx::PgPool, Storage), Box<dyn std::error::Error>> {
     let pool = mediaq_shared::db::pool(&config.common)?;
-    let storage = Storage::open(&config.common.storage_dir)
-        .map_err(|e| format!("cannot open storage at {}: {e}", config.common.storage_dir.display()))?;
+    let storage = Storage::open(&config.common).map_err(|e| format!("cannot open storage: {}", e.reason()))?;
     Ok((pool, storage))
 }
 
@@ -55,7 +54,7 @@ async fn start() -> Result<(), Box<dyn std::error::Error>> {
     }
     let (pool, storage) = open(&config)?;
     let name = run::unique_name();
-    let layers = mediaq_worker::selfcheck::run(&config, &storage.work_dir())?;
+    let layers = mediaq_worker::selfcheck::run(&config, storage.work_dir())?;
     tokio::spawn(janitor::run_forever(pool.clone(), storage.clone(), config.janitor));
     webhooks::spawn(pool.clone(), WebhookConfig::from_env()?)?;
     let (abandon_tx, abandon) = tokio::sync::watch::channel(false);

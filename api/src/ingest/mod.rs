@@ -1,4 +1,5 @@
-//! Upload ingest: stream -> checks -> fsync -> atomic rename -> one transaction (job row, audit
+//! Upload ingest: stream -> checks -> durable object (local: fsync + atomic rename; S3: completed
+//! multipart upload) -> one transaction (job row, audit
 //! row, queue task) -> 202. The API never decodes media; it only reads the EBML header.
 //! This module receives; [`store`] stores and records.
 
@@ -50,7 +51,7 @@ async fn receive_raw(
     let declared = sniff::check_declared_type(content_type)?;
     let filename = OriginalFilename::sanitize(filename.unwrap_or(DEFAULT_FILENAME));
     sniff::check_extension(&filename)?;
-    let mut receiver = Receiver::create(&state.storage.tmp_dir(), limit)?;
+    let mut receiver = Receiver::create(&state.storage, limit).await?;
     receiver.receive(stream, state.config.upload_idle_timeout, |_| ApiError::UploadIncomplete).await?;
     Ok(Upload { received: receiver.finish().await?, filename, content_type: declared.to_owned() })
 }
@@ -86,14 +87,14 @@ async fn receive_form(state: &AppState, limit: u64, multipart: &mut Multipart) -
             Some(t) if t.starts_with("audio/webm") => "audio/webm",
             _ => "video/webm",
         };
-        let mut receiver = Receiver::create(&state.storage.tmp_dir(), limit)?;
+        let mut receiver = Receiver::create(&state.storage, limit).await?;
         receiver.receive(field, state.config.upload_idle_timeout, malformed).await?;
         upload = Some(Upload { received: receiver.finish().await?, filename, content_type: content_type.to_owned() });
     }
     upload.ok_or(ApiError::MissingFile)
 }
 
-/// A received upload, before it is stored (its temp file goes away if it is dropped).
+/// A received upload, before it is recorded (its object goes away if it is dropped).
 pub struct Upload {
     received: Received,
     filename: OriginalFilename,

@@ -1,53 +1,52 @@
-//! Streams an upload into a temp file under the storage root while enforcing the size limit,
-//! hashing (SHA-256) and checking the leading bytes. The temp file is removed when the
-//! [`Receiver`] is dropped without being stored, so any failure (or a client that disconnects,
-//! which drops the request future) leaves nothing behind.
+//! Streams an upload into storage while enforcing the size limit and checking the leading
+//! bytes; the storage writer hashes (SHA-256) and writes (a local temp file, or an S3 multipart
+//! upload at the final key). Whatever was written is removed (or the multipart upload aborted)
+//! when the [`Receiver`] or its [`Received`] is dropped without being stored, so any failure
+//! (or a client that disconnects, which drops the request future) leaves nothing behind.
 //!
 //! The request task only counts bytes and checks the first 4 KiB; hashing and writing happen
-//! on a blocking thread fed whole chunks (no copy) through a small bounded channel, so that
-//! receiving, hashing and writing overlap, and memory per upload stays well under 1 MiB.
-//! Written data is pushed to disk every few MiB, so the final fsync is short.
+//! beside it, fed whole chunks (no copy) through a small bounded channel, so memory per upload
+//! stays small (plus, for S3, the 5 MiB parts in flight).
 
-use std::{fs::File, io::Write, os::fd::AsRawFd, time::Duration};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
-use sha2::{Digest, Sha256};
-use tempfile::TempPath;
-use tokio::sync::mpsc;
+use mediaq_shared::{
+    storage::{ObjectWriter, Storage, StoredObject},
+    JobId,
+};
 
 use super::sniff::{self, HEAD_LEN};
 use crate::error::ApiError;
 
-/// Chunks in flight between the request task and the writer thread.
-const CHANNEL_CHUNKS: usize = 8;
-/// Start writeback of what was written every this many bytes.
-const WRITEBACK_EVERY: u64 = 8 << 20;
-
 pub struct Receiver {
-    chunks: Option<mpsc::Sender<Bytes>>,
-    writer: tokio::task::JoinHandle<std::io::Result<String>>,
-    path: TempPath,
+    writer: ObjectWriter,
+    id: JobId,
+    key: String,
     size: u64,
     head: Vec<u8>,
     checked: bool,
     limit: u64,
 }
 
-/// A complete, fsynced upload that passed the content check.
+/// A complete, durable (local: fsynced) upload that passed the content check, not yet
+/// committed under its key.
 pub struct Received {
-    pub path: TempPath,
+    pub id: JobId,
+    pub key: String,
+    pub object: StoredObject,
     pub size: u64,
     pub sha256: String,
 }
 
 impl Receiver {
-    pub fn create(tmp_dir: &std::path::Path, limit: u64) -> Result<Self, ApiError> {
-        let temp = tempfile::Builder::new().prefix("upload-").suffix(".part").tempfile_in(tmp_dir)?;
-        let (file, path) = temp.into_parts();
-        let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
-        let writer = tokio::task::spawn_blocking(move || write_all(file, rx));
-        Ok(Self { chunks: Some(tx), writer, path, size: 0, head: Vec::with_capacity(HEAD_LEN), checked: false, limit })
+    /// Starts receiving the input of a new job (its id fixes the key S3 writes to).
+    pub async fn create(storage: &Storage, limit: u64) -> Result<Self, ApiError> {
+        let id = JobId::generate();
+        let key = Storage::input_key(id);
+        let writer = storage.writer(&key).await?;
+        Ok(Self { writer, id, key, size: 0, head: Vec::with_capacity(HEAD_LEN), checked: false, limit })
     }
 
     /// Copies a body stream in, cutting off a client that stays silent for `idle`.
@@ -87,60 +86,20 @@ impl Receiver {
                 self.checked = true;
             }
         }
-        let sender = self.chunks.as_ref().expect("open until finish");
-        if sender.send(chunk).await.is_err() {
-            // The writer stopped: its error says why (disk full, I/O error).
-            return Err(self.writer_error().await);
-        }
+        self.writer.write(chunk).await?;
         Ok(())
     }
 
-    async fn writer_error(&mut self) -> ApiError {
-        self.chunks = None;
-        match (&mut self.writer).await {
-            Ok(Err(e)) => e.into(),
-            Ok(Ok(_)) => ApiError::internal("the upload writer stopped early"),
-            Err(e) => ApiError::internal(e),
-        }
-    }
-
-    /// Finishes the upload: checks short files, lets the writer flush, hash and fsync.
-    pub async fn finish(mut self) -> Result<Received, ApiError> {
+    /// Finishes the upload: checks short files, lets the writer flush, hash and fsync (local)
+    /// or complete the multipart upload (S3).
+    pub async fn finish(self) -> Result<Received, ApiError> {
         if self.size == 0 {
             return Err(ApiError::EmptyUpload);
         }
         if !self.checked {
             sniff::check_content(&self.head, true)?;
         }
-        self.chunks = None;
-        let sha256 = (&mut self.writer).await.map_err(ApiError::internal)??;
-        Ok(Received { path: self.path, size: self.size, sha256 })
+        let written = self.writer.finish().await?;
+        Ok(Received { id: self.id, key: self.key, object: written.object, size: written.size, sha256: written.sha256 })
     }
-}
-
-/// The writer thread: hashes and writes every chunk, starts writeback as it goes, and fsyncs
-/// once the sender is closed. Returns the hex SHA-256.
-fn write_all(file: File, mut chunks: mpsc::Receiver<Bytes>) -> std::io::Result<String> {
-    let mut file = file;
-    let mut hasher = Sha256::new();
-    let (mut written, mut flushed) = (0u64, 0u64);
-    while let Some(chunk) = chunks.blocking_recv() {
-        hasher.update(&chunk);
-        file.write_all(&chunk)?;
-        written += chunk.len() as u64;
-        if written - flushed >= WRITEBACK_EVERY {
-            // SAFETY: sync_file_range on our own open file; it only starts writeback.
-            unsafe {
-                libc::sync_file_range(
-                    file.as_raw_fd(),
-                    flushed as i64,
-                    (written - flushed) as i64,
-                    libc::SYNC_FILE_RANGE_WRITE,
-                );
-            }
-            flushed = written;
-        }
-    }
-    file.sync_all()?;
-    Ok(hex::encode(hasher.finalize()))
 }

@@ -5,7 +5,6 @@ use std::net::IpAddr;
 use mediaq_shared::{
     db::{audit, audit::AuditEvent, idempotency, jobs, tokens},
     queue::{self, TranscodeTask},
-    storage::{self, Storage},
     InputFacts, Job, JobId,
 };
 use serde_json::json;
@@ -41,19 +40,15 @@ pub async fn store(
     let Upload { received, filename, content_type } = upload;
     let state = state.clone();
     let task = async move {
-        let id = JobId::generate();
-        let key = Storage::input_key(id);
-        let dest = state.storage.path(&key);
-        received.path.persist(&dest).map_err(|e| ApiError::from(e.error))?;
-        if let Some(parent) = dest.parent() {
-            storage::sync_dir(parent)?;
-        }
-        let input = InputFacts { filename, size: received.size, sha256: received.sha256, content_type, key };
+        let id = received.id;
+        state.storage.commit(received.object).await?;
+        let input =
+            InputFacts { filename, size: received.size, sha256: received.sha256, content_type, key: received.key };
         let key = idempotency.map(|k| (k, fingerprint));
         match record(&state, id, &input, &origin, key.as_ref()).await {
             Ok(job) => Ok(job),
             Err(e) => {
-                if let Err(rm) = state.storage.remove(&input.key) {
+                if let Err(rm) = state.storage.delete(&input.key).await {
                     tracing::error!(error = %rm, key = %input.key, "could not remove an unrecorded input");
                 }
                 Err(e)

@@ -41,10 +41,12 @@ pub async fn cancel(
     tx.commit().await?;
     if first_time {
         // After the commit: a worker still running the job can no longer record an output.
-        let mut keys = vec![before.input.key.clone(), Storage::output_prefix(id)];
-        keys.extend(before.output.map(|o| o.key));
-        for key in keys {
-            if let Err(e) = state.storage.remove_matching(&key) {
+        // Every attempt's output (the recorded one among them), then the input.
+        if let Err(e) = state.storage.delete_prefix(&Storage::output_prefix(id)).await {
+            tracing::error!(error = %e, "could not delete a job's outputs");
+        }
+        for key in before.output.map(|o| o.key).into_iter().chain([before.input.key.clone()]) {
+            if let Err(e) = state.storage.delete(&key).await {
                 tracing::error!(error = %e, %key, "could not delete a job file");
             }
         }

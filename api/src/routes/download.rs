@@ -1,4 +1,5 @@
-//! `GET /v1/jobs/{id}/output`: the MP4, with Range support, never sniffable as HTML.
+//! `GET /v1/jobs/{id}/output`: the MP4, with Range support, never sniffable as HTML; local files
+//! through `ServeFile`, objects in S3 streamed through [`super::ranged`].
 
 use axum::{
     extract::{Request, State},
@@ -44,14 +45,21 @@ pub async fn output(
             .request(request_id::current(), request.extensions().get::<ClientIp>().map(|c| c.0));
         audit::record(&state.pool, &event).await?;
     }
-    let path = state.storage.path(&output.key);
-    // ServeFile answers Range / If-Range / HEAD; only GET and HEAD reach this handler.
-    let served = ServeFile::new(&path).oneshot(request).await.map_err(ApiError::internal)?;
-    if served.status() == StatusCode::NOT_FOUND {
-        tracing::error!(path = %path.display(), "output of a succeeded job is missing");
-        return Err(ApiError::OutputGone);
-    }
-    let mut response = served.into_response();
+    let mut response = match state.storage.local_path(&output.key) {
+        // ServeFile answers Range / If-Range / HEAD; only GET and HEAD reach this handler.
+        Some(path) => {
+            let served = ServeFile::new(&path).oneshot(request).await.map_err(ApiError::internal)?;
+            if served.status() == StatusCode::NOT_FOUND {
+                tracing::error!(path = %path.display(), "output of a succeeded job is missing");
+                return Err(ApiError::OutputGone);
+            }
+            served.into_response()
+        }
+        None => {
+            let (parts, _) = request.into_parts();
+            super::ranged::serve(&state.storage, &output.key, &parts.method, &parts.headers).await?
+        }
+    };
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("video/mp4"));
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));

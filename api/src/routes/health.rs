@@ -9,6 +9,8 @@ pub async fn healthz() -> impl IntoResponse {
     Json(json!({ "status": "ok" }))
 }
 
+/// 200 when the database is reachable with current migrations and the store accepts writes;
+/// otherwise 503 with each check's state and, for storage, the code and the cause.
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let database = match mediaq_shared::db::migrations_current(&state.pool).await {
         Ok(true) => "ok",
@@ -18,18 +20,22 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
             "unavailable"
         }
     };
-    let storage = match state.storage.check_writable() {
-        Ok(()) => "ok",
+    let (storage, storage_error) = match state.storage.check_ready().await {
+        Ok(()) => ("ok", None),
         Err(e) => {
-            tracing::warn!(error = %e, "readiness: storage is not writable");
-            "unavailable"
+            let reason = e.reason();
+            tracing::warn!(error = %e, %reason, storage = %state.storage.describe(), "readiness: storage check failed");
+            ("unavailable", Some(json!({ "code": "storage_unavailable", "message": reason })))
         }
     };
     let ready = database == "ok" && storage == "ok";
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    let body = json!({
+    let mut body = json!({
         "status": if ready { "ready" } else { "not_ready" },
         "checks": { "database": database, "storage": storage },
     });
+    if let Some(error) = storage_error {
+        body["error"] = error;
+    }
     (status, [(axum::http::header::CACHE_CONTROL, "no-store")], Json(body))
 }

@@ -8,6 +8,7 @@ pub mod health;
 pub mod jobs;
 pub mod list;
 pub mod page;
+pub mod ranged;
 pub mod tokens;
 pub mod webhooks;
 
