@@ -1,6 +1,7 @@
 //! Test harness: real binaries, a real PostgreSQL database per test, real HTTP over loopback.
 
 pub mod fixtures;
+pub mod hosts;
 pub mod pg;
 pub mod probe;
 pub mod receiver;

@@ -121,8 +121,21 @@ impl TestEnv {
     }
 
     pub async fn worker_with(&self, env: &[(&str, &str)]) -> Worker {
+        self.worker_via(&[], env).await
+    }
+
+    /// A worker started through a command prefix (e.g. `ip netns exec HOST`).
+    pub async fn worker_via(&self, prefix: &[String], env: &[(&str, &str)]) -> Worker {
         let log = self.logs.path().join(format!("worker-{}.log", uuid::Uuid::new_v4().simple()));
-        let mut cmd = Command::new(bin_dir().join("mediaq-worker"));
+        let bin = bin_dir().join("mediaq-worker");
+        let mut cmd = match prefix.split_first() {
+            None => Command::new(&bin),
+            Some((program, args)) => {
+                let mut cmd = Command::new(program);
+                cmd.args(args).arg(&bin);
+                cmd
+            }
+        };
         cmd.envs(self.base_env())
             .env("MEDIAQ_TRANSCODE_BIN", bin_dir().join("mediaq-transcode"))
             .env("MEDIAQ_X264_PRESET", "ultrafast");

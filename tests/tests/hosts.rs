@@ -1,0 +1,146 @@
+//! Several worker hosts for real: each worker runs in its own network namespace and reaches
+//! PostgreSQL and the S3 store (moto) only through its veth link. 30 jobs spread over 3 hosts;
+//! then one host's link is cut mid-job: another host finishes the job, and the cut host's late
+//! result is discarded when its link comes back.
+
+use std::{collections::BTreeMap, time::Duration};
+
+use mediaq_e2e::{
+    fixtures,
+    hosts::{self, Host},
+    probe,
+    s3::{pairs, S3Server},
+    wait_for, Api, TestEnv, Worker,
+};
+use serde_json::Value;
+
+struct Cluster {
+    hosts: Vec<Host>,
+    workers: Vec<Worker>,
+    _dirs: Vec<tempfile::TempDir>,
+}
+
+impl Cluster {
+    async fn start(env: &TestEnv, s3: &S3Server, count: u8) -> Self {
+        let tag = &uuid::Uuid::new_v4().simple().to_string()[..4];
+        let net = 200 + (std::process::id() % 50) as u8;
+        let (mut hosts, mut workers, mut dirs) = (Vec::new(), Vec::new(), Vec::new());
+        for index in 1..=count {
+            let mut host = Host::create(tag, index, net);
+            let pg = host.relay(hosts::target_of(&env.database_url)).await;
+            let store = host.relay(hosts::target_of(&s3.endpoint)).await;
+            let dir = tempfile::Builder::new().prefix("mediaq-host-").tempdir().unwrap();
+            let mut vars = s3.env();
+            for (k, v) in &mut vars {
+                if k == "MEDIAQ_S3_ENDPOINT" {
+                    *v = hosts::with_addr(v, store);
+                }
+            }
+            vars.extend([
+                ("DATABASE_URL".to_owned(), hosts::with_addr(&env.database_url, pg)),
+                ("MEDIAQ_STORAGE_DIR".to_owned(), dir.path().display().to_string()),
+                ("MEDIAQ_WORK_DIR".to_owned(), dir.path().join("work").display().to_string()),
+                ("MEDIAQ_HEARTBEAT".to_owned(), "1s".to_owned()),
+                ("MEDIAQ_TRANSCODE_THREADS".to_owned(), "1".to_owned()),
+            ]);
+            workers.push(env.worker_via(&host.exec_prefix(), &pairs(&vars)).await);
+            hosts.push(host);
+            dirs.push(dir);
+        }
+        Self { hosts, workers, _dirs: dirs }
+    }
+
+    /// Which host ran an attempt (worker names carry the process id).
+    fn host_of(&self, worker_name: &str) -> usize {
+        let found: Vec<usize> = (0..self.workers.len())
+            .filter(|&i| worker_name.contains(&format!("-{}-", self.workers[i].service.pid())))
+            .collect();
+        assert_eq!(found.len(), 1, "worker {worker_name} maps to one host");
+        found[0]
+    }
+}
+
+async fn upload(api: &Api, recipe: &fixtures::Recipe) -> String {
+    let resp = api.upload(fixtures::bytes(recipe), "video/webm", None).await;
+    assert_eq!(resp.status(), 202);
+    resp.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned()
+}
+
+async fn attempts_of(env: &TestEnv, id: &str) -> Vec<(i32, String, Option<String>)> {
+    sqlx::query_as("SELECT attempt, worker, outcome FROM job_attempts WHERE job_id = $1::uuid ORDER BY attempt")
+        .bind(id)
+        .fetch_all(env.pool())
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn thirty_jobs_spread_over_three_hosts_and_a_cut_hosts_job_is_finished_elsewhere() {
+    hosts::assert_prerequisites();
+    let env = TestEnv::new().await;
+    let s3 = S3Server::start(env.logs.path()).await;
+    let api = env.api_with(&pairs(&s3.env())).await;
+    let cluster = Cluster::start(&env, &s3, 3).await;
+
+    let mut ids = Vec::new();
+    for _ in 0..30 {
+        ids.push(upload(&api, &fixtures::VP8_VORBIS).await);
+    }
+    for id in &ids {
+        let (_, job) = api.wait_terminal(id, Duration::from_secs(240)).await;
+        assert_eq!(job["status"], "succeeded", "{job}");
+    }
+    let workers: Vec<String> = sqlx::query_scalar("SELECT worker FROM job_attempts WHERE outcome = 'succeeded'")
+        .fetch_all(env.pool())
+        .await
+        .unwrap();
+    assert_eq!(workers.len(), 30);
+    let mut per_host = BTreeMap::new();
+    for w in &workers {
+        *per_host.entry(cluster.host_of(w)).or_insert(0) += 1;
+    }
+    eprintln!("jobs per host: {per_host:?}");
+    assert_eq!(per_host.len(), 3, "every host ran jobs: {per_host:?}");
+
+    // Cut the link of the host that runs a 20 s clip, mid-job.
+    let id = upload(&api, &fixtures::LONG_VP8).await;
+    let first = wait_for(Duration::from_secs(60), "the long job to start", || async {
+        let attempts = attempts_of(&env, &id).await;
+        let job = api.job(&id).await;
+        (job["status"] == "processing" && job["progress"].as_f64().unwrap_or(0.0) > 0.0)
+            .then(|| attempts.first().cloned())
+            .flatten()
+    })
+    .await;
+    let cut = cluster.host_of(&first.1);
+    cluster.hosts[cut].cut();
+    let done = wait_for(Duration::from_secs(180), "another host to finish the job", || async {
+        let attempts = attempts_of(&env, &id).await;
+        attempts.iter().find(|a| a.2.as_deref() == Some("succeeded")).cloned()
+    })
+    .await;
+    assert!(done.0 > first.0, "a later attempt finished it: {done:?}");
+    assert_ne!(cluster.host_of(&done.1), cut, "on another host");
+    let job = api.job(&id).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+
+    // The link comes back: the cut host's late result is recorded as superseded and changes nothing.
+    cluster.hosts[cut].restore();
+    wait_for(Duration::from_secs(240), "the cut host's late result", || async {
+        let attempts = attempts_of(&env, &id).await;
+        (attempts[0].2.as_deref() == Some("superseded")).then_some(())
+    })
+    .await;
+    let after = api.job(&id).await;
+    assert_eq!(after["status"], "succeeded");
+    assert_eq!(after["output"], job["output"], "the late result did not replace the output");
+    let bytes = api.client.get(api.url(&format!("/v1/jobs/{id}/output"))).send().await.unwrap().bytes().await.unwrap();
+    let file = env.logs.path().join("long.mp4");
+    std::fs::write(&file, &bytes).unwrap();
+    let duration = probe::duration(&probe::ffprobe(&file));
+    assert!((duration - 20.0).abs() < 0.5, "the MP4 holds the whole clip: {duration}");
+    assert!(
+        cluster.workers[cut].service.log_text().contains("superseded"),
+        "the cut host says it discarded its output"
+    );
+}
