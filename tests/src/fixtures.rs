@@ -278,6 +278,36 @@ pub const MP4: Recipe = recipe!(
     "clip.mp4",
     ["-f", "lavfi", "-i", VIDEO_SMALL, "-t", "0.5", "-c:v", "libx264", "-preset", "ultrafast", "-f", "mp4",]
 );
+/// The benchmarks' clip: 5 s of 640x480 at 30 fps, VP8 + Opus, like a browser recording.
+pub const BENCH_CLIP: Recipe = recipe!(
+    "bench_clip.webm",
+    [
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=640x480:rate=30",
+        "-f",
+        "lavfi",
+        "-i",
+        TONE,
+        "-t",
+        "5",
+        "-c:v",
+        "libvpx",
+        "-deadline",
+        "realtime",
+        "-cpu-used",
+        "8",
+        "-b:v",
+        "1M",
+        "-c:a",
+        "libopus",
+        "-b:a",
+        "96k",
+        "-f",
+        "webm",
+    ]
+);
 /// A longer clip (for cancellation / crash tests): 20 s VP8 640x480.
 pub const LONG_VP8: Recipe = recipe!(
     "long_vp8.webm",
