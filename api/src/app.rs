@@ -20,6 +20,7 @@ pub struct AppState {
     pub config: Arc<ApiConfig>,
     pub limits: Arc<limits::RateLimits>,
     pub webhooks: Arc<mediaq_shared::webhook::WebhookConfig>,
+    pub keys: Arc<crate::keycache::KeyCache>,
 }
 
 pub fn router(state: AppState) -> Router {

@@ -6,6 +6,7 @@ pub mod error;
 pub mod idempotency;
 pub mod ingest;
 pub mod job_view;
+pub mod keycache;
 pub mod limits;
 pub mod request_id;
 pub mod routes;
@@ -37,7 +38,11 @@ pub async fn serve(config: ApiConfig) -> Result<(), Box<dyn std::error::Error>> 
         }
     });
     let webhooks = Arc::new(mediaq_shared::webhook::WebhookConfig::from_env()?);
-    let state = app::AppState { pool: pool.clone(), storage, config: Arc::new(config), limits, webhooks };
+    let keys = keycache::KeyCache::new(config.key_cache_ttl);
+    tokio::spawn(keys.clone().listen(pool.clone()));
+    #[cfg(feature = "bench-no-auth")]
+    tracing::warn!("BENCHMARK BUILD: authentication is OFF (feature bench-no-auth); never deploy this binary");
+    let state = app::AppState { pool: pool.clone(), storage, config: Arc::new(config), limits, webhooks, keys };
     let app = app::router(state).into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {

@@ -79,7 +79,7 @@ median() {
 start_api() {
   local out="$WORK/api.stdout" i
   : >"$out"
-  MEDIAQ_BIND=127.0.0.1:0 "$BIN/mediaq-api" serve >"$out" 2>>"$WORK/api.log" 9>&- &
+  MEDIAQ_BIND=127.0.0.1:0 "${API_BIN:-$BIN/mediaq-api}" serve >"$out" 2>>"$WORK/api.log" 9>&- &
   API_PID=$!
   API_ADDR=""
   for i in $(seq 1 200); do
@@ -115,4 +115,64 @@ machine_line() {
   dev=$(basename "$(df "$1" | awk 'NR == 2 { print $1 }')")
   [ -r "/sys/block/$dev/queue/rotational" ] && rota=" (queue/rotational=$(cat "/sys/block/$dev/queue/rotational"))"
   echo "$(nproc) cores ($cpu), $ram RAM, storage on $disk$rota, $(. /etc/os-release && echo "$PRETTY_NAME"), kernel $(uname -r)"
+}
+
+# insert_poll_jobs N: N finished and unfinished jobs (owned by the benchmark key's owner), analyzed.
+insert_poll_jobs() {
+  local POLL_JOBS="$1"
+  log "inserting $POLL_JOBS jobs"
+  # Jobs belong to the benchmark key's owner when the schema has owners.
+  owner_col="" owner_val=""
+  if [ -n "$BENCH_KEY" ] && [ "$(psql_bench -c "SELECT count(*) FROM information_schema.columns
+      WHERE table_name = 'jobs' AND column_name = 'owner'")" = 1 ]; then
+    owner_col="owner, " owner_val="'$BENCH_OWNER', "
+  fi
+  psql_bench <<SQL
+  INSERT INTO jobs ($owner_col id, status, progress, attempts, error_code, error_message,
+                    input_filename, input_size, input_sha256, input_content_type, input_key,
+                    output_key, output_size, output_sha256, output_duration_s, output_width,
+                    output_height, output_video_codec, output_audio_codec,
+                    created_at, started_at, finished_at, updated_at)
+  SELECT $owner_val id, st,
+         CASE st WHEN 'succeeded' THEN 1 WHEN 'processing' THEN 0.5 ELSE 0 END,
+         CASE st WHEN 'queued' THEN 0 ELSE 1 END,
+         CASE st WHEN 'failed' THEN 'invalid_media' END,
+         CASE st WHEN 'failed' THEN 'the file is not a decodable WebM video' END,
+         'recording-' || i || '.webm', 1000000 + i, encode(sha256(i::text::bytea), 'hex'),
+         'video/webm', 'inputs/' || id || '.webm',
+         CASE st WHEN 'succeeded' THEN 'outputs/' || id || '-a1.mp4' END,
+         CASE st WHEN 'succeeded' THEN 800000 + i END,
+         CASE st WHEN 'succeeded' THEN encode(sha256(('out' || i)::bytea), 'hex') END,
+         CASE st WHEN 'succeeded' THEN 30.0 END,
+         CASE st WHEN 'succeeded' THEN 1280 END,
+         CASE st WHEN 'succeeded' THEN 720 END,
+         CASE st WHEN 'succeeded' THEN 'h264' END,
+         CASE st WHEN 'succeeded' THEN 'aac' END,
+         t,
+         CASE WHEN st <> 'queued' THEN t + interval '1 second' END,
+         CASE WHEN st IN ('succeeded', 'failed') THEN t + interval '40 seconds' END,
+         t + interval '40 seconds'
+  FROM (SELECT i, gen_random_uuid() AS id,
+               CASE WHEN i % 10 = 0 THEN 'queued' WHEN i % 10 = 1 THEN 'processing'
+                    WHEN i % 20 = 2 THEN 'failed' ELSE 'succeeded' END AS st,
+               now() - (($POLL_JOBS - i) * interval '10 seconds') AS t
+        FROM generate_series(1, $POLL_JOBS) AS i) AS s;
+  VACUUM ANALYZE jobs;
+SQL
+}
+
+# wrk_run MODE SECONDS -> appends "req/s p50_ms p99_ms errors" to $WORK/poll-MODE
+wrk_run() {
+  local mode="$1" secs="$2" out="$WORK/wrk.out" etag=0
+  [ "$mode" = etag ] && etag=1
+  BENCH_IDS="$WORK/ids-etags" BENCH_ETAG=$etag BENCH_KEY="$BENCH_KEY" timeout $((secs + 30)) \
+    wrk -t2 -c"$POLL_CONNECTIONS" -d"${secs}s" --latency -s scripts/bench/poll.lua "http://$API_ADDR" >"$out"
+  awk '
+    function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v }
+    /Requests\/sec:/ { rps = $2 }
+    /^ +50%/ { p50 = ms($2) }
+    /^ +99%/ { p99 = ms($2) }
+    /Non-2xx or 3xx responses:/ { bad += $NF }
+    /Socket errors:/ { bad += 1 }
+    END { printf "%s %.3f %.3f %d\n", rps, p50, p99, bad }' "$out"
 }

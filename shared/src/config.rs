@@ -201,6 +201,9 @@ pub struct ApiConfig {
     /// Per-key quotas: unfinished jobs at once, and bytes uploaded per 24 hours.
     pub quota_active_jobs: i64,
     pub quota_daily_bytes: u64,
+    /// How long a verified API key is trusted without a lookup (MEDIAQ_KEY_CACHE_TTL; 0 disables).
+    /// Revocations reach the cache at once through NOTIFY.
+    pub key_cache_ttl: Duration,
 }
 
 pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 512 * 1024 * 1024;
@@ -232,6 +235,7 @@ impl ApiConfig {
             )?,
             quota_active_jobs: parse_or("MEDIAQ_QUOTA_ACTIVE_JOBS", 50)?,
             quota_daily_bytes: parse_bytes("MEDIAQ_QUOTA_DAILY_BYTES", 20 << 30)?,
+            key_cache_ttl: parse_duration("MEDIAQ_KEY_CACHE_TTL", Duration::from_secs(30))?,
         })
     }
 }

@@ -46,29 +46,34 @@ pub async fn create<'e>(
 }
 
 /// Looks a key up and checks its secret in constant time. `None`: unknown, revoked or wrong.
-pub async fn verify(pool: &PgPool, credential: &Credential) -> Result<Option<Authenticated>, sqlx::Error> {
+/// Returns the stored hash too, for the API's cache of verified keys.
+pub async fn lookup(pool: &PgPool, credential: &Credential) -> Result<Option<(Authenticated, Vec<u8>)>, sqlx::Error> {
     let row: Option<(String, Vec<String>, Vec<u8>)> =
         sqlx::query_as("SELECT owner, scopes, secret_sha256 FROM api_keys WHERE id = $1 AND revoked_at IS NULL")
             .bind(&credential.id)
             .fetch_optional(pool)
             .await?;
-    let Some((owner, scopes, _)) = row.filter(|(_, _, hash)| credential.matches(hash)) else {
+    let Some((owner, scopes, hash)) = row.filter(|(_, _, hash)| credential.matches(hash)) else {
         return Ok(None);
     };
-    // At most one write a minute per key: polling stays read-only.
+    let scopes = scopes.iter().filter_map(|s| Scope::parse(s).ok()).collect();
+    Ok(Some((Authenticated { id: credential.id.clone(), owner, scopes }, hash)))
+}
+
+/// Records that a key was used: at most one write a minute per key, so polling stays read-only.
+pub async fn touch(pool: &PgPool, id: &str) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE api_keys SET last_used_at = now()
          WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')",
     )
-    .bind(&credential.id)
+    .bind(id)
     .execute(pool)
     .await?;
-    Ok(Some(Authenticated {
-        id: credential.id.clone(),
-        owner,
-        scopes: scopes.iter().filter_map(|s| Scope::parse(s).ok()).collect(),
-    }))
+    Ok(())
 }
+
+/// The channel on which revocations are announced (API processes drop cached keys on it).
+pub const REVOKED_CHANNEL: &str = "mediaq_api_key_revoked";
 
 pub async fn list(pool: &PgPool) -> Result<Vec<KeyRecord>, sqlx::Error> {
     sqlx::query_as(
@@ -79,9 +84,13 @@ pub async fn list(pool: &PgPool) -> Result<Vec<KeyRecord>, sqlx::Error> {
 }
 
 pub async fn revoke<'e>(db: impl PgExecutor<'e>, id: &str) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query("UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL")
-        .bind(id)
-        .execute(db)
-        .await?;
-    Ok(done.rows_affected() == 1)
+    // One statement: the revocation and its announcement commit together.
+    let done: Option<String> = sqlx::query_scalar(
+        "WITH revoked AS (UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL RETURNING id)
+         SELECT id FROM revoked, pg_notify('mediaq_api_key_revoked', id) AS n",
+    )
+    .bind(id)
+    .fetch_optional(db)
+    .await?;
+    Ok(done.is_some())
 }

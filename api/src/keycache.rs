@@ -1,0 +1,146 @@
+//! A short-lived cache of verified API keys, so that polling costs no key lookup.
+//!
+//! An entry holds the key's stored SHA-256 and is used only when the presented secret matches it
+//! (constant time). Revocations are announced with NOTIFY in the revoking transaction and drop
+//! the entry at once; entries also expire after MEDIAQ_KEY_CACHE_TTL. While this process is not
+//! listening for revocations (start-up, a lost connection) the cache is bypassed entirely.
+
+use std::{
+    collections::HashMap,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex,
+    },
+    time::{Duration, Instant},
+};
+
+use mediaq_shared::{
+    apikey::Credential,
+    db::keys::{self, Authenticated},
+};
+use sqlx::{postgres::PgListener, PgPool};
+
+/// Cached keys at most (a bound against memory growth from many keys).
+const MAX_ENTRIES: usize = 10_000;
+/// `last_used_at` is written at most this often per key.
+const TOUCH_EVERY: Duration = Duration::from_secs(60);
+
+struct Entry {
+    hash: Vec<u8>,
+    key: Authenticated,
+    verified: Instant,
+    touched: Instant,
+}
+
+pub struct KeyCache {
+    ttl: Duration,
+    entries: Mutex<HashMap<String, Entry>>,
+    listening: AtomicBool,
+}
+
+impl KeyCache {
+    /// A cache whose entries live `ttl` (zero: no caching).
+    pub fn new(ttl: Duration) -> Arc<Self> {
+        Arc::new(Self { ttl, entries: Mutex::new(HashMap::new()), listening: AtomicBool::new(false) })
+    }
+
+    /// The verified key, from the cache or the database; `None` when unknown, revoked or wrong.
+    pub async fn verify(&self, pool: &PgPool, credential: &Credential) -> Result<Option<Authenticated>, sqlx::Error> {
+        if let Some(key) = self.cached(credential) {
+            if self.due_for_touch(&key.id) {
+                let (pool, id) = (pool.clone(), key.id.clone());
+                tokio::spawn(async move {
+                    if let Err(e) = keys::touch(&pool, &id).await {
+                        tracing::debug!(error = %e, "could not record a key's last use");
+                    }
+                });
+            }
+            return Ok(Some(key));
+        }
+        let Some((key, hash)) = keys::lookup(pool, credential).await? else { return Ok(None) };
+        keys::touch(pool, &key.id).await?;
+        self.insert(key.clone(), hash);
+        Ok(Some(key))
+    }
+
+    fn enabled(&self) -> bool {
+        !self.ttl.is_zero() && self.listening.load(Ordering::Acquire)
+    }
+
+    fn cached(&self, credential: &Credential) -> Option<Authenticated> {
+        if !self.enabled() {
+            return None;
+        }
+        let entries = self.entries.lock().expect("key cache lock");
+        let entry = entries.get(&credential.id)?;
+        (entry.verified.elapsed() < self.ttl && credential.matches(&entry.hash)).then(|| entry.key.clone())
+    }
+
+    fn due_for_touch(&self, id: &str) -> bool {
+        let mut entries = self.entries.lock().expect("key cache lock");
+        match entries.get_mut(id) {
+            Some(entry) if entry.touched.elapsed() >= TOUCH_EVERY => {
+                entry.touched = Instant::now();
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn insert(&self, key: Authenticated, hash: Vec<u8>) {
+        if !self.enabled() {
+            return;
+        }
+        let mut entries = self.entries.lock().expect("key cache lock");
+        if entries.len() >= MAX_ENTRIES {
+            entries.retain(|_, e| e.verified.elapsed() < self.ttl);
+            if entries.len() >= MAX_ENTRIES {
+                entries.clear();
+            }
+        }
+        let now = Instant::now();
+        entries.insert(key.id.clone(), Entry { hash, key, verified: now, touched: now });
+    }
+
+    fn set_listening(&self, on: bool) {
+        if !on {
+            self.listening.store(false, Ordering::Release);
+        }
+        // Whatever was cached before (or while) we were not listening may be stale.
+        self.entries.lock().expect("key cache lock").clear();
+        if on {
+            self.listening.store(true, Ordering::Release);
+        }
+    }
+
+    /// Listens for revocations for as long as the process runs, reconnecting after errors.
+    pub async fn listen(self: Arc<Self>, pool: PgPool) {
+        if self.ttl.is_zero() {
+            return;
+        }
+        loop {
+            match PgListener::connect_with(&pool).await {
+                Ok(mut listener) => {
+                    if let Err(e) = listener.listen(keys::REVOKED_CHANNEL).await {
+                        tracing::warn!(error = %e, "key cache cannot LISTEN; keys are looked up every time");
+                    } else {
+                        self.set_listening(true);
+                        loop {
+                            match listener.try_recv().await {
+                                Ok(Some(note)) => {
+                                    self.entries.lock().expect("key cache lock").remove(note.payload());
+                                    tracing::info!(key_id = note.payload(), "revoked key dropped from the cache");
+                                }
+                                // The connection was lost: notifications may have been missed.
+                                Ok(None) | Err(_) => break,
+                            }
+                        }
+                    }
+                }
+                Err(e) => tracing::debug!(error = %e, "key cache cannot connect; keys are looked up every time"),
+            }
+            self.set_listening(false);
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    }
+}
