@@ -32,7 +32,7 @@ pub async fn cancel(
     let first_time = before.files_deleted_at.is_none();
     if first_time {
         let action = if before.status.is_terminal() { "job.files_deleted" } else { "job.canceled" };
-        let event = AuditEvent::new(format!("key:{}", caller.key_id), action)
+        let event = AuditEvent::new(caller.actor(), action)
             .job(id)
             .request(request_id::current(), Some(peer.ip()))
             .details(json!({ "status_before": before.status }));
