@@ -7,6 +7,7 @@ pub mod idempotency;
 pub mod ingest;
 pub mod job_view;
 pub mod limits;
+pub mod metrics;
 pub mod request_id;
 pub mod routes;
 pub mod security;
@@ -38,7 +39,8 @@ pub async fn serve(config: ApiConfig) -> Result<(), Box<dyn std::error::Error>> 
         }
     });
     let webhooks = Arc::new(mediaq_shared::webhook::WebhookConfig::from_env()?);
-    let state = app::AppState { pool: pool.clone(), storage, config: Arc::new(config), limits, webhooks };
+    let metrics = Arc::new(metrics::ApiMetrics::new());
+    let state = app::AppState { pool: pool.clone(), storage, config: Arc::new(config), limits, webhooks, metrics };
     let app = app::router(state).into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
