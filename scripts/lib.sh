@@ -31,9 +31,10 @@ BUILD_PACKAGES=("${COMPILE_PACKAGES[@]}" postgresql)
 RUNTIME_API_PACKAGES=(ca-certificates)
 RUNTIME_WORKER_PACKAGES=(ca-certificates libavcodec59 libavformat59 libavfilter8 libavutil57 libswscale6
   libswresample4)
-# What the tests add: the ffmpeg CLI (fixtures) and ffprobe (the independent oracle), and Chromium
-# for the upload page's browser tests (driven by playwright-core; no browser is downloaded).
-TEST_PACKAGES=(ffmpeg chromium)
+# What the tests add: the ffmpeg CLI (fixtures) and ffprobe (the independent oracle), Chromium
+# for the upload page's browser tests (driven by playwright-core; no browser is downloaded), and
+# PyYAML and jsonschema for scripts/check-docker.sh (tests/tests/deploy.rs).
+TEST_PACKAGES=(ffmpeg chromium python3-yaml python3-jsonschema)
 
 # Node.js for the browser tests: Debian's nodejs and npm, only when no `node` is on PATH.
 ensure_node() {
