@@ -198,3 +198,83 @@ async fn without_a_token_metrics_are_open_and_breaker_states_come_from_the_table
     assert_eq!(must(&samples, "mediaq_webhook_endpoints", &[("state", "half_open")], &text), 1.0);
     assert_eq!(must(&samples, "mediaq_jobs", &[("status", "succeeded")], &text), 0.0);
 }
+
+/// A webhook receiver on loopback that answers every request with `status`; counts requests.
+async fn receiver(status: u16) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = hits.clone();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                // Headers, then Content-Length bytes of body.
+                loop {
+                    let n = socket.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    let text = String::from_utf8_lossy(&buf).to_ascii_lowercase();
+                    if let Some(end) = text.find("\r\n\r\n") {
+                        let length = text[..end]
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .map_or(0, |v| v.trim().parse::<usize>().unwrap());
+                        if buf.len() >= end + 4 + length {
+                            break;
+                        }
+                    }
+                }
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let response = format!("HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+                let _ = socket.write_all(response.as_bytes()).await;
+            });
+        }
+    });
+    (url, hits)
+}
+
+#[tokio::test]
+async fn webhook_deliveries_are_counted_by_outcome() {
+    let env = TestEnv::new().await;
+    let webhooks = [("MEDIAQ_WEBHOOK_ALLOW_HTTP", "true"), ("MEDIAQ_WEBHOOK_ALLOWED_NETWORKS", "127.0.0.0/8")];
+    let api = env.api_with(&webhooks).await;
+    let worker_env =
+        [webhooks.as_slice(), &[("MEDIAQ_METRICS_BIND", "127.0.0.1:0"), ("MEDIAQ_WEBHOOK_RETRY_BASE", "1h")]].concat();
+    let worker = env.worker_with(&worker_env).await;
+    let (ok_url, ok_hits) = receiver(200).await;
+    let (failing_url, failing_hits) = receiver(503).await;
+    for url in [&ok_url, &failing_url] {
+        let resp = api.client.post(api.url("/v1/webhooks")).json(&serde_json::json!({ "url": url })).send().await;
+        assert_eq!(resp.unwrap().status(), 201);
+    }
+    let resp = api.upload(fixtures::bytes(&fixtures::VP9_OPUS), "video/webm", Some("clip.webm")).await;
+    let id = resp.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    let (_, job) = api.wait_terminal(&id, Duration::from_secs(120)).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    let base = worker.metrics_url.clone().unwrap();
+    let client = reqwest::Client::new();
+    let (text, samples) = mediaq_e2e::wait_for(Duration::from_secs(30), "both deliveries counted", || {
+        let (client, url) = (client.clone(), format!("{base}/metrics"));
+        async move {
+            let text = client.get(url).send().await.ok()?.text().await.ok()?;
+            let samples = parse(&text);
+            let delivered = value(&samples, "mediaq_webhook_deliveries_total", &[("outcome", "delivered")])?;
+            let retrying = value(&samples, "mediaq_webhook_deliveries_total", &[("outcome", "retrying")])?;
+            (delivered >= 1.0 && retrying >= 1.0).then_some((text, samples))
+        }
+    })
+    .await;
+    assert!(ok_hits.load(std::sync::atomic::Ordering::SeqCst) >= 1);
+    assert!(failing_hits.load(std::sync::atomic::Ordering::SeqCst) >= 1);
+    assert_eq!(must(&samples, "mediaq_webhook_deliveries_total", &[("outcome", "gave_up")], &text), 0.0);
+    // One failure does not open a breaker: both endpoints are closed.
+    let resp = client.get(api.url("/metrics")).send().await.unwrap();
+    let text = resp.text().await.unwrap();
+    assert_eq!(must(&parse(&text), "mediaq_webhook_endpoints", &[("state", "closed")], &text), 2.0);
+}
