@@ -20,12 +20,21 @@ ensure_packages() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
-# Build packages for ffmpeg-next (bindgen needs clang) and the runtime of the service.
-BUILD_PACKAGES=(pkg-config clang libclang-dev libavcodec-dev libavformat-dev libavfilter-dev libavutil-dev
-  libswscale-dev libswresample-dev postgresql ca-certificates)
-# What the tests add: the ffmpeg CLI (fixtures) and ffprobe (the independent oracle), and Chromium
-# for the upload page's browser tests (driven by playwright-core; no browser is downloaded).
-TEST_PACKAGES=(ffmpeg chromium)
+# What compiling the worker needs (ffmpeg-next's bindgen needs clang); docker/build.sh installs these.
+COMPILE_PACKAGES=(pkg-config clang libclang-dev libavcodec-dev libavformat-dev libavfilter-dev libavutil-dev
+  libswscale-dev libswresample-dev ca-certificates)
+# Build packages and the runtime of the service (the scripts provision a local PostgreSQL).
+BUILD_PACKAGES=("${COMPILE_PACKAGES[@]}" postgresql)
+# Runtime packages of the container images (docker/runtime.sh): the API links nothing beyond libc;
+# the worker links Debian 12's libav (FFmpeg 5.1) libraries and nothing else of it (no codecs' -dev,
+# no ffmpeg CLI).
+RUNTIME_API_PACKAGES=(ca-certificates)
+RUNTIME_WORKER_PACKAGES=(ca-certificates libavcodec59 libavformat59 libavfilter8 libavutil57 libswscale6
+  libswresample4)
+# What the tests add: the ffmpeg CLI (fixtures) and ffprobe (the independent oracle), Chromium
+# for the upload page's browser tests (driven by playwright-core; no browser is downloaded), and
+# PyYAML and jsonschema for scripts/check-docker.sh (tests/tests/deploy.rs).
+TEST_PACKAGES=(ffmpeg chromium python3-yaml python3-jsonschema)
 
 # Node.js for the browser tests: Debian's nodejs and npm, only when no `node` is on PATH.
 ensure_node() {

@@ -11,7 +11,7 @@ use axum::{
 use mediaq_shared::{config::ApiConfig, storage::Storage};
 use sqlx::PgPool;
 
-use crate::{error::ApiError, limits, request_id, routes, security};
+use crate::{error::ApiError, limits, metrics, request_id, routes, security};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -21,6 +21,7 @@ pub struct AppState {
     pub limits: Arc<limits::RateLimits>,
     pub webhooks: Arc<mediaq_shared::webhook::WebhookConfig>,
     pub keys: Arc<crate::keycache::KeyCache>,
+    pub metrics: Arc<metrics::ApiMetrics>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -48,12 +49,14 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/webhooks/{id}/deliveries/{delivery}/resend", post(routes::webhooks::resend))
         .route("/healthz", get(routes::health::healthz))
         .route("/readyz", get(routes::health::readyz))
+        .route("/metrics", get(routes::metrics::metrics))
         .fallback(|| async { ApiError::RouteNotFound })
         // Uploads are streamed to disk and limited by MEDIAQ_MAX_UPLOAD_BYTES, not buffered.
         .layer(DefaultBodyLimit::disable())
         .layer(middleware::from_fn_with_state(state.clone(), limits::middleware))
         .layer(cors)
         .layer(middleware::from_fn(move |req, next| security::headers(hsts, req, next)))
+        .layer(middleware::from_fn_with_state(state.clone(), metrics::middleware))
         .layer(middleware::from_fn(request_id::middleware))
         .with_state(state)
 }

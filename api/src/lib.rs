@@ -8,6 +8,7 @@ pub mod ingest;
 pub mod job_view;
 pub mod keycache;
 pub mod limits;
+pub mod metrics;
 pub mod request_id;
 pub mod routes;
 pub mod security;
@@ -42,7 +43,9 @@ pub async fn serve(config: ApiConfig) -> Result<(), Box<dyn std::error::Error>> 
     tokio::spawn(keys.clone().listen(pool.clone()));
     #[cfg(feature = "bench-no-auth")]
     tracing::warn!("BENCHMARK BUILD: authentication is OFF (feature bench-no-auth); never deploy this binary");
-    let state = app::AppState { pool: pool.clone(), storage, config: Arc::new(config), limits, webhooks, keys };
+    let metrics = Arc::new(metrics::ApiMetrics::new());
+    let state =
+        app::AppState { pool: pool.clone(), storage, config: Arc::new(config), limits, webhooks, keys, metrics };
     let app = app::router(state).into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {

@@ -103,6 +103,8 @@ pub struct CommonConfig {
     pub db_max_connections: u32,
     /// How long a request waits for a database connection before failing (MEDIAQ_DB_TIMEOUT).
     pub db_timeout: Duration,
+    /// Bearer token that `/metrics` requires when set (MEDIAQ_METRICS_TOKEN). Redacted in Debug output.
+    pub metrics_token: Option<Redacted>,
 }
 
 impl CommonConfig {
@@ -115,6 +117,7 @@ impl CommonConfig {
             storage_dir,
             db_max_connections: parse_or("MEDIAQ_DB_MAX_CONNECTIONS", 10)?,
             db_timeout: parse_duration("MEDIAQ_DB_TIMEOUT", Duration::from_secs(3))?,
+            metrics_token: var("MEDIAQ_METRICS_TOKEN").map(|t| Redacted(t.trim().to_owned())),
         })
     }
 }

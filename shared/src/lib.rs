@@ -10,6 +10,7 @@ pub mod db;
 pub mod filename;
 pub mod job;
 pub mod job_view;
+pub mod metrics;
 pub mod queue;
 pub mod signals;
 pub mod storage;

@@ -106,7 +106,7 @@ impl TestEnv {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let (child, line) = spawn_until(cmd, &log, "mediaq-api listening on ").await;
+        let (child, line, _) = spawn_until(cmd, &log, "mediaq-api listening on ").await;
         let base_url = line.trim().to_owned();
         Api {
             service: Service { child, log },
@@ -142,24 +142,29 @@ impl TestEnv {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let (child, _) = spawn_until(cmd, &log, "mediaq-worker ready").await;
-        Worker { service: Service { child, log } }
+        let (child, _, earlier) = spawn_until(cmd, &log, "mediaq-worker ready").await;
+        // With MEDIAQ_METRICS_BIND set, the worker prints where it serves /metrics before it is ready.
+        let metrics_url =
+            earlier.iter().find_map(|l| l.strip_prefix("mediaq-worker metrics on ")).map(|u| u.trim().to_owned());
+        Worker { service: Service { child, log }, metrics_url }
     }
 }
 
 /// Spawns a service with stdout piped and stderr in `log`, and waits for a stdout line starting
-/// with `marker`; returns the rest of that line.
-async fn spawn_until(mut cmd: Command, log: &Path, marker: &str) -> (Child, String) {
+/// with `marker`; returns the rest of that line and the lines printed before it.
+async fn spawn_until(mut cmd: Command, log: &Path, marker: &str) -> (Child, String, Vec<String>) {
     let log_file = std::fs::File::create(log).unwrap();
     cmd.stdout(Stdio::piped()).stderr(log_file).stdin(Stdio::null()).kill_on_drop(true);
     let mut child = cmd.spawn().expect("spawn service");
     let stdout = child.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines();
+    let mut earlier = Vec::new();
     let found = tokio::time::timeout(Duration::from_secs(60), async {
         while let Some(line) = lines.next_line().await.unwrap() {
             if let Some(rest) = line.strip_prefix(marker) {
                 return Some(rest.to_owned());
             }
+            earlier.push(line);
         }
         None
     })
@@ -168,7 +173,7 @@ async fn spawn_until(mut cmd: Command, log: &Path, marker: &str) -> (Child, Stri
         Ok(Some(rest)) => {
             // Keep draining stdout so the child never blocks on a full pipe.
             tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-            (child, rest)
+            (child, rest, earlier)
         }
         _ => {
             let _ = child.start_kill();
@@ -298,4 +303,6 @@ impl Api {
 
 pub struct Worker {
     pub service: Service,
+    /// `http://ADDR` of the worker's /metrics and /healthz, when MEDIAQ_METRICS_BIND was given.
+    pub metrics_url: Option<String>,
 }

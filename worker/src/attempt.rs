@@ -46,6 +46,7 @@ pub struct WorkerState {
     pub namespaces: bool,
     /// Becomes true when the shutdown grace period is over: running attempts hand their jobs back.
     pub abandon: tokio::sync::watch::Receiver<bool>,
+    pub metrics: Arc<crate::metrics::WorkerMetrics>,
 }
 
 /// A failure that is the worker's (database, storage), not the media's.
@@ -80,12 +81,14 @@ pub async fn run(state: &Arc<WorkerState>, id: JobId, worker: &str) -> Result<()
         let end = attempts::AttemptEnd::unmeasured("failed", Some("worker_crashed"), "not run");
         attempts::finish(&mut *tx, id, attempt, &end).await?;
         tx.commit().await?;
+        state.metrics.attempt_ended("failed", Some("worker_crashed"), None, None);
         return Ok(());
     }
     audit::record(&mut *tx, &AuditEvent::new(&actor, "job.started").job(id).details(json!({ "attempt": attempt })))
         .await?;
     tx.commit().await?;
 
+    let _running = state.metrics.attempt_running();
     let ended = match execute(state, id, attempt).await {
         Ok(ended) => ended,
         Err(e @ (AttemptError::Storage(_) | AttemptError::Store(_))) => {

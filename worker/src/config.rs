@@ -1,6 +1,6 @@
 //! The worker's settings (environment variables, see the README).
 
-use std::{path::PathBuf, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use mediaq_shared::config::{self, CommonConfig, ConfigError};
 
@@ -25,6 +25,8 @@ pub struct WorkerConfig {
     pub limits: MediaLimits,
     pub retry: crate::retry::RetryPolicy,
     pub janitor: crate::janitor::JanitorConfig,
+    /// Where `/metrics` and `/healthz` are served (MEDIAQ_METRICS_BIND; unset: nowhere).
+    pub metrics_bind: Option<SocketAddr>,
 }
 
 /// Whether the worker may run with sandbox layers missing (MEDIAQ_SANDBOX).
@@ -114,6 +116,10 @@ impl WorkerConfig {
             sandbox: SandboxConfig::from_env()?,
             retry: crate::retry::RetryPolicy::from_env()?,
             janitor: crate::janitor::JanitorConfig::from_env(transcode_timeout)?,
+            metrics_bind: match config::var("MEDIAQ_METRICS_BIND") {
+                None => None,
+                Some(_) => Some(config::parse_or("MEDIAQ_METRICS_BIND", SocketAddr::from(([127, 0, 0, 1], 9464)))?),
+            },
             limits: MediaLimits {
                 max_width: config::parse_or("MEDIAQ_MAX_WIDTH", 4096)?,
                 max_height: config::parse_or("MEDIAQ_MAX_HEIGHT", 4096)?,

@@ -52,6 +52,8 @@ pub async fn record(
         };
         (label, Some(error.code))
     };
+    let media_s = ended.output.as_ref().and_then(|o| o.duration_s);
+    let wall = ended.report.as_ref().map(|r| r.wall);
     if let Some(report) = &ended.report {
         let end = AttemptEnd {
             outcome,
@@ -67,6 +69,7 @@ pub async fn record(
         attempts::finish(&mut *tx, id, attempt, &AttemptEnd::unmeasured(outcome, code.as_deref(), &exit)).await?;
     }
     tx.commit().await?;
+    state.metrics.attempt_ended(outcome, code.as_deref(), wall, media_s);
     Ok(())
 }
 

@@ -7,6 +7,7 @@ pub mod config;
 pub mod finish;
 pub mod janitor;
 pub mod jobdir;
+pub mod metrics;
 pub mod protocol;
 pub mod retry;
 pub mod run;

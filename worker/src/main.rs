@@ -2,7 +2,7 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use mediaq_shared::{storage::Storage, webhook::WebhookConfig};
-use mediaq_worker::{attempt::WorkerState, config::WorkerConfig, janitor, run, webhooks};
+use mediaq_worker::{attempt::WorkerState, config::WorkerConfig, janitor, metrics::WorkerMetrics, run, webhooks};
 
 /// mediaq worker: claims transcode jobs and runs each attempt in a `mediaq-transcode` child.
 /// Configuration comes from environment variables (see the README).
@@ -55,10 +55,17 @@ async fn start() -> Result<(), Box<dyn std::error::Error>> {
     let (pool, storage) = open(&config)?;
     let name = run::unique_name();
     let layers = mediaq_worker::selfcheck::run(&config, storage.work_dir())?;
+    let metrics = Arc::new(WorkerMetrics::new());
+    metrics.set_sandbox(&layers);
+    if let Some(bind) = config.metrics_bind {
+        mediaq_worker::metrics::listen(bind, metrics.clone(), config.common.metrics_token.clone())
+            .await
+            .map_err(|e| format!("cannot bind MEDIAQ_METRICS_BIND {bind}: {e}"))?;
+    }
     tokio::spawn(janitor::run_forever(pool.clone(), storage.clone(), config.janitor));
-    webhooks::spawn(pool.clone(), WebhookConfig::from_env()?)?;
+    webhooks::spawn(pool.clone(), WebhookConfig::from_env()?, metrics.clone())?;
     let (abandon_tx, abandon) = tokio::sync::watch::channel(false);
-    let state = WorkerState { pool, storage, config, namespaces: layers.namespaces, abandon };
+    let state = WorkerState { pool, storage, config, namespaces: layers.namespaces, abandon, metrics };
     run::run(Arc::new(state), name, abandon_tx).await
 }
 

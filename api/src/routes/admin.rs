@@ -2,7 +2,7 @@
 
 use axum::{extract::State, Json};
 use mediaq_shared::{
-    db::{audit, audit::AuditEvent, jobs},
+    db::{audit, audit::AuditEvent, jobs, stats},
     queue,
 };
 use serde_json::{json, Value};
@@ -40,21 +40,15 @@ pub async fn requeue(State(state): State<AppState>, caller: Caller, id: JobIdPat
 /// `GET /v1/admin/stats`: jobs by status, queue depth and the age of the oldest queued job.
 pub async fn stats(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
     require_admin(&caller)?;
-    let by_status: Vec<(String, i64)> =
-        sqlx::query_as("SELECT status, count(*) FROM jobs GROUP BY status ORDER BY status")
-            .fetch_all(&state.pool)
-            .await?;
-    let oldest: Option<f64> = sqlx::query_scalar(
-        "SELECT EXTRACT(EPOCH FROM now() - min(created_at))::float8 FROM jobs WHERE status = 'queued'",
-    )
-    .fetch_one(&state.pool)
-    .await?;
-    let dead_letters: i64 = sqlx::query_scalar("SELECT count(*) FROM dead_letter_jobs").fetch_one(&state.pool).await?;
-    let statuses: serde_json::Map<String, Value> = by_status.into_iter().map(|(s, n)| (s, json!(n))).collect();
+    let stats = stats::queue_stats(&state.pool).await?;
+    let statuses: serde_json::Map<String, Value> =
+        stats.jobs_by_status.iter().map(|(s, n)| (s.clone(), json!(n))).collect();
     Ok(Json(json!({
         "jobs_by_status": statuses,
-        "queue_depth": statuses.get("queued").cloned().unwrap_or(json!(0)),
-        "oldest_queued_age_s": oldest,
-        "dead_letters": dead_letters,
+        "queue_depth": stats.jobs("queued"),
+        "oldest_queued_age_s": stats.oldest_queued_age_s,
+        "oldest_due_age_s": stats.oldest_due_age_s,
+        "pending_tasks": stats.pending_tasks,
+        "dead_letters": stats.dead_letters,
     })))
 }

@@ -145,6 +145,7 @@ async fn create_job(
         }
         _ => ingest::store(&state, received?, origin, None).await?,
     };
+    state.metrics.record_upload(job.input.size);
     created(&job)
 }
 

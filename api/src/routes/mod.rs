@@ -7,6 +7,7 @@ pub mod download;
 pub mod health;
 pub mod jobs;
 pub mod list;
+pub mod metrics;
 pub mod page;
 pub mod ranged;
 pub mod tokens;

@@ -12,6 +12,7 @@ fn local(root: &Path) -> Storage {
         work_dir: root.join("work"),
         db_max_connections: 1,
         db_timeout: std::time::Duration::from_secs(1),
+        metrics_token: None,
     };
     Storage::open(&config).unwrap()
 }

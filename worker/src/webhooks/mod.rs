@@ -17,7 +17,7 @@ use sqlx::{postgres::PgListener, PgPool};
 use tokio::sync::Notify;
 use tracing::Instrument;
 
-use crate::retry::RetryPolicy;
+use crate::{metrics::WorkerMetrics, retry::RetryPolicy};
 use client::Sender;
 
 /// The channel the outbox trigger notifies.
@@ -26,7 +26,7 @@ const CHANNEL: &str = "mediaq_webhooks";
 const EXPIRE_EVERY: Duration = Duration::from_secs(60);
 
 /// Starts the delivery loops (none when MEDIAQ_WEBHOOK_CONCURRENCY is 0).
-pub fn spawn(pool: PgPool, config: WebhookConfig) -> Result<(), reqwest::Error> {
+pub fn spawn(pool: PgPool, config: WebhookConfig, metrics: Arc<WorkerMetrics>) -> Result<(), reqwest::Error> {
     if config.concurrency == 0 {
         tracing::info!("webhook delivery is off (MEDIAQ_WEBHOOK_CONCURRENCY=0)");
         return Ok(());
@@ -37,7 +37,10 @@ pub fn spawn(pool: PgPool, config: WebhookConfig) -> Result<(), reqwest::Error> 
     tokio::spawn(listen(pool.clone(), config.clone(), wake.clone()));
     for slot in 0..config.concurrency {
         let (pool, config, sender, wake) = (pool.clone(), config.clone(), sender.clone(), wake.clone());
-        tokio::spawn(deliver_forever(pool, config, sender, wake).instrument(tracing::info_span!("webhooks", slot)));
+        let metrics = metrics.clone();
+        tokio::spawn(
+            deliver_forever(pool, config, sender, wake, metrics).instrument(tracing::info_span!("webhooks", slot)),
+        );
     }
     Ok(())
 }
@@ -47,7 +50,13 @@ fn poll_interval(config: &WebhookConfig) -> Duration {
     (config.retry_base / 4).clamp(Duration::from_millis(100), Duration::from_secs(1))
 }
 
-async fn deliver_forever(pool: PgPool, config: Arc<WebhookConfig>, sender: Arc<Sender>, wake: Arc<Notify>) {
+async fn deliver_forever(
+    pool: PgPool,
+    config: Arc<WebhookConfig>,
+    sender: Arc<Sender>,
+    wake: Arc<Notify>,
+    metrics: Arc<WorkerMetrics>,
+) {
     let backoff = RetryPolicy {
         max_attempts: i32::MAX,
         base: config.retry_base,
@@ -59,7 +68,9 @@ async fn deliver_forever(pool: PgPool, config: Arc<WebhookConfig>, sender: Arc<S
             Ok(Some(claimed)) => {
                 let span = tracing::info_span!("delivery", event_id = %claimed.event_id, delivery_id = %claimed.delivery_id,
                     job_id = %claimed.job.id, attempt = claimed.attempt);
-                deliver(&pool, &config, &sender, &backoff, claimed).instrument(span).await;
+                if let Some(outcome) = deliver(&pool, &config, &sender, &backoff, claimed).instrument(span).await {
+                    metrics.webhook_delivery(outcome);
+                }
             }
             Ok(None) => {
                 tokio::select! {
@@ -75,7 +86,14 @@ async fn deliver_forever(pool: PgPool, config: Arc<WebhookConfig>, sender: Arc<S
     }
 }
 
-async fn deliver(pool: &PgPool, config: &WebhookConfig, sender: &Sender, backoff: &RetryPolicy, claimed: Claimed) {
+/// Sends one delivery and records it; returns the recorded outcome's metrics label.
+async fn deliver(
+    pool: &PgPool,
+    config: &WebhookConfig,
+    sender: &Sender,
+    backoff: &RetryPolicy,
+    claimed: Claimed,
+) -> Option<&'static str> {
     let outcome = sender.send(&claimed).await;
     let delay = backoff.delay(claimed.attempt);
     // The result must be recorded even through a short database outage; the lease covers us.
@@ -83,18 +101,26 @@ async fn deliver(pool: &PgPool, config: &WebhookConfig, sender: &Sender, backoff
         match deliveries::record(pool, &claimed, &outcome, delay, config).await {
             Ok(recorded) => {
                 let latency_ms = outcome.latency.as_millis() as u64;
-                match &recorded {
+                let label = match &recorded {
                     Recorded::Succeeded => {
-                        tracing::info!(url = %claimed.url, status = ?outcome.response_status, latency_ms, "webhook delivered")
+                        tracing::info!(url = %claimed.url, status = ?outcome.response_status, latency_ms, "webhook delivered");
+                        "delivered"
                     }
-                    Recorded::Retrying { after } => tracing::warn!(url = %claimed.url, error = ?outcome.error,
-                        retry_in_ms = after.as_millis() as u64, "webhook delivery failed; will retry"),
+                    Recorded::Retrying { after } => {
+                        tracing::warn!(url = %claimed.url, error = ?outcome.error,
+                            retry_in_ms = after.as_millis() as u64, "webhook delivery failed; will retry");
+                        "retrying"
+                    }
                     Recorded::GaveUp => {
-                        tracing::error!(url = %claimed.url, error = ?outcome.error, "webhook delivery failed for good")
+                        tracing::error!(url = %claimed.url, error = ?outcome.error, "webhook delivery failed for good");
+                        "gave_up"
                     }
-                    Recorded::Superseded => tracing::warn!("webhook lease ran out; another process took it over"),
-                }
-                return;
+                    Recorded::Superseded => {
+                        tracing::warn!("webhook lease ran out; another process took it over");
+                        "superseded"
+                    }
+                };
+                return Some(label);
             }
             Err(e) => {
                 tracing::warn!(error = %e, "could not record a webhook attempt; retrying");
@@ -103,6 +129,7 @@ async fn deliver(pool: &PgPool, config: &WebhookConfig, sender: &Sender, backoff
         }
     }
     tracing::error!("could not record a webhook attempt; it will be sent again when its lease runs out");
+    None
 }
 
 /// Wakes the loops when the outbox gets rows, and periodically fails deliveries that are past

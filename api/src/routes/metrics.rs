@@ -1,0 +1,23 @@
+//! `GET /metrics`: Prometheus metrics. No API key; a bearer token when MEDIAQ_METRICS_TOKEN is
+//! set. Operators keep it off the public internet either way (see docs/DEPLOY.md).
+
+use axum::{
+    extract::State,
+    http::{header, HeaderMap, HeaderValue},
+    response::{IntoResponse, Response},
+};
+
+use crate::{app::AppState, error::ApiError};
+
+pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    if let Some(token) = &state.config.common.metrics_token {
+        let given = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+        if !mediaq_shared::metrics::bearer_matches(given, token.expose()) {
+            return Err(ApiError::Unauthorized("the metrics token is missing or wrong"));
+        }
+    }
+    let body = state.metrics.render(&state.pool).await;
+    let content_type = HeaderValue::from_static(mediaq_shared::metrics::CONTENT_TYPE);
+    Ok(([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, HeaderValue::from_static("no-store"))], body)
+        .into_response())
+}

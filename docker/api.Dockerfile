@@ -1,0 +1,28 @@
+# syntax=docker/dockerfile:1
+# mediaq-api: the HTTP API (and `migrate`, `keys`, `jobs` commands). No libav in this image.
+# Build from the repository root: docker build -f docker/api.Dockerfile -t mediaq-api .
+# The steps are scripts (docker/build.sh, docker/runtime.sh) that scripts/check-docker.sh --build
+# also runs on a Debian 12 host without a Docker engine.
+
+FROM rust:1.95-bookworm AS builder
+WORKDIR /src
+COPY . .
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/src/target \
+    bash docker/build.sh api /out
+
+FROM debian:12-slim
+COPY scripts/lib.sh /tmp/mediaq-setup/scripts/lib.sh
+COPY docker/runtime.sh docker/healthcheck.sh /tmp/mediaq-setup/docker/
+RUN bash /tmp/mediaq-setup/docker/runtime.sh api --image && rm -rf /tmp/mediaq-setup
+COPY --from=builder /out/bin/ /usr/local/bin/
+USER 10001:10001
+WORKDIR /var/lib/mediaq
+ENV MEDIAQ_BIND=0.0.0.0:8080 \
+    MEDIAQ_STORAGE_DIR=/var/lib/mediaq \
+    MEDIAQ_LOG_FORMAT=json
+EXPOSE 8080
+HEALTHCHECK --interval=10s --timeout=5s --start-period=20s --retries=3 \
+    CMD ["mediaq-healthcheck", "127.0.0.1:8080", "/readyz"]
+ENTRYPOINT ["mediaq-api"]
+CMD ["serve"]

@@ -1,0 +1,251 @@
+#!/usr/bin/env python3
+"""Checks docker/ without a Docker engine (run by scripts/check-docker.sh):
+
+- the compose file parses and validates against the Compose Specification's JSON schema
+  (docker/schema/compose-spec.json), and holds what this project requires: a hardened, scalable
+  worker (cap_drop ALL, no-new-privileges, our seccomp profile, read-only root, tmpfs job
+  directories, memory and pids limits, no container_name or published port), healthchecks on
+  every long-running service, one-shots that do not restart, dependencies that exist;
+- the seccomp profile is what docker/seccomp/generate.py writes, and allows Landlock;
+- the Dockerfiles: every script their RUN steps call and every file they COPY exists, final
+  stages run as a non-root user, base images are pinned, each has a HEALTHCHECK.
+
+Usage: check.py [--compose FILE]   (paths in the compose file are relative to the repository root,
+the project directory: `docker compose -f docker/compose.yaml --project-directory .`)
+"""
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+LANDLOCK = {"landlock_create_ruleset", "landlock_add_rule", "landlock_restrict_self"}
+REQUIRED_ENV = ["DATABASE_URL", "MEDIAQ_STORAGE_URL", "MEDIAQ_S3_ENDPOINT", "MEDIAQ_S3_REGION", "AWS_ACCESS_KEY_ID",
+                "AWS_SECRET_ACCESS_KEY", "MEDIAQ_S3_ALLOW_HTTP"]
+
+problems = []
+
+
+def problem(message):
+    problems.append(message)
+
+
+def env_of(service):
+    env = service.get("environment") or {}
+    if isinstance(env, list):
+        env = dict(item.split("=", 1) if "=" in item else (item, "") for item in env)
+    return env
+
+
+def tmpfs_paths(service):
+    tmpfs = service.get("tmpfs") or []
+    if isinstance(tmpfs, str):
+        tmpfs = [tmpfs]
+    paths = [entry.split(":", 1)[0] for entry in tmpfs]
+    for volume in service.get("volumes") or []:
+        if isinstance(volume, dict) and volume.get("type") == "tmpfs":
+            paths.append(volume["target"])
+    return paths
+
+
+def check_seccomp(path):
+    try:
+        profile = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        problem(f"seccomp profile {path}: {e}")
+        return
+    allowed = set()
+    for rule in profile.get("syscalls", []):
+        if rule.get("action") == "SCMP_ACT_ALLOW" and not rule.get("args") and not rule.get("includes") \
+                and not rule.get("excludes"):
+            allowed.update(rule.get("names", []))
+    missing = LANDLOCK - allowed
+    if missing:
+        problem(f"seccomp profile {path} does not allow {sorted(missing)}")
+    if profile.get("defaultAction") != "SCMP_ACT_ERRNO":
+        problem(f"seccomp profile {path} must deny by default (defaultAction SCMP_ACT_ERRNO)")
+    generator = ROOT / "docker/seccomp/generate.py"
+    if path.resolve() == (ROOT / "docker/seccomp-worker.json").resolve():
+        if subprocess.run([sys.executable, str(generator), "--check"]).returncode != 0:
+            problem(f"{path} is not what {generator.relative_to(ROOT)} generates")
+
+
+def check_worker(name, service):
+    if service.get("container_name"):
+        problem(f"{name}: container_name prevents --scale")
+    if service.get("ports"):
+        problem(f"{name}: published ports clash when scaled (metrics stay on the compose network)")
+    if [c.upper() for c in service.get("cap_drop") or []] != ["ALL"]:
+        problem(f"{name}: cap_drop must be [ALL]")
+    if service.get("cap_add"):
+        problem(f"{name}: cap_add must be empty")
+    if service.get("privileged"):
+        problem(f"{name}: must not be privileged")
+    if service.get("read_only") is not True:
+        problem(f"{name}: read_only must be true")
+    options = service.get("security_opt") or []
+    if not any(re.fullmatch(r"no-new-privileges(:true|=true)?", o) for o in options):
+        problem(f"{name}: security_opt needs no-new-privileges:true")
+    seccomp = [o.split("=", 1)[1] if "=" in o else o.split(":", 1)[1] for o in options if o.startswith("seccomp")]
+    if not seccomp or seccomp[0] in ("unconfined", "builtin"):
+        problem(f"{name}: security_opt needs seccomp=<profile file>")
+    else:
+        path = ROOT / seccomp[0]
+        if not path.is_file():
+            problem(f"{name}: seccomp profile {seccomp[0]} does not exist (relative to the repository root)")
+        else:
+            check_seccomp(path)
+    if not (service.get("mem_limit") or service.get("deploy", {}).get("resources", {}).get("limits", {}).get("memory")):
+        problem(f"{name}: needs a memory limit (mem_limit)")
+    if not (service.get("pids_limit") or service.get("deploy", {}).get("resources", {}).get("limits", {}).get("pids")):
+        problem(f"{name}: needs a pids limit (pids_limit)")
+    env = env_of(service)
+    work = env.get("MEDIAQ_WORK_DIR")
+    if not work:
+        problem(f"{name}: MEDIAQ_WORK_DIR must name the job directories' tmpfs")
+    elif work not in tmpfs_paths(service):
+        problem(f"{name}: MEDIAQ_WORK_DIR {work} is not a tmpfs mount")
+    if env.get("MEDIAQ_SANDBOX", "strict") != "strict":
+        problem(f"{name}: MEDIAQ_SANDBOX must stay strict in a deployment")
+    bind = env.get("MEDIAQ_METRICS_BIND", "")
+    port = bind.rsplit(":", 1)[-1] if bind else None
+    test = " ".join(service.get("healthcheck", {}).get("test") or [])
+    if not port or f":{port}" not in test or "/healthz" not in test:
+        problem(f"{name}: the healthcheck must call /healthz on MEDIAQ_METRICS_BIND's port ({bind or 'unset'})")
+
+
+def check_compose(path):
+    text = path.read_text()
+    try:
+        compose = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        problem(f"{path}: not YAML: {e}")
+        return
+    schema = json.loads((ROOT / "docker/schema/compose-spec.json").read_text())
+    validator = jsonschema.Draft7Validator(schema)
+    for error in sorted(validator.iter_errors(compose), key=lambda e: list(e.path)):
+        where = "/".join(str(p) for p in error.path) or "(top)"
+        problem(f"{path}: schema: {where}: {error.message}")
+    services = compose.get("services") or {}
+    for required in ["postgres", "api", "worker", "migrate"]:
+        if required not in services:
+            problem(f"{path}: no {required} service")
+    if not any("minio" in str(s.get("image", "")) or "s3" in name for name, s in services.items()):
+        problem(f"{path}: no S3-compatible store")
+    for name, service in services.items():
+        one_shot = service.get("restart", "no") == "no"
+        if not one_shot and not service.get("healthcheck"):
+            problem(f"{name}: a long-running service needs a healthcheck")
+        if not one_shot and service.get("healthcheck", {}).get("disable"):
+            problem(f"{name}: its healthcheck is disabled")
+        image = str(service.get("image", ""))
+        if image and ":" not in image or image.endswith(":latest"):
+            problem(f"{name}: pin the image's tag ({image})")
+        depends = service.get("depends_on") or {}
+        for dependency in depends if isinstance(depends, list) else depends.keys():
+            if dependency not in services:
+                problem(f"{name}: depends on unknown service {dependency}")
+        build = service.get("build")
+        if isinstance(build, dict):
+            context = ROOT / build.get("context", ".")
+            if not context.is_dir():
+                problem(f"{name}: build context {build.get('context')} does not exist")
+            dockerfile = context / build.get("dockerfile", "Dockerfile")
+            if not dockerfile.is_file():
+                problem(f"{name}: {build.get('dockerfile')} does not exist")
+        if name in ("api", "worker", "migrate"):
+            env = env_of(service)
+            for var in REQUIRED_ENV:
+                if var not in env:
+                    problem(f"{name}: environment lacks {var}")
+            if service.get("user") in ("root", "0", "0:0"):
+                problem(f"{name}: must not run as root")
+    if "worker" in services:
+        check_worker("worker", services["worker"])
+
+
+def stages(dockerfile):
+    """The Dockerfile's instructions (continuations joined), split into stages."""
+    lines, current = [], ""
+    for raw in dockerfile.read_text().splitlines():
+        if raw.lstrip().startswith("#") and not current:
+            continue
+        current += raw.rstrip("\\").strip() + " " if raw.rstrip().endswith("\\") else raw.strip()
+        if not raw.rstrip().endswith("\\"):
+            if current.strip():
+                lines.append(current.strip())
+            current = ""
+    result = []
+    for line in lines:
+        instruction = line.split(None, 1)[0].upper()
+        if instruction == "FROM":
+            result.append([])
+        if result:
+            result[-1].append((instruction, line.split(None, 1)[1] if " " in line else ""))
+    return result
+
+
+def check_dockerfile(path, role):
+    all_stages = stages(path)
+    if not all_stages:
+        problem(f"{path}: no FROM")
+        return
+    for stage in all_stages:
+        for instruction, args in stage:
+            if instruction == "FROM":
+                image = args.split()[0]
+                if ":" not in image or image.endswith(":latest"):
+                    problem(f"{path}: pin the base image ({image})")
+            if instruction == "COPY" and "--from=" not in args:
+                sources = [a for a in args.split() if not a.startswith("--")][:-1]
+                for source in sources:
+                    if source not in (".", "./") and not any(ROOT.glob(source.rstrip("/"))):
+                        problem(f"{path}: COPY source {source} does not exist")
+            if instruction == "RUN":
+                for script in re.findall(r"bash\s+(\S+\.sh)", args):
+                    local = script.replace("/tmp/mediaq-setup/", "")
+                    if not (ROOT / local).is_file():
+                        problem(f"{path}: RUN calls {script}, which does not exist ({local})")
+                    elif script.endswith(("build.sh", "runtime.sh")) and f"{Path(script).name} {role} " \
+                            not in args + " ":
+                        problem(f"{path}: {Path(script).name} must be called for the {role} image")
+    final = all_stages[-1]
+    if final[0][1].split()[0] != "debian:12-slim":
+        problem(f"{path}: the runtime stage must be debian:12-slim")
+    users = [args.strip() for instruction, args in final if instruction == "USER"]
+    if not users or users[-1].split(":")[0] in ("root", "0"):
+        problem(f"{path}: the final stage must end as a non-root USER")
+    if not any(instruction == "HEALTHCHECK" for instruction, _ in final):
+        problem(f"{path}: no HEALTHCHECK")
+    if not any(instruction == "ENTRYPOINT" for instruction, _ in final):
+        problem(f"{path}: no ENTRYPOINT")
+
+
+def main():
+    args = sys.argv[1:]
+    compose = ROOT / "docker/compose.yaml"
+    if args[:1] == ["--compose"] and len(args) == 2:
+        compose = Path(args[1]).resolve()
+    elif args:
+        print(__doc__, file=sys.stderr)
+        return 2
+    check_compose(compose)
+    check_dockerfile(ROOT / "docker/api.Dockerfile", "api")
+    check_dockerfile(ROOT / "docker/worker.Dockerfile", "worker")
+    for message in problems:
+        print(f"docker check: {message}", file=sys.stderr)
+    if problems:
+        print(f"docker check: {len(problems)} problem(s)", file=sys.stderr)
+        return 1
+    print(f"docker check: {compose.relative_to(ROOT) if compose.is_relative_to(ROOT) else compose} and the "
+          "Dockerfiles are valid")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,33 @@
+# syntax=docker/dockerfile:1
+# mediaq-worker and its mediaq-transcode child, with Debian 12's libav runtime libraries only
+# (no headers, no ffmpeg CLI). Runs as uid 10001; see docker/compose.yaml for the container's
+# hardening (cap_drop ALL, no-new-privileges, seccomp profile, read-only root, tmpfs job directories).
+# Build from the repository root: docker build -f docker/worker.Dockerfile -t mediaq-worker .
+# The steps are scripts (docker/build.sh, docker/runtime.sh) that scripts/check-docker.sh --build
+# also runs on a Debian 12 host without a Docker engine.
+
+FROM rust:1.95-bookworm AS builder
+WORKDIR /src
+COPY . .
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/src/target \
+    bash docker/build.sh worker /out
+
+FROM debian:12-slim
+COPY scripts/lib.sh /tmp/mediaq-setup/scripts/lib.sh
+COPY docker/runtime.sh docker/healthcheck.sh /tmp/mediaq-setup/docker/
+RUN bash /tmp/mediaq-setup/docker/runtime.sh worker --image && rm -rf /tmp/mediaq-setup
+COPY --from=builder /out/bin/ /usr/local/bin/
+USER 10001:10001
+WORKDIR /var/lib/mediaq
+ENV MEDIAQ_STORAGE_DIR=/var/lib/mediaq \
+    MEDIAQ_WORK_DIR=/work \
+    MEDIAQ_TRANSCODE_BIN=/usr/local/bin/mediaq-transcode \
+    MEDIAQ_METRICS_BIND=0.0.0.0:9464 \
+    MEDIAQ_LOG_FORMAT=json
+EXPOSE 9464
+STOPSIGNAL SIGTERM
+HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
+    CMD ["mediaq-healthcheck", "127.0.0.1:9464", "/healthz"]
+ENTRYPOINT ["mediaq-worker"]
+CMD ["run"]

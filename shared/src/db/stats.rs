@@ -1,0 +1,71 @@
+//! Queue statistics for operators (`GET /v1/admin/stats`) and for the API's `/metrics`: cheap
+//! aggregate queries (the status counts use `jobs_status_created_idx`).
+
+use sqlx::PgPool;
+
+use crate::queue::QUEUE;
+
+/// Every job status, so that gauges read 0 rather than vanish when no job has it.
+pub const JOB_STATUSES: [&str; 6] = ["queued", "processing", "succeeded", "failed", "canceled", "expired"];
+/// Every circuit-breaker state of a webhook endpoint.
+pub const BREAKER_STATES: [&str; 3] = ["closed", "open", "half_open"];
+
+#[derive(Debug, Clone, Default)]
+pub struct QueueStats {
+    /// Jobs per status (only statuses that have jobs).
+    pub jobs_by_status: Vec<(String, i64)>,
+    /// Seconds since the oldest queued job was created (None when nothing is queued).
+    pub oldest_queued_age_s: Option<f64>,
+    /// Seconds the oldest job that is due (not waiting for a retry's backoff) has waited to be claimed.
+    pub oldest_due_age_s: Option<f64>,
+    /// Tasks of our queue that apalis holds as pending (ready or scheduled).
+    pub pending_tasks: i64,
+    /// Failed jobs that used up their retry budget (the `dead_letter_jobs` view).
+    pub dead_letters: i64,
+    /// Live webhook endpoints per breaker state (only states that have endpoints).
+    pub webhook_endpoints: Vec<(String, i64)>,
+}
+
+impl QueueStats {
+    /// Jobs with `status`, 0 when none.
+    pub fn jobs(&self, status: &str) -> i64 {
+        self.jobs_by_status.iter().find(|(s, _)| s == status).map_or(0, |(_, n)| *n)
+    }
+
+    /// Endpoints in breaker `state`, 0 when none.
+    pub fn endpoints(&self, state: &str) -> i64 {
+        self.webhook_endpoints.iter().find(|(s, _)| s == state).map_or(0, |(_, n)| *n)
+    }
+}
+
+pub async fn queue_stats(pool: &PgPool) -> Result<QueueStats, sqlx::Error> {
+    let jobs_by_status: Vec<(String, i64)> =
+        sqlx::query_as("SELECT status, count(*) FROM jobs GROUP BY status ORDER BY status").fetch_all(pool).await?;
+    let (oldest_queued_age_s, oldest_due_age_s): (Option<f64>, Option<f64>) = sqlx::query_as(
+        "SELECT EXTRACT(EPOCH FROM now() - min(created_at))::float8,
+                EXTRACT(EPOCH FROM now() - min(coalesce(next_attempt_at, created_at))
+                    FILTER (WHERE coalesce(next_attempt_at, created_at) <= now()))::float8
+           FROM jobs WHERE status = 'queued'",
+    )
+    .fetch_one(pool)
+    .await?;
+    let pending_tasks: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM apalis.jobs WHERE job_type = $1 AND status = 'Pending'")
+            .bind(QUEUE)
+            .fetch_one(pool)
+            .await?;
+    let dead_letters: i64 = sqlx::query_scalar("SELECT count(*) FROM dead_letter_jobs").fetch_one(pool).await?;
+    let webhook_endpoints: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT breaker_state, count(*) FROM webhook_endpoints WHERE deleted_at IS NULL GROUP BY 1 ORDER BY 1",
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(QueueStats {
+        jobs_by_status,
+        oldest_queued_age_s,
+        oldest_due_age_s,
+        pending_tasks,
+        dead_letters,
+        webhook_endpoints,
+    })
+}
