@@ -100,6 +100,13 @@ export function describeApiError(code, message, ctx) {
       return again(`The service is temporarily unavailable. Try again ${whenToRetry(ctx.retryAfter)}.`);
     case 'insufficient_storage':
       return again('The server has run out of space for uploads. Try again later.');
+    case 'webhook_url_refused':
+      return final('The notification address (webhook URL) was refused: it must be a public https address.');
+    case 'webhook_secret_missing':
+      return final('A notification address needs a signing secret first: register a webhook endpoint, then try again.');
+    case 'webhook_not_found':
+    case 'delivery_not_found':
+      return final('That webhook endpoint or delivery does not exist.');
     case 'idempotency_key_reused':
       return again(`The upload of ${name} clashed with an earlier upload. Try again.`);
     case 'idempotency_request_in_progress':
