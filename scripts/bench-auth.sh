@@ -31,11 +31,14 @@ trap cleanup EXIT INT TERM
 rm -rf "$SCRATCH"
 mkdir -p "$WORK"
 
-log "building mediaq-api without authentication (feature bench-no-auth)"
+# Both binaries are built the same way (-p mediaq-api, so dependencies get the same features);
+# they differ only by the feature. The workspace build last leaves a deployable target/release.
+log "building mediaq-api without authentication (feature bench-no-auth), then with it"
 cargo build --release --locked -p mediaq-api --features bench-no-auth
 cp "$BIN/mediaq-api" "$WORK/mediaq-api-noauth"
-bench_build # the normal build last, so target/release holds a deployable binary again
+cargo build --release --locked -p mediaq-api
 cp "$BIN/mediaq-api" "$WORK/mediaq-api-auth"
+bench_build
 bench_pg_fresh
 bench_api_key
 export MEDIAQ_STORAGE_DIR="$SCRATCH/storage" MEDIAQ_RATE_LIMIT_IP=1000000 MEDIAQ_RATE_LIMIT_KEY=1000000 RUST_LOG=warn
@@ -67,7 +70,7 @@ LOAD_END=$(cut -d" " -f1-3 /proc/loadavg)
 
 on=$(median "$WORK/poll-auth" 1) off=$(median "$WORK/poll-noauth" 1)
 {
-  echo "Machine: $(machine_line)"
+  echo "Machine: $(machine_line "$SCRATCH")"
   echo "Build: $(build_line); $(date -u '+%Y-%m-%d %H:%M UTC'); load $LOAD_START at start, $LOAD_END at end"
   echo "GET /v1/jobs/{id}: $(psql_bench -c 'SELECT count(*) FROM jobs') jobs, wrk -t2 -c$POLL_CONNECTIONS -d${POLL_SECONDS}s keep-alive over $POLL_IDS ids, $RUNS alternating runs each"
   echo

@@ -46,8 +46,8 @@ impl KeyCache {
 
     /// The verified key, from the cache or the database; `None` when unknown, revoked or wrong.
     pub async fn verify(&self, pool: &PgPool, credential: &Credential) -> Result<Option<Authenticated>, sqlx::Error> {
-        if let Some(key) = self.cached(credential) {
-            if self.due_for_touch(&key.id) {
+        if let Some((key, touch)) = self.cached(credential) {
+            if touch {
                 let (pool, id) = (pool.clone(), key.id.clone());
                 tokio::spawn(async move {
                     if let Err(e) = keys::touch(&pool, &id).await {
@@ -67,24 +67,21 @@ impl KeyCache {
         !self.ttl.is_zero() && self.listening.load(Ordering::Acquire)
     }
 
-    fn cached(&self, credential: &Credential) -> Option<Authenticated> {
+    /// The cached key if the secret matches, and whether its last use is due to be written.
+    fn cached(&self, credential: &Credential) -> Option<(Authenticated, bool)> {
         if !self.enabled() {
             return None;
         }
-        let entries = self.entries.lock().expect("key cache lock");
-        let entry = entries.get(&credential.id)?;
-        (entry.verified.elapsed() < self.ttl && credential.matches(&entry.hash)).then(|| entry.key.clone())
-    }
-
-    fn due_for_touch(&self, id: &str) -> bool {
         let mut entries = self.entries.lock().expect("key cache lock");
-        match entries.get_mut(id) {
-            Some(entry) if entry.touched.elapsed() >= TOUCH_EVERY => {
-                entry.touched = Instant::now();
-                true
-            }
-            _ => false,
+        let entry = entries.get_mut(&credential.id)?;
+        if entry.verified.elapsed() >= self.ttl || !credential.matches(&entry.hash) {
+            return None;
         }
+        let touch = entry.touched.elapsed() >= TOUCH_EVERY;
+        if touch {
+            entry.touched = Instant::now();
+        }
+        Some((entry.key.clone(), touch))
     }
 
     fn insert(&self, key: Authenticated, hash: Vec<u8>) {
