@@ -140,27 +140,15 @@ impl Drop for StoredObject {
     }
 }
 
-/// The local writer thread: writes every chunk, starts writeback as it goes, and fsyncs at the
-/// end, while a second thread hashes the same chunks (SHA-256 is the costliest step, about
-/// 1.4 GB/s on one core here, so it runs beside the writes rather than before each). Returns the
-/// hex SHA-256.
+/// The local writer thread: hashes and writes every chunk, starts writeback as it goes, and
+/// fsyncs at the end. Returns the hex SHA-256.
 fn write_file(mut file: File, mut chunks: mpsc::Receiver<Msg>) -> Result<String, StorageError> {
-    let (to_hasher, hashed) = std::sync::mpsc::sync_channel::<Bytes>(CHANNEL_CHUNKS);
-    let hasher = std::thread::Builder::new().name("mediaq-hash".into()).spawn(move || {
-        let mut hasher = Sha256::new();
-        for chunk in hashed {
-            hasher.update(&chunk);
-        }
-        hex::encode(hasher.finalize())
-    })?;
+    let mut hasher = Sha256::new();
     let (mut written, mut flushed) = (0u64, 0u64);
     loop {
         match chunks.blocking_recv() {
             Some(Msg::Chunk(chunk)) => {
-                // A clone of Bytes shares the buffer; the hasher thread ends when the sender drops.
-                if to_hasher.send(chunk.clone()).is_err() {
-                    return Err(std::io::Error::other("the hashing thread stopped").into());
-                }
+                hasher.update(&chunk);
                 file.write_all(&chunk)?;
                 written += chunk.len() as u64;
                 if written - flushed >= WRITEBACK_EVERY {
@@ -177,9 +165,8 @@ fn write_file(mut file: File, mut chunks: mpsc::Receiver<Msg>) -> Result<String,
                 }
             }
             Some(Msg::Finish) => {
-                drop(to_hasher);
                 file.sync_all()?;
-                return hasher.join().map_err(|_| std::io::Error::other("the hashing thread panicked").into());
+                return Ok(hex::encode(hasher.finalize()));
             }
             None => return Err(std::io::Error::other("the write was abandoned").into()),
         }
