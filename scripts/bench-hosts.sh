@@ -18,4 +18,4 @@ unset DATABASE_URL
 cargo build --release --workspace --bins --locked
 log "machine: $(nproc) cores, $(awk '/MemTotal/ {print int($2/1048576)" GiB"}' /proc/meminfo), load $(cut -d' ' -f1-3 /proc/loadavg), commit $(git rev-parse --short HEAD)"
 RUST_LOG=warn MEDIAQ_TEST_LOG=warn cargo test --release --locked -p mediaq-e2e --test bench_hosts -- \
-  --ignored --nocapture --test-threads=1 2>&1 | grep -E '^BENCH|test result|panicked'
+  --ignored --nocapture --test-threads=1 2>&1 | grep -oE 'BENCH.*|test result.*|panicked.*'
