@@ -47,7 +47,7 @@ pub fn spawn(pool: PgPool, config: WebhookConfig, metrics: Arc<WorkerMetrics>) -
 
 /// How long an idle loop waits before looking again (retries come due without a notification).
 fn poll_interval(config: &WebhookConfig) -> Duration {
-    (config.retry_base / 4).clamp(Duration::from_millis(100), Duration::from_secs(1))
+    (config.retry_base / 10).clamp(Duration::from_millis(100), Duration::from_secs(1))
 }
 
 async fn deliver_forever(
