@@ -167,7 +167,7 @@ async fn a_three_second_camera_recording_becomes_a_playable_mp4() {
     let api = env.api().await;
     let _worker = env.worker().await;
     let out = output_dir("record");
-    run_page(
+    let seen = run_page(
         "record",
         &out,
         &[
@@ -177,7 +177,11 @@ async fn a_three_second_camera_recording_becomes_a_playable_mp4() {
             ("MEDIAQ_DURATION_TOLERANCE", "0.6".into()),
         ],
     );
-    assert_mp4(&out.join("record.mp4"), 3.0, 0.6);
+    // At least 3 s were recorded (more when the machine is loaded and the stop click lands late);
+    // the MP4 holds what was recorded.
+    let recorded = seen["recordedSeconds"].as_f64().expect("the scenario reports how long it recorded");
+    assert!(recorded >= 3.0, "recorded {recorded} s");
+    assert_mp4(&out.join("record.mp4"), recorded, 0.6);
 }
 
 /// A PNG and a WebM queued together at phone width: the PNG is refused with a sentence, the WebM
