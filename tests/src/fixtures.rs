@@ -278,6 +278,34 @@ pub const MP4: Recipe = recipe!(
     "clip.mp4",
     ["-f", "lavfi", "-i", VIDEO_SMALL, "-t", "0.5", "-c:v", "libx264", "-preset", "ultrafast", "-f", "mp4",]
 );
+/// 2 s of VP8 + Opus at 320x240 (the clip the upload page's browser tests upload).
+pub const VP8_OPUS_2S: Recipe = recipe!(
+    "browser_clip_2s.webm",
+    [
+        "-f",
+        "lavfi",
+        "-i",
+        VIDEO_SMALL,
+        "-f",
+        "lavfi",
+        "-i",
+        TONE,
+        "-t",
+        "2",
+        "-c:v",
+        "libvpx",
+        "-deadline",
+        "realtime",
+        "-cpu-used",
+        "8",
+        "-b:v",
+        "300k",
+        "-c:a",
+        "libopus",
+        "-f",
+        "webm",
+    ]
+);
 /// The benchmarks' clip: 5 s of 640x480 at 30 fps, VP8 + Opus, like a browser recording.
 pub const BENCH_CLIP: Recipe = recipe!(
     "bench_clip.webm",

@@ -8,6 +8,11 @@ use std::{net::SocketAddr, process::Command};
 
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::{
+    s3::{pairs, S3Server},
+    TestEnv, Worker,
+};
+
 fn ip(args: &[&str]) {
     let out = Command::new("ip").args(args).output().expect("run `ip` (iproute2)");
     assert!(out.status.success(), "ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
@@ -90,6 +95,54 @@ impl Drop for Host {
         // Deleting the namespace deletes its end of the veth pair, and so the pair.
         let _ = Command::new("ip").args(["netns", "delete", &self.name]).status();
         let _ = Command::new("ip").args(["link", "delete", &self.veth]).status();
+    }
+}
+
+/// Worker hosts: one worker per namespace, reaching PostgreSQL and the S3 server only through
+/// its link, with its own storage and job directories.
+pub struct Cluster {
+    pub hosts: Vec<Host>,
+    pub workers: Vec<Worker>,
+    _dirs: Vec<tempfile::TempDir>,
+}
+
+impl Cluster {
+    /// Starts `count` hosts, each with a worker given `extra` settings on top of the links' ones.
+    pub async fn start(env: &TestEnv, s3: &S3Server, count: u8, extra: &[(&str, &str)]) -> Self {
+        let tag = &uuid::Uuid::new_v4().simple().to_string()[..4];
+        let net = 200 + (std::process::id() % 50) as u8;
+        let (mut hosts, mut workers, mut dirs) = (Vec::new(), Vec::new(), Vec::new());
+        for index in 1..=count {
+            let mut host = Host::create(tag, index, net);
+            let pg = host.relay(target_of(&env.database_url)).await;
+            let store = host.relay(target_of(&s3.endpoint)).await;
+            let dir = tempfile::Builder::new().prefix("mediaq-host-").tempdir().unwrap();
+            let mut vars = s3.env();
+            for (k, v) in &mut vars {
+                if k == "MEDIAQ_S3_ENDPOINT" {
+                    *v = with_addr(v, store);
+                }
+            }
+            vars.extend([
+                ("DATABASE_URL".to_owned(), with_addr(&env.database_url, pg)),
+                ("MEDIAQ_STORAGE_DIR".to_owned(), dir.path().display().to_string()),
+                ("MEDIAQ_WORK_DIR".to_owned(), dir.path().join("work").display().to_string()),
+            ]);
+            vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+            workers.push(env.worker_via(&host.exec_prefix(), &pairs(&vars)).await);
+            hosts.push(host);
+            dirs.push(dir);
+        }
+        Self { hosts, workers, _dirs: dirs }
+    }
+
+    /// Which host ran an attempt (worker names carry the process id).
+    pub fn host_of(&self, worker_name: &str) -> usize {
+        let found: Vec<usize> = (0..self.workers.len())
+            .filter(|&i| worker_name.contains(&format!("-{}-", self.workers[i].service.pid())))
+            .collect();
+        assert_eq!(found.len(), 1, "worker {worker_name} maps to one host");
+        found[0]
     }
 }
 

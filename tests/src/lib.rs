@@ -118,3 +118,15 @@ pub fn transcoders_of(job_id: &str) -> Vec<u32> {
         })
         .collect()
 }
+
+/// An error response: its status and code, after checking the error body's shape (code, message,
+/// request id) and the X-Request-Id header every response carries.
+pub async fn error_code(resp: reqwest::Response) -> (u16, String, serde_json::Value) {
+    let status = resp.status().as_u16();
+    assert!(resp.headers().contains_key("x-request-id"), "every response carries X-Request-Id");
+    let body: serde_json::Value = resp.json().await.expect("error bodies are JSON");
+    let code = body["error"]["code"].as_str().unwrap_or_default().to_owned();
+    assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+    assert!(body["request_id"].as_str().is_some(), "{body}");
+    (status, code, body)
+}

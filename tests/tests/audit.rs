@@ -111,3 +111,21 @@ async fn an_internal_error_reveals_nothing_and_keeps_its_headers() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(api.service.log_text().lines().any(|l| l.contains(rid) && l.contains("job_attempts")));
 }
+
+#[tokio::test]
+async fn the_audit_trail_is_append_only() {
+    let env = TestEnv::new().await;
+    let api = env.api().await;
+    assert_eq!(api.upload(fixtures::bytes(&fixtures::VP8_VORBIS), "video/webm", None).await.status(), 202);
+    let update = sqlx::query("UPDATE audit_events SET actor = 'mallory'").execute(env.pool()).await;
+    assert!(update.unwrap_err().to_string().contains("append-only"));
+    let delete = sqlx::query("DELETE FROM audit_events").execute(env.pool()).await;
+    assert!(delete.unwrap_err().to_string().contains("append-only"));
+    let truncate = sqlx::query("TRUNCATE audit_events").execute(env.pool()).await;
+    assert!(truncate.is_err());
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_events WHERE action IN ('key.created', 'job.created')")
+        .fetch_one(env.pool())
+        .await
+        .unwrap();
+    assert_eq!(n, 2, "nothing was changed or removed");
+}

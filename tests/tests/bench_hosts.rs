@@ -6,9 +6,9 @@ use std::time::{Duration, Instant};
 
 use mediaq_e2e::{
     fixtures,
-    hosts::{self, Host},
+    hosts::{self, Cluster},
     s3::{pairs, S3Server},
-    Api, TestEnv, Worker,
+    Api, TestEnv,
 };
 use serde_json::Value;
 
@@ -27,31 +27,6 @@ async fn upload(api: &Api, bytes: &[u8]) -> String {
     resp.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned()
 }
 
-async fn start_hosts(env: &TestEnv, s3: &S3Server, count: u8) -> (Vec<Host>, Vec<Worker>, Vec<tempfile::TempDir>) {
-    let tag = &uuid::Uuid::new_v4().simple().to_string()[..4];
-    let net = 200 + (std::process::id() % 50) as u8;
-    let (mut list, mut workers, mut dirs) = (Vec::new(), Vec::new(), Vec::new());
-    for index in 1..=count {
-        let mut host = Host::create(tag, index, net);
-        let pg = host.relay(hosts::target_of(&env.database_url)).await;
-        let store = host.relay(hosts::target_of(&s3.endpoint)).await;
-        let dir = tempfile::tempdir().unwrap();
-        let mut vars = s3.env();
-        for (k, v) in &mut vars {
-            if k == "MEDIAQ_S3_ENDPOINT" {
-                *v = hosts::with_addr(v, store);
-            }
-        }
-        vars.push(("DATABASE_URL".into(), hosts::with_addr(&env.database_url, pg)));
-        vars.push(("MEDIAQ_STORAGE_DIR".into(), dir.path().display().to_string()));
-        vars.push(("MEDIAQ_X264_PRESET".into(), "veryfast".into()));
-        workers.push(env.worker_via(&host.exec_prefix(), &pairs(&vars)).await);
-        list.push(host);
-        dirs.push(dir);
-    }
-    (list, workers, dirs)
-}
-
 #[tokio::test]
 #[ignore = "benchmark: scripts/bench-hosts.sh"]
 async fn bench_jobs_per_minute_by_host_count() {
@@ -68,7 +43,7 @@ async fn bench_jobs_per_minute_by_host_count() {
         let env = TestEnv::new().await;
         let s3 = S3Server::start(env.logs.path()).await;
         let api = env.api_with(&pairs(&s3.env())).await;
-        let (_hosts, _workers, _dirs) = start_hosts(&env, &s3, count).await;
+        let _cluster = Cluster::start(&env, &s3, count, &[("MEDIAQ_X264_PRESET", "veryfast")]).await;
         let started = Instant::now();
         let mut ids = Vec::new();
         for _ in 0..jobs {

@@ -11,42 +11,8 @@ use std::{
     process::Command,
 };
 
-use mediaq_e2e::{
-    bin_dir,
-    fixtures::{self, Recipe},
-    probe, Api, TestEnv,
-};
+use mediaq_e2e::{bin_dir, fixtures, probe, Api, TestEnv};
 use serde_json::{json, Value};
-
-/// 2 s of VP8 + Opus at 320x240: the clip the page uploads.
-const CLIP: Recipe = Recipe {
-    name: "browser_clip_2s.webm",
-    args: &[
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc2=size=320x240:rate=25",
-        "-f",
-        "lavfi",
-        "-i",
-        "sine=frequency=440:sample_rate=48000",
-        "-t",
-        "2",
-        "-c:v",
-        "libvpx",
-        "-deadline",
-        "realtime",
-        "-cpu-used",
-        "8",
-        "-b:v",
-        "300k",
-        "-c:a",
-        "libopus",
-        "-f",
-        "webm",
-    ],
-    parts: &[],
-};
 
 fn browser_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("browser")
@@ -142,7 +108,7 @@ async fn a_webm_picked_on_a_token_link_uploads_converts_plays_and_downloads() {
         &out,
         &[
             ("MEDIAQ_PAGE_URL", format!("{}/#token={token}", api.base_url)),
-            ("MEDIAQ_FIXTURE", fixtures::path(&CLIP).display().to_string()),
+            ("MEDIAQ_FIXTURE", fixtures::path(&fixtures::VP8_OPUS_2S).display().to_string()),
             ("MEDIAQ_EXPECT_DURATION", "2".into()),
         ],
     );
@@ -200,7 +166,7 @@ async fn a_png_is_refused_as_not_a_webm_while_a_queued_webm_converts() {
             ("MEDIAQ_PAGE_URL", format!("{}/", api.base_url)),
             ("MEDIAQ_API_KEY", api.key.clone()),
             ("MEDIAQ_FIXTURE", fixtures::path(&fixtures::PNG).display().to_string()),
-            ("MEDIAQ_SECOND_FIXTURE", fixtures::path(&CLIP).display().to_string()),
+            ("MEDIAQ_SECOND_FIXTURE", fixtures::path(&fixtures::VP8_OPUS_2S).display().to_string()),
             ("MEDIAQ_EXPECT_DURATION", "2".into()),
         ],
     );
@@ -224,7 +190,7 @@ async fn polling_backs_off_and_cancel_cancels_a_waiting_job() {
         &[
             ("MEDIAQ_PAGE_URL", format!("{}/", api.base_url)),
             ("MEDIAQ_API_KEY", api.key.clone()),
-            ("MEDIAQ_FIXTURE", fixtures::path(&CLIP).display().to_string()),
+            ("MEDIAQ_FIXTURE", fixtures::path(&fixtures::VP8_OPUS_2S).display().to_string()),
         ],
     );
     let status: String = sqlx::query_scalar("SELECT status::text FROM jobs").fetch_one(env.pool()).await.unwrap();

@@ -7,58 +7,12 @@ use std::{collections::BTreeMap, time::Duration};
 
 use mediaq_e2e::{
     fixtures,
-    hosts::{self, Host},
+    hosts::{self, Cluster},
     probe,
     s3::{pairs, S3Server},
-    wait_for, Api, TestEnv, Worker,
+    wait_for, Api, TestEnv,
 };
 use serde_json::Value;
-
-struct Cluster {
-    hosts: Vec<Host>,
-    workers: Vec<Worker>,
-    _dirs: Vec<tempfile::TempDir>,
-}
-
-impl Cluster {
-    async fn start(env: &TestEnv, s3: &S3Server, count: u8) -> Self {
-        let tag = &uuid::Uuid::new_v4().simple().to_string()[..4];
-        let net = 200 + (std::process::id() % 50) as u8;
-        let (mut hosts, mut workers, mut dirs) = (Vec::new(), Vec::new(), Vec::new());
-        for index in 1..=count {
-            let mut host = Host::create(tag, index, net);
-            let pg = host.relay(hosts::target_of(&env.database_url)).await;
-            let store = host.relay(hosts::target_of(&s3.endpoint)).await;
-            let dir = tempfile::Builder::new().prefix("mediaq-host-").tempdir().unwrap();
-            let mut vars = s3.env();
-            for (k, v) in &mut vars {
-                if k == "MEDIAQ_S3_ENDPOINT" {
-                    *v = hosts::with_addr(v, store);
-                }
-            }
-            vars.extend([
-                ("DATABASE_URL".to_owned(), hosts::with_addr(&env.database_url, pg)),
-                ("MEDIAQ_STORAGE_DIR".to_owned(), dir.path().display().to_string()),
-                ("MEDIAQ_WORK_DIR".to_owned(), dir.path().join("work").display().to_string()),
-                ("MEDIAQ_HEARTBEAT".to_owned(), "1s".to_owned()),
-                ("MEDIAQ_TRANSCODE_THREADS".to_owned(), "1".to_owned()),
-            ]);
-            workers.push(env.worker_via(&host.exec_prefix(), &pairs(&vars)).await);
-            hosts.push(host);
-            dirs.push(dir);
-        }
-        Self { hosts, workers, _dirs: dirs }
-    }
-
-    /// Which host ran an attempt (worker names carry the process id).
-    fn host_of(&self, worker_name: &str) -> usize {
-        let found: Vec<usize> = (0..self.workers.len())
-            .filter(|&i| worker_name.contains(&format!("-{}-", self.workers[i].service.pid())))
-            .collect();
-        assert_eq!(found.len(), 1, "worker {worker_name} maps to one host");
-        found[0]
-    }
-}
 
 async fn upload(api: &Api, recipe: &fixtures::Recipe) -> String {
     let resp = api.upload(fixtures::bytes(recipe), "video/webm", None).await;
@@ -80,7 +34,7 @@ async fn thirty_jobs_spread_over_three_hosts_and_a_cut_hosts_job_is_finished_els
     let env = TestEnv::new().await;
     let s3 = S3Server::start(env.logs.path()).await;
     let api = env.api_with(&pairs(&s3.env())).await;
-    let cluster = Cluster::start(&env, &s3, 3).await;
+    let cluster = Cluster::start(&env, &s3, 3, &[("MEDIAQ_HEARTBEAT", "1s"), ("MEDIAQ_TRANSCODE_THREADS", "1")]).await;
 
     let mut ids = Vec::new();
     for _ in 0..30 {

@@ -36,6 +36,12 @@ async fn upload(api: &Api, recipe: &fixtures::Recipe) -> String {
     resp.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned()
 }
 
+/// An upload with a per-job `webhook_url`.
+async fn upload_with_webhook(api: &Api, url: &str) -> reqwest::Response {
+    let upload = api.client.post(api.url(&format!("/v1/jobs?webhook_url={url}")));
+    upload.header("content-type", "video/webm").body(fixtures::bytes(&fixtures::VP8_VORBIS)).send().await.unwrap()
+}
+
 /// A job that ends at once: uploaded, then canceled while queued (no worker needed).
 async fn canceled_job(api: &Api) -> String {
     let id = upload(api, &fixtures::VP8_VORBIS).await;
@@ -261,14 +267,7 @@ async fn rotation_signs_with_both_secrets_and_per_job_urls_are_signed_too() {
     let job_receiver = Receiver::start(&[]).await;
     let api = env.api_with(&DEV).await;
     // A per-job URL needs the owner's secret first.
-    let resp = api
-        .client
-        .post(api.url(&format!("/v1/jobs?webhook_url={}", job_receiver.url())))
-        .header("content-type", "video/webm")
-        .body(fixtures::bytes(&fixtures::VP8_VORBIS))
-        .send()
-        .await
-        .unwrap();
+    let resp = upload_with_webhook(&api, &job_receiver.url()).await;
     assert_eq!(resp.status(), 422);
     assert_eq!(resp.json::<Value>().await.unwrap()["error"]["code"], "webhook_secret_missing");
 
@@ -279,14 +278,7 @@ async fn rotation_signs_with_both_secrets_and_per_job_urls_are_signed_too() {
     let new = resp.json::<Value>().await.unwrap()["secret"].as_str().unwrap().to_owned();
     assert_ne!(old, new);
 
-    let resp = api
-        .client
-        .post(api.url(&format!("/v1/jobs?webhook_url={}", job_receiver.url())))
-        .header("content-type", "video/webm")
-        .body(fixtures::bytes(&fixtures::VP8_VORBIS))
-        .send()
-        .await
-        .unwrap();
+    let resp = upload_with_webhook(&api, &job_receiver.url()).await;
     assert_eq!(resp.status(), 202);
     let id = resp.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
     api.client.delete(api.url(&format!("/v1/jobs/{id}"))).send().await.unwrap();
@@ -322,14 +314,7 @@ async fn non_public_urls_are_refused_without_the_override() {
         let (status, body) = register(&api, json!({ "url": url })).await;
         assert_eq!((status, body["error"]["code"].as_str()), (422, Some("webhook_url_refused")), "{url}: {body}");
     }
-    let resp = api
-        .client
-        .post(api.url("/v1/jobs?webhook_url=https://169.254.169.254/"))
-        .header("content-type", "video/webm")
-        .body(fixtures::bytes(&fixtures::VP8_VORBIS))
-        .send()
-        .await
-        .unwrap();
+    let resp = upload_with_webhook(&api, "https://169.254.169.254/").await;
     assert_eq!(resp.status(), 422);
     let count: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs").fetch_one(env.pool()).await.unwrap();
     assert_eq!(count, 0, "a refused webhook_url creates no job");
