@@ -5,11 +5,14 @@
 #   RUNS=5 POLL_SECONDS=30 bash scripts/bench-ingest.sh
 #
 # 1. Ingest: raw-body POST /v1/jobs (Content-Type: video/webm) of one 200 MB body and of 50
-#    concurrent 20 MB bodies, with curl --data-binary -H 'Expect:'. Bodies are a real 1 s WebM
-#    (the API only sniffs the first 4 KiB) padded with random bytes. Beside each, in the same run
-#    and alternating with it, the same bytes copied with `cp` into the storage filesystem: plain
-#    (mostly page cache) and followed by `sync FILE` (an fsync, as the API does before its 202).
-#    The disk is settled (syncfs) before every measurement. MB = 10^6 bytes.
+#    concurrent 20 MB bodies, streamed from the file as a browser does (curl -X POST -T FILE,
+#    with Content-Length; `--data-binary @FILE` would first read the whole body into curl's
+#    memory). Bodies are a real 1 s WebM (the API only sniffs the first 4 KiB) padded with random
+#    bytes. Beside each, in the same run and alternating with it, the same bytes copied with
+#    `cp` into the storage filesystem: plain (mostly page cache) and followed by `sync FILE` (an
+#    fsync, as the API does before its 202); and hashed with `openssl dgst -sha256` (SHA-NI), the
+#    time the SHA-256 the API must compute takes on its own. The disk is settled (syncfs) before
+#    every measurement. MB = 10^6 bytes.
 # 2. Peak RSS (VmHWM) of the API during each upload run, on a freshly started API.
 # 3. Status polling: 100,000 jobs in the table, wrk -t2 -c32 --latency with keep-alive on
 #    GET /v1/jobs/{id} over 1,000 existing ids, plain (200) and with If-None-Match (304).
@@ -32,7 +35,7 @@ POLL_IDS="${POLL_IDS:-1000}"
 POLL_SECONDS="${POLL_SECONDS:-15}"
 POLL_CONNECTIONS="${POLL_CONNECTIONS:-32}"
 
-ensure_packages "${BUILD_PACKAGES[@]}" ffmpeg curl wrk time python3 util-linux
+ensure_packages "${BUILD_PACKAGES[@]}" ffmpeg curl wrk time python3 util-linux openssl
 ensure_rust
 bench_lock
 
@@ -87,7 +90,7 @@ settle() {
 upload_one() {
   local r
   r=$(curl -sS -o "$WORK/resp.json" -w '%{http_code} %{time_total}' -H 'Expect:' "${AUTH[@]}" \
-    -H 'Content-Type: video/webm' --data-binary @"$BODIES/$1" "http://$API_ADDR/v1/jobs?filename=$1")
+    -H 'Content-Type: video/webm' -X POST -T "$BODIES/$1" "http://$API_ADDR/v1/jobs?filename=$1")
   [ "${r%% *}" = 202 ] || { cat "$WORK/resp.json" >&2; die "upload of $1 answered ${r%% *}"; }
   echo "${r#* }"
 }
@@ -99,7 +102,7 @@ upload_many() {
   t0=$(now_s)
   for k in $(seq 1 "$n"); do
     curl -sS -o "$WORK/resp-$k.json" -w '%{http_code}' -H 'Expect:' "${AUTH[@]}" -H 'Content-Type: video/webm' \
-      --data-binary @"$BODIES/$name" "http://$API_ADDR/v1/jobs?filename=$name" >"$WORK/code-$k" &
+      -X POST -T "$BODIES/$name" "http://$API_ADDR/v1/jobs?filename=$name" >"$WORK/code-$k" &
     pids+=($!)
   done
   wait "${pids[@]}" || true
@@ -127,6 +130,19 @@ copy_many() {
   awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.4f\n", b - a }'
 }
 
+# hash_many NAME N -> wall seconds for N concurrent `openssl dgst -sha256` of the body.
+hash_many() {
+  local name="$1" n="$2" k t0 t1 pids=()
+  t0=$(now_s)
+  for k in $(seq 1 "$n"); do
+    openssl dgst -sha256 -r "$BODIES/$name" >/dev/null &
+    pids+=($!)
+  done
+  wait "${pids[@]}"
+  t1=$(now_s)
+  awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.4f\n", b - a }'
+}
+
 # measure KIND RUN: appends seconds to $WORK/KIND (and peak RSS to $WORK/KIND.rss for uploads).
 measure() {
   local kind="$1" s
@@ -136,6 +152,8 @@ measure() {
     cpsync-big) s=$(copy_many big.webm 1 1) ;;
     cp-conc) s=$(copy_many small.webm "$CONCURRENCY" 0) ;;
     cpsync-conc) s=$(copy_many small.webm "$CONCURRENCY" 1) ;;
+    hash-big) s=$(hash_many big.webm 1) ;;
+    hash-conc) s=$(hash_many small.webm "$CONCURRENCY") ;;
     up-big | up-conc)
       # A fresh API for every upload run, so that its VmHWM is this run's peak.
       start_api
@@ -152,8 +170,8 @@ measure() {
 for i in $(seq 1 "$RUNS"); do
   log "ingest run $i/$RUNS"
   # Alternate the order, so that neither side always runs on a warmer (or dirtier) machine.
-  if [ $((i % 2)) -eq 1 ]; then order="cp-big cpsync-big up-big up-conc cpsync-conc cp-conc"
-  else order="up-big cpsync-big cp-big cp-conc cpsync-conc up-conc"; fi
+  if [ $((i % 2)) -eq 1 ]; then order="cp-big cpsync-big hash-big up-big up-conc hash-conc cpsync-conc cp-conc"
+  else order="up-big hash-big cpsync-big cp-big cp-conc cpsync-conc hash-conc up-conc"; fi
   for kind in $order; do measure "$kind"; done
 done
 settle
@@ -191,9 +209,9 @@ mbps() { awk -v b="$1" -v s="$2" 'BEGIN { printf "%.0f", b / 1e6 / s }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b / a }'; } # ratio of speeds = inverse ratio of times
 report() {
   local big_total=$BIG_BYTES conc_total=$((SMALL_BYTES * CONCURRENCY))
-  local ub cb sb uc cc sc
-  ub=$(median "$WORK/up-big"); cb=$(median "$WORK/cp-big"); sb=$(median "$WORK/cpsync-big")
-  uc=$(median "$WORK/up-conc"); cc=$(median "$WORK/cp-conc"); sc=$(median "$WORK/cpsync-conc")
+  local ub cb sb hb uc cc sc hc
+  ub=$(median "$WORK/up-big"); cb=$(median "$WORK/cp-big"); sb=$(median "$WORK/cpsync-big"); hb=$(median "$WORK/hash-big")
+  uc=$(median "$WORK/up-conc"); cc=$(median "$WORK/cp-conc"); sc=$(median "$WORK/cpsync-conc"); hc=$(median "$WORK/hash-conc")
   echo "Machine: $(machine_line "$STORAGE")"
   echo "Date: $(date -u '+%Y-%m-%d %H:%M UTC'); $(build_line)"
   echo "Load average (1/5/15 min) at start: $LOAD_START, at end: $(cut -d" " -f1-3 /proc/loadavg) (other work shares the machine)"
@@ -201,14 +219,14 @@ report() {
     "rate limits and quotas raised out of the way (MEDIAQ_RATE_LIMIT_IP/KEY=$MEDIAQ_RATE_LIMIT_IP, MEDIAQ_QUOTA_ACTIVE_JOBS=$MEDIAQ_QUOTA_ACTIVE_JOBS)."
   echo "Command: bash scripts/bench-ingest.sh (RUNS=$RUNS); medians of $RUNS alternating runs; MB = 10^6 bytes"
   echo
-  echo "| ingest | upload MB/s | cp MB/s | cp+fsync MB/s | upload/cp | upload/(cp+fsync) | API peak RSS MiB (median, max) |"
-  echo "|---|---|---|---|---|---|---|"
-  echo "| 1 x ${BIG_MB} MB | $(mbps "$big_total" "$ub") | $(mbps "$big_total" "$cb") | $(mbps "$big_total" "$sb") | $(ratio "$ub" "$cb") | $(ratio "$ub" "$sb") | $(median "$WORK/up-big.rss"), $(sort -g "$WORK/up-big.rss" | tail -n 1) |"
-  echo "| ${CONCURRENCY} x ${SMALL_MB} MB concurrent | $(mbps "$conc_total" "$uc") | $(mbps "$conc_total" "$cc") | $(mbps "$conc_total" "$sc") | $(ratio "$uc" "$cc") | $(ratio "$uc" "$sc") | $(median "$WORK/up-conc.rss"), $(sort -g "$WORK/up-conc.rss" | tail -n 1) |"
+  echo "| ingest | upload MB/s | cp MB/s | cp+fsync MB/s | SHA-256 alone MB/s | upload/cp | upload/(cp+fsync) | SHA-256 alone/cp | API peak RSS MiB (median, max) |"
+  echo "|---|---|---|---|---|---|---|---|---|"
+  echo "| 1 x ${BIG_MB} MB | $(mbps "$big_total" "$ub") | $(mbps "$big_total" "$cb") | $(mbps "$big_total" "$sb") | $(mbps "$big_total" "$hb") | $(ratio "$ub" "$cb") | $(ratio "$ub" "$sb") | $(ratio "$hb" "$cb") | $(median "$WORK/up-big.rss"), $(sort -g "$WORK/up-big.rss" | tail -n 1) |"
+  echo "| ${CONCURRENCY} x ${SMALL_MB} MB concurrent | $(mbps "$conc_total" "$uc") | $(mbps "$conc_total" "$cc") | $(mbps "$conc_total" "$sc") | $(mbps "$conc_total" "$hc") | $(ratio "$uc" "$cc") | $(ratio "$uc" "$sc") | $(ratio "$hc" "$cc") | $(median "$WORK/up-conc.rss"), $(sort -g "$WORK/up-conc.rss" | tail -n 1) |"
   echo
-  echo "Wall seconds per run (upload / cp / cp+fsync):"
-  echo "- 1 x ${BIG_MB} MB: $(paste -sd' ' "$WORK/up-big") / $(paste -sd' ' "$WORK/cp-big") / $(paste -sd' ' "$WORK/cpsync-big")"
-  echo "- ${CONCURRENCY} x ${SMALL_MB} MB: $(paste -sd' ' "$WORK/up-conc") / $(paste -sd' ' "$WORK/cp-conc") / $(paste -sd' ' "$WORK/cpsync-conc")"
+  echo "Wall seconds per run (upload / cp / cp+fsync / SHA-256 alone):"
+  echo "- 1 x ${BIG_MB} MB: $(paste -sd' ' "$WORK/up-big") / $(paste -sd' ' "$WORK/cp-big") / $(paste -sd' ' "$WORK/cpsync-big") / $(paste -sd' ' "$WORK/hash-big")"
+  echo "- ${CONCURRENCY} x ${SMALL_MB} MB: $(paste -sd' ' "$WORK/up-conc") / $(paste -sd' ' "$WORK/cp-conc") / $(paste -sd' ' "$WORK/cpsync-conc") / $(paste -sd' ' "$WORK/hash-conc")"
   echo
   echo "Status polling: $TOTAL_JOBS jobs in the table, wrk -t2 -c$POLL_CONNECTIONS -d${POLL_SECONDS}s (keep-alive) over $POLL_IDS ids; API RSS $POLL_RSS_START MiB at start, peak $POLL_RSS_END MiB"
   echo

@@ -40,6 +40,31 @@ async fn local_writes_are_hashed_and_appear_only_once_committed() {
 }
 
 #[tokio::test]
+async fn chunks_larger_than_the_writers_budget_and_floods_of_tiny_ones_are_written_whole() {
+    let root = tempfile::tempdir().unwrap();
+    let storage = local(root.path());
+    let mut writer = storage.writer("inputs/a.webm").await.unwrap();
+    let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    let mut expected = Sha256::new();
+    for _ in 0..3 {
+        writer.write(Bytes::from(big.clone())).await.unwrap();
+        expected.update(&big);
+    }
+    for i in 0..5_000u32 {
+        writer.write(Bytes::from(vec![i as u8])).await.unwrap();
+        expected.update([i as u8]);
+    }
+    writer.write(Bytes::new()).await.unwrap();
+    let written = writer.finish().await.unwrap();
+    assert_eq!(written.size, 9_005_000);
+    assert_eq!(written.sha256, hex::encode(expected.finalize()));
+    storage.commit(written.object).await.unwrap();
+    let stored = std::fs::read(storage.local_path("inputs/a.webm").unwrap()).unwrap();
+    assert_eq!(stored.len(), 9_005_000);
+    assert_eq!(&stored[..big.len()], &big[..]);
+}
+
+#[tokio::test]
 async fn abandoned_local_writes_leave_nothing() {
     let root = tempfile::tempdir().unwrap();
     let storage = local(root.path());

@@ -7,7 +7,9 @@
 //!   flight), completes it on [`ObjectWriter::finish`], and aborts it when the writer is
 //!   dropped or fails, so neither an object nor parts stay behind.
 //!
-//! Memory per write stays bounded: a few chunks in the channel, plus (S3) the parts in flight.
+//! Memory per write stays bounded by bytes, not by chunks (a chunk can be anything from one
+//! byte to hyper's 400 KB read buffer): at most [`IN_FLIGHT_BYTES`] wait for the writer, plus
+//! (S3) the parts in flight.
 
 use std::{fs::File, io::Write, os::fd::AsRawFd, path::PathBuf, sync::Arc};
 
@@ -15,12 +17,18 @@ use bytes::Bytes;
 use object_store::{path::Path as ObjectPath, ObjectStore, WriteMultipart};
 use sha2::{Digest, Sha256};
 use tempfile::{NamedTempFile, TempPath};
-use tokio::{sync::mpsc, task::JoinHandle};
+use tokio::{
+    sync::{mpsc, Semaphore},
+    task::JoinHandle,
+};
 
 use super::StorageError;
 
-/// Chunks in flight between the caller and the writer.
-const CHANNEL_CHUNKS: usize = 8;
+/// Bytes handed to the writer and not yet written (hashed and in the page cache, or given to
+/// the multipart upload). A chunk larger than this counts as this much.
+const IN_FLIGHT_BYTES: usize = 1 << 20;
+/// Messages in the channel; the byte budget is the real bound.
+const CHANNEL_MESSAGES: usize = 64;
 /// Local: start writeback of what was written every this many bytes.
 const WRITEBACK_EVERY: u64 = 8 << 20;
 /// S3: part size (S3's minimum for every part but the last) and parts uploading at once.
@@ -30,7 +38,8 @@ pub(super) const PARTS_IN_FLIGHT: usize = 2;
 const ABORT_PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
 
 enum Msg {
-    Chunk(Bytes),
+    /// A chunk and the budget it holds (returned once it is written).
+    Chunk(Bytes, u32),
     /// Everything was sent: flush, hash and complete. A channel closed without it aborts.
     Finish,
 }
@@ -42,6 +51,7 @@ enum Target {
 
 pub struct ObjectWriter {
     chunks: Option<mpsc::Sender<Msg>>,
+    budget: Arc<Semaphore>,
     task: JoinHandle<Result<String, StorageError>>,
     target: Option<Target>,
     size: u64,
@@ -62,15 +72,19 @@ pub struct StoredObject {
 impl ObjectWriter {
     pub(super) fn local(temp: NamedTempFile, dest: PathBuf) -> Self {
         let (file, temp) = temp.into_parts();
-        let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
-        let task = tokio::task::spawn_blocking(move || write_file(file, rx));
-        Self { chunks: Some(tx), task, target: Some(Target::Local { temp, dest }), size: 0 }
+        let (tx, rx) = mpsc::channel(CHANNEL_MESSAGES);
+        let budget = Arc::new(Semaphore::new(IN_FLIGHT_BYTES));
+        let chunks = Chunks { rx, budget: budget.clone() };
+        let task = tokio::task::spawn_blocking(move || write_file(file, chunks));
+        Self { chunks: Some(tx), budget, task, target: Some(Target::Local { temp, dest }), size: 0 }
     }
 
     pub(super) fn s3(store: Arc<dyn ObjectStore>, path: ObjectPath) -> Self {
-        let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
-        let task = tokio::spawn(write_multipart(store.clone(), path.clone(), rx));
-        Self { chunks: Some(tx), task, target: Some(Target::S3 { store, path }), size: 0 }
+        let (tx, rx) = mpsc::channel(CHANNEL_MESSAGES);
+        let budget = Arc::new(Semaphore::new(IN_FLIGHT_BYTES));
+        let chunks = Chunks { rx, budget: budget.clone() };
+        let task = tokio::spawn(write_multipart(store.clone(), path.clone(), chunks));
+        Self { chunks: Some(tx), budget, task, target: Some(Target::S3 { store, path }), size: 0 }
     }
 
     pub fn size(&self) -> u64 {
@@ -79,8 +93,17 @@ impl ObjectWriter {
 
     pub async fn write(&mut self, chunk: Bytes) -> Result<(), StorageError> {
         let len = chunk.len() as u64;
+        if len == 0 {
+            return Ok(());
+        }
+        // Wait until the writer has room; a writer that stopped closes the budget.
+        let held = chunk.len().min(IN_FLIGHT_BYTES) as u32;
+        let room = self.budget.acquire_many(held).await.map(|permit| permit.forget());
+        if room.is_err() {
+            return Err(self.writer_error().await);
+        }
         let sender = self.chunks.as_ref().expect("open until finish");
-        if sender.send(Msg::Chunk(chunk)).await.is_err() {
+        if sender.send(Msg::Chunk(chunk, held)).await.is_err() {
             // The writer stopped: its error says why (disk full, store refused...).
             return Err(self.writer_error().await);
         }
@@ -140,16 +163,37 @@ impl Drop for StoredObject {
     }
 }
 
+/// The writer's end: the messages, and the byte budget it hands back as chunks are written.
+/// Dropping it (the writer ended, well or not) closes the budget, so a caller waiting for room
+/// learns at once that nobody will make any.
+struct Chunks {
+    rx: mpsc::Receiver<Msg>,
+    budget: Arc<Semaphore>,
+}
+
+impl Chunks {
+    fn done(&self, held: u32) {
+        self.budget.add_permits(held as usize);
+    }
+}
+
+impl Drop for Chunks {
+    fn drop(&mut self) {
+        self.budget.close();
+    }
+}
+
 /// The local writer thread: hashes and writes every chunk, starts writeback as it goes, and
 /// fsyncs at the end. Returns the hex SHA-256.
-fn write_file(mut file: File, mut chunks: mpsc::Receiver<Msg>) -> Result<String, StorageError> {
+fn write_file(mut file: File, mut chunks: Chunks) -> Result<String, StorageError> {
     let mut hasher = Sha256::new();
     let (mut written, mut flushed) = (0u64, 0u64);
     loop {
-        match chunks.blocking_recv() {
-            Some(Msg::Chunk(chunk)) => {
+        match chunks.rx.blocking_recv() {
+            Some(Msg::Chunk(chunk, held)) => {
                 hasher.update(&chunk);
                 file.write_all(&chunk)?;
+                chunks.done(held);
                 written += chunk.len() as u64;
                 if written - flushed >= WRITEBACK_EVERY {
                     // SAFETY: sync_file_range on our own open file; it only starts writeback.
@@ -177,20 +221,21 @@ fn write_file(mut file: File, mut chunks: mpsc::Receiver<Msg>) -> Result<String,
 async fn write_multipart(
     store: Arc<dyn ObjectStore>,
     path: ObjectPath,
-    mut chunks: mpsc::Receiver<Msg>,
+    mut chunks: Chunks,
 ) -> Result<String, StorageError> {
     let upload = store.put_multipart(&path).await?;
     let mut parts = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
     let mut hasher = Sha256::new();
     loop {
-        match chunks.recv().await {
-            Some(Msg::Chunk(chunk)) => {
+        match chunks.rx.recv().await {
+            Some(Msg::Chunk(chunk, held)) => {
                 hasher.update(&chunk);
                 if let Err(e) = parts.wait_for_capacity(PARTS_IN_FLIGHT).await {
                     abort(parts, &path).await;
                     return Err(e.into());
                 }
                 parts.put(chunk);
+                chunks.done(held);
             }
             Some(Msg::Finish) => {
                 // On failure, finish aborts the upload itself.
