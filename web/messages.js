@@ -98,6 +98,8 @@ export function describeApiError(code, message, ctx) {
     case 'database_unavailable':
     case 'storage_unavailable':
       return again(`The service is temporarily unavailable. Try again ${whenToRetry(ctx.retryAfter)}.`);
+    case 'server_busy':
+      return again(`The server is busy with other uploads. Try again ${whenToRetry(ctx.retryAfter)}.`);
     case 'insufficient_storage':
       return again('The server has run out of space for uploads. Try again later.');
     case 'webhook_url_refused':

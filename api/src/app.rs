@@ -22,6 +22,7 @@ pub struct AppState {
     pub webhooks: Arc<mediaq_shared::webhook::WebhookConfig>,
     pub keys: Arc<crate::keycache::KeyCache>,
     pub metrics: Arc<metrics::ApiMetrics>,
+    pub uploads: Arc<crate::ingest::slots::UploadSlots>,
 }
 
 pub fn router(state: AppState) -> Router {

@@ -74,6 +74,8 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("the database is unavailable; try again shortly")]
     DatabaseUnavailable,
+    #[error("the server is already receiving {0} uploads, as many as it takes at once; retry shortly")]
+    ServerBusy(usize),
     #[error("the server has no room to store the upload")]
     InsufficientStorage,
     #[error("storage is unavailable; try again shortly")]
@@ -118,6 +120,7 @@ impl ApiError {
             Self::DatabaseUnavailable => "database_unavailable",
             Self::InsufficientStorage => "insufficient_storage",
             Self::StorageUnavailable => "storage_unavailable",
+            Self::ServerBusy(_) => "server_busy",
             Self::Internal(_) => "internal_error",
         }
     }
@@ -149,7 +152,9 @@ impl ApiError {
             Self::RangeNotSatisfiable => StatusCode::RANGE_NOT_SATISFIABLE,
             Self::OutputGone => StatusCode::GONE,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::DatabaseUnavailable | Self::StorageUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::DatabaseUnavailable | Self::StorageUnavailable | Self::ServerBusy(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::InsufficientStorage => StatusCode::INSUFFICIENT_STORAGE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

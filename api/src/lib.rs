@@ -44,8 +44,17 @@ pub async fn serve(config: ApiConfig) -> Result<(), Box<dyn std::error::Error>> 
     #[cfg(feature = "bench-no-auth")]
     tracing::warn!("BENCHMARK BUILD: authentication is OFF (feature bench-no-auth); never deploy this binary");
     let metrics = Arc::new(metrics::ApiMetrics::new());
-    let state =
-        app::AppState { pool: pool.clone(), storage, config: Arc::new(config), limits, webhooks, keys, metrics };
+    let uploads = Arc::new(ingest::slots::UploadSlots::new(config.max_concurrent_uploads, metrics.clone()));
+    let state = app::AppState {
+        pool: pool.clone(),
+        storage,
+        config: Arc::new(config),
+        limits,
+        webhooks,
+        keys,
+        metrics,
+        uploads,
+    };
     let app = app::router(state).into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {

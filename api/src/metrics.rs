@@ -54,6 +54,8 @@ pub struct ApiMetrics {
     http: Family<HttpLabels, Histogram>,
     uploads: Counter,
     upload_bytes: Counter,
+    uploads_in_flight: Gauge,
+    uploads_refused_busy: Counter,
     jobs: Family<StatusLabel, Gauge>,
     queue_depth: Gauge,
     pending_tasks: Gauge,
@@ -79,6 +81,8 @@ impl ApiMetrics {
             http,
             uploads: Counter::default(),
             upload_bytes: Counter::default(),
+            uploads_in_flight: Gauge::default(),
+            uploads_refused_busy: Counter::default(),
             jobs: Family::default(),
             queue_depth: Gauge::default(),
             pending_tasks: Gauge::default(),
@@ -98,6 +102,16 @@ impl ApiMetrics {
         );
         registry.register("mediaq_uploads", "Uploads accepted (jobs created)", m.uploads.clone());
         registry.register("mediaq_upload_bytes", "Bytes of accepted uploads", m.upload_bytes.clone());
+        registry.register(
+            "mediaq_uploads_in_flight",
+            "Uploads being received now (at most MEDIAQ_MAX_CONCURRENT_UPLOADS)",
+            m.uploads_in_flight.clone(),
+        );
+        registry.register(
+            "mediaq_uploads_refused_busy",
+            "Uploads refused with 503 server_busy because MEDIAQ_MAX_CONCURRENT_UPLOADS were in flight",
+            m.uploads_refused_busy.clone(),
+        );
         registry.register("mediaq_jobs", "Jobs by status", m.jobs.clone());
         registry.register("mediaq_queue_depth", "Jobs waiting in the queue (status queued)", m.queue_depth.clone());
         registry.register(
@@ -137,6 +151,18 @@ impl ApiMetrics {
     pub fn record_upload(&self, bytes: u64) {
         self.uploads.inc();
         self.upload_bytes.inc_by(bytes);
+    }
+
+    pub fn upload_started(&self) {
+        self.uploads_in_flight.inc();
+    }
+
+    pub fn upload_ended(&self) {
+        self.uploads_in_flight.dec();
+    }
+
+    pub fn upload_refused_busy(&self) {
+        self.uploads_refused_busy.inc();
     }
 
     fn observe_http(&self, method: &axum::http::Method, route: Option<&str>, status: u16, elapsed: Duration) {

@@ -188,6 +188,8 @@ pub struct ApiConfig {
     pub bind: SocketAddr,
     /// Largest accepted upload in bytes (MEDIAQ_MAX_UPLOAD_BYTES).
     pub max_upload_bytes: u64,
+    /// Uploads received at once by one API process (MEDIAQ_MAX_CONCURRENT_UPLOADS); more get 503.
+    pub max_concurrent_uploads: usize,
     /// A client that sends nothing for this long mid-upload is cut off (MEDIAQ_UPLOAD_IDLE_TIMEOUT).
     pub upload_idle_timeout: Duration,
     /// Exact origins allowed to call the API from a browser (MEDIAQ_CORS_ORIGINS, comma-separated).
@@ -217,6 +219,16 @@ impl ApiConfig {
             common: CommonConfig::from_env()?,
             bind: parse_or("MEDIAQ_BIND", SocketAddr::from(([127, 0, 0, 1], 8080)))?,
             max_upload_bytes: parse_bytes("MEDIAQ_MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES)?,
+            max_concurrent_uploads: match parse_or("MEDIAQ_MAX_CONCURRENT_UPLOADS", 64usize)? {
+                0 => {
+                    return Err(ConfigError::Invalid {
+                        var: "MEDIAQ_MAX_CONCURRENT_UPLOADS",
+                        value: "0".into(),
+                        reason: "at least 1 upload must be allowed".into(),
+                    })
+                }
+                n => n,
+            },
             upload_idle_timeout: parse_duration("MEDIAQ_UPLOAD_IDLE_TIMEOUT", Duration::from_secs(30))?,
             cors_origins: cors_origins(var("MEDIAQ_CORS_ORIGINS").as_deref().unwrap_or("")).map_err(|reason| {
                 ConfigError::Invalid {

@@ -2,8 +2,10 @@
 //! Retry-After and an audit row; X-Forwarded-For believed only from trusted proxies; per-key
 //! quotas on unfinished jobs and daily bytes.
 
+use std::time::Duration;
+
 use mediaq_e2e::{
-    fixtures,
+    error_code, files_under, fixtures,
     services::{client_with_key, create_key},
     TestEnv,
 };
@@ -95,4 +97,67 @@ async fn quotas_on_unfinished_jobs_and_daily_bytes() {
     assert_eq!(resp.status(), 429);
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["error"]["code"], "quota_exceeded");
+}
+
+/// A sample's value in the API's `/metrics` text (no metrics token is configured here).
+async fn metric(api: &mediaq_e2e::services::Api, name: &str) -> f64 {
+    let text = api.client.get(api.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let line = text.lines().find(|l| l.split_whitespace().next() == Some(name));
+    line.and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{name} in:\n{text}"))
+}
+
+#[tokio::test]
+async fn uploads_past_the_concurrency_cap_get_503_server_busy_and_store_nothing() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let env = TestEnv::new().await;
+    let api = env.api_with(&[("MEDIAQ_MAX_CONCURRENT_UPLOADS", "2")]).await;
+    let webm = fixtures::bytes(&fixtures::LONG_VP8);
+    // Two slow clients: headers and half of the body each, then silence.
+    let mut slow = Vec::new();
+    for _ in 0..2 {
+        let mut stream = tokio::net::TcpStream::connect(api.addr()).await.unwrap();
+        let head = format!(
+            "POST /v1/jobs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Type: video/webm\r\nContent-Length: {}\r\n\r\n",
+            api.key,
+            webm.len()
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        stream.write_all(&webm[..webm.len() / 2]).await.unwrap();
+        slow.push(stream);
+    }
+    let tmp = env.storage_dir().join("tmp");
+    mediaq_e2e::wait_for(Duration::from_secs(5), "two uploads in flight", || {
+        let n = files_under(&tmp).len();
+        async move { (n == 2).then_some(()) }
+    })
+    .await;
+    assert_eq!(metric(&api, "mediaq_uploads_in_flight").await, 2.0);
+
+    // A third is refused at once, with a retry hint, and nothing of it is stored.
+    let resp = api.upload(fixtures::bytes(&fixtures::VP8_VORBIS), "video/webm", None).await;
+    let retry_after = resp.headers().get("retry-after").map(|v| v.to_str().unwrap().to_owned());
+    let (status, code, _) = error_code(resp).await;
+    assert_eq!((status, code.as_str()), (503, "server_busy"));
+    assert_eq!(retry_after.as_deref(), Some("5"));
+    assert_eq!(files_under(&tmp).len(), 2);
+    assert_eq!(files_under(&env.storage_dir().join("inputs")).len(), 0);
+    assert_eq!(metric(&api, "mediaq_uploads_refused_busy_total").await, 1.0);
+
+    // One slow client finishes (202); its place is free again.
+    let mut done = slow.pop().unwrap();
+    done.write_all(&webm[webm.len() / 2..]).await.unwrap();
+    let mut reply = vec![0u8; 12];
+    done.read_exact(&mut reply).await.unwrap();
+    assert_eq!(&reply, b"HTTP/1.1 202");
+    assert_eq!(api.upload(fixtures::bytes(&fixtures::VP8_VORBIS), "video/webm", None).await.status(), 202);
+    // The other hangs up: its place comes back too, and its temp file goes.
+    drop(slow);
+    mediaq_e2e::wait_for(Duration::from_secs(5), "no upload in flight", || {
+        let (api, tmp) = (&api, &tmp);
+        async move { (metric(api, "mediaq_uploads_in_flight").await == 0.0 && files_under(tmp).is_empty()).then_some(()) }
+    })
+    .await;
+    assert_eq!(files_under(&env.storage_dir().join("inputs")).len(), 2);
 }

@@ -5,6 +5,7 @@
 
 mod ebml;
 mod receive;
+pub mod slots;
 mod sniff;
 mod store;
 

@@ -59,6 +59,14 @@ pub async fn create(
             return Err(e);
         }
     };
+    // Held until the upload is stored or refused.
+    let _slot = match state.uploads.take() {
+        Ok(slot) => slot,
+        Err(e) => {
+            ingest::drain_stream(&mut request.into_body().into_data_stream()).await;
+            return Err(e);
+        }
+    };
     let mut limit = state.config.max_upload_bytes;
     if let Some(grant) = &caller.token {
         // Single use: claimed now, given back if the upload fails.
