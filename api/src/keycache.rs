@@ -122,15 +122,10 @@ impl KeyCache {
                         tracing::warn!(error = %e, "key cache cannot LISTEN; keys are looked up every time");
                     } else {
                         self.set_listening(true);
-                        loop {
-                            match listener.try_recv().await {
-                                Ok(Some(note)) => {
-                                    self.entries.lock().expect("key cache lock").remove(note.payload());
-                                    tracing::info!(key_id = note.payload(), "revoked key dropped from the cache");
-                                }
-                                // The connection was lost: notifications may have been missed.
-                                Ok(None) | Err(_) => break,
-                            }
+                        // Ends when the connection is lost: notifications may have been missed.
+                        while let Ok(Some(note)) = listener.try_recv().await {
+                            self.entries.lock().expect("key cache lock").remove(note.payload());
+                            tracing::info!(key_id = note.payload(), "revoked key dropped from the cache");
                         }
                     }
                 }

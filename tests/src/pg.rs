@@ -1,7 +1,10 @@
 //! A private PostgreSQL server for tests that stop and start the database (outage tests).
 //! Runs as the `postgres` user when the tests run as root (PostgreSQL refuses root).
 
-use std::{path::PathBuf, process::Command};
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
 
 pub struct PrivatePg {
     dir: tempfile::TempDir,
@@ -26,7 +29,7 @@ fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
-fn run_as_pg(bin: &PathBuf, tool: &str, args: &[&str]) -> std::process::Output {
+fn run_as_pg(bin: &Path, tool: &str, args: &[&str]) -> std::process::Output {
     let mut cmd = if is_root() {
         let mut c = Command::new("runuser");
         c.args(["-u", "postgres", "--"]).arg(bin.join(tool));

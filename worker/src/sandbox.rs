@@ -122,7 +122,7 @@ fn landlock(readable: &Path, writable: &Path) -> Result<(String, i32), landlock:
 }
 
 fn seccomp() -> Result<(), Box<dyn std::error::Error>> {
-    let rules: BTreeMap<i64, Vec<SeccompRule>> = FORBIDDEN.iter().map(|&nr| (nr as i64, Vec::new())).collect();
+    let rules: BTreeMap<i64, Vec<SeccompRule>> = FORBIDDEN.iter().map(|&nr| (nr, Vec::new())).collect();
     let arch: TargetArch = std::env::consts::ARCH.try_into()?;
     let filter = SeccompFilter::new(rules, SeccompAction::Allow, SeccompAction::KillProcess, arch)?;
     let program: BpfProgram = filter.try_into()?;

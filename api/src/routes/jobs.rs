@@ -141,7 +141,7 @@ async fn create_job(
         }
         (Some(_), Some(key)) => {
             let stored = match received {
-                Ok(upload) => ingest::store(&state, upload, origin, Some(key.clone())).await,
+                Ok(upload) => ingest::store(state, upload, origin, Some(key.clone())).await,
                 Err(e) => Err(e),
             };
             if stored.is_err() {
@@ -151,7 +151,7 @@ async fn create_job(
             }
             stored?
         }
-        _ => ingest::store(&state, received?, origin, None).await?,
+        _ => ingest::store(state, received?, origin, None).await?,
     };
     state.metrics.record_upload(job.input.size);
     created(&job)

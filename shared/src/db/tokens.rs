@@ -49,7 +49,9 @@ pub async fn create<'e>(
 /// Verifies a token (constant-time) and returns what it grants, or `None` (unknown, wrong,
 /// or too old even to read its job).
 pub async fn verify(pool: &PgPool, credential: &Credential) -> Result<Option<Grant>, sqlx::Error> {
-    let row: Option<(Vec<u8>, String, String, i64, Option<Uuid>, bool)> = sqlx::query_as(
+    /// secret_sha256, owner, api_key_id, max_bytes, job_id, usable.
+    type Row = (Vec<u8>, String, String, i64, Option<Uuid>, bool);
+    let row: Option<Row> = sqlx::query_as(
         "SELECT secret_sha256, owner, api_key_id, max_bytes, job_id, used_at IS NULL AND expires_at > now()
          FROM upload_tokens
          WHERE id = $1 AND expires_at + make_interval(hours => $2) > now()",
