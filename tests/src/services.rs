@@ -267,6 +267,23 @@ impl Api {
         req.send().await.unwrap()
     }
 
+    /// Starts a raw-body upload (`video/webm`, `Connection: close`) over a plain TCP connection
+    /// and sends the head and only the first `sent` bytes of `body`: a slow client, or one about
+    /// to vanish. `extra_headers` are added as they are (each line ending in `\r\n`).
+    pub async fn start_partial_upload(&self, body: &[u8], sent: usize, extra_headers: &str) -> tokio::net::TcpStream {
+        use tokio::io::AsyncWriteExt;
+        let mut stream = tokio::net::TcpStream::connect(self.addr()).await.unwrap();
+        let head = format!(
+            "POST /v1/jobs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Type: video/webm\r\n{extra_headers}Content-Length: {}\r\nConnection: close\r\n\r\n",
+            self.key,
+            body.len()
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        stream.write_all(&body[..sent]).await.unwrap();
+        stream.flush().await.unwrap();
+        stream
+    }
+
     /// Browser-form upload (multipart, field `file`).
     pub async fn upload_form(&self, bytes: Vec<u8>, filename: &str, part_type: &str) -> reqwest::Response {
         let part = reqwest::multipart::Part::bytes(bytes).file_name(filename.to_owned()).mime_str(part_type).unwrap();

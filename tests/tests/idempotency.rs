@@ -73,15 +73,7 @@ async fn a_concurrent_duplicate_is_a_conflict() {
     let api = env.api().await;
     let webm = fixtures::bytes(&fixtures::VP8_VORBIS);
     // The first request sends half its body and holds the key.
-    let mut slow = tokio::net::TcpStream::connect(api.addr()).await.unwrap();
-    let head = format!(
-        "POST /v1/jobs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Type: video/webm\r\nIdempotency-Key: dup\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        api.key,
-        webm.len()
-    );
-    slow.write_all(head.as_bytes()).await.unwrap();
-    slow.write_all(&webm[..webm.len() / 2]).await.unwrap();
-    slow.flush().await.unwrap();
+    let mut slow = api.start_partial_upload(&webm, webm.len() / 2, "Idempotency-Key: dup\r\n").await;
     let pool = env.pool().clone();
     mediaq_e2e::wait_for(Duration::from_secs(5), "the key to be claimed", || {
         let pool = pool.clone();

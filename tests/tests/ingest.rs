@@ -273,15 +273,7 @@ async fn a_client_that_disconnects_mid_upload_leaves_no_temp_file() {
     let env = TestEnv::new().await;
     let api = env.api().await;
     let webm = fixtures::bytes(&fixtures::LONG_VP8);
-    let mut stream = tokio::net::TcpStream::connect(api.addr()).await.unwrap();
-    let head = format!(
-        "POST /v1/jobs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Type: video/webm\r\nContent-Length: {}\r\n\r\n",
-        api.key,
-        webm.len()
-    );
-    stream.write_all(head.as_bytes()).await.unwrap();
-    stream.write_all(&webm[..webm.len() / 2]).await.unwrap();
-    stream.flush().await.unwrap();
+    let stream = api.start_partial_upload(&webm, webm.len() / 2, "").await;
     // The server is receiving: a temp file exists.
     let tmp = env.storage_dir().join("tmp");
     mediaq_e2e::wait_for(Duration::from_secs(5), "the upload's temp file", || {

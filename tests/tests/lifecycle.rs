@@ -21,15 +21,7 @@ async fn sigterm_lets_the_api_finish_an_upload_in_flight() {
     let env = TestEnv::new().await;
     let mut api = env.api().await;
     let webm = fixtures::bytes(&fixtures::VP8_VORBIS);
-    let mut stream = tokio::net::TcpStream::connect(api.addr()).await.unwrap();
-    let head = format!(
-        "POST /v1/jobs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Type: video/webm\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        api.key,
-        webm.len()
-    );
-    stream.write_all(head.as_bytes()).await.unwrap();
-    stream.write_all(&webm[..webm.len() / 2]).await.unwrap();
-    stream.flush().await.unwrap();
+    let mut stream = api.start_partial_upload(&webm, webm.len() / 2, "").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     api.service.signal(libc::SIGTERM);

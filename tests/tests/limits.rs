@@ -117,15 +117,7 @@ async fn uploads_past_the_concurrency_cap_get_503_server_busy_and_store_nothing(
     // Two slow clients: headers and half of the body each, then silence.
     let mut slow = Vec::new();
     for _ in 0..2 {
-        let mut stream = tokio::net::TcpStream::connect(api.addr()).await.unwrap();
-        let head = format!(
-            "POST /v1/jobs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Type: video/webm\r\nContent-Length: {}\r\n\r\n",
-            api.key,
-            webm.len()
-        );
-        stream.write_all(head.as_bytes()).await.unwrap();
-        stream.write_all(&webm[..webm.len() / 2]).await.unwrap();
-        slow.push(stream);
+        slow.push(api.start_partial_upload(&webm, webm.len() / 2, "").await);
     }
     let tmp = env.storage_dir().join("tmp");
     mediaq_e2e::wait_for(Duration::from_secs(5), "two uploads in flight", || {
