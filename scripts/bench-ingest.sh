@@ -95,52 +95,43 @@ upload_one() {
   echo "${r#* }"
 }
 
-# upload_many NAME N -> prints wall seconds for N concurrent uploads; fails unless all 202.
-upload_many() {
-  local name="$1" n="$2" k t0 t1 pids=()
-  rm -f "$WORK"/code-*
+# wall_of_many N FUNCTION ARGS... -> wall seconds for `FUNCTION K ARGS...` run N times at once
+# (K = 1..N); fails if any of them failed.
+wall_of_many() {
+  local n="$1" fn="$2" k t0 t1 pid failed=0 pids=()
+  shift 2
   t0=$(now_s)
   for k in $(seq 1 "$n"); do
-    curl -sS -o "$WORK/resp-$k.json" -w '%{http_code}' -H 'Expect:' "${AUTH[@]}" -H 'Content-Type: video/webm' \
-      -X POST -T "$BODIES/$name" "http://$API_ADDR/v1/jobs?filename=$name" >"$WORK/code-$k" &
+    "$fn" "$k" "$@" &
     pids+=($!)
   done
-  wait "${pids[@]}" || true
+  for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
   t1=$(now_s)
+  [ "$failed" = 0 ] || die "$fn failed ($n at once)"
+  awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.4f\n", b - a }'
+}
+
+# One of the N: upload K of NAME (status code to $WORK/code-K), copy K (FSYNC=1: then sync FILE),
+# hash of NAME.
+upload_k() {
+  curl -sS -o "$WORK/resp-$1.json" -w '%{http_code}' -H 'Expect:' "${AUTH[@]}" -H 'Content-Type: video/webm' \
+    -X POST -T "$BODIES/$2" "http://$API_ADDR/v1/jobs?filename=$2" >"$WORK/code-$1"
+}
+copy_k() {
+  cp "$BODIES/$2" "$CPDST/$1-$2" || return 1
+  if [ "$3" = 1 ]; then sync "$CPDST/$1-$2"; fi
+}
+hash_k() { openssl dgst -sha256 -r "$BODIES/$2" >/dev/null; }
+
+# upload_many NAME N -> wall seconds for N concurrent uploads; fails unless all got 202.
+upload_many() {
+  local name="$1" n="$2" k s
+  rm -f "$WORK"/code-*
+  s=$(wall_of_many "$n" upload_k "$name") || exit 1
   for k in $(seq 1 "$n"); do
     [ "$(cat "$WORK/code-$k" 2>/dev/null)" = 202 ] || { cat "$WORK/resp-$k.json" >&2; die "concurrent upload $k failed"; }
   done
-  awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.4f\n", b - a }'
-}
-
-# copy_many NAME N FSYNC -> wall seconds for N concurrent cp (FSYNC=1: each followed by sync FILE).
-copy_many() {
-  local name="$1" n="$2" fsync="$3" k t0 t1 pids=()
-  t0=$(now_s)
-  for k in $(seq 1 "$n"); do
-    if [ "$fsync" = 1 ]; then
-      (cp "$BODIES/$name" "$CPDST/$k-$name" && sync "$CPDST/$k-$name") &
-    else
-      cp "$BODIES/$name" "$CPDST/$k-$name" &
-    fi
-    pids+=($!)
-  done
-  wait "${pids[@]}"
-  t1=$(now_s)
-  awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.4f\n", b - a }'
-}
-
-# hash_many NAME N -> wall seconds for N concurrent `openssl dgst -sha256` of the body.
-hash_many() {
-  local name="$1" n="$2" k t0 t1 pids=()
-  t0=$(now_s)
-  for k in $(seq 1 "$n"); do
-    openssl dgst -sha256 -r "$BODIES/$name" >/dev/null &
-    pids+=($!)
-  done
-  wait "${pids[@]}"
-  t1=$(now_s)
-  awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.4f\n", b - a }'
+  echo "$s"
 }
 
 # measure KIND RUN: appends seconds to $WORK/KIND (and peak RSS to $WORK/KIND.rss for uploads).
@@ -148,12 +139,12 @@ measure() {
   local kind="$1" s
   settle
   case "$kind" in
-    cp-big) s=$(copy_many big.webm 1 0) ;;
-    cpsync-big) s=$(copy_many big.webm 1 1) ;;
-    cp-conc) s=$(copy_many small.webm "$CONCURRENCY" 0) ;;
-    cpsync-conc) s=$(copy_many small.webm "$CONCURRENCY" 1) ;;
-    hash-big) s=$(hash_many big.webm 1) ;;
-    hash-conc) s=$(hash_many small.webm "$CONCURRENCY") ;;
+    cp-big) s=$(wall_of_many 1 copy_k big.webm 0) ;;
+    cpsync-big) s=$(wall_of_many 1 copy_k big.webm 1) ;;
+    cp-conc) s=$(wall_of_many "$CONCURRENCY" copy_k small.webm 0) ;;
+    cpsync-conc) s=$(wall_of_many "$CONCURRENCY" copy_k small.webm 1) ;;
+    hash-big) s=$(wall_of_many 1 hash_k big.webm) ;;
+    hash-conc) s=$(wall_of_many "$CONCURRENCY" hash_k small.webm) ;;
     up-big | up-conc)
       # A fresh API for every upload run, so that its VmHWM is this run's peak.
       start_api
