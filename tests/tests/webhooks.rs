@@ -338,3 +338,41 @@ async fn non_public_urls_are_refused_without_the_override() {
     assert!(error.contains("not a public address"), "{error}");
     assert!(receiver.received().is_empty(), "nothing reached the loopback receiver");
 }
+
+#[tokio::test]
+async fn with_mediaq_secrets_key_signing_secrets_are_sealed_at_rest_and_old_ones_still_sign() {
+    const KEY: &str = "8f1c2a9b3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8";
+    let env = TestEnv::new().await;
+    let receiver = Receiver::start(&[]).await;
+    let stored = || async {
+        let row: (String, Option<String>) =
+            sqlx::query_as("SELECT secret, previous_secret FROM webhook_secrets").fetch_one(env.pool()).await.unwrap();
+        row
+    };
+    // Registered before the key was set: stored as it is.
+    let old = {
+        let api = env.api_with(&DEV).await;
+        let (_, endpoint) = register(&api, json!({ "url": receiver.url(), "events": ["job.canceled"] })).await;
+        endpoint["secret"].as_str().unwrap().to_owned()
+    };
+    assert_eq!(stored().await.0, old);
+
+    // With the key, a rotation seals the new secret; the old one keeps its stored form.
+    let sealed = with_dev(&[("MEDIAQ_SECRETS_KEY", KEY)]);
+    let api = env.api_with(&sealed).await;
+    let resp = api.client.post(api.url("/v1/webhooks/secret")).send().await.unwrap();
+    assert_eq!(resp.status(), 201);
+    let new = resp.json::<Value>().await.unwrap()["secret"].as_str().unwrap().to_owned();
+    let (current, previous) = stored().await;
+    assert!(current.starts_with("mqenc1:") && !current.contains(&new[6..]), "{current}");
+    assert_eq!(previous.as_deref(), Some(old.as_str()));
+
+    // A worker with the key opens it and signs with both.
+    canceled_job(&api).await;
+    let _worker = env.worker_with(&sealed).await;
+    let got = receiver.wait_for(1, Duration::from_secs(20)).await;
+    let sig = got[0].header("mediaq-signature");
+    assert_eq!(sig.matches("v1=").count(), 2, "{sig}");
+    python_verify(&sig, &got[0].body, &new, 300).expect("the sealed secret, opened by the worker, signs");
+    python_verify(&sig, &got[0].body, &old, 300).expect("the old one still signs during the grace period");
+}

@@ -65,7 +65,7 @@ pub async fn create(
     }
     let mut tx = state.pool.begin().await?;
     let endpoint = webhooks::create_endpoint(&mut *tx, &caller.owner, &url, &events).await?;
-    let secret = webhooks::ensure_secret(&mut *tx, &caller.owner).await?;
+    let secret = webhooks::ensure_secret(&mut *tx, &caller.owner, &state.webhooks.sealer).await?;
     let event = AuditEvent::new(caller.actor(), "webhook.created").request(request_id::current(), None).details(
         json!({ "endpoint_id": endpoint.id, "url": url, "events": events, "secret_created": secret.is_some() }),
     );
@@ -123,7 +123,7 @@ pub async fn delete(
 pub async fn rotate_secret(State(state): State<AppState>, caller: Caller) -> Result<impl IntoResponse, ApiError> {
     manager(&caller)?;
     let grace = state.webhooks.rotation_grace;
-    let secret = webhooks::rotate_secret(&state.pool, &caller.owner, grace).await?;
+    let secret = webhooks::rotate_secret(&state.pool, &caller.owner, grace, &state.webhooks.sealer).await?;
     audit_event(&state, &caller, "webhook.secret_rotated", json!({ "grace_s": grace.as_secs() })).await;
     let previous_valid_until = chrono::Utc::now() + chrono::Duration::from_std(grace).unwrap_or_default();
     Ok((StatusCode::CREATED, Json(json!({ "secret": secret, "previous_valid_until": previous_valid_until }))))

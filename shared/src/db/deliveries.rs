@@ -95,7 +95,7 @@ pub async fn claim(pool: &PgPool, config: &WebhookConfig) -> Result<Option<Claim
             .bind(due.event_id)
             .fetch_one(&mut *tx)
             .await?;
-    let secrets = webhooks::signing_secrets(&mut *tx, &due.owner).await?;
+    let secrets = webhooks::signing_secrets(&mut *tx, &due.owner, &config.sealer).await?;
     tx.commit().await?;
     Ok(Some(Claimed {
         delivery_id: due.id,

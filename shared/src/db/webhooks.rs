@@ -5,7 +5,7 @@ use serde::Serialize;
 use sqlx::{PgExecutor, PgPool};
 use uuid::Uuid;
 
-use crate::webhook::signature;
+use crate::webhook::{sealed::Sealer, signature};
 
 /// An endpoint as its owner sees it (its circuit breaker included; never a secret).
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
@@ -102,13 +102,17 @@ pub async fn delete_endpoint(pool: &PgPool, id: Uuid) -> Result<bool, sqlx::Erro
 }
 
 /// Creates the owner's signing secret if it has none; returns it only when it was just made
-/// (a secret is shown once).
-pub async fn ensure_secret<'e>(db: impl PgExecutor<'e>, owner: &str) -> Result<Option<String>, sqlx::Error> {
+/// (a secret is shown once). It is stored sealed when `sealer` has a key.
+pub async fn ensure_secret<'e>(
+    db: impl PgExecutor<'e>,
+    owner: &str,
+    sealer: &Sealer,
+) -> Result<Option<String>, sqlx::Error> {
     let secret = signature::generate_secret();
     let made =
         sqlx::query("INSERT INTO webhook_secrets (owner, secret) VALUES ($1, $2) ON CONFLICT (owner) DO NOTHING")
             .bind(owner)
-            .bind(&secret)
+            .bind(sealer.seal(owner, &secret))
             .execute(db)
             .await?
             .rows_affected()
@@ -117,7 +121,12 @@ pub async fn ensure_secret<'e>(db: impl PgExecutor<'e>, owner: &str) -> Result<O
 }
 
 /// A new signing secret for the owner; the previous one keeps signing for `grace`.
-pub async fn rotate_secret(pool: &PgPool, owner: &str, grace: std::time::Duration) -> Result<String, sqlx::Error> {
+pub async fn rotate_secret(
+    pool: &PgPool,
+    owner: &str,
+    grace: std::time::Duration,
+    sealer: &Sealer,
+) -> Result<String, sqlx::Error> {
     let secret = signature::generate_secret();
     sqlx::query(
         "INSERT INTO webhook_secrets (owner, secret) VALUES ($1, $2)
@@ -125,7 +134,7 @@ pub async fn rotate_secret(pool: &PgPool, owner: &str, grace: std::time::Duratio
                 previous_valid_until = now() + make_interval(secs => $3), secret = EXCLUDED.secret, rotated_at = now()",
     )
     .bind(owner)
-    .bind(&secret)
+    .bind(sealer.seal(owner, &secret))
     .bind(grace.as_secs_f64())
     .execute(pool)
     .await?;
@@ -133,8 +142,13 @@ pub async fn rotate_secret(pool: &PgPool, owner: &str, grace: std::time::Duratio
 }
 
 /// The secrets that sign the owner's events now: the current one, and the previous one while
-/// its grace period lasts.
-pub async fn signing_secrets<'e>(db: impl PgExecutor<'e>, owner: &str) -> Result<Vec<String>, sqlx::Error> {
+/// its grace period lasts. One that cannot be opened (sealed, and MEDIAQ_SECRETS_KEY missing or
+/// different) is left out and logged.
+pub async fn signing_secrets<'e>(
+    db: impl PgExecutor<'e>,
+    owner: &str,
+    sealer: &Sealer,
+) -> Result<Vec<String>, sqlx::Error> {
     let row: Option<(String, Option<String>)> = sqlx::query_as(
         "SELECT secret, CASE WHEN previous_valid_until > now() THEN previous_secret END
            FROM webhook_secrets WHERE owner = $1",
@@ -142,7 +156,17 @@ pub async fn signing_secrets<'e>(db: impl PgExecutor<'e>, owner: &str) -> Result
     .bind(owner)
     .fetch_optional(db)
     .await?;
-    Ok(row.map(|(current, previous)| std::iter::once(current).chain(previous).collect()).unwrap_or_default())
+    let stored = row.map(|(current, previous)| std::iter::once(current).chain(previous).collect::<Vec<_>>());
+    Ok(stored
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|s| {
+            sealer
+                .open(owner, s)
+                .map_err(|e| tracing::error!(owner, error = %e, "a webhook signing secret cannot be used"))
+                .ok()
+        })
+        .collect())
 }
 
 /// Whether the owner has a signing secret (a per-job `webhook_url` needs one).

@@ -2,6 +2,7 @@
 //! the address policy ([`address`]), signatures ([`signature`]) and the event body.
 
 pub mod address;
+pub mod sealed;
 pub mod signature;
 
 use std::time::Duration;
@@ -37,6 +38,8 @@ pub struct WebhookConfig {
     pub rotation_grace: Duration,
     /// Deliveries one process sends at once (MEDIAQ_WEBHOOK_CONCURRENCY; 0 turns delivery off).
     pub concurrency: usize,
+    /// Seals signing secrets at rest (MEDIAQ_SECRETS_KEY; off when unset).
+    pub sealer: sealed::Sealer,
 }
 
 impl WebhookConfig {
@@ -59,6 +62,7 @@ impl WebhookConfig {
             breaker_cooldown: parse_duration("MEDIAQ_WEBHOOK_BREAKER_COOLDOWN", Duration::from_secs(60))?,
             rotation_grace: parse_duration("MEDIAQ_WEBHOOK_ROTATION_GRACE", Duration::from_secs(24 * 3600))?,
             concurrency: parse_or("MEDIAQ_WEBHOOK_CONCURRENCY", 4)?,
+            sealer: sealed::Sealer::from_env()?,
         })
     }
 

@@ -63,7 +63,7 @@ impl Sender {
         // Literal addresses never reach the resolver: check them (and the scheme) here.
         let url = self.policy.parse(&claimed.url).map_err(|e| format!("URL refused: {e}"))?;
         if claimed.secrets.is_empty() {
-            return Err("the owner has no signing secret".into());
+            return Err("the owner has no usable signing secret (is MEDIAQ_SECRETS_KEY the one that sealed it?)".into());
         }
         let body = event_body(claimed.event_id, &claimed.event_type, claimed.created, &claimed.job);
         let secrets: Vec<&str> = claimed.secrets.iter().map(String::as_str).collect();
