@@ -21,6 +21,16 @@ enum Command {
     /// Manage API keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Webhook signing secrets at rest.
+    #[command(subcommand)]
+    Secrets(SecretsCommand),
+}
+
+#[derive(Subcommand)]
+enum SecretsCommand {
+    /// Seal every stored webhook signing secret with MEDIAQ_SECRETS_KEY: after setting it, or
+    /// after changing it (the old key in MEDIAQ_SECRETS_KEY_PREVIOUS).
+    Reseal,
 }
 
 #[derive(Subcommand)]
@@ -77,6 +87,7 @@ async fn main() -> std::process::ExitCode {
         Command::Migrate => migrate().await,
         Command::Jobs(JobsCommand::Requeue { id }) => requeue(id).await,
         Command::Keys(command) => keys(command).await,
+        Command::Secrets(SecretsCommand::Reseal) => reseal().await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -111,6 +122,28 @@ async fn requeue(id: mediaq_shared::JobId) -> Result<(), Box<dyn std::error::Err
     audit::record(&mut *tx, &audit::AuditEvent::new("admin-cli", "job.requeued").job(id)).await?;
     tx.commit().await?;
     println!("requeued {id}");
+    Ok(())
+}
+
+async fn reseal() -> Result<(), Box<dyn std::error::Error>> {
+    use mediaq_shared::db::{audit, webhooks};
+    let sealer = mediaq_shared::webhook::sealed::Sealer::from_env()?;
+    if !sealer.is_on() {
+        return Err("MEDIAQ_SECRETS_KEY is not set: there is no key to seal with".into());
+    }
+    let pool = mediaq_shared::db::pool(&CommonConfig::from_env()?)?;
+    let (resealed, unreadable) = webhooks::reseal_all(&pool, &sealer).await?;
+    let details = serde_json::json!({ "owners_resealed": resealed, "owners_unreadable": unreadable });
+    audit::record(&pool, &audit::AuditEvent::new("admin-cli", "webhook.secrets_resealed").details(details)).await?;
+    println!("resealed the signing secrets of {resealed} owner(s)");
+    if !unreadable.is_empty() {
+        return Err(format!(
+            "no key opens the secrets of {} owner(s): {} (set the key that sealed them in MEDIAQ_SECRETS_KEY_PREVIOUS)",
+            unreadable.len(),
+            unreadable.join(", ")
+        )
+        .into());
+    }
     Ok(())
 }
 

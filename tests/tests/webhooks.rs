@@ -340,7 +340,7 @@ async fn non_public_urls_are_refused_without_the_override() {
 }
 
 #[tokio::test]
-async fn with_mediaq_secrets_key_signing_secrets_are_sealed_at_rest_and_old_ones_still_sign() {
+async fn with_mediaq_secrets_key_signing_secrets_are_sealed_at_rest_old_ones_still_sign_and_keys_can_change() {
     const KEY: &str = "8f1c2a9b3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8";
     let env = TestEnv::new().await;
     let receiver = Receiver::start(&[]).await;
@@ -369,10 +369,42 @@ async fn with_mediaq_secrets_key_signing_secrets_are_sealed_at_rest_and_old_ones
 
     // A worker with the key opens it and signs with both.
     canceled_job(&api).await;
-    let _worker = env.worker_with(&sealed).await;
+    let worker = env.worker_with(&sealed).await;
     let got = receiver.wait_for(1, Duration::from_secs(20)).await;
     let sig = got[0].header("mediaq-signature");
     assert_eq!(sig.matches("v1=").count(), 2, "{sig}");
     python_verify(&sig, &got[0].body, &new, 300).expect("the sealed secret, opened by the worker, signs");
     python_verify(&sig, &got[0].body, &old, 300).expect("the old one still signs during the grace period");
+    drop(worker);
+
+    // Changing the key: a reseal without the old key leaves the row and names its owner...
+    const NEW_KEY: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+    let reseal = |vars: &[(&str, &str)]| {
+        let mut cli = std::process::Command::new(bin_dir().join("mediaq-api"));
+        cli.args(["secrets", "reseal"]).env("DATABASE_URL", &env.database_url).env("RUST_LOG", "warn");
+        for (k, v) in vars {
+            cli.env(k, v);
+        }
+        cli.output().expect("run mediaq-api secrets reseal")
+    };
+    let before = stored().await;
+    let out = reseal(&[("MEDIAQ_SECRETS_KEY", NEW_KEY)]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("MEDIAQ_SECRETS_KEY_PREVIOUS"), "{out:?}");
+    assert_eq!(stored().await, before);
+    // ...with it, both secrets are sealed with the new key, and a worker that has only the new
+    // key signs with both.
+    let out = reseal(&[("MEDIAQ_SECRETS_KEY", NEW_KEY), ("MEDIAQ_SECRETS_KEY_PREVIOUS", KEY)]);
+    assert!(out.status.success(), "{out:?}");
+    let (current, previous) = stored().await;
+    let previous = previous.unwrap();
+    assert!(current.starts_with("mqenc1:") && current != before.0, "{current}");
+    assert!(previous.starts_with("mqenc1:") && !previous.contains(&old[6..]), "{previous}");
+    canceled_job(&api).await;
+    let _worker = env.worker_with(&with_dev(&[("MEDIAQ_SECRETS_KEY", NEW_KEY)])).await;
+    let got = receiver.wait_for(2, Duration::from_secs(20)).await;
+    let sig = got[1].header("mediaq-signature");
+    assert_eq!(sig.matches("v1=").count(), 2, "{sig}");
+    python_verify(&sig, &got[1].body, &new, 300).expect("resealed current secret");
+    python_verify(&sig, &got[1].body, &old, 300).expect("resealed previous secret");
 }

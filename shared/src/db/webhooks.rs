@@ -169,6 +169,37 @@ pub async fn signing_secrets<'e>(
         .collect())
 }
 
+/// Seals every stored signing secret (current and previous) with the sealer's key, opening
+/// each with any key the sealer knows (or as plain text). Returns how many owners were resealed
+/// and the owners whose secrets no key opens (left as they are).
+pub async fn reseal_all(pool: &PgPool, sealer: &Sealer) -> Result<(usize, Vec<String>), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let rows: Vec<(String, String, Option<String>)> =
+        sqlx::query_as("SELECT owner, secret, previous_secret FROM webhook_secrets ORDER BY owner FOR UPDATE")
+            .fetch_all(&mut *tx)
+            .await?;
+    let (mut resealed, mut unreadable) = (0, Vec::new());
+    for (owner, current, previous) in rows {
+        let opened = sealer.open(&owner, &current).and_then(|c| match &previous {
+            Some(p) => sealer.open(&owner, p).map(|p| (c, Some(p))),
+            None => Ok((c, None)),
+        });
+        let Ok((current, previous)) = opened else {
+            unreadable.push(owner);
+            continue;
+        };
+        sqlx::query("UPDATE webhook_secrets SET secret = $2, previous_secret = $3 WHERE owner = $1")
+            .bind(&owner)
+            .bind(sealer.seal(&owner, &current))
+            .bind(previous.map(|p| sealer.seal(&owner, &p)))
+            .execute(&mut *tx)
+            .await?;
+        resealed += 1;
+    }
+    tx.commit().await?;
+    Ok((resealed, unreadable))
+}
+
 /// Whether the owner has a signing secret (a per-job `webhook_url` needs one).
 pub async fn has_secret(pool: &PgPool, owner: &str) -> Result<bool, sqlx::Error> {
     sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM webhook_secrets WHERE owner = $1)")

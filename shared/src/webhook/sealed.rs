@@ -5,7 +5,10 @@
 //!
 //! Stored form: `mqenc1:` + hex(12-byte random nonce || ciphertext || 16-byte tag), the owner as
 //! associated data. A value without the prefix is a secret stored before the key was set; it is
-//! still read as it is, and sealed once the owner rotates it.
+//! still read as it is, and sealed once the owner rotates it or `mediaq-api secrets reseal` runs.
+//!
+//! Changing the key: put the old one in MEDIAQ_SECRETS_KEY_PREVIOUS (it still opens, never
+//! seals), the new one in MEDIAQ_SECRETS_KEY, run `mediaq-api secrets reseal`, then drop the old.
 
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
 
@@ -17,6 +20,8 @@ const PREFIX: &str = "mqenc1:";
 #[derive(Clone, Default)]
 pub struct Sealer {
     key: Option<std::sync::Arc<LessSafeKey>>,
+    /// Earlier keys: they open, never seal.
+    previous: Vec<std::sync::Arc<LessSafeKey>>,
 }
 
 impl std::fmt::Debug for Sealer {
@@ -34,25 +39,34 @@ pub enum OpenError {
 }
 
 impl Sealer {
-    /// From MEDIAQ_SECRETS_KEY: 64 hex digits (32 random bytes, e.g. `openssl rand -hex 32`).
+    /// From MEDIAQ_SECRETS_KEY: 64 hex digits (32 random bytes, e.g. `openssl rand -hex 32`),
+    /// and MEDIAQ_SECRETS_KEY_PREVIOUS: earlier keys, comma-separated.
     pub fn from_env() -> Result<Self, ConfigError> {
-        match crate::config::var("MEDIAQ_SECRETS_KEY") {
-            None => Ok(Self::default()),
-            Some(hex_key) => Self::from_hex(&hex_key).map_err(|reason| ConfigError::Invalid {
-                var: "MEDIAQ_SECRETS_KEY",
-                value: "(not shown)".into(),
-                reason,
-            }),
+        let invalid =
+            |var: &'static str| move |reason| ConfigError::Invalid { var, value: "(not shown)".into(), reason };
+        let current = crate::config::var("MEDIAQ_SECRETS_KEY");
+        let previous = crate::config::var("MEDIAQ_SECRETS_KEY_PREVIOUS").unwrap_or_default();
+        if current.is_none() && !previous.trim().is_empty() {
+            return Err(invalid("MEDIAQ_SECRETS_KEY_PREVIOUS")("it needs MEDIAQ_SECRETS_KEY (the new key)".into()));
         }
+        let sealer = match current {
+            None => Self::default(),
+            Some(hex_key) => Self::from_hex(&hex_key).map_err(invalid("MEDIAQ_SECRETS_KEY"))?,
+        };
+        let previous = previous.split(',').filter(|k| !k.trim().is_empty()).collect::<Vec<_>>();
+        sealer.with_previous(&previous).map_err(invalid("MEDIAQ_SECRETS_KEY_PREVIOUS"))
     }
 
     pub fn from_hex(hex_key: &str) -> Result<Self, String> {
-        let bytes = hex::decode(hex_key.trim()).map_err(|_| "expected 64 hex digits".to_owned())?;
-        if bytes.len() != 32 {
-            return Err(format!("expected 32 bytes (64 hex digits), got {}", bytes.len()));
+        Ok(Self { key: Some(key_from_hex(hex_key)?), previous: Vec::new() })
+    }
+
+    /// Adds earlier keys, which open secrets sealed with them but never seal.
+    pub fn with_previous(mut self, hex_keys: &[&str]) -> Result<Self, String> {
+        for hex_key in hex_keys {
+            self.previous.push(key_from_hex(hex_key)?);
         }
-        let key = UnboundKey::new(&AES_256_GCM, &bytes).map_err(|_| "not an AES-256 key".to_owned())?;
-        Ok(Self { key: Some(std::sync::Arc::new(LessSafeKey::new(key))) })
+        Ok(self)
     }
 
     pub fn is_on(&self) -> bool {
@@ -81,11 +95,24 @@ impl Sealer {
             return Err(OpenError::Invalid);
         }
         let (nonce, rest) = bytes.split_at(NONCE_LEN);
-        let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| OpenError::Invalid)?;
-        let mut data = rest.to_vec();
-        let plain = key.open_in_place(nonce, Aad::from(owner.as_bytes()), &mut data).map_err(|_| OpenError::Invalid)?;
-        String::from_utf8(plain.to_vec()).map_err(|_| OpenError::Invalid)
+        for key in std::iter::once(key).chain(&self.previous) {
+            let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| OpenError::Invalid)?;
+            let mut data = rest.to_vec();
+            if let Ok(plain) = key.open_in_place(nonce, Aad::from(owner.as_bytes()), &mut data) {
+                return String::from_utf8(plain.to_vec()).map_err(|_| OpenError::Invalid);
+            }
+        }
+        Err(OpenError::Invalid)
     }
+}
+
+fn key_from_hex(hex_key: &str) -> Result<std::sync::Arc<LessSafeKey>, String> {
+    let bytes = hex::decode(hex_key.trim()).map_err(|_| "expected 64 hex digits".to_owned())?;
+    if bytes.len() != 32 {
+        return Err(format!("expected 32 bytes (64 hex digits), got {}", bytes.len()));
+    }
+    let key = UnboundKey::new(&AES_256_GCM, &bytes).map_err(|_| "not an AES-256 key".to_owned())?;
+    Ok(std::sync::Arc::new(LessSafeKey::new(key)))
 }
 
 #[cfg(test)]
@@ -111,6 +138,19 @@ mod tests {
         assert_eq!(sealer.open("alice", &altered), Err(OpenError::Invalid));
         assert_eq!(sealer.open("alice", "mqenc1:zz"), Err(OpenError::Invalid));
         assert_eq!(sealer.open("alice", "mqenc1:00"), Err(OpenError::Invalid));
+    }
+
+    #[test]
+    fn a_previous_key_opens_but_never_seals() {
+        let old = Sealer::from_hex(KEY).unwrap();
+        let stored = old.seal("alice", "whsec_abc");
+        let new_key = KEY.replace("00", "ff");
+        let new = Sealer::from_hex(&new_key).unwrap().with_previous(&[KEY]).unwrap();
+        assert_eq!(new.open("alice", &stored).unwrap(), "whsec_abc");
+        let resealed = new.seal("alice", "whsec_abc");
+        assert_eq!(Sealer::from_hex(&new_key).unwrap().open("alice", &resealed).unwrap(), "whsec_abc");
+        assert_eq!(old.open("alice", &resealed), Err(OpenError::Invalid), "sealed with the new key only");
+        assert!(Sealer::from_hex(KEY).unwrap().with_previous(&["abc"]).is_err());
     }
 
     #[test]
