@@ -39,6 +39,12 @@ pub async fn serve(config: ApiConfig) -> Result<(), Box<dyn std::error::Error>> 
         }
     });
     let webhooks = Arc::new(mediaq_shared::webhook::WebhookConfig::from_env()?);
+    if !webhooks.sealer.is_on() {
+        tracing::warn!(
+            "MEDIAQ_SECRETS_KEY is not set: webhook signing secrets are stored in plain text in the database \
+             (see docs/WEBHOOKS.md)"
+        );
+    }
     let keys = keycache::KeyCache::new(config.key_cache_ttl);
     tokio::spawn(keys.clone().listen(pool.clone()));
     #[cfg(feature = "bench-no-auth")]
