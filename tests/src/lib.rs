@@ -7,6 +7,7 @@ pub mod probe;
 pub mod receiver;
 pub mod s3;
 pub mod services;
+pub mod webhooks;
 
 pub use services::{Api, TestEnv, Worker};
 

@@ -1,58 +1,17 @@
 //! Signed webhooks against a real receiver on loopback (allowed through the development
 //! override): one delivery per terminal job, signatures checked by Python's hmac, retries with
-//! growing gaps, the circuit breaker, kill -9 mid-delivery, rotation, and SSRF refusals.
+//! growing gaps, the circuit breaker, kill -9 mid-delivery, and SSRF refusals. Secrets (rotation,
+//! sealing at rest) are in webhook_secrets.rs.
 
 use std::time::Duration;
 
 use mediaq_e2e::{
     bin_dir, fixtures,
     receiver::{python_verify, Receiver, Reply},
-    Api, TestEnv,
+    webhooks::{canceled_job, event_ids, get, register, upload, upload_with_webhook, with_dev, DEV},
+    TestEnv,
 };
-use serde_json::{json, Value};
-
-/// The development override: http and loopback receivers allowed.
-const DEV: [(&str, &str); 2] =
-    [("MEDIAQ_WEBHOOK_ALLOW_HTTP", "true"), ("MEDIAQ_WEBHOOK_ALLOWED_NETWORKS", "127.0.0.0/8")];
-
-fn with_dev<'a>(extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
-    DEV.iter().copied().chain(extra.iter().copied()).collect()
-}
-
-async fn register(api: &Api, body: Value) -> (u16, Value) {
-    let resp = api.client.post(api.url("/v1/webhooks")).json(&body).send().await.unwrap();
-    (resp.status().as_u16(), resp.json().await.unwrap())
-}
-
-async fn get(api: &Api, path: &str) -> Value {
-    let resp = api.client.get(api.url(path)).send().await.unwrap();
-    assert_eq!(resp.status(), 200, "GET {path}");
-    resp.json().await.unwrap()
-}
-
-async fn upload(api: &Api, recipe: &fixtures::Recipe) -> String {
-    let resp = api.upload(fixtures::bytes(recipe), "video/webm", None).await;
-    assert_eq!(resp.status(), 202);
-    resp.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned()
-}
-
-/// An upload with a per-job `webhook_url`.
-async fn upload_with_webhook(api: &Api, url: &str) -> reqwest::Response {
-    let upload = api.client.post(api.url(&format!("/v1/jobs?webhook_url={url}")));
-    upload.header("content-type", "video/webm").body(fixtures::bytes(&fixtures::VP8_VORBIS)).send().await.unwrap()
-}
-
-/// A job that ends at once: uploaded, then canceled while queued (no worker needed).
-async fn canceled_job(api: &Api) -> String {
-    let id = upload(api, &fixtures::VP8_VORBIS).await;
-    let resp = api.client.delete(api.url(&format!("/v1/jobs/{id}"))).send().await.unwrap();
-    assert_eq!(resp.status(), 200);
-    id
-}
-
-fn event_ids(received: &[mediaq_e2e::receiver::Received]) -> Vec<String> {
-    received.iter().map(|r| r.header("mediaq-event-id")).collect()
-}
+use serde_json::json;
 
 #[tokio::test]
 async fn each_terminal_job_gets_exactly_one_signed_delivery() {
@@ -261,44 +220,6 @@ async fn kill_9_mid_delivery_redelivers_the_same_event_after_restart() {
 }
 
 #[tokio::test]
-async fn rotation_signs_with_both_secrets_and_per_job_urls_are_signed_too() {
-    let env = TestEnv::new().await;
-    let receiver = Receiver::start(&[]).await;
-    let job_receiver = Receiver::start(&[]).await;
-    let api = env.api_with(&DEV).await;
-    // A per-job URL needs the owner's secret first.
-    let resp = upload_with_webhook(&api, &job_receiver.url()).await;
-    assert_eq!(resp.status(), 422);
-    assert_eq!(resp.json::<Value>().await.unwrap()["error"]["code"], "webhook_secret_missing");
-
-    let (_, endpoint) = register(&api, json!({ "url": receiver.url(), "events": ["job.canceled"] })).await;
-    let old = endpoint["secret"].as_str().unwrap().to_owned();
-    let resp = api.client.post(api.url("/v1/webhooks/secret")).send().await.unwrap();
-    assert_eq!(resp.status(), 201);
-    let new = resp.json::<Value>().await.unwrap()["secret"].as_str().unwrap().to_owned();
-    assert_ne!(old, new);
-
-    let resp = upload_with_webhook(&api, &job_receiver.url()).await;
-    assert_eq!(resp.status(), 202);
-    let id = resp.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
-    api.client.delete(api.url(&format!("/v1/jobs/{id}"))).send().await.unwrap();
-    let _worker = env.worker_with(&DEV).await;
-    for rx in [&receiver, &job_receiver] {
-        let got = rx.wait_for(1, Duration::from_secs(20)).await;
-        let sig = got[0].header("mediaq-signature");
-        assert_eq!(sig.matches("v1=").count(), 2, "both secrets sign during the grace period: {sig}");
-        python_verify(&sig, &got[0].body, &old, 300).expect("the old secret still verifies");
-        python_verify(&sig, &got[0].body, &new, 300).expect("the new secret verifies");
-        assert_eq!(got[0].json()["data"]["job"]["id"], id.as_str());
-    }
-    assert_eq!(
-        receiver.received()[0].header("mediaq-event-id"),
-        job_receiver.received()[0].header("mediaq-event-id"),
-        "one event, delivered to both"
-    );
-}
-
-#[tokio::test]
 async fn non_public_urls_are_refused_without_the_override() {
     let env = TestEnv::new().await;
     let api = env.api().await;
@@ -337,74 +258,4 @@ async fn non_public_urls_are_refused_without_the_override() {
     let error = log["deliveries"][0]["last_error"].as_str().unwrap();
     assert!(error.contains("not a public address"), "{error}");
     assert!(receiver.received().is_empty(), "nothing reached the loopback receiver");
-}
-
-#[tokio::test]
-async fn with_mediaq_secrets_key_signing_secrets_are_sealed_at_rest_old_ones_still_sign_and_keys_can_change() {
-    const KEY: &str = "8f1c2a9b3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8";
-    let env = TestEnv::new().await;
-    let receiver = Receiver::start(&[]).await;
-    let stored = || async {
-        let row: (String, Option<String>) =
-            sqlx::query_as("SELECT secret, previous_secret FROM webhook_secrets").fetch_one(env.pool()).await.unwrap();
-        row
-    };
-    // Registered before the key was set: stored as it is.
-    let old = {
-        let api = env.api_with(&DEV).await;
-        let (_, endpoint) = register(&api, json!({ "url": receiver.url(), "events": ["job.canceled"] })).await;
-        endpoint["secret"].as_str().unwrap().to_owned()
-    };
-    assert_eq!(stored().await.0, old);
-
-    // With the key, a rotation seals the new secret; the old one keeps its stored form.
-    let sealed = with_dev(&[("MEDIAQ_SECRETS_KEY", KEY)]);
-    let api = env.api_with(&sealed).await;
-    let resp = api.client.post(api.url("/v1/webhooks/secret")).send().await.unwrap();
-    assert_eq!(resp.status(), 201);
-    let new = resp.json::<Value>().await.unwrap()["secret"].as_str().unwrap().to_owned();
-    let (current, previous) = stored().await;
-    assert!(current.starts_with("mqenc1:") && !current.contains(&new[6..]), "{current}");
-    assert_eq!(previous.as_deref(), Some(old.as_str()));
-
-    // A worker with the key opens it and signs with both.
-    canceled_job(&api).await;
-    let worker = env.worker_with(&sealed).await;
-    let got = receiver.wait_for(1, Duration::from_secs(20)).await;
-    let sig = got[0].header("mediaq-signature");
-    assert_eq!(sig.matches("v1=").count(), 2, "{sig}");
-    python_verify(&sig, &got[0].body, &new, 300).expect("the sealed secret, opened by the worker, signs");
-    python_verify(&sig, &got[0].body, &old, 300).expect("the old one still signs during the grace period");
-    drop(worker);
-
-    // Changing the key: a reseal without the old key leaves the row and names its owner...
-    const NEW_KEY: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
-    let reseal = |vars: &[(&str, &str)]| {
-        let mut cli = std::process::Command::new(bin_dir().join("mediaq-api"));
-        cli.args(["secrets", "reseal"]).env("DATABASE_URL", &env.database_url).env("RUST_LOG", "warn");
-        for (k, v) in vars {
-            cli.env(k, v);
-        }
-        cli.output().expect("run mediaq-api secrets reseal")
-    };
-    let before = stored().await;
-    let out = reseal(&[("MEDIAQ_SECRETS_KEY", NEW_KEY)]);
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("MEDIAQ_SECRETS_KEY_PREVIOUS"), "{out:?}");
-    assert_eq!(stored().await, before);
-    // ...with it, both secrets are sealed with the new key, and a worker that has only the new
-    // key signs with both.
-    let out = reseal(&[("MEDIAQ_SECRETS_KEY", NEW_KEY), ("MEDIAQ_SECRETS_KEY_PREVIOUS", KEY)]);
-    assert!(out.status.success(), "{out:?}");
-    let (current, previous) = stored().await;
-    let previous = previous.unwrap();
-    assert!(current.starts_with("mqenc1:") && current != before.0, "{current}");
-    assert!(previous.starts_with("mqenc1:") && !previous.contains(&old[6..]), "{previous}");
-    canceled_job(&api).await;
-    let _worker = env.worker_with(&with_dev(&[("MEDIAQ_SECRETS_KEY", NEW_KEY)])).await;
-    let got = receiver.wait_for(2, Duration::from_secs(20)).await;
-    let sig = got[1].header("mediaq-signature");
-    assert_eq!(sig.matches("v1=").count(), 2, "{sig}");
-    python_verify(&sig, &got[1].body, &new, 300).expect("resealed current secret");
-    python_verify(&sig, &got[1].body, &old, 300).expect("resealed previous secret");
 }
