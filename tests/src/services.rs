@@ -284,6 +284,22 @@ impl Api {
         stream
     }
 
+    /// Checks range requests on `url` against its `full` body: a middle range, a suffix, and a
+    /// range past the end (416 with `bytes */len`).
+    pub async fn check_ranges(&self, url: &str, full: &[u8]) {
+        let resp = self.client.get(url).header("range", "bytes=100-1099").send().await.unwrap();
+        assert_eq!(resp.status(), 206);
+        assert_eq!(resp.headers()["content-range"], format!("bytes 100-1099/{}", full.len()).as_str());
+        assert_eq!(resp.headers()["content-length"], "1000");
+        assert_eq!(resp.bytes().await.unwrap(), &full[100..1100]);
+        let resp = self.client.get(url).header("range", "bytes=-16").send().await.unwrap();
+        assert_eq!(resp.status(), 206);
+        assert_eq!(resp.bytes().await.unwrap(), &full[full.len() - 16..]);
+        let resp = self.client.get(url).header("range", format!("bytes={}-", full.len() + 10)).send().await.unwrap();
+        assert_eq!(resp.status(), 416);
+        assert_eq!(resp.headers()["content-range"], format!("bytes */{}", full.len()).as_str());
+    }
+
     /// Browser-form upload (multipart, field `file`).
     pub async fn upload_form(&self, bytes: Vec<u8>, filename: &str, part_type: &str) -> reqwest::Response {
         let part = reqwest::multipart::Part::bytes(bytes).file_name(filename.to_owned()).mime_str(part_type).unwrap();
