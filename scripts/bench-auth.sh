@@ -18,18 +18,7 @@ ensure_packages "${BUILD_PACKAGES[@]}" curl wrk python3 util-linux
 ensure_rust
 bench_lock
 
-SCRATCH="$MEDIAQ_ROOT/.mediaq/bench-auth"
-WORK="$SCRATCH/work"
-API_PID=""
-cleanup() {
-  trap - EXIT INT TERM
-  stop_api
-  stop_local_pg "$BENCH_PG_DIR"
-  rm -rf "$SCRATCH"
-}
-trap cleanup EXIT INT TERM
-rm -rf "$SCRATCH"
-mkdir -p "$WORK"
+bench_scratch auth
 
 # Both binaries are built the same way (-p mediaq-api, so dependencies get the same features);
 # they differ only by the feature. The workspace build last leaves a deployable target/release.

@@ -39,22 +39,10 @@ ensure_packages "${BUILD_PACKAGES[@]}" ffmpeg curl wrk time python3 util-linux o
 ensure_rust
 bench_lock
 
-SCRATCH="$MEDIAQ_ROOT/.mediaq/bench-ingest"
-WORK="$SCRATCH/work"
+bench_scratch ingest
 STORAGE="$SCRATCH/storage"
 CPDST="$STORAGE/cp-bench"
-RESULTS="$MEDIAQ_ROOT/.mediaq/bench-results"
-API_PID=""
-cleanup() {
-  trap - EXIT INT TERM
-  stop_api
-  stop_local_pg "$BENCH_PG_DIR"
-  rm -rf "$SCRATCH"
-}
-trap cleanup EXIT INT TERM
-
-rm -rf "$SCRATCH"
-mkdir -p "$WORK" "$STORAGE" "$CPDST" "$RESULTS"
+mkdir -p "$STORAGE" "$CPDST"
 bench_build
 bench_pg_fresh
 bench_api_key

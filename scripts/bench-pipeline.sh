@@ -32,28 +32,16 @@ ensure_packages "${BUILD_PACKAGES[@]}" ffmpeg curl python3 util-linux
 ensure_rust
 bench_lock
 
-SCRATCH="$MEDIAQ_ROOT/.mediaq/bench-pipeline"
-WORK="$SCRATCH/work"
-STORAGE="$SCRATCH/storage"
-RESULTS="$MEDIAQ_ROOT/.mediaq/bench-results"
-API_PID="" WORKER_PID=""
+WORKER_PID=""
 stop_worker() {
   [ -n "${WORKER_PID:-}" ] || return 0
   kill -TERM "$WORKER_PID" 2>/dev/null || true
   wait "$WORKER_PID" 2>/dev/null || true
   WORKER_PID=""
 }
-cleanup() {
-  trap - EXIT INT TERM
-  stop_worker
-  stop_api
-  stop_local_pg "$BENCH_PG_DIR"
-  rm -rf "$SCRATCH"
-}
-trap cleanup EXIT INT TERM
-
-rm -rf "$SCRATCH"
-mkdir -p "$WORK" "$STORAGE" "$RESULTS"
+bench_scratch pipeline
+STORAGE="$SCRATCH/storage"
+mkdir -p "$STORAGE"
 bench_build
 bench_pg_fresh
 bench_api_key

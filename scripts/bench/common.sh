@@ -2,6 +2,27 @@
 
 BIN="${CARGO_TARGET_DIR:-$MEDIAQ_ROOT/target}/release"
 BENCH_PG_DIR="$MEDIAQ_ROOT/.mediaq/pg-bench"
+RESULTS="$MEDIAQ_ROOT/.mediaq/bench-results"
+
+# bench_scratch NAME: SCRATCH (.mediaq/bench-NAME, wiped now and at exit) with WORK inside it, and
+# RESULTS. At exit, or on INT/TERM, the API, the worker (when the script defines stop_worker)
+# and the benchmark's cluster are stopped.
+bench_scratch() {
+  SCRATCH="$MEDIAQ_ROOT/.mediaq/bench-$1"
+  WORK="$SCRATCH/work"
+  API_PID=""
+  trap bench_cleanup EXIT INT TERM
+  rm -rf "$SCRATCH"
+  mkdir -p "$WORK" "$RESULTS"
+}
+
+bench_cleanup() {
+  trap - EXIT INT TERM
+  if declare -F stop_worker >/dev/null; then stop_worker; fi
+  stop_api
+  stop_local_pg "$BENCH_PG_DIR"
+  rm -rf "$SCRATCH"
+}
 
 # Only one benchmark at a time: they share the CPU (and the disk). Waits a bounded time for the
 # lock (BENCH_LOCK_WAIT seconds, default 1800). Children get `9>&-` so that a leftover process can
