@@ -22,348 +22,103 @@ macro_rules! recipe {
 }
 
 /// 1 s VP8 + Vorbis, 320x240.
-pub const VP8_VORBIS: Recipe = recipe!(
-    "vp8_vorbis.webm",
-    [
-        "-f",
-        "lavfi",
-        "-i",
-        VIDEO_SMALL,
-        "-f",
-        "lavfi",
-        "-i",
-        TONE,
-        "-t",
-        "1",
-        "-c:v",
-        "libvpx",
-        "-deadline",
-        "realtime",
-        "-cpu-used",
-        "8",
-        "-b:v",
-        "300k",
-        "-c:a",
-        "libvorbis",
-        "-ac",
-        "2",
-        "-f",
-        "webm",
-    ]
-);
+#[rustfmt::skip]
+pub const VP8_VORBIS: Recipe = recipe!("vp8_vorbis.webm", [
+    "-f", "lavfi", "-i", VIDEO_SMALL, "-f", "lavfi", "-i", TONE, "-t", "1", "-c:v", "libvpx",
+    "-deadline", "realtime", "-cpu-used", "8", "-b:v", "300k", "-c:a", "libvorbis", "-ac", "2",
+    "-f", "webm",
+]);
 /// 1 s VP9 + Opus, 320x240.
-pub const VP9_OPUS: Recipe = recipe!(
-    "vp9_opus.webm",
-    [
-        "-f",
-        "lavfi",
-        "-i",
-        VIDEO_SMALL,
-        "-f",
-        "lavfi",
-        "-i",
-        TONE,
-        "-t",
-        "1",
-        "-c:v",
-        "libvpx-vp9",
-        "-deadline",
-        "realtime",
-        "-cpu-used",
-        "8",
-        "-b:v",
-        "300k",
-        "-c:a",
-        "libopus",
-        "-f",
-        "webm",
-    ]
-);
+#[rustfmt::skip]
+pub const VP9_OPUS: Recipe = recipe!("vp9_opus.webm", [
+    "-f", "lavfi", "-i", VIDEO_SMALL, "-f", "lavfi", "-i", TONE, "-t", "1", "-c:v", "libvpx-vp9",
+    "-deadline", "realtime", "-cpu-used", "8", "-b:v", "300k", "-c:a", "libopus", "-f", "webm",
+]);
 /// 1 s AV1 + Opus, 320x240.
-pub const AV1_OPUS: Recipe = recipe!(
-    "av1_opus.webm",
-    [
-        "-f",
-        "lavfi",
-        "-i",
-        VIDEO_SMALL,
-        "-f",
-        "lavfi",
-        "-i",
-        TONE,
-        "-t",
-        "1",
-        "-c:v",
-        "libaom-av1",
-        "-cpu-used",
-        "8",
-        "-usage",
-        "realtime",
-        "-b:v",
-        "200k",
-        "-c:a",
-        "libopus",
-        "-f",
-        "webm",
-    ]
-);
+#[rustfmt::skip]
+pub const AV1_OPUS: Recipe = recipe!("av1_opus.webm", [
+    "-f", "lavfi", "-i", VIDEO_SMALL, "-f", "lavfi", "-i", TONE, "-t", "1", "-c:v", "libaom-av1",
+    "-cpu-used", "8", "-usage", "realtime", "-b:v", "200k", "-c:a", "libopus", "-f", "webm",
+]);
 /// 1 s VP9, odd 641x361, no audio.
-pub const ODD_NO_AUDIO: Recipe = recipe!(
-    "odd_641x361.webm",
-    [
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc2=size=641x361:rate=25",
-        "-t",
-        "1",
-        "-c:v",
-        "libvpx-vp9",
-        "-deadline",
-        "realtime",
-        "-cpu-used",
-        "8",
-        "-b:v",
-        "300k",
-        "-f",
-        "webm",
-    ]
-);
+#[rustfmt::skip]
+pub const ODD_NO_AUDIO: Recipe = recipe!("odd_641x361.webm", [
+    "-f", "lavfi", "-i", "testsrc2=size=641x361:rate=25", "-t", "1", "-c:v", "libvpx-vp9",
+    "-deadline", "realtime", "-cpu-used", "8", "-b:v", "300k", "-f", "webm",
+]);
 /// 2 s Opus only.
-pub const AUDIO_ONLY: Recipe =
-    recipe!("audio_only.webm", ["-f", "lavfi", "-i", TONE, "-t", "2", "-c:a", "libopus", "-f", "webm",]);
+#[rustfmt::skip]
+pub const AUDIO_ONLY: Recipe = recipe!("audio_only.webm", [
+    "-f", "lavfi", "-i", TONE, "-t", "2", "-c:a", "libopus", "-f", "webm",
+]);
 /// 1 s VP8 + 5.1 Opus.
-pub const OPUS_51: Recipe = recipe!(
-    "opus_5_1.webm",
-    [
-        "-f",
-        "lavfi",
-        "-i",
-        VIDEO_SMALL,
-        "-f",
-        "lavfi",
-        "-i",
-        "sine=frequency=300:sample_rate=48000",
-        "-t",
-        "1",
-        "-filter_complex",
-        "[1:a]pan=5.1|FL=c0|FR=c0|FC=c0|LFE=c0|BL=c0|BR=c0[a]",
-        "-map",
-        "0:v",
-        "-map",
-        "[a]",
-        "-c:v",
-        "libvpx",
-        "-deadline",
-        "realtime",
-        "-cpu-used",
-        "8",
-        "-b:v",
-        "300k",
-        "-c:a",
-        "libopus",
-        "-mapping_family",
-        "1",
-        "-f",
-        "webm",
-    ]
-);
+#[rustfmt::skip]
+pub const OPUS_51: Recipe = recipe!("opus_5_1.webm", [
+    "-f", "lavfi", "-i", VIDEO_SMALL, "-f", "lavfi", "-i", "sine=frequency=300:sample_rate=48000",
+    "-t", "1", "-filter_complex", "[1:a]pan=5.1|FL=c0|FR=c0|FC=c0|LFE=c0|BL=c0|BR=c0[a]",
+    "-map", "0:v", "-map", "[a]", "-c:v", "libvpx", "-deadline", "realtime", "-cpu-used", "8",
+    "-b:v", "300k", "-c:a", "libopus", "-mapping_family", "1", "-f", "webm",
+]);
 /// A MediaRecorder-like live recording: written as a stream (no Duration, no Cues), with
 /// variable frame timing (frames dropped by a select filter), VP8 + Opus.
-pub const LIVE_VFR: Recipe = recipe!(
-    "live_vfr.webm",
-    [
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc2=size=320x240:rate=30",
-        "-f",
-        "lavfi",
-        "-i",
-        TONE,
-        "-t",
-        "2",
-        "-vf",
-        "select='not(between(n,10,20))*not(between(n,35,38))'",
-        "-fps_mode",
-        "vfr",
-        "-c:v",
-        "libvpx",
-        "-deadline",
-        "realtime",
-        "-cpu-used",
-        "8",
-        "-b:v",
-        "300k",
-        "-c:a",
-        "libopus",
-        "-live",
-        "1",
-        "-cluster_time_limit",
-        "500",
-        "-f",
-        "webm",
-    ]
-);
+#[rustfmt::skip]
+pub const LIVE_VFR: Recipe = recipe!("live_vfr.webm", [
+    "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=30", "-f", "lavfi", "-i", TONE, "-t", "2",
+    "-vf", "select='not(between(n,10,20))*not(between(n,35,38))'", "-fps_mode", "vfr",
+    "-c:v", "libvpx", "-deadline", "realtime", "-cpu-used", "8", "-b:v", "300k", "-c:a", "libopus",
+    "-live", "1", "-cluster_time_limit", "500", "-f", "webm",
+]);
 /// A video whose frame size changes mid-stream: 1 s of 320x240 then 1 s of 480x360, VP8,
 /// joined without re-encoding (as a camera switch in a browser recording does).
 pub const RES_CHANGE: Recipe =
     Recipe { name: "res_change.webm", args: &["-c", "copy", "-f", "webm"], parts: &[&RES_PART_A, &RES_PART_B] };
-const RES_PART_A: Recipe = recipe!(
-    "res_part_a.webm",
-    [
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc2=size=320x240:rate=25",
-        "-t",
-        "1",
-        "-c:v",
-        "libvpx",
-        "-deadline",
-        "realtime",
-        "-cpu-used",
-        "8",
-        "-b:v",
-        "300k",
-        "-f",
-        "webm",
-    ]
-);
-const RES_PART_B: Recipe = recipe!(
-    "res_part_b.webm",
-    [
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc2=size=480x360:rate=25",
-        "-t",
-        "1",
-        "-c:v",
-        "libvpx",
-        "-deadline",
-        "realtime",
-        "-cpu-used",
-        "8",
-        "-b:v",
-        "300k",
-        "-f",
-        "webm",
-    ]
-);
+#[rustfmt::skip]
+const RES_PART_A: Recipe = recipe!("res_part_a.webm", [
+    "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25", "-t", "1", "-c:v", "libvpx",
+    "-deadline", "realtime", "-cpu-used", "8", "-b:v", "300k", "-f", "webm",
+]);
+#[rustfmt::skip]
+const RES_PART_B: Recipe = recipe!("res_part_b.webm", [
+    "-f", "lavfi", "-i", "testsrc2=size=480x360:rate=25", "-t", "1", "-c:v", "libvpx",
+    "-deadline", "realtime", "-cpu-used", "8", "-b:v", "300k", "-f", "webm",
+]);
 /// Matroska (DocType "matroska") with WebM codecs: not WebM by the spec.
-pub const MATROSKA_VP8: Recipe = recipe!(
-    "matroska_vp8.mkv",
-    [
-        "-f",
-        "lavfi",
-        "-i",
-        VIDEO_SMALL,
-        "-t",
-        "0.5",
-        "-c:v",
-        "libvpx",
-        "-deadline",
-        "realtime",
-        "-cpu-used",
-        "8",
-        "-f",
-        "matroska",
-    ]
-);
+#[rustfmt::skip]
+pub const MATROSKA_VP8: Recipe = recipe!("matroska_vp8.mkv", [
+    "-f", "lavfi", "-i", VIDEO_SMALL, "-t", "0.5", "-c:v", "libvpx", "-deadline", "realtime",
+    "-cpu-used", "8", "-f", "matroska",
+]);
 /// A PNG image.
-pub const PNG: Recipe = recipe!("image.png", ["-f", "lavfi", "-i", VIDEO_SMALL, "-frames:v", "1", "-f", "image2"]);
+#[rustfmt::skip]
+pub const PNG: Recipe = recipe!("image.png", [
+    "-f", "lavfi", "-i", VIDEO_SMALL, "-frames:v", "1", "-f", "image2",
+]);
 /// An MP4 (H.264).
-pub const MP4: Recipe = recipe!(
-    "clip.mp4",
-    ["-f", "lavfi", "-i", VIDEO_SMALL, "-t", "0.5", "-c:v", "libx264", "-preset", "ultrafast", "-f", "mp4",]
-);
+#[rustfmt::skip]
+pub const MP4: Recipe = recipe!("clip.mp4", [
+    "-f", "lavfi", "-i", VIDEO_SMALL, "-t", "0.5", "-c:v", "libx264", "-preset", "ultrafast",
+    "-f", "mp4",
+]);
 /// 2 s of VP8 + Opus at 320x240 (the clip the upload page's browser tests upload).
-pub const VP8_OPUS_2S: Recipe = recipe!(
-    "browser_clip_2s.webm",
-    [
-        "-f",
-        "lavfi",
-        "-i",
-        VIDEO_SMALL,
-        "-f",
-        "lavfi",
-        "-i",
-        TONE,
-        "-t",
-        "2",
-        "-c:v",
-        "libvpx",
-        "-deadline",
-        "realtime",
-        "-cpu-used",
-        "8",
-        "-b:v",
-        "300k",
-        "-c:a",
-        "libopus",
-        "-f",
-        "webm",
-    ]
-);
+#[rustfmt::skip]
+pub const VP8_OPUS_2S: Recipe = recipe!("browser_clip_2s.webm", [
+    "-f", "lavfi", "-i", VIDEO_SMALL, "-f", "lavfi", "-i", TONE, "-t", "2", "-c:v", "libvpx",
+    "-deadline", "realtime", "-cpu-used", "8", "-b:v", "300k", "-c:a", "libopus", "-f", "webm",
+]);
 /// The benchmarks' clip: 5 s of 640x480 at 30 fps, VP8 + Opus, like a browser recording.
-pub const BENCH_CLIP: Recipe = recipe!(
-    "bench_clip.webm",
-    [
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc2=size=640x480:rate=30",
-        "-f",
-        "lavfi",
-        "-i",
-        TONE,
-        "-t",
-        "5",
-        "-c:v",
-        "libvpx",
-        "-deadline",
-        "realtime",
-        "-cpu-used",
-        "8",
-        "-b:v",
-        "1M",
-        "-c:a",
-        "libopus",
-        "-b:a",
-        "96k",
-        "-f",
-        "webm",
-    ]
-);
+#[rustfmt::skip]
+pub const BENCH_CLIP: Recipe = recipe!("bench_clip.webm", [
+    "-f", "lavfi", "-i", "testsrc2=size=640x480:rate=30", "-f", "lavfi", "-i", TONE, "-t", "5",
+    "-c:v", "libvpx", "-deadline", "realtime", "-cpu-used", "8", "-b:v", "1M", "-c:a", "libopus",
+    "-b:a", "96k", "-f", "webm",
+]);
 /// A longer clip (for cancellation / crash tests): 20 s VP8 640x480.
-pub const LONG_VP8: Recipe = recipe!(
-    "long_vp8.webm",
-    [
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc2=size=640x480:rate=30",
-        "-f",
-        "lavfi",
-        "-i",
-        TONE,
-        "-t",
-        "20",
-        "-c:v",
-        "libvpx",
-        "-deadline",
-        "realtime",
-        "-cpu-used",
-        "8",
-        "-b:v",
-        "500k",
-        "-c:a",
-        "libopus",
-        "-f",
-        "webm",
-    ]
-);
+#[rustfmt::skip]
+pub const LONG_VP8: Recipe = recipe!("long_vp8.webm", [
+    "-f", "lavfi", "-i", "testsrc2=size=640x480:rate=30", "-f", "lavfi", "-i", TONE, "-t", "20",
+    "-c:v", "libvpx", "-deadline", "realtime", "-cpu-used", "8", "-b:v", "500k", "-c:a", "libopus",
+    "-f", "webm",
+]);
 
 /// The fixture's path, generating it on first use.
 pub fn path(recipe: &Recipe) -> PathBuf {
