@@ -153,14 +153,6 @@ impl ApiMetrics {
         self.upload_bytes.inc_by(bytes);
     }
 
-    pub fn upload_started(&self) {
-        self.uploads_in_flight.inc();
-    }
-
-    pub fn upload_ended(&self) {
-        self.uploads_in_flight.dec();
-    }
-
     pub fn upload_refused_busy(&self) {
         self.uploads_refused_busy.inc();
     }
@@ -182,7 +174,8 @@ impl ApiMetrics {
     }
 
     /// The exposition text, with the database gauges refreshed when they are older than a second.
-    pub async fn render(&self, pool: &PgPool) -> String {
+    pub async fn render(&self, pool: &PgPool, uploads_in_flight: usize) -> String {
+        self.uploads_in_flight.set(uploads_in_flight as i64);
         self.refresh(pool).await;
         mediaq_shared::metrics::render(&self.registry)
     }

@@ -21,7 +21,6 @@ pub struct UploadSlots {
 /// One upload's place; given back when dropped (the upload ended, however it ended).
 pub struct UploadSlot {
     _permit: OwnedSemaphorePermit,
-    metrics: Arc<ApiMetrics>,
 }
 
 impl UploadSlots {
@@ -29,24 +28,20 @@ impl UploadSlots {
         Self { free: Arc::new(Semaphore::new(max)), max, metrics }
     }
 
+    /// Uploads being received now.
+    pub fn in_flight(&self) -> usize {
+        self.max - self.free.available_permits()
+    }
+
     /// A place for one more upload, or `server_busy` when all are taken.
     pub fn take(&self) -> Result<UploadSlot, ApiError> {
         match self.free.clone().try_acquire_owned() {
-            Ok(permit) => {
-                self.metrics.upload_started();
-                Ok(UploadSlot { _permit: permit, metrics: self.metrics.clone() })
-            }
+            Ok(permit) => Ok(UploadSlot { _permit: permit }),
             Err(_) => {
                 self.metrics.upload_refused_busy();
                 tracing::warn!(max = self.max, "upload refused: MEDIAQ_MAX_CONCURRENT_UPLOADS uploads in flight");
                 Err(ApiError::ServerBusy(self.max))
             }
         }
-    }
-}
-
-impl Drop for UploadSlot {
-    fn drop(&mut self) {
-        self.metrics.upload_ended();
     }
 }

@@ -16,7 +16,7 @@ pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Resul
             return Err(ApiError::Unauthorized("the metrics token is missing or wrong"));
         }
     }
-    let body = state.metrics.render(&state.pool).await;
+    let body = state.metrics.render(&state.pool, state.uploads.in_flight()).await;
     let content_type = HeaderValue::from_static(mediaq_shared::metrics::CONTENT_TYPE);
     Ok(([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, HeaderValue::from_static("no-store"))], body)
         .into_response())
