@@ -55,6 +55,16 @@ async fn thirty_jobs_spread_over_three_hosts_and_a_cut_hosts_job_is_finished_els
     }
     eprintln!("jobs per host: {per_host:?}");
     assert_eq!(per_host.len(), 3, "every host ran jobs: {per_host:?}");
+    // MEDIAQ_WORKER_CONCURRENCY=1 (the default): no worker ran two attempts at once.
+    let overlapping: Vec<(String, String)> = sqlx::query_as(
+        "SELECT a.job_id::text, b.job_id::text FROM job_attempts a JOIN job_attempts b
+           ON a.worker = b.worker AND a.job_id < b.job_id
+          AND a.started_at < b.finished_at AND b.started_at < a.finished_at",
+    )
+    .fetch_all(env.pool())
+    .await
+    .unwrap();
+    assert!(overlapping.is_empty(), "attempts of one worker overlapped: {overlapping:?}");
 
     // Cut the link of the host that runs a 20 s clip, mid-job.
     let id = upload(&api, &fixtures::LONG_VP8).await;

@@ -73,7 +73,14 @@ pub async fn run(
                 .with_config(config.clone())
                 .with_pubsub()
                 .poll_with_interval(std::time::Duration::from_secs(1));
-            WorkerBuilder::new(worker_name.as_str()).backend(backend).enable_tracing().data(state.clone()).build(handle)
+            // One task at a time per consumer: apalis otherwise keeps fetching while a task runs,
+            // so one process would run as many transcodes as it could claim.
+            WorkerBuilder::new(worker_name.as_str())
+                .backend(backend)
+                .concurrency(1)
+                .enable_tracing()
+                .data(state.clone())
+                .build(handle)
         });
     }
     let shutdown = mediaq_shared::signals::shutdown_signal()?;
