@@ -33,8 +33,9 @@ RUNTIME_WORKER_PACKAGES=(ca-certificates libavcodec59 libavformat59 libavfilter8
   libswresample4)
 # What the tests add: the ffmpeg CLI (fixtures) and ffprobe (the independent oracle), Chromium
 # for the upload page's browser tests (driven by playwright-core; no browser is downloaded), and
-# PyYAML and jsonschema for scripts/check-docker.sh (tests/tests/deploy.rs).
-TEST_PACKAGES=(ffmpeg chromium python3-yaml python3-jsonschema iproute2)
+# PyYAML and jsonschema for scripts/check-docker.sh (tests/tests/deploy.rs), strace for the seccomp
+# allowlist test (worker/tests/seccomp_allowlist.rs).
+TEST_PACKAGES=(ffmpeg chromium python3-yaml python3-jsonschema iproute2 strace)
 
 # Node.js for the browser tests: Debian's nodejs and npm, only when no `node` is on PATH.
 ensure_node() {

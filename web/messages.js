@@ -162,6 +162,7 @@ const FAILURES = {
   stalled: [true, 'the conversion stopped making progress, on every attempt'],
   storage_error: [true, 'the server could not store the result, on every attempt'],
   worker_crashed: [true, 'the server converting it stopped, on every attempt'],
+  sandbox_unavailable: [true, 'the server could not isolate the converter safely, so it did not start it'],
 };
 
 /** A failed job's `error {code, message}` as `{text, retry}` (retry: upload the file again). */

@@ -20,7 +20,6 @@ use mediaq_shared::{
     ErrorInfo, JobId, JobStatus, OutputFacts,
 };
 use serde_json::json;
-use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 
 use crate::{
@@ -28,7 +27,10 @@ use crate::{
     config::WorkerConfig,
     finish,
     jobdir::JobDir,
-    spawn::{self, ChildSpec, Rlimits},
+    output_file,
+    protocol::MediaFacts,
+    selfcheck::SandboxPolicy,
+    spawn::{self, ChildSpec, Namespaces, Rlimits},
 };
 
 /// Progress is written at most this often (plus at 0 and 1).
@@ -37,13 +39,15 @@ const PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
 const RECORD_PATIENCE: Duration = Duration::from_secs(600);
 /// Open files the child may hold (libav needs a handful; threads do not count).
 const CHILD_OPEN_FILES: u64 = 64;
+/// RLIMIT_NPROC of the child's user: threads count (every child of this uid on the host together).
+const CHILD_TASKS: u64 = 4096;
 
 pub struct WorkerState {
     pub pool: PgPool,
     pub storage: Storage,
     pub config: WorkerConfig,
-    /// Whether the kernel lets the child have its own namespaces (found at start-up).
-    pub namespaces: bool,
+    /// The layers every child must show, and the namespaces it gets (found at start-up).
+    pub sandbox: SandboxPolicy,
     /// Becomes true when the shutdown grace period is over: running attempts hand their jobs back.
     pub abandon: tokio::sync::watch::Receiver<bool>,
     pub metrics: Arc<crate::metrics::WorkerMetrics>,
@@ -153,17 +157,40 @@ async fn execute(state: &WorkerState, id: JobId, attempt: i32) -> Result<Ended, 
         }
     };
     let output_path = work.path().join("output.mp4");
-    let spec = child_spec(&state.config, state.namespaces, &input, &output_path);
+    let spec = child_spec(&state.config, state.sandbox.namespaces, &input, &output_path);
     let progress = progress_writer(state.pool.clone(), id, attempt);
     let stop = stop_signal(state.pool.clone(), id, state.abandon.clone());
-    let report = child::run(&spec, watch(&state.config), progress, stop).await?;
-    let Outcome::Done(facts) = &report.outcome else {
+    let report = child::run(&spec, &state.sandbox, watch(&state.config), progress, stop).await?;
+    let Outcome::Done(claimed) = &report.outcome else {
         let error = describe_failure(&report.outcome);
         return Ok(Ended { output: None, error: Some(error), report: Some(report) });
     };
+    // The child is gone; what it left is checked, hashed and stored through one descriptor.
+    let owner = match spec.user.filter(|_| spawn::is_root()) {
+        Some((uid, _)) => uid,
+        // SAFETY: geteuid has no preconditions.
+        None => unsafe { libc::geteuid() },
+    };
+    let (path, max) = (output_path.clone(), state.config.sandbox.max_output_bytes);
+    let checked = tokio::task::spawn_blocking(move || {
+        let mut output = output_file::open(&path, owner, max)?;
+        let sha256 = output_file::sha256(&mut output).map_err(|e| output_file::Refused::Unreadable(e.to_string()))?;
+        Ok::<_, output_file::Refused>((output, sha256))
+    })
+    .await
+    .map_err(std::io::Error::other)?;
+    let (output, sha256) = match checked {
+        Ok(checked) => checked,
+        Err(refused) => {
+            tracing::warn!(error = %refused, "the transcoder's output was refused");
+            let error = ErrorInfo { code: refused.code().into(), message: refused.to_string() };
+            return Ok(Ended { output: None, error: Some(error), report: Some(report) });
+        }
+    };
+    let facts = plausible(claimed, &state.config);
     let key = Storage::output_key(id, attempt);
-    let (size, sha256) = hash_file(&output_path).await?;
-    state.storage.put_file(&output_path, &key).await?;
+    let size = output.size;
+    state.storage.put_file(output.file, &key).await?;
     let output = OutputFacts {
         key,
         size_bytes: size,
@@ -177,18 +204,29 @@ async fn execute(state: &WorkerState, id: JobId, attempt: i32) -> Result<Ended, 
     Ok(Ended { output: Some(output), error: None, report: Some(report) })
 }
 
-fn describe_failure(outcome: &Outcome) -> ErrorInfo {
-    match outcome {
-        Outcome::Failed { code, message } => ErrorInfo { code: code.clone(), message: message.clone() },
-        other => {
-            let (code, message) = other.error().expect("a failure");
-            ErrorInfo { code: code.into(), message }
-        }
+/// What the child says of its output, kept only where it is plausible (within the limits, from
+/// the codecs it can write); the rest is dropped rather than shown to clients.
+fn plausible(claimed: &MediaFacts, config: &WorkerConfig) -> MediaFacts {
+    let limits = &config.limits;
+    let codec = |c: &Option<String>, allowed: &[&str]| c.clone().filter(|c| allowed.contains(&c.as_str()));
+    MediaFacts {
+        duration_s: claimed
+            .duration_s
+            .filter(|d| d.is_finite() && *d >= 0.0 && *d <= limits.max_duration_s as f64 + 1.0),
+        width: claimed.width.filter(|w| *w <= limits.max_width),
+        height: claimed.height.filter(|h| *h <= limits.max_height),
+        video_codec: codec(&claimed.video_codec, &["h264"]),
+        audio_codec: codec(&claimed.audio_codec, &["aac"]),
     }
 }
 
+fn describe_failure(outcome: &Outcome) -> ErrorInfo {
+    let (code, message) = outcome.error().expect("a failure");
+    ErrorInfo { code: code.into(), message }
+}
+
 /// The child's command line and process limits.
-pub fn child_spec(config: &WorkerConfig, namespaces: bool, input: &Path, output: &Path) -> ChildSpec {
+pub fn child_spec(config: &WorkerConfig, namespaces: Namespaces, input: &Path, output: &Path) -> ChildSpec {
     let limits = &config.limits;
     let sandbox = &config.sandbox;
     let mut args: Vec<OsString> = vec!["--input".into(), input.into(), "--output".into(), output.into()];
@@ -218,6 +256,7 @@ pub fn child_spec(config: &WorkerConfig, namespaces: bool, input: &Path, output:
             // Headroom over the output cap so that the child's own check reports it first.
             file_size: sandbox.max_output_bytes + (1 << 20),
             open_files: CHILD_OPEN_FILES,
+            processes: CHILD_TASKS,
         },
         user: sandbox.user,
         namespaces,
@@ -272,16 +311,4 @@ fn progress_writer(
         }
         .boxed()
     }
-}
-
-async fn hash_file(path: &Path) -> std::io::Result<(u64, String)> {
-    let path = path.to_owned();
-    tokio::task::spawn_blocking(move || {
-        let mut file = std::fs::File::open(&path)?;
-        let mut hasher = Sha256::new();
-        let size = std::io::copy(&mut file, &mut hasher)?;
-        Ok((size, hex::encode(hasher.finalize())))
-    })
-    .await
-    .map_err(std::io::Error::other)?
 }

@@ -1,5 +1,10 @@
 //! Supervises one transcoder child: reads its JSON-lines events, enforces the wall-clock limit
 //! and the stall watchdog, and classifies how it ended.
+//!
+//! The child is untrusted (its input may have taken it over), so what it says is held to the
+//! protocol: its first line reports its sandbox, which must hold every layer the worker requires
+//! ([`SandboxPolicy`]), on every attempt; lines are bounded ([`MAX_LINE`]); failure codes are a
+//! closed set; anything else ends the child at once as `transcode_error`.
 
 use std::{
     os::unix::process::ExitStatusExt,
@@ -8,10 +13,11 @@ use std::{
 };
 
 use futures_util::future::BoxFuture;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, BufReader};
 
 use crate::{
-    protocol::{Event, MediaFacts},
+    protocol::{Event, MediaFacts, TranscodeErrorCode, MAX_LINE},
+    selfcheck::SandboxPolicy,
     spawn::{self, ChildSpec, Usage},
 };
 
@@ -21,9 +27,13 @@ pub enum Outcome {
     Done(MediaFacts),
     /// The child reported a failure with a stable code.
     Failed {
-        code: String,
+        code: TranscodeErrorCode,
         message: String,
     },
+    /// The child broke the protocol (an unreadable or overlong line, an event out of place).
+    ProtocolViolation(String),
+    /// The child reported a sandbox without a layer the worker requires.
+    SandboxMissing(String),
     /// Killed by the worker: past the wall-clock limit.
     TimedOut,
     /// Killed by the worker: no progress line for the stall timeout.
@@ -45,7 +55,17 @@ impl Outcome {
     pub fn error(&self) -> Option<(&'static str, String)> {
         Some(match self {
             Outcome::Done(_) => return None,
-            Outcome::Failed { .. } => return None,
+            Outcome::Failed { code, message } => (code.as_str(), message.clone()),
+            Outcome::ProtocolViolation(what) => (
+                "transcode_error",
+                format!("the converter stopped following its protocol ({what}); the file was not converted"),
+            ),
+            Outcome::SandboxMissing(layers) => (
+                "sandbox_unavailable",
+                format!(
+                    "the converter's sandbox lacked required layers ({layers}); it was stopped before reading the file"
+                ),
+            ),
             Outcome::TimedOut => ("timeout", "the conversion took longer than the time limit and was stopped".into()),
             Outcome::Stalled => ("stalled", "the converter stopped making progress and was stopped".into()),
             Outcome::SandboxViolation => (
@@ -87,6 +107,7 @@ const STDERR_TAIL: usize = 4096;
 
 pub async fn run(
     spec: &ChildSpec,
+    policy: &SandboxPolicy,
     watch: Watch,
     mut on_progress: impl FnMut(f64) -> BoxFuture<'static, ()>,
     stop: impl std::future::Future<Output = Outcome>,
@@ -98,50 +119,86 @@ pub async fn run(
     let stderr = tokio::process::ChildStderr::from_std(spawned.stderr.take().expect("piped stderr"))?;
     let stderr_task = tokio::spawn(read_tail(stderr));
 
-    let mut lines = BufReader::new(stdout).lines();
+    let mut stdout = BufReader::new(stdout);
+    let mut line = Vec::new();
+    let mut sandboxed = false;
     let mut last: Option<Event> = None;
     let mut deadline = tokio::time::Instant::now() + watch.timeout;
     let mut killed: Option<Outcome> = None;
     loop {
         let wait = watch.stall.min(deadline.saturating_duration_since(tokio::time::Instant::now()));
         let next = tokio::select! {
-            next = tokio::time::timeout(wait, lines.next_line()) => next,
+            next = tokio::time::timeout(wait, next_line(&mut stdout, &mut line)) => next,
             why = &mut stop => {
                 killed = Some(why);
-                spawned.kill();
                 break;
             }
         };
-        match next {
+        let text = match next {
             Err(_) => {
                 killed =
                     Some(if tokio::time::Instant::now() >= deadline { Outcome::TimedOut } else { Outcome::Stalled });
-                spawned.kill();
                 break;
             }
             Ok(Ok(None)) | Ok(Err(_)) => break,
-            Ok(Ok(Some(line))) => match serde_json::from_str::<Event>(&line) {
-                Ok(Event::Progress { progress }) => on_progress(progress).await,
-                Ok(event @ (Event::Done { .. } | Event::Error { .. })) => last = Some(event),
-                Ok(Event::Probe { input }) => {
-                    if let Some(d) = input.duration_s.filter(|d| d.is_finite() && *d >= 0.0) {
-                        let scaled = Duration::from_secs_f64(60.0 + watch.per_media_second * d);
-                        deadline = deadline.min(tokio::time::Instant::from_std(started + scaled));
-                    }
-                    tracing::debug!(?input, "input probed");
-                }
-                Ok(event) => tracing::debug!(?event, "transcoder event"),
-                Err(e) => {
-                    tracing::warn!(error = %e, line = %line.chars().take(200).collect::<String>(), "unreadable line from the transcoder")
-                }
-            },
+            Ok(Ok(Some(Line::TooLong))) => {
+                killed = Some(Outcome::ProtocolViolation(format!("a line longer than {MAX_LINE} bytes")));
+                break;
+            }
+            Ok(Ok(Some(Line::Text(text)))) => text,
+        };
+        let event = match serde_json::from_str::<Event>(&text) {
+            Ok(event) => event,
+            Err(e) => {
+                let shown: String = text.chars().take(200).collect();
+                tracing::warn!(error = %e, line = %shown, "unreadable line from the transcoder");
+                killed = Some(Outcome::ProtocolViolation("an unreadable line".into()));
+                break;
+            }
+        };
+        if last.is_some() {
+            killed = Some(Outcome::ProtocolViolation("a line after its final event".into()));
+            break;
         }
+        match event {
+            Event::Sandbox { layers } if !sandboxed => {
+                sandboxed = true;
+                let missing = policy.missing(&layers);
+                if !missing.is_empty() {
+                    tracing::warn!(missing = %missing.join(", "), ?layers, "the transcoder's sandbox lacks layers");
+                    if policy.strict {
+                        killed = Some(Outcome::SandboxMissing(missing.join(", ")));
+                        break;
+                    }
+                }
+            }
+            _ if !sandboxed => {
+                killed = Some(Outcome::ProtocolViolation("no sandbox report first".into()));
+                break;
+            }
+            Event::Sandbox { .. } => {
+                killed = Some(Outcome::ProtocolViolation("a second sandbox report".into()));
+                break;
+            }
+            Event::Progress { progress } => on_progress(progress.clamp(0.0, 1.0)).await,
+            event @ (Event::Done { .. } | Event::Error { .. }) => last = Some(event),
+            Event::Probe { input } => {
+                if let Some(d) = input.duration_s.filter(|d| d.is_finite() && *d >= 0.0) {
+                    let scaled = Duration::from_secs_f64(60.0 + watch.per_media_second * d.min(1e9));
+                    deadline = deadline.min(tokio::time::Instant::from_std(started + scaled));
+                }
+                tracing::debug!(?input, "input probed");
+            }
+        }
+    }
+    if killed.is_some() {
+        spawned.kill();
     }
     let (status, usage) = spawned.wait().await?;
     let wall = started.elapsed();
     let stderr_tail = stderr_task.await.unwrap_or_default();
     let outcome = killed.unwrap_or_else(|| classify(status, last, &stderr_tail));
-    if !matches!(outcome, Outcome::Done(_) | Outcome::Failed { .. }) {
+    if !matches!(outcome, Outcome::Done(_) | Outcome::Failed { .. } | Outcome::Canceled | Outcome::Interrupted) {
         tracing::warn!(?outcome, %status, stderr = %stderr_tail, "transcoder did not finish cleanly");
     }
     Ok(Report { outcome, usage, wall, exit: describe_status(status) })
@@ -155,7 +212,7 @@ fn classify(status: ExitStatus, last: Option<Event>, stderr: &str) -> Outcome {
         (_, _, Some(libc::SIGKILL)) => Outcome::ResourceLimit("CPU time or memory".into()),
         (_, _, Some(libc::SIGXFSZ)) => Outcome::ResourceLimit("output size".into()),
         (Some(Event::Error { code, message }), false, None) => {
-            if code == "resource_limit" || stderr.contains("memory allocation of") {
+            if stderr.contains("memory allocation of") {
                 Outcome::ResourceLimit("memory".into())
             } else {
                 Outcome::Failed { code, message }
@@ -172,6 +229,40 @@ fn describe_status(status: ExitStatus) -> String {
         (Some(code), _) => format!("exit {code}"),
         (_, Some(sig)) => format!("signal {sig}"),
         _ => "unknown".into(),
+    }
+}
+
+/// One line of the child's stdout, or the news that it went past [`MAX_LINE`].
+enum Line {
+    Text(String),
+    TooLong,
+}
+
+/// Reads up to the next newline without holding more than [`MAX_LINE`] bytes.
+async fn next_line<R: AsyncBufRead + Unpin>(reader: &mut R, buf: &mut Vec<u8>) -> std::io::Result<Option<Line>> {
+    buf.clear();
+    loop {
+        let available = reader.fill_buf().await?;
+        if available.is_empty() {
+            return Ok((!buf.is_empty()).then(|| Line::Text(String::from_utf8_lossy(buf).into_owned())));
+        }
+        let (take, done) = match available.iter().position(|&b| b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (available.len(), false),
+        };
+        // Keeps at most MAX_LINE bytes, the newline and one byte more (to tell "too long").
+        let room = (MAX_LINE + 2).saturating_sub(buf.len());
+        buf.extend_from_slice(&available[..take.min(room)]);
+        reader.consume(take);
+        if done && buf.last() == Some(&b'\n') {
+            buf.pop();
+        }
+        if buf.len() > MAX_LINE {
+            return Ok(Some(Line::TooLong));
+        }
+        if done {
+            return Ok(Some(Line::Text(String::from_utf8_lossy(buf).into_owned())));
+        }
     }
 }
 

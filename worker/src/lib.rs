@@ -8,6 +8,7 @@ pub mod finish;
 pub mod janitor;
 pub mod jobdir;
 pub mod metrics;
+pub mod output_file;
 pub mod protocol;
 pub mod retry;
 pub mod run;

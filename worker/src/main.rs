@@ -54,9 +54,9 @@ async fn start() -> Result<(), Box<dyn std::error::Error>> {
     }
     let (pool, storage) = open(&config)?;
     let name = run::unique_name();
-    let layers = mediaq_worker::selfcheck::run(&config, storage.work_dir())?;
+    let checked = mediaq_worker::selfcheck::run(&config, storage.work_dir())?;
     let metrics = Arc::new(WorkerMetrics::new());
-    metrics.set_sandbox(&layers);
+    metrics.set_sandbox(&checked.report);
     if let Some(bind) = config.metrics_bind {
         mediaq_worker::metrics::listen(bind, metrics.clone(), config.common.metrics_token.clone())
             .await
@@ -65,7 +65,7 @@ async fn start() -> Result<(), Box<dyn std::error::Error>> {
     tokio::spawn(janitor::run_forever(pool.clone(), storage.clone(), config.janitor));
     webhooks::spawn(pool.clone(), WebhookConfig::from_env()?, metrics.clone())?;
     let (abandon_tx, abandon) = tokio::sync::watch::channel(false);
-    let state = WorkerState { pool, storage, config, namespaces: layers.namespaces, abandon, metrics };
+    let state = WorkerState { pool, storage, config, sandbox: checked.policy, abandon, metrics };
     run::run(Arc::new(state), name, abandon_tx).await
 }
 

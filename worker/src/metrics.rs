@@ -151,7 +151,8 @@ impl WorkerMetrics {
             ("seccomp", report.child.seccomp),
             ("no_new_privs", report.child.no_new_privs),
             ("namespaces", report.namespaces),
-            ("rlimits", report.rlimits),
+            ("pid_namespace", report.child.pid_namespace),
+            ("rlimits", report.child.rlimits),
         ];
         if let Some(unprivileged) = report.unprivileged_user {
             layers.push(("unprivileged_user", unprivileged));

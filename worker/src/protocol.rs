@@ -2,6 +2,11 @@
 //!
 //! The child writes one JSON object per line on stdout; the last line is either `done` or `error`.
 //! Anything on stderr is libav's own log, captured by the worker for diagnostics only.
+//!
+//! The worker does not trust what it reads here (the child may have been taken over by its input):
+//! lines are at most [`MAX_LINE`] bytes, an `error` names one of the closed set of
+//! [`TranscodeErrorCode`]s (codes only the worker sets, such as `canceled`, do not parse), and any
+//! line that is not one of these events ends the attempt as `transcode_error`.
 
 use serde::{Deserialize, Serialize};
 
@@ -41,8 +46,15 @@ pub struct SandboxLayers {
     pub landlock_abi: i32,
     /// PR_SET_NO_NEW_PRIVS is set.
     pub no_new_privs: bool,
-    /// The seccomp-bpf filter is installed.
+    /// The seccomp-bpf filters are installed (allowlist, and the kill list that admits threads only).
     pub seccomp: bool,
+    /// The child is the first process of its own PID namespace: nothing it could start survives it.
+    #[serde(default)]
+    pub pid_namespace: bool,
+    /// Every resource limit is finite as the child sees it (address space, CPU, file size, open
+    /// files, processes; no core dumps).
+    #[serde(default)]
+    pub rlimits: bool,
 }
 
 /// One line of the child's stdout.
@@ -57,12 +69,17 @@ pub enum Event {
     Progress { progress: f64 },
     /// The output file is complete and closed.
     Done { output: MediaFacts },
-    /// The transcode failed; `code` is a stable machine code (see [`TranscodeErrorCode`]).
-    Error { code: String, message: String },
+    /// The transcode failed with a stable machine code.
+    Error { code: TranscodeErrorCode, message: String },
 }
 
-/// Stable failure codes the child reports. The worker adds its own (`worker_crashed`, `timeout`, ...).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Longest line the worker reads from a child; a longer one is a protocol violation.
+pub const MAX_LINE: usize = 64 * 1024;
+
+/// Stable failure codes the child may report: a closed set. The worker adds its own
+/// (`worker_crashed`, `timeout`, `canceled`, ...), which a child cannot send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum TranscodeErrorCode {
     /// The file cannot be opened or parsed as WebM/Matroska, or holds no audio/video to convert.
     InvalidMedia,

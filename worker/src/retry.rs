@@ -39,7 +39,7 @@ impl RetryPolicy {
     /// Invalid media, limits, unsupported codecs and sandbox violations never do.
     pub fn is_transient(&self, code: &str) -> bool {
         match code {
-            "worker_crashed" | "transcoder_crashed" | "stalled" | "storage_error" => true,
+            "worker_crashed" | "transcoder_crashed" | "stalled" | "storage_error" | "sandbox_unavailable" => true,
             "timeout" => self.retry_timeouts,
             _ => false,
         }
@@ -83,7 +83,7 @@ mod tests {
     #[test]
     fn only_transient_causes_are_retried() {
         let p = policy();
-        for code in ["worker_crashed", "transcoder_crashed", "stalled", "storage_error"] {
+        for code in ["worker_crashed", "transcoder_crashed", "stalled", "storage_error", "sandbox_unavailable"] {
             assert!(p.is_transient(code), "{code}");
         }
         for code in [

@@ -1,8 +1,13 @@
-//! Start-up self-check: runs the transcoder in `--self-test` mode under the production spawn
-//! path, learns which sandbox layers are active, logs them, and refuses to start in strict mode
-//! when one (other than namespaces, which Docker's default profile forbids) is missing.
+//! Start-up self-check and the sandbox policy every attempt is held to.
+//!
+//! At start-up the worker runs the transcoder in `--self-test` mode under the production spawn
+//! path, learns which sandbox layers are active (namespaces are tried, then given up where the
+//! kernel or the container refuses them), logs them, and refuses to start in strict mode when a
+//! required layer is missing. The resulting [`SandboxPolicy`] then checks the sandbox report of
+//! every attempt's child: a child whose sandbox has lost a required layer (or a namespace that
+//! the self-check found available) is stopped before it reads its input.
 
-use std::{ffi::OsString, io::BufRead, path::Path};
+use std::{ffi::OsString, io::BufRead, io::Read, path::Path};
 
 use serde::Serialize;
 
@@ -10,7 +15,7 @@ use crate::{
     config::{SandboxMode, WorkerConfig},
     jobdir::JobDir,
     protocol::{Event, SandboxLayers},
-    spawn::{self, ChildSpec},
+    spawn::{self, ChildSpec, Namespaces},
 };
 
 /// Every layer, worker side and child side.
@@ -20,27 +25,48 @@ pub struct LayerReport {
     pub namespaces: bool,
     /// The child runs as an unprivileged uid/gid (only applicable when the worker is root).
     pub unprivileged_user: Option<bool>,
-    pub rlimits: bool,
     #[serde(flatten)]
     pub child: SandboxLayers,
+}
+
+/// What each attempt's child must show in its sandbox report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SandboxPolicy {
+    /// Stop a child that lacks a required layer (MEDIAQ_SANDBOX=strict); otherwise only log it.
+    pub strict: bool,
+    /// The namespaces the child is given (found available at start-up).
+    pub namespaces: Namespaces,
+}
+
+impl SandboxPolicy {
+    /// The layers of `child` that this policy requires and it lacks. Always required: Landlock,
+    /// seccomp, no_new_privs and the rlimits; the PID namespace when the child was given one.
+    pub fn missing(&self, child: &SandboxLayers) -> Vec<&'static str> {
+        let mut missing = Vec::new();
+        if !matches!(child.landlock.as_str(), "full" | "partial") {
+            missing.push("landlock");
+        }
+        if !child.seccomp {
+            missing.push("seccomp");
+        }
+        if !child.no_new_privs {
+            missing.push("no_new_privs");
+        }
+        if !child.rlimits {
+            missing.push("rlimits");
+        }
+        if self.namespaces.pid && !child.pid_namespace {
+            missing.push("pid_namespace");
+        }
+        missing
+    }
 }
 
 impl LayerReport {
     /// Layers missing that strict mode requires.
     pub fn missing_required(&self) -> Vec<&'static str> {
-        let mut missing = Vec::new();
-        if !matches!(self.child.landlock.as_str(), "full" | "partial") {
-            missing.push("landlock");
-        }
-        if !self.child.seccomp {
-            missing.push("seccomp");
-        }
-        if !self.child.no_new_privs {
-            missing.push("no_new_privs");
-        }
-        if !self.rlimits {
-            missing.push("rlimits");
-        }
+        let policy = SandboxPolicy { strict: true, namespaces: Namespaces::NONE };
+        let mut missing = policy.missing(&self.child);
         if self.unprivileged_user == Some(false) {
             missing.push("unprivileged_user");
         }
@@ -56,46 +82,71 @@ pub enum SelfCheckError {
     Missing { missing: String },
 }
 
-/// Runs the self-test, first with namespaces, then without when the kernel refuses them.
-pub fn run(config: &WorkerConfig, work_dir: &Path) -> Result<LayerReport, SelfCheckError> {
+/// The self-check's findings: the layers, and the policy attempts are held to.
+#[derive(Debug, Clone)]
+pub struct SelfCheck {
+    pub report: LayerReport,
+    pub policy: SandboxPolicy,
+}
+
+/// Runs the self-test with network and PID namespaces, then with the network namespace only,
+/// then with none, keeping the first that the kernel (or container) allows.
+pub fn run(config: &WorkerConfig, work_dir: &Path) -> Result<SelfCheck, SelfCheckError> {
     let owner = if spawn::is_root() { config.sandbox.user } else { None };
     let scratch = JobDir::create(work_dir, "selftest-", owner).map_err(|e| SelfCheckError::Run(e.to_string()))?;
     let output = scratch.path().join("self-test.mp4");
-    let mut spec = crate::attempt::child_spec(config, true, scratch.path(), &output);
+    let mut spec = crate::attempt::child_spec(config, Namespaces::ALL, scratch.path(), &output);
     spec.args.insert(0, OsString::from("--self-test"));
-    spec.namespaces = true;
     // Blocking I/O at start-up, before any job is taken.
     let self_test = |spec: &ChildSpec| tokio::task::block_in_place(|| self_test(spec));
-    let (layers, namespaces) = match self_test(&spec) {
-        Ok(layers) => (layers, true),
-        Err(e) => {
-            tracing::warn!(error = %e, "the child cannot have its own namespaces here (e.g. Docker's default seccomp profile); running without that layer");
-            spec.namespaces = false;
-            (self_test(&spec).map_err(SelfCheckError::Run)?, false)
+    let mut tried = Vec::new();
+    let mut found = None;
+    for namespaces in [Namespaces::ALL, Namespaces { net: true, pid: false }, Namespaces::NONE] {
+        spec.namespaces = namespaces;
+        match self_test(&spec) {
+            Ok(layers) => {
+                found = Some((layers, namespaces));
+                break;
+            }
+            Err(e) => tried.push(format!("{namespaces:?}: {e}")),
         }
+    }
+    let Some((layers, namespaces)) = found else {
+        return Err(SelfCheckError::Run(tried.join("; ")));
     };
+    if !tried.is_empty() {
+        tracing::warn!(refused = %tried.join("; "), ?namespaces, "the child cannot have every namespace here (e.g. Docker's default seccomp profile); running without the refused ones");
+    }
     let report = LayerReport {
-        namespaces,
+        namespaces: namespaces.net,
         unprivileged_user: spawn::is_root().then_some(config.sandbox.user.is_some()),
-        rlimits: true,
         child: layers,
     };
     let missing = report.missing_required();
     tracing::info!(layers = %serde_json::to_string(&report).unwrap_or_default(), "sandbox layers");
+    let strict = config.sandbox.mode == SandboxMode::Strict;
     if !missing.is_empty() {
-        if config.sandbox.mode == SandboxMode::Strict {
+        if strict {
             return Err(SelfCheckError::Missing { missing: missing.join(", ") });
         }
         tracing::warn!(missing = %missing.join(", "), "running with sandbox layers missing (MEDIAQ_SANDBOX=best-effort)");
     }
-    Ok(report)
+    Ok(SelfCheck { report, policy: SandboxPolicy { strict, namespaces } })
 }
 
+/// Runs one self-test child; on failure the error carries the end of its stderr.
 fn self_test(spec: &ChildSpec) -> Result<SandboxLayers, String> {
     let mut child = spawn::spawn(spec).map_err(|e| e.to_string())?;
     let stdout = child.stdout.take().expect("piped");
+    let mut stderr = child.stderr.take().expect("piped");
+    let reader = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = (&mut stderr).take(64 * 1024).read_to_end(&mut buf);
+        let _ = std::io::copy(&mut stderr, &mut std::io::sink());
+        String::from_utf8_lossy(&buf).into_owned()
+    });
     let mut layers = None;
-    for line in std::io::BufReader::new(stdout).lines() {
+    for line in std::io::BufReader::new(stdout.take(1 << 20)).lines() {
         let line = line.map_err(|e| e.to_string())?;
         if let Ok(Event::Sandbox { layers: l }) = serde_json::from_str(&line) {
             layers = Some(l);
@@ -103,8 +154,14 @@ fn self_test(spec: &ChildSpec) -> Result<SandboxLayers, String> {
     }
     let pid = child.pid;
     let (status, _) = tokio::runtime::Handle::current().block_on(child.wait()).map_err(|e| e.to_string())?;
+    let stderr = reader.join().unwrap_or_default();
     match layers {
         Some(l) if status.success() => Ok(l),
-        _ => Err(format!("self-test (pid {pid}) ended with {status} without reporting its sandbox")),
+        _ => {
+            let tail: String = stderr.trim().chars().rev().take(2000).collect::<Vec<_>>().into_iter().rev().collect();
+            Err(format!(
+                "self-test (pid {pid}) ended with {status} without reporting its sandbox; its stderr: {tail:?}"
+            ))
+        }
     }
 }

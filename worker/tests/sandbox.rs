@@ -13,7 +13,8 @@ use mediaq_worker::{
     child::{self, Outcome, Report, Watch},
     config::WorkerConfig,
     jobdir::JobDir,
-    selfcheck, spawn,
+    selfcheck::{self, SandboxPolicy},
+    spawn::{self, Namespaces},
 };
 
 const PROBE: &str = env!("CARGO_BIN_EXE_mediaq-sandbox-probe");
@@ -27,15 +28,20 @@ fn config() -> &'static WorkerConfig {
     })
 }
 
-fn namespaces() -> bool {
-    static NS: OnceLock<bool> = OnceLock::new();
-    *NS.get_or_init(|| {
+/// The policy of the start-up self-check, as the worker would hold each attempt to it.
+fn policy() -> SandboxPolicy {
+    static POLICY: OnceLock<SandboxPolicy> = OnceLock::new();
+    *POLICY.get_or_init(|| {
         // Called from multi-threaded test runtimes: the self-check blocks in place.
         let work = work_dir();
         let mut config = config().clone();
         config.transcode_bin = env!("CARGO_BIN_EXE_mediaq-transcode").into();
-        selfcheck::run(&config, work.path()).expect("self-check").namespaces
+        selfcheck::run(&config, work.path()).expect("self-check").policy
     })
+}
+
+fn namespaces() -> Namespaces {
+    policy().namespaces
 }
 
 fn work_dir() -> tempfile::TempDir {
@@ -68,14 +74,31 @@ fn probe(action: &str) -> Probe {
 const WATCH: Watch = Watch { timeout: Duration::from_secs(30), per_media_second: 10.0, stall: Duration::from_secs(20) };
 
 async fn run(p: &Probe, watch: Watch) -> Report {
-    child::run(&p.spec, watch, |_| Box::pin(async {}), std::future::pending::<Outcome>()).await.expect("spawn probe")
+    child::run(&p.spec, &policy(), watch, |_| Box::pin(async {}), std::future::pending::<Outcome>())
+        .await
+        .expect("spawn probe")
 }
 
+/// The probe's verdict: its message after `denied: ` (or a panic if it was allowed or died).
 fn denied(report: &Report) -> String {
     match &report.outcome {
-        Outcome::Failed { code, message } if code == "denied" => message.clone(),
+        Outcome::Failed { message, .. } if message.starts_with("denied: ") => message["denied: ".len()..].to_owned(),
         other => panic!("expected the sandbox to deny it, got {other:?}"),
     }
+}
+
+fn allowed(report: &Report) {
+    assert!(
+        matches!(&report.outcome, Outcome::Failed { message, .. } if message.starts_with("allowed: ")),
+        "expected it to be allowed, got {:?}",
+        report.outcome
+    );
+}
+
+fn killed_by_seccomp(report: &Report, what: &str) {
+    assert!(matches!(report.outcome, Outcome::SandboxViolation), "{what}: {:?}", report.outcome);
+    assert_eq!(report.exit, format!("signal {}", libc::SIGSYS), "{what}");
+    assert_eq!(report.outcome.error().unwrap().0, "sandbox_violation", "{what}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -84,9 +107,7 @@ async fn landlock_denies_reading_outside_the_input() {
     let message = denied(&run(&p, WATCH).await);
     assert!(message.contains("open /etc/passwd"), "{message}");
     // The input itself stays readable.
-    let p = probe("read-input");
-    let report = run(&p, WATCH).await;
-    assert!(matches!(&report.outcome, Outcome::Failed { code, .. } if code == "allowed"), "{:?}", report.outcome);
+    allowed(&run(&probe("read-input"), WATCH).await);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -94,18 +115,14 @@ async fn landlock_denies_writing_outside_the_job_directory() {
     let p = probe("write-outside");
     denied(&run(&p, WATCH).await);
     let p = probe("write-inside");
-    let report = run(&p, WATCH).await;
-    assert!(matches!(&report.outcome, Outcome::Failed { code, .. } if code == "allowed"), "{:?}", report.outcome);
+    allowed(&run(&p, WATCH).await);
     assert!(p.dir.path().join("output.mp4").exists());
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn seccomp_kills_on_socket_and_exec() {
     for action in ["socket", "exec"] {
-        let report = run(&probe(action), WATCH).await;
-        assert!(matches!(report.outcome, Outcome::SandboxViolation), "{action}: {:?}", report.outcome);
-        assert_eq!(report.exit, format!("signal {}", libc::SIGSYS), "{action}");
-        assert_eq!(report.outcome.error().unwrap().0, "sandbox_violation");
+        killed_by_seccomp(&run(&probe(action), WATCH).await, action);
     }
 }
 
@@ -124,7 +141,11 @@ async fn proc_shows_no_new_privs_seccomp_limits_and_identity() {
     let marker = p.dir.path().to_str().unwrap().to_owned();
     let running = tokio::spawn({
         let spec = p.spec.clone();
-        async move { child::run(&spec, WATCH, |_| Box::pin(async {}), std::future::pending::<Outcome>()).await.unwrap() }
+        async move {
+            child::run(&spec, &policy(), WATCH, |_| Box::pin(async {}), std::future::pending::<Outcome>())
+                .await
+                .unwrap()
+        }
     });
     let deadline = Instant::now() + Duration::from_secs(5);
     let pid = loop {
@@ -152,10 +173,17 @@ async fn proc_shows_no_new_privs_seccomp_limits_and_identity() {
     assert!(limit("Max open files").split_whitespace().any(|w| w == "64"), "{limits}");
     assert!(limit("Max core file size").split_whitespace().any(|w| w == "0"), "{limits}");
     assert!(!limit("Max cpu time").contains("unlimited"), "{limits}");
-    if namespaces() {
-        let own = std::fs::read_link("/proc/self/ns/net").unwrap();
-        let child_ns = std::fs::read_link(format!("/proc/{pid}/ns/net")).unwrap();
-        assert_ne!(own, child_ns, "the child has its own network namespace");
+    assert!(!limit("Max processes").contains("unlimited"), "{limits}");
+    for (ns, wanted) in [("net", namespaces().net), ("pid", namespaces().pid)] {
+        if wanted {
+            let own = std::fs::read_link(format!("/proc/self/ns/{ns}")).unwrap();
+            let child_ns = std::fs::read_link(format!("/proc/{pid}/ns/{ns}")).unwrap();
+            assert_ne!(own, child_ns, "the child has its own {ns} namespace");
+        }
+    }
+    if namespaces().pid {
+        // PID 2 of its namespace, under the namespace's init.
+        assert!(field("NSpid:").ends_with("\t2"), "{}", field("NSpid:"));
     }
     running.abort();
 }
@@ -204,11 +232,131 @@ async fn the_self_check_reports_every_layer() {
     let mut config = config().clone();
     config.transcode_bin = env!("CARGO_BIN_EXE_mediaq-transcode").into();
     let work = work_dir();
-    let report = selfcheck::run(&config, work.path()).expect("strict self-check passes here");
-    assert!(report.child.seccomp && report.child.no_new_privs);
+    let checked = selfcheck::run(&config, work.path()).expect("strict self-check passes here");
+    let report = checked.report;
+    assert!(report.child.seccomp && report.child.no_new_privs && report.child.rlimits);
+    assert_eq!(report.child.pid_namespace, checked.policy.namespaces.pid);
     assert!(matches!(report.child.landlock.as_str(), "full" | "partial"), "{report:?}");
     assert!(report.child.landlock_abi >= 1);
     assert!(report.missing_required().is_empty());
     // The self-test's scratch directory is gone.
     assert_eq!(std::fs::read_dir(work.path()).unwrap().count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_output_path_takes_only_regular_files() {
+    for action in ["symlink-output", "fifo-output", "hardlink-output"] {
+        let p = probe(action);
+        killed_by_seccomp(&run(&p, WATCH).await, action);
+        let left = std::fs::symlink_metadata(p.dir.path().join("output.mp4"));
+        assert!(left.is_err(), "{action}: something was left at the output path: {left:?}");
+    }
+}
+
+/// Every process whose command line names this probe's job directory.
+fn processes_with(marker: &str) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .flatten()
+        .filter_map(|e| {
+            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            String::from_utf8_lossy(&cmdline).contains(marker).then_some(pid)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_process_outlives_the_child() {
+    // What escaped before: fork, then setsid in the grandchild, out of reach of the group kill.
+    let p = probe("fork-setsid");
+    let marker = p.dir.path().to_str().unwrap().to_owned();
+    killed_by_seccomp(&run(&p, WATCH).await, "fork");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(processes_with(&marker), Vec::<u32>::new(), "a process of the probe is still alive");
+
+    // Threads are what libav needs, and they work; clone3 (whose flags seccomp cannot read)
+    // fails softly so that glibc falls back to clone, which the filter inspects.
+    allowed(&run(&probe("thread"), WATCH).await);
+    let message = denied(&run(&probe("clone3"), WATCH).await);
+    assert!(message.contains("os error 38"), "ENOSYS expected: {message}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn x32_system_calls_do_not_slip_past_the_filter() {
+    let message = denied(&run(&probe("x32-socket"), WATCH).await);
+    assert!(message.contains("os error 38"), "ENOSYS expected: {message}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn signals_reach_only_the_child_itself() {
+    // A process of the sandbox user (or of ours, when not root) that kill(-1) would reach.
+    let mut canary = std::process::Command::new("sleep");
+    canary.arg("30");
+    if spawn::is_root() {
+        let (uid, gid) = config().sandbox.user.unwrap();
+        std::os::unix::process::CommandExt::uid(&mut canary, uid);
+        std::os::unix::process::CommandExt::gid(&mut canary, gid);
+    }
+    let mut canary = canary.spawn().unwrap();
+    killed_by_seccomp(&run(&probe("kill-all"), WATCH).await, "kill(-1)");
+    assert!(canary.try_wait().unwrap().is_none(), "the canary was killed");
+    canary.kill().unwrap();
+    canary.wait().unwrap();
+    allowed(&run(&probe("kill-self"), WATCH).await);
+}
+
+fn peak_rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_childs_words_are_held_to_the_protocol() {
+    // Codes only the worker may set: before, `canceled` left the job processing for ever and
+    // `interrupted` requeued it without spending an attempt.
+    for action in ["forge-canceled", "forge-interrupted"] {
+        let report = run(&probe(action), WATCH).await;
+        assert!(matches!(report.outcome, Outcome::ProtocolViolation(_)), "{action}: {:?}", report.outcome);
+        assert_eq!(report.outcome.error().unwrap().0, "transcode_error", "{action}");
+    }
+    // 400 MB without a newline: stopped after the line bound, without holding it in memory.
+    let before = peak_rss_kib();
+    let started = Instant::now();
+    let report = run(&probe("endless-line"), WATCH).await;
+    assert!(matches!(&report.outcome, Outcome::ProtocolViolation(m) if m.contains("longer")), "{:?}", report.outcome);
+    assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+    let grown_mib = (peak_rss_kib().saturating_sub(before)) / 1024;
+    assert!(grown_mib < 32, "the worker's peak memory grew by {grown_mib} MiB");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_attempt_is_held_to_the_sandbox_policy() {
+    // A child that lacks a layer the self-check found available (here: started without its PID
+    // namespace, while the policy expects one) is stopped before it reads its input.
+    let mut p = probe("read-input");
+    p.spec.namespaces = Namespaces::NONE;
+    let strict = SandboxPolicy { strict: true, namespaces: Namespaces { net: false, pid: true } };
+    let report =
+        child::run(&p.spec, &strict, WATCH, |_| Box::pin(async {}), std::future::pending::<Outcome>()).await.unwrap();
+    assert!(matches!(&report.outcome, Outcome::SandboxMissing(m) if m == "pid_namespace"), "{:?}", report.outcome);
+    assert_eq!(report.outcome.error().unwrap().0, "sandbox_unavailable");
+    // Best effort: logged, and the child runs.
+    let lenient = SandboxPolicy { strict: false, ..strict };
+    let report =
+        child::run(&p.spec, &lenient, WATCH, |_| Box::pin(async {}), std::future::pending::<Outcome>()).await.unwrap();
+    allowed(&report);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_self_check_shows_the_childs_stderr() {
+    let work = work_dir();
+    let script = work.path().join("broken-transcoder");
+    std::fs::write(&script, "#!/bin/sh\necho 'libfoo.so: cannot open shared object file' >&2\nexit 127\n").unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let mut config = config().clone();
+    config.transcode_bin = script;
+    let err = selfcheck::run(&config, work.path()).expect_err("a broken transcoder fails the self-check");
+    assert!(err.to_string().contains("libfoo.so: cannot open shared object file"), "{err}");
 }

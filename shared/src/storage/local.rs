@@ -56,11 +56,17 @@ impl Local {
         Ok(ObjectWriter::local(temp, self.path(key)))
     }
 
-    /// Moves a complete file into place under `key`, fsynced, and makes the rename durable.
-    pub fn commit_file(&self, from: &Path, key: &str) -> io::Result<()> {
-        std::fs::File::open(from)?.sync_all()?;
+    /// Copies an open file, from its start, into a new file of ours under `key` (mode 0600,
+    /// owned by this process), fsynced and renamed into place, the rename made durable. The
+    /// source is never moved or linked: it may belong to someone less trusted (the sandbox user).
+    pub fn store_file(&self, mut from: std::fs::File, key: &str) -> io::Result<()> {
+        use std::io::Seek;
+        let mut temp = tempfile::Builder::new().prefix("output-").suffix(".part").tempfile_in(self.tmp_dir())?;
+        from.seek(io::SeekFrom::Start(0))?;
+        io::copy(&mut from, temp.as_file_mut())?;
+        temp.as_file().sync_all()?;
         let to = self.path(key);
-        std::fs::rename(from, &to)?;
+        temp.persist(&to).map_err(|e| e.error)?;
         if let Some(parent) = to.parent() {
             sync_dir(parent)?;
         }

@@ -173,11 +173,16 @@ impl Storage {
         object.commit()
     }
 
-    /// Stores a complete local file under `key` (the worker's output). The local backend moves
-    /// it (fsync + rename); S3 uploads it in parts and leaves the file.
-    pub async fn put_file(&self, from: &Path, key: &str) -> Result<(), StorageError> {
+    /// Stores an open local file, from its start, under `key` (the worker's output, read from
+    /// the descriptor the worker checked, never by path again). The local backend copies it into
+    /// a file of its own (0600, fsync + rename, on the blocking pool); S3 uploads it in parts.
+    pub async fn put_file(&self, from: std::fs::File, key: &str) -> Result<(), StorageError> {
         match &self.backend {
-            Backend::Local(l) => Ok(l.commit_file(from, key)?),
+            Backend::Local(l) => {
+                let (local, key) = (l.clone(), key.to_owned());
+                tokio::task::spawn_blocking(move || local.store_file(from, &key)).await.map_err(io::Error::other)??;
+                Ok(())
+            }
             Backend::S3(s) => s.put_file(from, key).await,
         }
     }

@@ -8,7 +8,7 @@ use object_store::{
     aws::AmazonS3Builder, path::Path as ObjectPath, prefix::PrefixStore, ClientOptions, GetOptions, GetRange,
     ObjectStore, RetryConfig, WriteMultipart,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
 use super::{
     writer::{PARTS_IN_FLIGHT, PART_SIZE},
@@ -69,10 +69,11 @@ impl S3 {
         ObjectWriter::s3(self.store.clone(), ObjectPath::from(key))
     }
 
-    /// Uploads a local file in parts (a multipart upload, aborted on failure).
-    pub async fn put_file(&self, from: &Path, key: &str) -> Result<(), StorageError> {
+    /// Uploads an open local file from its start, in parts (a multipart upload, aborted on failure).
+    pub async fn put_file(&self, from: std::fs::File, key: &str) -> Result<(), StorageError> {
         let path = ObjectPath::from(key);
-        let mut file = tokio::fs::File::open(from).await?;
+        let mut file = tokio::fs::File::from_std(from);
+        file.seek(std::io::SeekFrom::Start(0)).await?;
         let mut parts = WriteMultipart::new_with_chunk_size(self.store.put_multipart(&path).await?, PART_SIZE);
         let result = async {
             loop {

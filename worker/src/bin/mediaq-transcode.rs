@@ -145,10 +145,7 @@ fn main() -> ExitCode {
     let result = transcode::init_libav().and_then(|()| transcode::run(&job, &mut sink));
     let (event, status) = match result {
         Ok(output) => (Event::Done { output }, ExitCode::SUCCESS),
-        Err(err) => (
-            Event::Error { code: err.code.as_str().to_string(), message: err.message },
-            ExitCode::from(EXIT_FAILED as u8),
-        ),
+        Err(err) => (Event::Error { code: err.code, message: err.message }, ExitCode::from(EXIT_FAILED as u8)),
     };
     if sink(event).is_err() {
         // The worker is gone; nobody can read the outcome.
