@@ -100,7 +100,7 @@ impl FromStr for JobStatus {
 /// Why a job failed: a stable machine code and a sentence for people.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ErrorInfo {
-    pub code: String,
+    pub code: crate::FailureCode,
     pub message: String,
 }
 

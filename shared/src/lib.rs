@@ -7,6 +7,7 @@
 pub mod apikey;
 pub mod config;
 pub mod db;
+pub mod failure;
 pub mod filename;
 pub mod job;
 pub mod job_view;
@@ -17,5 +18,6 @@ pub mod storage;
 pub mod telemetry;
 pub mod webhook;
 
+pub use failure::{ChildFailureCode, FailureCode};
 pub use filename::OriginalFilename;
 pub use job::{ErrorInfo, InputFacts, Job, JobId, JobStatus, OutputFacts};

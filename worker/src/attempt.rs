@@ -1,14 +1,13 @@
 //! One attempt at one job: claim it, fetch the input into a fresh local job directory (unless
 //! it is already a local file), run the transcoder child there, store the output under the
-//! attempt's own key, then let [`crate::finish`] record the outcome. A storage failure is the
+//! attempt's own key, then let [`crate::finish`] record the outcome (every outcome, the
+//! "attempts used up" one included, goes through that one path). A storage failure is the
 //! transient `storage_error`.
 //!
 //! Every write is fenced by the attempt number (see `mediaq_shared::db::jobs`), so a late result
 //! can never overwrite a newer attempt's.
 
 use std::{
-    ffi::OsString,
-    path::Path,
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -16,53 +15,28 @@ use std::{
 use futures_util::FutureExt;
 use mediaq_shared::{
     db::{attempts, audit, audit::AuditEvent, jobs},
-    storage::{Storage, StorageError},
-    ErrorInfo, JobId, JobStatus, OutputFacts,
+    storage::Storage,
+    ErrorInfo, FailureCode, JobId, JobStatus, OutputFacts,
 };
 use serde_json::json;
 use sqlx::PgPool;
 
 use crate::{
-    child::{self, Outcome, Report, Watch},
+    child::{self, Outcome},
+    child_spec::{child_spec, watch},
     config::WorkerConfig,
-    finish,
+    finish::{self, AttemptOutcome, Ended},
     jobdir::JobDir,
     output_file,
     protocol::MediaFacts,
-    selfcheck::SandboxPolicy,
-    spawn::{self, ChildSpec, Namespaces, Rlimits},
+    spawn,
+    state::{AttemptError, WorkerState},
 };
 
 /// Progress is written at most this often (plus at 0 and 1).
 const PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
 /// How long a finished attempt waits for the database to record its outcome.
 const RECORD_PATIENCE: Duration = Duration::from_secs(600);
-/// Open files the child may hold (libav needs a handful; threads do not count).
-const CHILD_OPEN_FILES: u64 = 64;
-/// RLIMIT_NPROC of the child's user: threads count (every child of this uid on the host together).
-const CHILD_TASKS: u64 = 4096;
-
-pub struct WorkerState {
-    pub pool: PgPool,
-    pub storage: Storage,
-    pub config: WorkerConfig,
-    /// The layers every child must show, and the namespaces it gets (found at start-up).
-    pub sandbox: SandboxPolicy,
-    /// Becomes true when the shutdown grace period is over: running attempts hand their jobs back.
-    pub abandon: tokio::sync::watch::Receiver<bool>,
-    pub metrics: Arc<crate::metrics::WorkerMetrics>,
-}
-
-/// A failure that is the worker's (database, storage), not the media's.
-#[derive(Debug, thiserror::Error)]
-pub enum AttemptError {
-    #[error("database: {0}")]
-    Database(#[from] sqlx::Error),
-    #[error("storage: {0}")]
-    Storage(#[from] std::io::Error),
-    #[error("storage: {0}")]
-    Store(#[from] StorageError),
-}
 
 #[tracing::instrument(name = "attempt", skip_all, fields(job_id = %id, worker = %worker, attempt))]
 pub async fn run(state: &Arc<WorkerState>, id: JobId, worker: &str) -> Result<(), AttemptError> {
@@ -75,34 +49,28 @@ pub async fn run(state: &Arc<WorkerState>, id: JobId, worker: &str) -> Result<()
     let attempt = started.attempt;
     tracing::Span::current().record("attempt", attempt);
     attempts::start(&mut tx, id, attempt, worker).await?;
-    if started.budget_used > state.config.retry.max_attempts {
-        // Earlier attempts died with their workers and used up the budget: give up.
-        let cause = ErrorInfo {
-            code: "worker_crashed".into(),
-            message: format!("the worker running this job stopped {} times; giving up", started.budget_used - 1),
-        };
-        finish::fail(&mut tx, &actor, id, attempt, &cause, "not run").await?;
-        let end = attempts::AttemptEnd::unmeasured("failed", Some("worker_crashed"), "not run");
-        attempts::finish(&mut *tx, id, attempt, &end).await?;
-        tx.commit().await?;
-        state.metrics.attempt_ended("failed", Some("worker_crashed"), None, None);
-        return Ok(());
+    let exhausted = started.budget_used > state.config.retry.max_attempts;
+    if !exhausted {
+        let details = json!({ "attempt": attempt });
+        audit::record(&mut *tx, &AuditEvent::new(&actor, "job.started").job(id).details(details)).await?;
     }
-    audit::record(&mut *tx, &AuditEvent::new(&actor, "job.started").job(id).details(json!({ "attempt": attempt })))
-        .await?;
     tx.commit().await?;
 
-    let _running = state.metrics.attempt_running();
-    let ended = match execute(state, id, attempt).await {
-        Ok(ended) => ended,
-        Err(e @ (AttemptError::Storage(_) | AttemptError::Store(_))) => {
-            tracing::warn!(error = %e, "storage error during the attempt");
-            Ended::failure(ErrorInfo {
-                code: "storage_error".into(),
-                message: "a storage error interrupted the conversion".into(),
-            })
+    let ended = if exhausted {
+        // Earlier attempts died with their workers and used up the budget: give up.
+        let message = format!("the worker running this job stopped {} times; giving up", started.budget_used - 1);
+        Ended::failure(ErrorInfo { code: FailureCode::WorkerCrashed, message })
+    } else {
+        let _running = state.metrics.attempt_running();
+        match execute(state, id, attempt).await {
+            Ok(ended) => ended,
+            Err(e @ (AttemptError::Storage(_) | AttemptError::Store(_))) => {
+                tracing::warn!(error = %e, "storage error during the attempt");
+                let message = "a storage error interrupted the conversion".into();
+                Ended::failure(ErrorInfo { code: FailureCode::StorageError, message })
+            }
+            Err(e) => return Err(e),
         }
-        Err(e) => return Err(e),
     };
     // The outcome is known (and an output may be stored): keep trying to record it through a
     // database outage rather than leave the job without a terminal state.
@@ -117,21 +85,6 @@ pub async fn run(state: &Arc<WorkerState>, id: JobId, worker: &str) -> Result<()
             }
             result => return result,
         }
-    }
-}
-
-/// What an attempt produced, before it is recorded.
-pub struct Ended {
-    /// The stored output, on success.
-    pub output: Option<OutputFacts>,
-    pub error: Option<ErrorInfo>,
-    /// The child's exit and usage, when it ran.
-    pub report: Option<Report>,
-}
-
-impl Ended {
-    fn failure(error: ErrorInfo) -> Self {
-        Self { output: None, error: Some(error), report: None }
     }
 }
 
@@ -161,9 +114,15 @@ async fn execute(state: &WorkerState, id: JobId, attempt: i32) -> Result<Ended, 
     let progress = progress_writer(state.pool.clone(), id, attempt);
     let stop = stop_signal(state.pool.clone(), id, state.abandon.clone());
     let report = child::run(&spec, &state.sandbox, watch(&state.config), progress, stop).await?;
-    let Outcome::Done(claimed) = &report.outcome else {
-        let error = describe_failure(&report.outcome);
-        return Ok(Ended { output: None, error: Some(error), report: Some(report) });
+    let claimed = match &report.outcome {
+        Outcome::Done(claimed) => claimed.clone(),
+        Outcome::Canceled => return Ok(Ended { outcome: AttemptOutcome::Canceled, report: Some(report) }),
+        Outcome::Interrupted => return Ok(Ended { outcome: AttemptOutcome::Interrupted, report: Some(report) }),
+        failed => {
+            let (code, message) = failed.error().expect("a failure");
+            let outcome = AttemptOutcome::Failed(ErrorInfo { code, message });
+            return Ok(Ended { outcome, report: Some(report) });
+        }
     };
     // The child is gone; what it left is checked, hashed and stored through one descriptor.
     let owner = match spec.user.filter(|_| spawn::is_root()) {
@@ -183,11 +142,11 @@ async fn execute(state: &WorkerState, id: JobId, attempt: i32) -> Result<Ended, 
         Ok(checked) => checked,
         Err(refused) => {
             tracing::warn!(error = %refused, "the transcoder's output was refused");
-            let error = ErrorInfo { code: refused.code().into(), message: refused.to_string() };
-            return Ok(Ended { output: None, error: Some(error), report: Some(report) });
+            let outcome = AttemptOutcome::Failed(ErrorInfo { code: refused.code(), message: refused.to_string() });
+            return Ok(Ended { outcome, report: Some(report) });
         }
     };
-    let facts = plausible(claimed, &state.config);
+    let facts = plausible(&claimed, &state.config);
     let key = Storage::output_key(id, attempt);
     let size = output.size;
     state.storage.put_file(output.file, &key).await?;
@@ -201,7 +160,7 @@ async fn execute(state: &WorkerState, id: JobId, attempt: i32) -> Result<Ended, 
         video_codec: facts.video_codec.clone(),
         audio_codec: facts.audio_codec.clone(),
     };
-    Ok(Ended { output: Some(output), error: None, report: Some(report) })
+    Ok(Ended { outcome: AttemptOutcome::Succeeded(output), report: Some(report) })
 }
 
 /// What the child says of its output, kept only where it is plausible (within the limits, from
@@ -217,57 +176,6 @@ fn plausible(claimed: &MediaFacts, config: &WorkerConfig) -> MediaFacts {
         height: claimed.height.filter(|h| *h <= limits.max_height),
         video_codec: codec(&claimed.video_codec, &["h264"]),
         audio_codec: codec(&claimed.audio_codec, &["aac"]),
-    }
-}
-
-fn describe_failure(outcome: &Outcome) -> ErrorInfo {
-    let (code, message) = outcome.error().expect("a failure");
-    ErrorInfo { code: code.into(), message }
-}
-
-/// The child's command line and process limits.
-pub fn child_spec(config: &WorkerConfig, namespaces: Namespaces, input: &Path, output: &Path) -> ChildSpec {
-    let limits = &config.limits;
-    let sandbox = &config.sandbox;
-    let mut args: Vec<OsString> = vec!["--input".into(), input.into(), "--output".into(), output.into()];
-    for (flag, value) in [
-        ("--preset", config.encode.preset.clone()),
-        ("--crf", config.encode.crf.to_string()),
-        ("--threads", config.encode.threads.clone()),
-        ("--max-width", limits.max_width.to_string()),
-        ("--max-height", limits.max_height.to_string()),
-        ("--max-pixels", limits.max_pixels.to_string()),
-        ("--max-duration", limits.max_duration_s.to_string()),
-        ("--max-streams", limits.max_streams.to_string()),
-        ("--max-fps", limits.max_fps.to_string()),
-        ("--max-output-bytes", sandbox.max_output_bytes.to_string()),
-        ("--cpu-per-media-second", sandbox.cpu_per_media_second.to_string()),
-    ] {
-        args.push(flag.into());
-        args.push(value.into());
-    }
-    ChildSpec {
-        bin: config.transcode_bin.clone(),
-        args,
-        limits: Rlimits {
-            address_space: sandbox.memory_bytes,
-            // A ceiling for the longest accepted media; the child lowers it once it knows the duration.
-            cpu_seconds: 60 + (sandbox.cpu_per_media_second * limits.max_duration_s as f64) as u64,
-            // Headroom over the output cap so that the child's own check reports it first.
-            file_size: sandbox.max_output_bytes + (1 << 20),
-            open_files: CHILD_OPEN_FILES,
-            processes: CHILD_TASKS,
-        },
-        user: sandbox.user,
-        namespaces,
-    }
-}
-
-pub fn watch(config: &WorkerConfig) -> Watch {
-    Watch {
-        timeout: config.transcode_timeout,
-        per_media_second: config.sandbox.wall_per_media_second,
-        stall: config.sandbox.stall_timeout,
     }
 }
 

@@ -16,7 +16,7 @@ use futures_util::future::BoxFuture;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, BufReader};
 
 use crate::{
-    protocol::{Event, MediaFacts, TranscodeErrorCode, MAX_LINE},
+    protocol::{Event, FailureCode, MediaFacts, MAX_LINE},
     selfcheck::SandboxPolicy,
     spawn::{self, ChildSpec, Usage},
 };
@@ -27,7 +27,7 @@ pub enum Outcome {
     Done(MediaFacts),
     /// The child reported a failure with a stable code.
     Failed {
-        code: TranscodeErrorCode,
+        code: FailureCode,
         message: String,
     },
     /// The child broke the protocol (an unreadable or overlong line, an event out of place).
@@ -51,33 +51,37 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    /// The stable error code and a message a person can act on (None for success).
-    pub fn error(&self) -> Option<(&'static str, String)> {
+    /// The failure's stable code and a message a person can act on; None for success and for
+    /// the worker's own stops (canceled, interrupted), which are not failures of the job.
+    pub fn error(&self) -> Option<(FailureCode, String)> {
         Some(match self {
-            Outcome::Done(_) => return None,
-            Outcome::Failed { code, message } => (code.as_str(), message.clone()),
+            Outcome::Done(_) | Outcome::Canceled | Outcome::Interrupted => return None,
+            Outcome::Failed { code, message } => (*code, message.clone()),
             Outcome::ProtocolViolation(what) => (
-                "transcode_error",
+                FailureCode::TranscodeError,
                 format!("the converter stopped following its protocol ({what}); the file was not converted"),
             ),
             Outcome::SandboxMissing(layers) => (
-                "sandbox_unavailable",
+                FailureCode::SandboxUnavailable,
                 format!(
                     "the converter's sandbox lacked required layers ({layers}); it was stopped before reading the file"
                 ),
             ),
-            Outcome::TimedOut => ("timeout", "the conversion took longer than the time limit and was stopped".into()),
-            Outcome::Stalled => ("stalled", "the converter stopped making progress and was stopped".into()),
+            Outcome::TimedOut => {
+                (FailureCode::Timeout, "the conversion took longer than the time limit and was stopped".into())
+            }
+            Outcome::Stalled => (FailureCode::Stalled, "the converter stopped making progress and was stopped".into()),
             Outcome::SandboxViolation => (
-                "sandbox_violation",
+                FailureCode::SandboxViolation,
                 "the file made the converter attempt a forbidden operation; it was stopped".into(),
             ),
-            Outcome::ResourceLimit(what) => ("resource_limit", format!("the conversion exceeded its {what} limit")),
-            Outcome::Canceled => ("canceled", "the job was canceled".into()),
-            Outcome::Interrupted => ("interrupted", "the worker shut down; the job was handed back".into()),
-            Outcome::Crashed(how) => {
-                ("transcoder_crashed", format!("the converter stopped unexpectedly ({how}); the file may be damaged"))
+            Outcome::ResourceLimit(what) => {
+                (FailureCode::ResourceLimit, format!("the conversion exceeded its {what} limit"))
             }
+            Outcome::Crashed(how) => (
+                FailureCode::TranscoderCrashed,
+                format!("the converter stopped unexpectedly ({how}); the file may be damaged"),
+            ),
         })
     }
 }
@@ -215,7 +219,7 @@ fn classify(status: ExitStatus, last: Option<Event>, stderr: &str) -> Outcome {
             if stderr.contains("memory allocation of") {
                 Outcome::ResourceLimit("memory".into())
             } else {
-                Outcome::Failed { code, message }
+                Outcome::Failed { code: code.code(), message }
             }
         }
         (_, _, _) if stderr.contains("memory allocation of") => Outcome::ResourceLimit("memory".into()),

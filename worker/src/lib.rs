@@ -3,6 +3,7 @@
 
 pub mod attempt;
 pub mod child;
+pub mod child_spec;
 pub mod config;
 pub mod finish;
 pub mod janitor;
@@ -15,5 +16,6 @@ pub mod run;
 pub mod sandbox;
 pub mod selfcheck;
 pub mod spawn;
+pub mod state;
 pub mod transcode;
 pub mod webhooks;

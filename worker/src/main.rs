@@ -2,7 +2,7 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use mediaq_shared::{storage::Storage, webhook::WebhookConfig};
-use mediaq_worker::{attempt::WorkerState, config::WorkerConfig, janitor, metrics::WorkerMetrics, run, webhooks};
+use mediaq_worker::{config::WorkerConfig, janitor, metrics::WorkerMetrics, run, state::WorkerState, webhooks};
 
 /// mediaq worker: claims transcode jobs and runs each attempt in a `mediaq-transcode` child.
 /// Configuration comes from environment variables (see the README).

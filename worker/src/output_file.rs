@@ -12,6 +12,7 @@ use std::{
     path::Path,
 };
 
+use mediaq_shared::FailureCode;
 use sha2::{Digest, Sha256};
 
 /// An output file that passed every check, open for reading.
@@ -38,11 +39,11 @@ pub enum Refused {
 
 impl Refused {
     /// The job's failure code for this refusal.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> FailureCode {
         match self {
-            Refused::NotPlain(_) => "sandbox_violation",
-            Refused::TooLarge { .. } => "output_size_exceeded",
-            Refused::NotMp4(_) | Refused::Unreadable(_) => "transcode_error",
+            Refused::NotPlain(_) => FailureCode::SandboxViolation,
+            Refused::TooLarge { .. } => FailureCode::OutputSizeExceeded,
+            Refused::NotMp4(_) | Refused::Unreadable(_) => FailureCode::TranscodeError,
         }
     }
 }
@@ -208,7 +209,7 @@ mod tests {
         let other = me().wrapping_add(1);
         assert!(matches!(open(&path, other, 1 << 20), Err(Refused::NotPlain(m)) if m.contains("owned by")));
         assert_eq!(open(&path, me(), 85).unwrap_err(), Refused::TooLarge { size: 86, limit: 85 });
-        assert_eq!(open(&path, me(), 85).unwrap_err().code(), "output_size_exceeded");
+        assert_eq!(open(&path, me(), 85).unwrap_err().code(), FailureCode::OutputSizeExceeded);
     }
 
     #[test]
@@ -232,7 +233,7 @@ mod tests {
             std::fs::write(&path, &data).unwrap();
             let err = open(&path, me(), 1 << 20).expect_err(what);
             assert!(matches!(err, Refused::NotMp4(_)), "{what}: {err:?}");
-            assert_eq!(err.code(), "transcode_error");
+            assert_eq!(err.code(), FailureCode::TranscodeError);
         }
     }
 }

@@ -5,9 +5,10 @@
 //!
 //! The worker does not trust what it reads here (the child may have been taken over by its input):
 //! lines are at most [`MAX_LINE`] bytes, an `error` names one of the closed set of
-//! [`TranscodeErrorCode`]s (codes only the worker sets, such as `canceled`, do not parse), and any
+//! [`ChildFailureCode`]s (codes only the worker sets, such as `timeout`, do not parse), and any
 //! line that is not one of these events ends the attempt as `transcode_error`.
 
+pub use mediaq_shared::{ChildFailureCode, FailureCode};
 use serde::{Deserialize, Serialize};
 
 /// Encoder settings passed on the child's command line.
@@ -69,56 +70,16 @@ pub enum Event {
     Progress { progress: f64 },
     /// The output file is complete and closed.
     Done { output: MediaFacts },
-    /// The transcode failed with a stable machine code.
-    Error { code: TranscodeErrorCode, message: String },
+    /// The transcode failed with a stable machine code, one a child may send.
+    Error { code: ChildFailureCode, message: String },
 }
 
 /// Longest line the worker reads from a child; a longer one is a protocol violation.
 pub const MAX_LINE: usize = 64 * 1024;
 
-/// Stable failure codes the child may report: a closed set. The worker adds its own
-/// (`worker_crashed`, `timeout`, `canceled`, ...), which a child cannot send.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TranscodeErrorCode {
-    /// The file cannot be opened or parsed as WebM/Matroska, or holds no audio/video to convert.
-    InvalidMedia,
-    /// The file holds audio/video, but in a codec this service does not accept.
-    UnsupportedCodec,
-    /// libav failed while decoding, filtering, encoding or writing.
-    TranscodeError,
-    /// The video's width or height is over `--max-width` / `--max-height`.
-    DimensionsExceeded,
-    /// The video's width x height is over `--max-pixels`.
-    PixelsExceeded,
-    /// The media lasts longer than `--max-duration` (header, timestamps or frame count).
-    DurationExceeded,
-    /// The file holds more streams than `--max-streams`.
-    StreamsExceeded,
-    /// The video's declared or measured frame rate is over `--max-fps`.
-    FrameRateExceeded,
-    /// The output grew over `--max-output-bytes`.
-    OutputSizeExceeded,
-    /// The job directory's disk is full (or another I/O failure writing the output): transient.
-    StorageError,
-}
-
-impl TranscodeErrorCode {
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::StorageError => "storage_error",
-            Self::InvalidMedia => "invalid_media",
-            Self::UnsupportedCodec => "unsupported_codec",
-            Self::TranscodeError => "transcode_error",
-            Self::DimensionsExceeded => "dimensions_exceeded",
-            Self::PixelsExceeded => "pixels_exceeded",
-            Self::DurationExceeded => "duration_exceeded",
-            Self::StreamsExceeded => "streams_exceeded",
-            Self::FrameRateExceeded => "frame_rate_exceeded",
-            Self::OutputSizeExceeded => "output_size_exceeded",
-        }
-    }
-}
+/// The failure codes of the transcode engine: the shared [`FailureCode`]s. What a child may put
+/// on the wire is narrower, [`ChildFailureCode`].
+pub type TranscodeErrorCode = FailureCode;
 
 /// Exit status of the child when it reports an `error` line.
 pub const EXIT_FAILED: i32 = 2;

@@ -3,7 +3,10 @@
 
 use std::time::Duration;
 
-use mediaq_shared::config::{self, ConfigError};
+use mediaq_shared::{
+    config::{self, ConfigError},
+    FailureCode,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RetryPolicy {
@@ -37,12 +40,8 @@ impl RetryPolicy {
 
     /// Transient causes are the worker's or the machine's, not the file's: they may go away.
     /// Invalid media, limits, unsupported codecs and sandbox violations never do.
-    pub fn is_transient(&self, code: &str) -> bool {
-        match code {
-            "worker_crashed" | "transcoder_crashed" | "stalled" | "storage_error" | "sandbox_unavailable" => true,
-            "timeout" => self.retry_timeouts,
-            _ => false,
-        }
+    pub fn is_transient(&self, code: FailureCode) -> bool {
+        code.is_transient(self.retry_timeouts)
     }
 
     /// The delay before attempt `used + 1`, after `used` attempts: base * 2^(used-1), capped,
@@ -84,7 +83,7 @@ mod tests {
     fn only_transient_causes_are_retried() {
         let p = policy();
         for code in ["worker_crashed", "transcoder_crashed", "stalled", "storage_error", "sandbox_unavailable"] {
-            assert!(p.is_transient(code), "{code}");
+            assert!(p.is_transient(FailureCode::parse(code).unwrap()), "{code}");
         }
         for code in [
             "invalid_media",
@@ -94,8 +93,8 @@ mod tests {
             "resource_limit",
             "timeout",
         ] {
-            assert!(!p.is_transient(code), "{code}");
+            assert!(!p.is_transient(FailureCode::parse(code).unwrap()), "{code}");
         }
-        assert!(RetryPolicy { retry_timeouts: true, ..p }.is_transient("timeout"));
+        assert!(RetryPolicy { retry_timeouts: true, ..p }.is_transient(FailureCode::Timeout));
     }
 }

@@ -11,7 +11,7 @@ use apalis::prelude::*;
 use apalis_postgres::{Config, PostgresStorage};
 use mediaq_shared::queue::{TranscodeTask, QUEUE};
 
-use crate::attempt::{self, WorkerState};
+use crate::{attempt, state::WorkerState};
 
 async fn handle(task: TranscodeTask, state: Data<Arc<WorkerState>>, worker: WorkerContext) -> Result<(), BoxDynError> {
     let state = Arc::clone(&state);

@@ -95,7 +95,7 @@ pub fn run(config: &WorkerConfig, work_dir: &Path) -> Result<SelfCheck, SelfChec
     let owner = if spawn::is_root() { config.sandbox.user } else { None };
     let scratch = JobDir::create(work_dir, "selftest-", owner).map_err(|e| SelfCheckError::Run(e.to_string()))?;
     let output = scratch.path().join("self-test.mp4");
-    let mut spec = crate::attempt::child_spec(config, Namespaces::ALL, scratch.path(), &output);
+    let mut spec = crate::child_spec::child_spec(config, Namespaces::ALL, scratch.path(), &output);
     spec.args.insert(0, OsString::from("--self-test"));
     // Blocking I/O at start-up, before any job is taken.
     let self_test = |spec: &ChildSpec| tokio::task::block_in_place(|| self_test(spec));

@@ -9,8 +9,8 @@ use std::{
 };
 
 use mediaq_worker::{
-    attempt,
     child::{self, Outcome, Report, Watch},
+    child_spec,
     config::WorkerConfig,
     jobdir::JobDir,
     selfcheck::{self, SandboxPolicy},
@@ -65,7 +65,7 @@ fn probe(action: &str) -> Probe {
     let stored = work.path().join("stored-input.webm");
     std::fs::write(&stored, b"\x1a\x45\xdf\xa3 not really a video").unwrap();
     let input = dir.input(&stored).unwrap();
-    let mut spec = attempt::child_spec(config, namespaces(), &input, &dir.path().join("output.mp4"));
+    let mut spec = child_spec::child_spec(config, namespaces(), &input, &dir.path().join("output.mp4"));
     spec.bin = PathBuf::from(PROBE);
     spec.args.extend([OsString::from("--probe"), OsString::from(action)]);
     Probe { _work: work, dir, spec }
@@ -98,7 +98,7 @@ fn allowed(report: &Report) {
 fn killed_by_seccomp(report: &Report, what: &str) {
     assert!(matches!(report.outcome, Outcome::SandboxViolation), "{what}: {:?}", report.outcome);
     assert_eq!(report.exit, format!("signal {}", libc::SIGSYS), "{what}");
-    assert_eq!(report.outcome.error().unwrap().0, "sandbox_violation", "{what}");
+    assert_eq!(report.outcome.error().unwrap().0.as_str(), "sandbox_violation", "{what}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -194,7 +194,7 @@ async fn a_memory_hog_hits_its_limit() {
     p.spec.limits.address_space = 512 << 20;
     let report = run(&p, WATCH).await;
     assert!(matches!(&report.outcome, Outcome::ResourceLimit(what) if what == "memory"), "{:?}", report.outcome);
-    assert_eq!(report.outcome.error().unwrap().0, "resource_limit");
+    assert_eq!(report.outcome.error().unwrap().0.as_str(), "resource_limit");
     assert!(report.usage.peak_rss_bytes < 600 << 20, "{:?}", report.usage);
 }
 
@@ -210,7 +210,7 @@ async fn a_busy_loop_ends_by_cpu_limit_or_timeout() {
     let started = Instant::now();
     let report = run(&p, Watch { timeout: Duration::from_secs(2), ..WATCH }).await;
     assert!(matches!(report.outcome, Outcome::TimedOut), "{:?}", report.outcome);
-    assert_eq!(report.outcome.error().unwrap().0, "timeout");
+    assert_eq!(report.outcome.error().unwrap().0.as_str(), "timeout");
     assert!(started.elapsed() < Duration::from_secs(5));
 }
 
@@ -220,7 +220,7 @@ async fn a_silent_child_is_stalled() {
     let started = Instant::now();
     let report = run(&p, Watch { stall: Duration::from_secs(2), ..WATCH }).await;
     assert!(matches!(report.outcome, Outcome::Stalled), "{:?}", report.outcome);
-    assert_eq!(report.outcome.error().unwrap().0, "stalled");
+    assert_eq!(report.outcome.error().unwrap().0.as_str(), "stalled");
     assert!(started.elapsed() < Duration::from_secs(5));
     // Reaped: no zombie left with its pid.
     let marker = p.dir.path().to_str().unwrap().to_owned();
@@ -319,7 +319,7 @@ async fn the_childs_words_are_held_to_the_protocol() {
     for action in ["forge-canceled", "forge-interrupted"] {
         let report = run(&probe(action), WATCH).await;
         assert!(matches!(report.outcome, Outcome::ProtocolViolation(_)), "{action}: {:?}", report.outcome);
-        assert_eq!(report.outcome.error().unwrap().0, "transcode_error", "{action}");
+        assert_eq!(report.outcome.error().unwrap().0.as_str(), "transcode_error", "{action}");
     }
     // 400 MB without a newline: stopped after the line bound, without holding it in memory.
     let before = peak_rss_kib();
@@ -341,7 +341,7 @@ async fn every_attempt_is_held_to_the_sandbox_policy() {
     let report =
         child::run(&p.spec, &strict, WATCH, |_| Box::pin(async {}), std::future::pending::<Outcome>()).await.unwrap();
     assert!(matches!(&report.outcome, Outcome::SandboxMissing(m) if m == "pid_namespace"), "{:?}", report.outcome);
-    assert_eq!(report.outcome.error().unwrap().0, "sandbox_unavailable");
+    assert_eq!(report.outcome.error().unwrap().0.as_str(), "sandbox_unavailable");
     // Best effort: logged, and the child runs.
     let lenient = SandboxPolicy { strict: false, ..strict };
     let report =

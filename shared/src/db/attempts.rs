@@ -45,12 +45,13 @@ impl<'a> AttemptEnd<'a> {
 
 pub async fn start(conn: &mut sqlx::PgConnection, id: JobId, attempt: i32, worker: &str) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "UPDATE job_attempts SET finished_at = now(), outcome = 'failed', error_code = 'worker_crashed',
+        "UPDATE job_attempts SET finished_at = now(), outcome = 'failed', error_code = $3,
                 exit_status = 'worker lost'
          WHERE job_id = $1 AND attempt < $2 AND finished_at IS NULL",
     )
     .bind(id.as_uuid())
     .bind(attempt)
+    .bind(crate::FailureCode::WorkerCrashed.as_str())
     .execute(&mut *conn)
     .await?;
     sqlx::query(

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgExecutor, PgPool};
 use uuid::Uuid;
 
-use crate::{ErrorInfo, InputFacts, Job, JobId, JobStatus, OriginalFilename, OutputFacts};
+use crate::{ErrorInfo, FailureCode, InputFacts, Job, JobId, JobStatus, OriginalFilename, OutputFacts};
 
 macro_rules! columns {
     () => {
@@ -51,7 +51,12 @@ impl TryFrom<JobRow> for Job {
 
     fn try_from(r: JobRow) -> Result<Self, Self::Error> {
         let status = r.status.parse::<JobStatus>().map_err(|e| sqlx::Error::Decode(e.into()))?;
-        let error = r.error_code.map(|code| ErrorInfo { code, message: r.error_message.unwrap_or_default() });
+        let error = r.error_code.map(|code| ErrorInfo {
+            // Every stored code was written from a FailureCode; an unknown one (a newer writer)
+            // reads as the generic failure.
+            code: FailureCode::parse(&code).unwrap_or(FailureCode::TranscodeError),
+            message: r.error_message.unwrap_or_default(),
+        });
         let output = match (r.output_key, r.output_size, r.output_sha256) {
             (Some(key), Some(size), Some(sha256)) => Some(OutputFacts {
                 key,
@@ -172,7 +177,7 @@ pub async fn schedule_retry<'e>(
     )
     .bind(id.as_uuid())
     .bind(attempt)
-    .bind(&cause.code)
+    .bind(cause.code.as_str())
     .bind(&cause.message)
     .bind(at)
     .execute(db)
@@ -265,7 +270,7 @@ pub async fn fail<'e>(
     )
     .bind(id.as_uuid())
     .bind(attempt)
-    .bind(&error.code)
+    .bind(error.code.as_str())
     .bind(&error.message)
     .execute(db)
     .await?;

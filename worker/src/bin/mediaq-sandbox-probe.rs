@@ -9,7 +9,7 @@
 use std::{io::Write, path::PathBuf, time::Duration};
 
 use mediaq_worker::{
-    protocol::{Event, TranscodeErrorCode},
+    protocol::{ChildFailureCode, Event},
     sandbox,
 };
 
@@ -35,7 +35,7 @@ fn verdict(what: &str, result: std::io::Result<()>) {
         Ok(()) => format!("allowed: {what}"),
         Err(e) => format!("denied: {what}: {e}"),
     };
-    say(Event::Error { code: TranscodeErrorCode::TranscodeError, message });
+    say(Event::Error { code: ChildFailureCode::TRANSCODE_ERROR, message });
 }
 
 fn os(r: libc::c_long) -> std::io::Result<()> {

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Parser;
-use mediaq_worker::protocol::{EncodeSettings, Event, EXIT_FAILED, EXIT_USAGE};
+use mediaq_worker::protocol::{ChildFailureCode, EncodeSettings, Event, EXIT_FAILED, EXIT_USAGE};
 use mediaq_worker::sandbox;
 use mediaq_worker::transcode::{self, Job, Limits};
 
@@ -145,7 +145,10 @@ fn main() -> ExitCode {
     let result = transcode::init_libav().and_then(|()| transcode::run(&job, &mut sink));
     let (event, status) = match result {
         Ok(output) => (Event::Done { output }, ExitCode::SUCCESS),
-        Err(err) => (Event::Error { code: err.code, message: err.message }, ExitCode::from(EXIT_FAILED as u8)),
+        Err(err) => (
+            Event::Error { code: ChildFailureCode::or_generic(err.code), message: err.message },
+            ExitCode::from(EXIT_FAILED as u8),
+        ),
     };
     if sink(event).is_err() {
         // The worker is gone; nobody can read the outcome.
