@@ -91,5 +91,5 @@ async fn sigterm_past_the_grace_period_hands_the_job_back_for_immediate_reclaim(
     let (_, job) = api.wait_terminal(&id, Duration::from_secs(60)).await;
     assert_eq!(job["status"], "succeeded", "{job}");
     assert_eq!(job["attempts"], 2);
-    assert!(started.elapsed() < Duration::from_secs(10), "re-claimed in {:?}", started.elapsed());
+    assert!(started.elapsed() < Duration::from_secs(10), "re-claimed in {:?}: {job}", started.elapsed());
 }

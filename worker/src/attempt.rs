@@ -16,7 +16,7 @@ use futures_util::FutureExt;
 use mediaq_shared::{
     db::{attempts, audit, audit::AuditEvent, jobs},
     storage::Storage,
-    ErrorInfo, FailureCode, JobId, JobStatus, OutputFacts,
+    ErrorInfo, FailureCode, JobId, OutputFacts,
 };
 use serde_json::json;
 use sqlx::PgPool;
@@ -93,26 +93,61 @@ pub async fn run(state: &Arc<WorkerState>, id: JobId, worker: &str) -> Result<()
 async fn execute(state: &WorkerState, id: JobId, attempt: i32) -> Result<Ended, AttemptError> {
     let job = jobs::get(&state.pool, id).await?.ok_or(sqlx::Error::RowNotFound)?;
     tracing::info!(input_bytes = job.input.size, "attempt started");
-    // Attempt N holds the job now: directories of earlier attempts belong to dead workers.
-    let stale = JobDir::remove_stale(state.storage.work_dir(), &format!("{id}-a"))?;
-    if stale > 0 {
-        tracing::info!(stale, "removed the job directories of earlier attempts");
-    }
-    let owner = if spawn::is_root() { state.config.sandbox.user } else { None };
-    let work = JobDir::create(state.storage.work_dir(), &format!("{id}-a{attempt}-"), owner)?;
-    let input = match state.storage.local_path(&job.input.key) {
-        Some(stored) => work.input(&stored)?,
+    // File work (removing stale directories, copying the input) runs on the blocking pool.
+    let (work_dir, owner) =
+        (state.storage.work_dir().to_owned(), state.config.sandbox.user.filter(|_| spawn::is_root()));
+    let stored = state.storage.local_path(&job.input.key);
+    let (work, input) = blocking(move || {
+        // Attempt N holds the job now: directories of earlier attempts belong to dead workers.
+        let stale = JobDir::remove_stale(&work_dir, &format!("{id}-a"))?;
+        if stale > 0 {
+            tracing::info!(stale, "removed the job directories of earlier attempts");
+        }
+        let work = JobDir::create(&work_dir, &format!("{id}-a{attempt}-"), owner)?;
+        let input = stored.map(|stored| work.input(&stored)).transpose()?;
+        Ok((work, input))
+    })
+    .await?;
+    let ended = match input {
+        Some(input) => run_child(state, id, attempt, &work, input).await,
         None => {
             let fetched = work.fetched_input_path();
-            state.storage.fetch_to(&job.input.key, &fetched).await?;
-            work.hand_over(&fetched)?;
-            fetched
+            // (S3: the fetch writes through tokio's file API; the ownership change is two calls.)
+            match state.storage.fetch_to(&job.input.key, &fetched).await {
+                Ok(()) => match work.hand_over(&fetched) {
+                    Ok(()) => run_child(state, id, attempt, &work, fetched).await,
+                    Err(e) => Err(e.into()),
+                },
+                Err(e) => Err(e.into()),
+            }
         }
     };
+    // Removing the directory (remove_dir_all) is file work too.
+    let _ = blocking(move || {
+        drop(work);
+        Ok(())
+    })
+    .await;
+    ended
+}
+
+/// Runs `f` on the blocking pool.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> std::io::Result<T> + Send + 'static) -> std::io::Result<T> {
+    tokio::task::spawn_blocking(f).await.map_err(std::io::Error::other)?
+}
+
+/// Runs the child on `input` in `work` and, on success, stores its output.
+async fn run_child(
+    state: &WorkerState,
+    id: JobId,
+    attempt: i32,
+    work: &JobDir,
+    input: std::path::PathBuf,
+) -> Result<Ended, AttemptError> {
     let output_path = work.path().join("output.mp4");
     let spec = child_spec(&state.config, state.sandbox.namespaces, &input, &output_path);
     let progress = progress_writer(state.pool.clone(), id, attempt);
-    let stop = stop_signal(state.pool.clone(), id, state.abandon.clone());
+    let stop = stop_signal(state, id);
     let report = child::run(&spec, &state.sandbox, watch(&state.config), progress, stop).await?;
     let claimed = match &report.outcome {
         Outcome::Done(claimed) => claimed.clone(),
@@ -179,21 +214,12 @@ fn plausible(claimed: &MediaFacts, config: &WorkerConfig) -> MediaFacts {
     }
 }
 
-/// Resolves when the child must stop: the job was canceled (polled twice a second, so the
-/// child dies within 2 s), or the worker's shutdown grace period is over.
-async fn stop_signal(pool: PgPool, id: JobId, mut abandon: tokio::sync::watch::Receiver<bool>) -> Outcome {
-    let canceled = async {
-        loop {
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            match jobs::status(&pool, id).await {
-                Ok(Some(JobStatus::Canceled)) | Ok(None) => return,
-                Ok(_) => {}
-                Err(e) => tracing::debug!(error = %e, "could not check for cancellation"),
-            }
-        }
-    };
+/// Resolves when the child must stop: the job was canceled (heard through LISTEN/NOTIFY), or
+/// the worker's shutdown grace period is over.
+async fn stop_signal(state: &WorkerState, id: JobId) -> Outcome {
+    let mut abandon = state.abandon.clone();
     tokio::select! {
-        () = canceled => Outcome::Canceled,
+        () = state.cancellations.wait_for(&state.pool, id) => Outcome::Canceled,
         _ = abandon.wait_for(|a| *a) => Outcome::Interrupted,
     }
 }

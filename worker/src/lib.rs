@@ -2,6 +2,7 @@
 //! (synchronous, only in the `mediaq-transcode` child).
 
 pub mod attempt;
+pub mod cancellations;
 pub mod child;
 pub mod child_spec;
 pub mod config;

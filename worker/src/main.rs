@@ -65,7 +65,15 @@ async fn start() -> Result<(), Box<dyn std::error::Error>> {
     tokio::spawn(janitor::run_forever(pool.clone(), storage.clone(), config.janitor));
     webhooks::spawn(pool.clone(), WebhookConfig::from_env()?, metrics.clone())?;
     let (abandon_tx, abandon) = tokio::sync::watch::channel(false);
-    let state = WorkerState { pool, storage, config, sandbox: checked.policy, abandon, metrics };
+    let state = WorkerState {
+        cancellations: mediaq_worker::cancellations::Cancellations::listen(pool.clone()),
+        pool,
+        storage,
+        config,
+        sandbox: checked.policy,
+        abandon,
+        metrics,
+    };
     run::run(Arc::new(state), name, abandon_tx).await
 }
 

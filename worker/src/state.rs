@@ -17,6 +17,8 @@ pub struct WorkerState {
     /// Becomes true when the shutdown grace period is over: running attempts hand their jobs back.
     pub abandon: tokio::sync::watch::Receiver<bool>,
     pub metrics: Arc<crate::metrics::WorkerMetrics>,
+    /// Jobs canceled while processing, heard through LISTEN/NOTIFY.
+    pub cancellations: crate::cancellations::Cancellations,
 }
 
 /// A failure that is the worker's (database, storage), not the media's.

@@ -293,8 +293,15 @@ pub async fn cancel(conn: &mut sqlx::PgConnection, id: JobId) -> Result<Option<J
     .bind(id.as_uuid())
     .execute(&mut *conn)
     .await?;
+    if before.status == JobStatus::Processing {
+        // Delivered when the transaction commits: the worker running it stops its child at once.
+        sqlx::query("SELECT pg_notify($1, $2)").bind(CANCELED_CHANNEL).bind(id.to_string()).execute(&mut *conn).await?;
+    }
     Ok(Some(before))
 }
+
+/// The channel on which [`cancel`] announces a processing job's id (LISTEN/NOTIFY).
+pub const CANCELED_CHANNEL: &str = "mediaq_job_canceled";
 
 /// The job's current status (the worker polls it to notice cancellation).
 pub async fn status<'e>(db: impl PgExecutor<'e>, id: JobId) -> Result<Option<JobStatus>, sqlx::Error> {
