@@ -87,6 +87,12 @@ export function describeApiError(code, message, ctx) {
     case 'upload_timeout':
       return again(`The upload of ${name} stalled: the server waited for data that never came. `
         + 'Check your connection and try again.');
+    case 'upload_too_slow':
+      return again(`The upload of ${name} was too slow for the server to keep waiting. `
+        + 'Try again on a faster connection.');
+    case 'too_many_uploads':
+      return again(`Too many uploads are in progress for this account at once. Try again ${whenToRetry(ctx.retryAfter)}, `
+        + 'when one has finished.');
     case 'invalid_job_id':
     case 'job_not_found':
       return again(`The server no longer knows the conversion of ${name}. Upload it again.`);

@@ -11,7 +11,7 @@ use axum::{
 use mediaq_shared::{config::ApiConfig, storage::Storage};
 use sqlx::PgPool;
 
-use crate::{error::ApiError, limits, metrics, request_id, routes, security};
+use crate::{body_limit, error::ApiError, limits, metrics, request_id, routes, security};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -23,6 +23,10 @@ pub struct AppState {
     pub keys: Arc<crate::keycache::KeyCache>,
     pub metrics: Arc<metrics::ApiMetrics>,
     pub uploads: Arc<crate::ingest::slots::UploadSlots>,
+    /// Refused requests, counted and written to the audit trail aggregated.
+    pub rejections: Arc<crate::rejections::Rejections>,
+    /// The storage check of `/readyz`, cached.
+    pub storage_ready: Arc<crate::readiness::CachedCheck>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -54,6 +58,8 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { ApiError::RouteNotFound })
         // Uploads are streamed to disk and limited by MEDIAQ_MAX_UPLOAD_BYTES, not buffered.
         .layer(DefaultBodyLimit::disable())
+        // Every other body: MEDIAQ_MAX_BODY_BYTES, checked before anything reads it.
+        .layer(middleware::from_fn_with_state(state.clone(), body_limit::middleware))
         .layer(middleware::from_fn_with_state(state.clone(), limits::middleware))
         .layer(cors)
         .layer(middleware::from_fn(move |req, next| security::headers(hsts, req, next)))

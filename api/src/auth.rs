@@ -7,14 +7,9 @@ use axum::{
 };
 use mediaq_shared::{
     apikey::{Credential, Kind, Scope},
-    db::{
-        audit,
-        audit::AuditEvent,
-        tokens::{self, Grant},
-    },
+    db::tokens::{self, Grant},
     Job,
 };
-use serde_json::json;
 
 use crate::{app::AppState, error::ApiError, request_id};
 
@@ -95,15 +90,10 @@ impl FromRequestParts<AppState> for Caller {
         {
             return Err(ApiError::CredentialsInUrl);
         }
-        let presented = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-            .map(str::trim);
+        let presented = bearer(&parts.headers);
         let peer = parts.extensions.get::<crate::limits::ClientIp>().map(|c| c.0);
         let Some(presented) = presented else {
-            audit_failure(state, peer, None, "missing").await;
+            audit_failure(state, peer, None, "missing");
             return Err(ApiError::Unauthorized("send an API key as `Authorization: Bearer mq_...`"));
         };
         let verified = match Credential::parse(presented) {
@@ -125,21 +115,65 @@ impl FromRequestParts<AppState> for Caller {
             Err(_) => Err(String::new()),
         };
         match verified {
-            Ok(caller) => Ok(caller),
+            Ok(caller) => {
+                // A credential's budget is spent only by requests that proved it: anyone can
+                // send a key id (it is not secret), so failures count against their address.
+                if let Err(retry_after) = state.limits.check_credential(&caller.actor()) {
+                    state.rejections.record(
+                        peer,
+                        "rate_limit.hit",
+                        "credential",
+                        Some(&caller.key_id),
+                        request_id::current(),
+                    );
+                    return Err(ApiError::RateLimited(retry_after));
+                }
+                Ok(caller)
+            }
             Err(key_id) => {
                 let reason = if key_id.is_empty() { "malformed" } else { "rejected" };
-                audit_failure(state, peer, Some(key_id).filter(|k| !k.is_empty()), reason).await;
+                audit_failure(state, peer, Some(key_id.as_str()).filter(|k| !k.is_empty()), reason);
                 Err(ApiError::Unauthorized("the credential is invalid, revoked or expired"))
             }
         }
     }
 }
 
-async fn audit_failure(state: &AppState, peer: Option<std::net::IpAddr>, key_id: Option<String>, reason: &str) {
-    let event = AuditEvent::new("anonymous", "auth.failed")
-        .request(request_id::current(), peer)
-        .details(json!({ "key_id": key_id, "reason": reason }));
-    if let Err(e) = audit::record(&state.pool, &event).await {
-        tracing::warn!(error = %e, "could not record a failed authentication");
+/// The bearer credential of a request: `Authorization: <scheme> <credential>` where the scheme is
+/// `Bearer` in any case (RFC 9110: schemes are case-insensitive). The one parser of credentials:
+/// authentication and rate limiting both go through [`Caller`].
+pub fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
+    let (scheme, credential) = value.split_once(char::is_whitespace)?;
+    let credential = credential.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !credential.is_empty()).then_some(credential)
+}
+
+/// Counted in memory and written aggregated (see [`crate::rejections`]): a flood of failures
+/// costs no database write per request.
+fn audit_failure(state: &AppState, peer: Option<std::net::IpAddr>, key_id: Option<&str>, reason: &'static str) {
+    state.rejections.record(peer, "auth.failed", reason, key_id, request_id::current());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_parser_for_every_spelling_of_bearer() {
+        let mut h = axum::http::HeaderMap::new();
+        for (value, want) in [
+            ("Bearer mq_abc", Some("mq_abc")),
+            ("bearer mq_abc", Some("mq_abc")),
+            ("BEARER   mq_abc  ", Some("mq_abc")),
+            ("Bearer\tmq_abc", Some("mq_abc")),
+            ("Basic dXNlcjpwYXNz", None),
+            ("Bearer", None),
+            ("Bearer ", None),
+            ("mq_abc", None),
+        ] {
+            h.insert(header::AUTHORIZATION, value.parse().unwrap());
+            assert_eq!(bearer(&h), want, "{value:?}");
+        }
     }
 }

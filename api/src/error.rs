@@ -14,6 +14,8 @@ use crate::request_id;
 pub enum ApiError {
     #[error("the upload is larger than the limit of {limit} bytes")]
     PayloadTooLarge { limit: u64 },
+    #[error("the request body is larger than the limit of {0} bytes for this route")]
+    BodyTooLarge(u64),
     #[error("{0}")]
     UnsupportedMediaType(String),
     #[error("{0}")]
@@ -32,6 +34,10 @@ pub enum ApiError {
     UploadIncomplete,
     #[error("the client sent nothing for {0} seconds")]
     UploadTimeout(u64),
+    #[error("the upload was slower than the minimum of {0} bytes per second on average")]
+    UploadTooSlow(u64),
+    #[error("this key already has {0} uploads in progress, as many as one key may have at once; retry when one has finished")]
+    TooManyUploads(usize),
     #[error("{0}")]
     InvalidJobId(String),
     #[error("no job with this id")]
@@ -87,7 +93,7 @@ pub enum ApiError {
 impl ApiError {
     pub fn code(&self) -> &'static str {
         match self {
-            Self::PayloadTooLarge { .. } => "payload_too_large",
+            Self::PayloadTooLarge { .. } | Self::BodyTooLarge(_) => "payload_too_large",
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
             Self::NotWebm(_) => "not_webm",
             Self::ExtensionMismatch(_) => "extension_mismatch",
@@ -97,6 +103,8 @@ impl ApiError {
             Self::TooManyFiles => "too_many_files",
             Self::UploadIncomplete => "upload_incomplete",
             Self::UploadTimeout(_) => "upload_timeout",
+            Self::UploadTooSlow(_) => "upload_too_slow",
+            Self::TooManyUploads(_) => "too_many_uploads",
             Self::InvalidJobId(_) => "invalid_job_id",
             Self::JobNotFound => "job_not_found",
             Self::JobNotReady(_) => "job_not_ready",
@@ -127,7 +135,7 @@ impl ApiError {
 
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::PayloadTooLarge { .. } | Self::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) | Self::NotWebm(_) | Self::ExtensionMismatch(_) => {
                 StatusCode::UNSUPPORTED_MEDIA_TYPE
             }
@@ -138,9 +146,9 @@ impl ApiError {
             | Self::UploadIncomplete
             | Self::BadRequest(_)
             | Self::InvalidJobId(_) => StatusCode::BAD_REQUEST,
-            Self::UploadTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            Self::UploadTimeout(_) | Self::UploadTooSlow(_) => StatusCode::REQUEST_TIMEOUT,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            Self::RateLimited(_) | Self::QuotaExceeded(..) => StatusCode::TOO_MANY_REQUESTS,
+            Self::RateLimited(_) | Self::QuotaExceeded(..) | Self::TooManyUploads(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::InsufficientScope(_) => StatusCode::FORBIDDEN,
             Self::CredentialsInUrl => StatusCode::BAD_REQUEST,
             Self::JobNotFound | Self::RouteNotFound | Self::WebhookNotFound | Self::DeliveryNotFound => {
@@ -221,6 +229,9 @@ impl IntoResponse for ApiError {
             if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
                 headers.insert(header::RETRY_AFTER, v);
             }
+        }
+        if let Self::TooManyUploads(_) = &self {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
         }
         if status == StatusCode::UNAUTHORIZED {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"mediaq\""));

@@ -2,6 +2,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod body_limit;
 pub mod error;
 pub mod idempotency;
 pub mod ingest;
@@ -9,6 +10,8 @@ pub mod job_view;
 pub mod keycache;
 pub mod limits;
 pub mod metrics;
+pub mod readiness;
+pub mod rejections;
 pub mod request_id;
 pub mod routes;
 pub mod security;
@@ -50,7 +53,13 @@ pub async fn serve(config: ApiConfig) -> Result<(), Box<dyn std::error::Error>> 
     #[cfg(feature = "bench-no-auth")]
     tracing::warn!("BENCHMARK BUILD: authentication is OFF (feature bench-no-auth); never deploy this binary");
     let metrics = Arc::new(metrics::ApiMetrics::new());
-    let uploads = Arc::new(ingest::slots::UploadSlots::new(config.max_concurrent_uploads, metrics.clone()));
+    let uploads = Arc::new(ingest::slots::UploadSlots::new(
+        config.max_concurrent_uploads,
+        config.max_uploads_per_key,
+        metrics.clone(),
+    ));
+    let rejections = rejections::Rejections::new(config.audit_failure_window, metrics.clone());
+    tokio::spawn(rejections.clone().run(pool.clone()));
     let state = app::AppState {
         pool: pool.clone(),
         storage,
@@ -60,6 +69,8 @@ pub async fn serve(config: ApiConfig) -> Result<(), Box<dyn std::error::Error>> 
         keys,
         metrics,
         uploads,
+        rejections: rejections.clone(),
+        storage_ready: Arc::new(readiness::CachedCheck::new(readiness::TTL)),
     };
     let app = app::router(state).into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, app)
@@ -68,6 +79,9 @@ pub async fn serve(config: ApiConfig) -> Result<(), Box<dyn std::error::Error>> 
             tracing::info!("shutdown requested: draining in-flight requests");
         })
         .await?;
+    // Refusals counted since the last flush are written before the pool closes.
+    let written = rejections.flush(&pool, true).await;
+    tracing::info!(rows = written, "aggregated refusals written to the audit trail");
     pool.close().await;
     tracing::info!("mediaq-api stopped");
     Ok(())

@@ -45,6 +45,12 @@ struct StatusLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RefusedLabels {
+    action: &'static str,
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StateLabel {
     state: &'static str,
 }
@@ -56,6 +62,7 @@ pub struct ApiMetrics {
     upload_bytes: Counter,
     uploads_in_flight: Gauge,
     uploads_refused_busy: Counter,
+    refused: Family<RefusedLabels, Counter>,
     jobs: Family<StatusLabel, Gauge>,
     queue_depth: Gauge,
     pending_tasks: Gauge,
@@ -83,6 +90,7 @@ impl ApiMetrics {
             upload_bytes: Counter::default(),
             uploads_in_flight: Gauge::default(),
             uploads_refused_busy: Counter::default(),
+            refused: Family::default(),
             jobs: Family::default(),
             queue_depth: Gauge::default(),
             pending_tasks: Gauge::default(),
@@ -111,6 +119,12 @@ impl ApiMetrics {
             "mediaq_uploads_refused_busy",
             "Uploads refused with 503 server_busy because MEDIAQ_MAX_CONCURRENT_UPLOADS were in flight",
             m.uploads_refused_busy.clone(),
+        );
+        registry.register(
+            "mediaq_requests_refused",
+            "Refused requests by audit action (auth.failed, rate_limit.hit, upload.refused) and reason; \
+             the audit trail holds them aggregated per client address and window",
+            m.refused.clone(),
         );
         registry.register("mediaq_jobs", "Jobs by status", m.jobs.clone());
         registry.register("mediaq_queue_depth", "Jobs waiting in the queue (status queued)", m.queue_depth.clone());
@@ -155,6 +169,10 @@ impl ApiMetrics {
 
     pub fn upload_refused_busy(&self) {
         self.uploads_refused_busy.inc();
+    }
+
+    pub fn request_refused(&self, action: &'static str, reason: &'static str) {
+        self.refused.get_or_create(&RefusedLabels { action, reason }).inc();
     }
 
     fn observe_http(&self, method: &axum::http::Method, route: Option<&str>, status: u16, elapsed: Duration) {

@@ -71,6 +71,8 @@ export MEDIAQ_RATE_LIMIT_IP="${MEDIAQ_RATE_LIMIT_IP:-1000000}"
 export MEDIAQ_RATE_LIMIT_KEY="${MEDIAQ_RATE_LIMIT_KEY:-1000000}"
 export MEDIAQ_QUOTA_ACTIVE_JOBS="${MEDIAQ_QUOTA_ACTIVE_JOBS:-1000000}"
 export MEDIAQ_QUOTA_DAILY_BYTES="${MEDIAQ_QUOTA_DAILY_BYTES:-1000GiB}"
+# Concurrent uploads all come from one key: its per-key share of the upload slots is raised too.
+export MEDIAQ_MAX_UPLOADS_PER_KEY="${MEDIAQ_MAX_UPLOADS_PER_KEY:-1000000}"
 
 # BENCH_KEY and AUTH (curl arguments): when the API requires keys (`mediaq-api keys` exists), a
 # fresh jobs:write,jobs:read key for the owner "bench"; both empty otherwise.

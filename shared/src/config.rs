@@ -192,6 +192,18 @@ pub struct ApiConfig {
     pub max_concurrent_uploads: usize,
     /// A client that sends nothing for this long mid-upload is cut off (MEDIAQ_UPLOAD_IDLE_TIMEOUT).
     pub upload_idle_timeout: Duration,
+    /// Uploads one API key (with every upload token it minted) may have in flight at once on this
+    /// process (MEDIAQ_MAX_UPLOADS_PER_KEY); more get 429 `too_many_uploads`.
+    pub max_uploads_per_key: usize,
+    /// Slowest average upload rate in bytes per second (MEDIAQ_UPLOAD_MIN_RATE), enforced once an
+    /// upload has run for MEDIAQ_UPLOAD_RATE_GRACE; slower uploads get 408 `upload_too_slow`.
+    pub upload_min_rate: u64,
+    pub upload_rate_grace: Duration,
+    /// Largest body of every route but the upload (MEDIAQ_MAX_BODY_BYTES): 413 before it is read.
+    pub max_body_bytes: u64,
+    /// Failed authentications and rate-limit hits are written as one audit row per client
+    /// address, action and window of this length, with a count (MEDIAQ_AUDIT_FAILURE_WINDOW).
+    pub audit_failure_window: Duration,
     /// Exact origins allowed to call the API from a browser (MEDIAQ_CORS_ORIGINS, comma-separated).
     pub cors_origins: Vec<String>,
     /// Send Strict-Transport-Security (MEDIAQ_HSTS; only behind TLS).
@@ -230,6 +242,20 @@ impl ApiConfig {
                 n => n,
             },
             upload_idle_timeout: parse_duration("MEDIAQ_UPLOAD_IDLE_TIMEOUT", Duration::from_secs(30))?,
+            max_uploads_per_key: parse_or("MEDIAQ_MAX_UPLOADS_PER_KEY", 8usize)?.max(1),
+            upload_min_rate: parse_bytes("MEDIAQ_UPLOAD_MIN_RATE", 8 << 10)?,
+            upload_rate_grace: parse_duration("MEDIAQ_UPLOAD_RATE_GRACE", Duration::from_secs(60))?,
+            max_body_bytes: parse_bytes("MEDIAQ_MAX_BODY_BYTES", 64 << 10)?,
+            audit_failure_window: match parse_duration("MEDIAQ_AUDIT_FAILURE_WINDOW", Duration::from_secs(60))? {
+                w if w < Duration::from_secs(1) => {
+                    return Err(ConfigError::Invalid {
+                        var: "MEDIAQ_AUDIT_FAILURE_WINDOW",
+                        value: format!("{w:?}"),
+                        reason: "must be at least 1s".into(),
+                    })
+                }
+                w => w,
+            },
             cors_origins: cors_origins(var("MEDIAQ_CORS_ORIGINS").as_deref().unwrap_or("")).map_err(|reason| {
                 ConfigError::Invalid {
                     var: "MEDIAQ_CORS_ORIGINS",

@@ -129,3 +129,109 @@ async fn the_audit_trail_is_append_only() {
         .unwrap();
     assert_eq!(n, 2, "nothing was changed or removed");
 }
+
+/// An unauthenticated flood: every refusal is counted (in /metrics at once, in the audit trail
+/// when the window ends or the API stops), but as a handful of rows, not one per request.
+#[tokio::test]
+async fn a_flood_of_refusals_is_audited_as_a_handful_of_counted_rows() {
+    let env = TestEnv::new().await;
+    let mut api = env.api().await;
+    let anonymous = reqwest::Client::new();
+    let url = api.url("/v1/jobs");
+    // A well-formed key that no longer works (its id is recorded), beside missing and malformed ones.
+    let forged = create_key(&env.database_url, "gone", "jobs:read", "tester");
+    let out = std::process::Command::new(mediaq_e2e::bin_dir().join("mediaq-api"))
+        .args(["keys", "revoke", &forged[3..19]])
+        .env("DATABASE_URL", &env.database_url)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let sent = 1500;
+    let before: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_events").fetch_one(env.pool()).await.unwrap();
+    let mut tasks = Vec::new();
+    for worker in 0..10 {
+        let (client, url, forged) = (anonymous.clone(), url.clone(), forged.clone());
+        tasks.push(tokio::spawn(async move {
+            for i in 0..sent / 10 {
+                let req = match (worker + i) % 3 {
+                    0 => client.get(&url),
+                    1 => client.get(&url).bearer_auth(&forged),
+                    _ => client.get(&url).header("authorization", "Bearer nonsense"),
+                };
+                assert_eq!(req.send().await.unwrap().status(), 401);
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let text = api.client.get(api.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let counted: f64 = text
+        .lines()
+        .filter(|l| l.starts_with("mediaq_requests_refused_total{") && l.contains("action=\"auth.failed\""))
+        .filter_map(|l| l.split_whitespace().last()?.parse::<f64>().ok())
+        .sum();
+    assert_eq!(counted, sent as f64, "{text}");
+    let during: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_events").fetch_one(env.pool()).await.unwrap();
+    assert!(during - before <= 4, "{} rows written during the flood", during - before);
+
+    // Stopping the API writes the open window.
+    api.service.signal(libc::SIGTERM);
+    assert!(api.service.wait_exit(Duration::from_secs(20)).await.success());
+    let (rows, total): (i64, i64) = sqlx::query_as(
+        "SELECT count(*), COALESCE(sum((details->>'count')::bigint), 0)::bigint FROM audit_events
+         WHERE action = 'auth.failed'",
+    )
+    .fetch_one(env.pool())
+    .await
+    .unwrap();
+    assert_eq!(total, sent as i64, "every refusal is counted");
+    assert!((1..=2).contains(&rows), "{rows} rows (one per address and minute)");
+    let row: Value = sqlx::query_scalar(
+        "SELECT jsonb_build_object('ip', host(client_ip), 'details', details) FROM audit_events
+         WHERE action = 'auth.failed' ORDER BY id LIMIT 1",
+    )
+    .fetch_one(env.pool())
+    .await
+    .unwrap();
+    assert_eq!(row["ip"], "127.0.0.1", "{row}");
+    assert!(row["details"]["reasons"]["missing"].as_i64().unwrap() > 0, "{row}");
+    assert_eq!(row["details"]["key_ids"][0], &forged[3..19], "{row}");
+}
+
+/// No range request reads an output unaudited (a suffix range `bytes=-N` included), and a
+/// player's many range requests make one row, not one each.
+#[tokio::test]
+async fn every_download_is_audited_once_per_player() {
+    let env = TestEnv::new().await;
+    let api = env.api().await;
+    let _worker = env.worker().await;
+    let job: Value = api.upload(fixtures::bytes(&fixtures::VP8_VORBIS), "video/webm", None).await.json().await.unwrap();
+    let id = job["id"].as_str().unwrap().to_owned();
+    let (_, done) = api.wait_terminal(&id, Duration::from_secs(60)).await;
+    assert_eq!(done["status"], "succeeded");
+    let downloads = || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM audit_events WHERE action = 'job.downloaded' AND job_id = $1::uuid",
+        )
+        .bind(&id)
+        .fetch_one(env.pool())
+        .await
+        .unwrap()
+    };
+    let url = api.url(&format!("/v1/jobs/{id}/output"));
+    // A suffix range: the end of the file, which did not start at byte 0 and went unaudited.
+    let resp = api.client.get(&url).header("range", "bytes=-1000").send().await.unwrap();
+    assert_eq!(resp.status(), 206);
+    assert_eq!(resp.bytes().await.unwrap().len(), 1000);
+    assert_eq!(downloads().await, 1, "a suffix range is a download");
+    // A player seeking: many ranges, still one row.
+    for range in ["bytes=0-", "bytes=100-199", "bytes=-16", "bytes=1-"] {
+        assert_eq!(api.client.get(&url).header("range", range).send().await.unwrap().status(), 206, "{range}");
+    }
+    assert_eq!(downloads().await, 1, "one row per player, not per range request");
+    // Another caller reading it is another row (an admin).
+    let admin = client_with_key(&create_key(&env.database_url, "ops", "admin", "ops"));
+    assert_eq!(admin.get(&url).header("range", "bytes=1-").send().await.unwrap().status(), 206);
+    assert_eq!(downloads().await, 2);
+}

@@ -212,3 +212,19 @@ async fn a_worker_the_store_refuses_fails_the_attempt_as_storage_error() {
     assert!(files_under(env.storage_dir()).is_empty(), "the job directory is gone");
     wait_bucket(&s3, &[format!("{PREFIX}/inputs/{id}.webm")]).await;
 }
+
+/// `/readyz` needs no credential, and its storage check writes a probe object: the outcome is
+/// reused for a few seconds, so a burst of probes makes one PUT and one DELETE, not one each.
+#[tokio::test]
+async fn readyz_checks_storage_at_most_every_few_seconds() {
+    let env = TestEnv::new().await;
+    let s3 = S3Server::start(env.logs.path()).await;
+    let api = env.api_with(&pairs(&s3.env())).await;
+    for _ in 0..30 {
+        assert_eq!(reqwest::get(api.url("/readyz")).await.unwrap().status(), 200);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let moto_log = std::fs::read_to_string(&s3.log).unwrap();
+    let probes = moto_log.lines().filter(|l| l.contains("PUT /") && l.contains(".mediaq-ready")).count();
+    assert!((1..=2).contains(&probes), "{probes} probe writes for 30 readiness checks:\n{moto_log}");
+}

@@ -162,3 +162,67 @@ async fn an_upload_token_downloads_its_own_output_only() {
             .unwrap();
     assert_eq!(actor, format!("token:{}", minted["token_id"].as_str().unwrap()));
 }
+
+/// What an upload token may do, deliberately (docs/SECURITY.md): upload once, then read, poll,
+/// download and cancel (which deletes its files) the one job it created; nothing else. And it
+/// dies with the key that minted it.
+#[tokio::test]
+async fn a_token_cancels_only_its_own_job_and_dies_with_its_key() {
+    let env = TestEnv::new().await;
+    let api = env.api().await;
+    let webm = fixtures::bytes(&fixtures::VP8_VORBIS);
+    let minter_key = create_key(&env.database_url, "backend", "jobs:write,jobs:read", "tester");
+    let minter = client_with_key(&minter_key);
+    let mint = || async {
+        let minted: Value =
+            minter.post(api.url("/v1/upload-tokens")).json(&json!({})).send().await.unwrap().json().await.unwrap();
+        client_with_key(minted["token"].as_str().unwrap())
+    };
+    let other: Value = api.upload(webm.clone(), "video/webm", None).await.json().await.unwrap();
+    let other_id = other["id"].as_str().unwrap();
+    let browser = mint().await;
+    let resp = browser.post(api.url("/v1/jobs")).header("content-type", "video/webm").body(webm.clone()).send().await;
+    let job: Value = resp.unwrap().json().await.unwrap();
+    let id = job["id"].as_str().unwrap();
+
+    // Nothing but its own job: another job of the same owner is not found, even to cancel.
+    let resp = browser.delete(api.url(&format!("/v1/jobs/{other_id}"))).send().await.unwrap();
+    assert_eq!(resp.status(), 404);
+    for (method, path) in [
+        ("GET", "/v1/jobs".to_owned()),
+        ("GET", "/v1/audit".to_owned()),
+        ("GET", "/v1/webhooks".to_owned()),
+        ("POST", "/v1/webhooks".to_owned()),
+        ("POST", "/v1/webhooks/secret".to_owned()),
+        ("POST", "/v1/upload-tokens".to_owned()),
+        ("GET", "/v1/admin/stats".to_owned()),
+        ("POST", format!("/v1/admin/jobs/{id}/requeue")),
+        ("POST", "/v1/jobs?webhook_url=https://example.com/h".to_owned()),
+    ] {
+        let mut req = browser.request(method.parse().unwrap(), api.url(&path));
+        if path == "/v1/webhooks" {
+            req = req.json(&json!({ "url": "https://example.com/h" }));
+        }
+        let status = req.send().await.unwrap().status().as_u16();
+        assert!(status == 403 || status == 401, "{method} {path}: {status}");
+    }
+    assert_eq!(api.job(other_id).await["status"], "queued", "the other job is untouched");
+    // Its own job: it reads it and cancels it.
+    assert_eq!(browser.get(api.url(&format!("/v1/jobs/{id}"))).send().await.unwrap().status(), 200);
+    let resp = browser.delete(api.url(&format!("/v1/jobs/{id}"))).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.json::<Value>().await.unwrap()["status"], "canceled");
+
+    // Revoking the key that minted them kills its tokens: an unused one cannot upload, a used
+    // one can no longer read its job.
+    let unused = mint().await;
+    let out = std::process::Command::new(mediaq_e2e::bin_dir().join("mediaq-api"))
+        .args(["keys", "revoke", &minter_key[3..19]])
+        .env("DATABASE_URL", &env.database_url)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let resp = unused.post(api.url("/v1/jobs")).header("content-type", "video/webm").body(webm).send().await.unwrap();
+    assert_eq!(resp.status(), 401);
+    assert_eq!(browser.get(api.url(&format!("/v1/jobs/{id}"))).send().await.unwrap().status(), 401);
+}

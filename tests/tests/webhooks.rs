@@ -235,6 +235,11 @@ async fn non_public_urls_are_refused_without_the_override() {
         let (status, body) = register(&api, json!({ "url": url })).await;
         assert_eq!((status, body["error"]["code"].as_str()), (422, Some("webhook_url_refused")), "{url}: {body}");
     }
+    // The refusal says the host is not public, never what an internal name resolves to.
+    let (_, body) = register(&api, json!({ "url": "https://localhost/hook" })).await;
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("not a public address") && !message.contains("127.0.0.1"), "{message}");
+    assert!(!message.contains("::1"), "{message}");
     let resp = upload_with_webhook(&api, "https://169.254.169.254/").await;
     assert_eq!(resp.status(), 422);
     let count: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs").fetch_one(env.pool()).await.unwrap();

@@ -17,7 +17,7 @@ use mediaq_shared::OriginalFilename;
 use sha2::{Digest, Sha256};
 
 use crate::{app::AppState, error::ApiError};
-use receive::{Received, Receiver};
+use receive::{Pace, Received, Receiver};
 
 /// Name used when the client gives none.
 const DEFAULT_FILENAME: &str = "upload.webm";
@@ -53,7 +53,7 @@ async fn receive_raw(
     let filename = OriginalFilename::sanitize(filename.unwrap_or(DEFAULT_FILENAME));
     sniff::check_extension(&filename)?;
     let mut receiver = Receiver::create(&state.storage, limit).await?;
-    receiver.receive(stream, state.config.upload_idle_timeout, |_| ApiError::UploadIncomplete).await?;
+    receiver.receive(stream, Pace::from_config(&state.config), |_| ApiError::UploadIncomplete).await?;
     Ok(Upload { received: receiver.finish().await?, filename, content_type: declared.to_owned() })
 }
 
@@ -89,7 +89,7 @@ async fn receive_form(state: &AppState, limit: u64, multipart: &mut Multipart) -
             _ => "video/webm",
         };
         let mut receiver = Receiver::create(&state.storage, limit).await?;
-        receiver.receive(field, state.config.upload_idle_timeout, malformed).await?;
+        receiver.receive(field, Pace::from_config(&state.config), malformed).await?;
         upload = Some(Upload { received: receiver.finish().await?, filename, content_type: content_type.to_owned() });
     }
     upload.ok_or(ApiError::MissingFile)
@@ -157,6 +157,7 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. }
                 | ApiError::UploadIncomplete
                 | ApiError::UploadTimeout(_)
+                | ApiError::UploadTooSlow(_)
                 | ApiError::MalformedMultipart(_)
         )
     }

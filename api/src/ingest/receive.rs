@@ -8,7 +8,7 @@
 //! beside it, fed whole chunks (no copy) through a small bounded channel, so memory per upload
 //! stays small (plus, for S3, the 5 MiB parts in flight).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
@@ -20,7 +20,38 @@ use mediaq_shared::{
 use super::sniff::{self, HEAD_LEN};
 use crate::error::ApiError;
 
+/// How fast a client must send: something every `idle`, and on average `min_rate` bytes per
+/// second once the upload has run for `grace` (so that a byte every few seconds cannot hold an
+/// upload slot for hours).
+#[derive(Debug, Clone, Copy)]
+pub struct Pace {
+    pub idle: Duration,
+    pub min_rate: u64,
+    pub grace: Duration,
+}
+
+impl Pace {
+    pub fn from_config(config: &mediaq_shared::config::ApiConfig) -> Self {
+        Self { idle: config.upload_idle_timeout, min_rate: config.upload_min_rate, grace: config.upload_rate_grace }
+    }
+
+    /// Refuses an upload that, `elapsed` after it started, has received fewer than `min_rate`
+    /// bytes per second on average.
+    fn check(&self, received: u64, elapsed: Duration) -> Result<(), ApiError> {
+        if elapsed < self.grace {
+            return Ok(());
+        }
+        let due = (self.min_rate as f64 * elapsed.as_secs_f64()) as u64;
+        if received < due {
+            Err(ApiError::UploadTooSlow(self.min_rate))
+        } else {
+            Ok(())
+        }
+    }
+}
+
 pub struct Receiver {
+    started: Instant,
     writer: ObjectWriter,
     id: JobId,
     key: String,
@@ -46,14 +77,15 @@ impl Receiver {
         let id = JobId::generate();
         let key = Storage::input_key(id);
         let writer = storage.writer(&key).await?;
-        Ok(Self { writer, id, key, size: 0, head: Vec::with_capacity(HEAD_LEN), checked: false, limit })
+        Ok(Self { started: Instant::now(), writer, id, key, size: 0, head: Vec::with_capacity(HEAD_LEN), checked: false, limit })
     }
 
-    /// Copies a body stream in, cutting off a client that stays silent for `idle`.
+    /// Copies a body stream in, cutting off a client that stays silent for `pace.idle` or sends
+    /// slower than `pace.min_rate` on average.
     pub async fn receive<S, B, E>(
         &mut self,
         stream: S,
-        idle: Duration,
+        pace: Pace,
         on_stream_error: impl Fn(E) -> ApiError,
     ) -> Result<(), ApiError>
     where
@@ -62,11 +94,21 @@ impl Receiver {
     {
         let mut stream = stream;
         loop {
-            match tokio::time::timeout(idle, stream.next()).await {
-                Err(_) => return Err(ApiError::UploadTimeout(idle.as_secs())),
+            // Wake up when the average rate would fall below the minimum, even if nothing comes.
+            let rate_due = pace.min_rate.max(1);
+            let until_slow = Duration::from_secs_f64((self.size + 1) as f64 / rate_due as f64)
+                .max(pace.grace)
+                .saturating_sub(self.started.elapsed());
+            let wait = pace.idle.min(until_slow + Duration::from_millis(10));
+            match tokio::time::timeout(wait, stream.next()).await {
+                Err(_) if wait == pace.idle => return Err(ApiError::UploadTimeout(pace.idle.as_secs())),
+                Err(_) => pace.check(self.size, self.started.elapsed())?,
                 Ok(None) => return Ok(()),
                 Ok(Some(Err(e))) => return Err(on_stream_error(e)),
-                Ok(Some(Ok(chunk))) => self.write(chunk.into()).await?,
+                Ok(Some(Ok(chunk))) => {
+                    self.write(chunk.into()).await?;
+                    pace.check(self.size, self.started.elapsed())?;
+                }
             }
         }
     }
@@ -101,5 +143,20 @@ impl Receiver {
         }
         let written = self.writer.finish().await?;
         Ok(Received { id: self.id, key: self.key, object: written.object, size: written.size, sha256: written.sha256 })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_average_rate_is_checked_after_the_grace_period() {
+        let pace = Pace { idle: Duration::from_secs(30), min_rate: 1000, grace: Duration::from_secs(10) };
+        assert!(pace.check(0, Duration::from_secs(9)).is_ok(), "within the grace period anything goes");
+        assert!(pace.check(20_000, Duration::from_secs(20)).is_ok());
+        assert!(matches!(pace.check(19_000, Duration::from_secs(20)), Err(ApiError::UploadTooSlow(1000))));
+        // A byte every 25 s never reaches the average.
+        assert!(pace.check(4, Duration::from_secs(100)).is_err());
     }
 }

@@ -11,7 +11,7 @@ use serde_json::json;
 use tracing::Instrument;
 
 use super::Upload;
-use crate::{app::AppState, error::ApiError, idempotency::IdempotencyKey};
+use crate::{app::AppState, error::ApiError};
 
 /// Who sent the upload: the job's owner, and the audit trail's actor, request and address.
 #[derive(Debug, Clone, Default)]
@@ -34,7 +34,7 @@ pub async fn store(
     state: &AppState,
     upload: Upload,
     origin: Origin,
-    idempotency: Option<IdempotencyKey>,
+    idempotency: Option<idempotency::Lease>,
 ) -> Result<Job, ApiError> {
     let fingerprint = upload.fingerprint();
     let Upload { received, filename, content_type } = upload;
@@ -63,9 +63,14 @@ async fn record(
     id: JobId,
     input: &InputFacts,
     origin: &Origin,
-    idempotency: Option<&(IdempotencyKey, String)>,
+    idempotency: Option<&(idempotency::Lease, String)>,
 ) -> Result<Job, ApiError> {
     let mut tx = state.pool.begin().await?;
+    if let Some(key_id) = &origin.api_key_id {
+        // Checked again here, under the key's lock: uploads that passed the early check together
+        // are counted one after another, so together they cannot exceed the quota.
+        crate::limits::check_quota_locked(&mut *tx, &state.config, key_id, input.size).await?;
+    }
     let job =
         jobs::insert(&mut *tx, id, input, &origin.owner, origin.api_key_id.as_deref(), origin.webhook_url.as_deref())
             .await?;
@@ -87,8 +92,13 @@ async fn record(
             "content_type": input.content_type,
         }));
     audit::record(&mut *tx, &event).await?;
-    if let Some((key, fingerprint)) = idempotency {
-        idempotency::complete(&mut *tx, key.as_str(), fingerprint, id).await?;
+    if let Some((lease, fingerprint)) = idempotency {
+        if !idempotency::complete(&mut *tx, lease, fingerprint, id).await? {
+            // The lease ran out while this upload was still arriving and another request holds
+            // the key now: creating a job too would make two for one key.
+            tracing::warn!(job_id = %id, "idempotency lease lost to another request; no job created");
+            return Err(ApiError::IdempotencyInProgress);
+        }
     }
     queue::enqueue(&mut tx, TranscodeTask { job_id: id }, None).await.map_err(queue_error)?;
     tx.commit().await?;

@@ -17,6 +17,9 @@ use tower_http::services::ServeFile;
 use super::JobIdPath;
 use crate::{app::AppState, auth::Caller, error::ApiError, limits::ClientIp, request_id};
 
+/// A download's row covers its actor's further requests for the same output for this long.
+const DOWNLOAD_AUDIT_WINDOW_SECS: i32 = 600;
+
 #[tracing::instrument(name = "download_output", skip_all, fields(job_id = %id.0))]
 pub async fn output(
     State(state): State<AppState>,
@@ -33,18 +36,16 @@ pub async fn output(
         (JobStatus::Succeeded, Some(output)) => output,
         (status, _) => return Err(ApiError::JobNotReady(status.as_str())),
     };
-    let ranged_from_start = request
-        .headers()
-        .get(header::RANGE)
-        .and_then(|v| v.to_str().ok())
-        .is_none_or(|r| r.trim_start_matches("bytes=").starts_with("0-"));
-    if ranged_from_start {
-        // One row per download (not per Range request of a player seeking).
-        let event = AuditEvent::new(caller.actor(), "job.downloaded")
-            .job(job.id)
-            .request(request_id::current(), request.extensions().get::<ClientIp>().map(|c| c.0));
-        audit::record(&state.pool, &event).await?;
-    }
+    // Every request that can read bytes is covered by a `job.downloaded` row of its actor: one is
+    // written unless that actor has one for this job from the last few minutes, so a player's
+    // range requests (seeking) make one row, and no range (a suffix `bytes=-N` included, or
+    // `bytes=1-` followed by `bytes=0-0`) reads the output unaudited.
+    let range = request.headers().get(header::RANGE).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let event = AuditEvent::new(caller.actor(), "job.downloaded")
+        .job(job.id)
+        .request(request_id::current(), request.extensions().get::<ClientIp>().map(|c| c.0))
+        .details(serde_json::json!({ "range": range }));
+    audit::record_unless_recent(&state.pool, &event, DOWNLOAD_AUDIT_WINDOW_SECS).await?;
     let mut response = match state.storage.local_path(&output.key) {
         // ServeFile answers Range / If-Range / HEAD; only GET and HEAD reach this handler.
         Some(path) => {

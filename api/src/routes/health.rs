@@ -9,7 +9,8 @@ pub async fn healthz() -> impl IntoResponse {
     Json(json!({ "status": "ok" }))
 }
 
-/// 200 when the database is reachable with current migrations and the store accepts writes;
+/// 200 when the database is reachable with current migrations and the store accepts writes
+/// (checked at most every few seconds);
 /// otherwise 503 with each check's state and, for storage, the code and the cause.
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let database = match mediaq_shared::db::migrations_current(&state.pool).await {
@@ -20,13 +21,20 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
             "unavailable"
         }
     };
-    let (storage, storage_error) = match state.storage.check_ready().await {
+    // Cached for a few seconds (crate::readiness): the check writes to the store.
+    let checked = state
+        .storage_ready
+        .get(|| async {
+            state.storage.check_ready().await.map_err(|e| {
+                let reason = e.reason();
+                tracing::warn!(error = %e, %reason, storage = %state.storage.describe(), "readiness: storage check failed");
+                reason.to_string()
+            })
+        })
+        .await;
+    let (storage, storage_error) = match checked {
         Ok(()) => ("ok", None),
-        Err(e) => {
-            let reason = e.reason();
-            tracing::warn!(error = %e, %reason, storage = %state.storage.describe(), "readiness: storage check failed");
-            ("unavailable", Some(json!({ "code": "storage_unavailable", "message": reason })))
-        }
+        Err(reason) => ("unavailable", Some(json!({ "code": "storage_unavailable", "message": reason }))),
     };
     let ready = database == "ok" && storage == "ok";
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };

@@ -60,7 +60,7 @@ pub async fn create(
         }
     };
     // Held until the upload is stored or refused.
-    let _slot = match state.uploads.take() {
+    let _slot = match state.uploads.take(&caller.key_id) {
         Ok(slot) => slot,
         Err(e) => {
             ingest::drain_stream(&mut request.into_body().into_data_stream()).await;
@@ -120,7 +120,7 @@ async fn create_job(
     }
     let key = IdempotencyKey::from_headers(request.headers())?;
     let claim = match &key {
-        Some(k) => Some(idempotency::claim(&state.pool, k.as_str()).await?),
+        Some(k) => Some(idempotency::claim(&state.pool, &caller.owner, k.as_str()).await?),
         None => None,
     };
     if claim == Some(Claim::InProgress) {
@@ -128,8 +128,8 @@ async fn create_job(
         return Err(ApiError::IdempotencyInProgress);
     }
     let received = receive(state, limit, is_multipart, &content_type, query.filename.as_deref(), request).await;
-    let job = match (claim, key) {
-        (Some(Claim::Completed { fingerprint, job_id }), _) => {
+    let job = match claim {
+        Some(Claim::Completed { fingerprint, job_id }) => {
             if received?.fingerprint() != fingerprint {
                 return Err(ApiError::IdempotencyKeyReused);
             }
@@ -139,13 +139,13 @@ async fn create_job(
             response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
             return Ok(response);
         }
-        (Some(_), Some(key)) => {
+        Some(Claim::Owned(lease)) => {
             let stored = match received {
-                Ok(upload) => ingest::store(state, upload, origin, Some(key.clone())).await,
+                Ok(upload) => ingest::store(state, upload, origin, Some(lease.clone())).await,
                 Err(e) => Err(e),
             };
             if stored.is_err() {
-                if let Err(e) = idempotency::release(&state.pool, key.as_str()).await {
+                if let Err(e) = idempotency::release(&state.pool, &lease).await {
                     tracing::warn!(error = %e, "could not release an idempotency key");
                 }
             }

@@ -62,6 +62,33 @@ pub async fn record<'e>(db: impl PgExecutor<'e>, event: &AuditEvent) -> Result<(
     Ok(())
 }
 
+/// Records `event` unless the same actor has a row of the same action for the same job in the
+/// last `within_secs` seconds (so a player's range requests make one row, not hundreds). True
+/// when a row was written. Two concurrent requests may both write one: never none.
+pub async fn record_unless_recent<'e>(
+    db: impl PgExecutor<'e>,
+    event: &AuditEvent,
+    within_secs: i32,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "INSERT INTO audit_events (actor, action, job_id, request_id, client_ip, details)
+         SELECT $1, $2, $3, $4, $5::text::inet, $6
+         WHERE NOT EXISTS (
+             SELECT 1 FROM audit_events
+             WHERE job_id = $3 AND action = $2 AND actor = $1 AND at > now() - make_interval(secs => $7))",
+    )
+    .bind(&event.actor)
+    .bind(event.action)
+    .bind(event.job_id.map(|id| id.as_uuid()))
+    .bind(&event.request_id)
+    .bind(event.client_ip.map(|ip| ip.to_string()))
+    .bind(&event.details)
+    .bind(within_secs)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
 /// An audit row as read back.
 #[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
 pub struct AuditRow {

@@ -47,14 +47,16 @@ pub async fn create<'e>(
 }
 
 /// Verifies a token (constant-time) and returns what it grants, or `None` (unknown, wrong,
-/// or too old even to read its job).
+/// too old even to read its job, or minted by a key that has since been revoked: a token dies
+/// with its key).
 pub async fn verify(pool: &PgPool, credential: &Credential) -> Result<Option<Grant>, sqlx::Error> {
     /// secret_sha256, owner, api_key_id, max_bytes, job_id, usable.
     type Row = (Vec<u8>, String, String, i64, Option<Uuid>, bool);
     let row: Option<Row> = sqlx::query_as(
-        "SELECT secret_sha256, owner, api_key_id, max_bytes, job_id, used_at IS NULL AND expires_at > now()
-         FROM upload_tokens
-         WHERE id = $1 AND expires_at + make_interval(hours => $2) > now()",
+        "SELECT t.secret_sha256, t.owner, t.api_key_id, t.max_bytes, t.job_id,
+                t.used_at IS NULL AND t.expires_at > now()
+         FROM upload_tokens t JOIN api_keys k ON k.id = t.api_key_id AND k.revoked_at IS NULL
+         WHERE t.id = $1 AND t.expires_at + make_interval(hours => $2) > now()",
     )
     .bind(&credential.id)
     .bind(READ_GRACE_HOURS)

@@ -29,7 +29,9 @@ pub enum UrlError {
     Credentials,
     #[error("the URL is longer than 2048 characters")]
     TooLong,
-    #[error("the host resolves to {0}, which is not a public address")]
+    /// The address is kept for the log; the message never names it (it would tell a caller what
+    /// an internal name resolves to).
+    #[error("the host is not a public address")]
     ForbiddenAddress(IpAddr),
     #[error("the host could not be resolved")]
     Unresolvable,
@@ -93,6 +95,19 @@ impl AddressPolicy {
     }
 }
 
+/// A webhook URL as it may appear in logs: scheme, host, port and path only. Query strings and
+/// fragments often carry a receiver's own secret (`?token=...`), and log lines reach more people
+/// than the database does.
+pub fn loggable(raw: &str) -> String {
+    match Url::parse(raw) {
+        Ok(url) => {
+            let port = url.port().map(|p| format!(":{p}")).unwrap_or_default();
+            format!("{}://{}{port}{}", url.scheme(), url.host_str().unwrap_or(""), url.path())
+        }
+        Err(_) => "(unparsable URL)".to_owned(),
+    }
+}
+
 /// Whether an address is publicly routable (not loopback, private, link-local, unique-local,
 /// multicast, shared, reserved or unspecified; IPv6 forms that embed an IPv4 address are judged
 /// by that address).
@@ -127,6 +142,12 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
     }
     if s[0] == 0x2002 {
         return is_public_v4(embedded(s[1], s[2])); // 6to4
+    }
+    if s[0] == 0x64 && s[1] == 0xff9b && s[2] == 1 {
+        return false; // local-use NAT64 64:ff9b:1::/48 (RFC 8215): translates to any IPv4, private included
+    }
+    if s[0] == 0x2001 && s[1] == 0 {
+        return false; // Teredo 2001::/32: tunnels to an (obfuscated) IPv4 client, which may be anything
     }
     !(ip.is_unspecified()
         || ip.is_loopback()
@@ -169,9 +190,27 @@ mod tests {
             "https://[::ffff:169.254.169.254]/",
             "https://[64:ff9b::a00:1]/",
             "https://[2002:7f00:1::]/",
+            "https://[64:ff9b:1::a00:1]/",
+            "https://[64:ff9b:1:ffff::5db8:d70e]/",
+            "https://[2001:0:4136:e378:8000:63bf:3fff:fdd2]/",
+            "https://[2001::1]/",
         ] {
             assert!(matches!(refused(&p, url), UrlError::ForbiddenAddress(_)), "{url}");
         }
+    }
+
+    #[test]
+    fn a_refusal_does_not_name_the_address() {
+        let p = AddressPolicy::default();
+        let message = refused(&p, "https://10.1.2.3/").to_string();
+        assert!(message.contains("not a public address") && !message.contains("10.1.2.3"), "{message}");
+    }
+
+    #[test]
+    fn logged_urls_lose_their_query_and_credentials() {
+        assert_eq!(loggable("https://h.example:8443/hook?token=s3cret#frag"), "https://h.example:8443/hook");
+        assert_eq!(loggable("https://u:pw@h.example/x?a=1"), "https://h.example/x");
+        assert_eq!(loggable("nonsense"), "(unparsable URL)");
     }
 
     #[test]
