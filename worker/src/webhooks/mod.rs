@@ -11,7 +11,7 @@ use std::{sync::Arc, time::Duration};
 
 use mediaq_shared::{
     db::deliveries::{self, Claimed, Recorded},
-    webhook::WebhookConfig,
+    webhook::{address::loggable, WebhookConfig},
 };
 use sqlx::{postgres::PgListener, PgPool};
 use tokio::sync::Notify;
@@ -103,16 +103,16 @@ async fn deliver(
                 let latency_ms = outcome.latency.as_millis() as u64;
                 let label = match &recorded {
                     Recorded::Succeeded => {
-                        tracing::info!(url = %claimed.url, status = ?outcome.response_status, latency_ms, "webhook delivered");
+                        tracing::info!(url = %loggable(&claimed.url), status = ?outcome.response_status, latency_ms, "webhook delivered");
                         "delivered"
                     }
                     Recorded::Retrying { after } => {
-                        tracing::warn!(url = %claimed.url, error = ?outcome.error,
+                        tracing::warn!(url = %loggable(&claimed.url), error = ?outcome.error,
                             retry_in_ms = after.as_millis() as u64, "webhook delivery failed; will retry");
                         "retrying"
                     }
                     Recorded::GaveUp => {
-                        tracing::error!(url = %claimed.url, error = ?outcome.error, "webhook delivery failed for good");
+                        tracing::error!(url = %loggable(&claimed.url), error = ?outcome.error, "webhook delivery failed for good");
                         "gave_up"
                     }
                     Recorded::Superseded => {
