@@ -11,6 +11,9 @@ pub enum ConfigError {
     Missing(&'static str),
     #[error("{var} has an invalid value {value:?}: {reason}")]
     Invalid { var: &'static str, value: String, reason: String },
+    /// A setting parsed by a clap definition (its message names the variable).
+    #[error("{0}")]
+    Setting(String),
 }
 
 /// Reads a variable, or `None` when it is unset or empty.

@@ -165,7 +165,7 @@ async fn run_child(
         // SAFETY: geteuid has no preconditions.
         None => unsafe { libc::geteuid() },
     };
-    let (path, max) = (output_path.clone(), state.config.sandbox.max_output_bytes);
+    let (path, max) = (output_path.clone(), state.config.transcode.max_output_bytes);
     let checked = tokio::task::spawn_blocking(move || {
         let mut output = output_file::open(&path, owner, max)?;
         let sha256 = output_file::sha256(&mut output).map_err(|e| output_file::Refused::Unreadable(e.to_string()))?;
@@ -201,7 +201,7 @@ async fn run_child(
 /// What the child says of its output, kept only where it is plausible (within the limits, from
 /// the codecs it can write); the rest is dropped rather than shown to clients.
 fn plausible(claimed: &MediaFacts, config: &WorkerConfig) -> MediaFacts {
-    let limits = &config.limits;
+    let limits = &config.transcode;
     let codec = |c: &Option<String>, allowed: &[&str]| c.clone().filter(|c| allowed.contains(&c.as_str()));
     MediaFacts {
         duration_s: claimed

@@ -4,7 +4,7 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use mediaq_shared::config::{self, CommonConfig, ConfigError};
 
-use crate::protocol::EncodeSettings;
+use crate::spec::TranscodeSpec;
 
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
@@ -13,8 +13,9 @@ pub struct WorkerConfig {
     pub concurrency: usize,
     /// The transcoder binary (MEDIAQ_TRANSCODE_BIN; default: `mediaq-transcode` beside this binary).
     pub transcode_bin: PathBuf,
-    /// libx264 preset and CRF, libav threads (MEDIAQ_X264_PRESET, MEDIAQ_X264_CRF, MEDIAQ_TRANSCODE_THREADS).
-    pub encode: EncodeSettings,
+    /// The encoder settings and media limits the transcoder child gets (MEDIAQ_X264_PRESET,
+    /// MEDIAQ_X264_CRF, MEDIAQ_TRANSCODE_THREADS, MEDIAQ_MAX_*, MEDIAQ_CPU_PER_MEDIA_SECOND).
+    pub transcode: TranscodeSpec,
     /// Longest a single attempt may run (MEDIAQ_TRANSCODE_TIMEOUT).
     pub transcode_timeout: Duration,
     /// How long in-flight attempts may run on after SIGTERM (MEDIAQ_SHUTDOWN_GRACE).
@@ -22,7 +23,6 @@ pub struct WorkerConfig {
     /// Heartbeat of this worker in the queue; 3 missed beats make its jobs orphans (MEDIAQ_HEARTBEAT).
     pub heartbeat: Duration,
     pub sandbox: SandboxConfig,
-    pub limits: MediaLimits,
     pub retry: crate::retry::RetryPolicy,
     pub janitor: crate::janitor::JanitorConfig,
     /// Where `/metrics` and `/healthz` are served (MEDIAQ_METRICS_BIND; unset: nowhere).
@@ -46,56 +46,14 @@ pub struct SandboxConfig {
     pub user: Option<(u32, u32)>,
     /// Address-space limit (MEDIAQ_TRANSCODE_MEMORY).
     pub memory_bytes: u64,
-    /// Largest output file (MEDIAQ_MAX_OUTPUT_BYTES; RLIMIT_FSIZE).
-    pub max_output_bytes: u64,
-    /// CPU seconds allowed per second of media, on top of a 60 s base (MEDIAQ_CPU_PER_MEDIA_SECOND).
-    pub cpu_per_media_second: f64,
     /// Wall-clock seconds allowed per second of media, on top of a 60 s base (MEDIAQ_TIMEOUT_PER_MEDIA_SECOND).
     pub wall_per_media_second: f64,
     /// No progress line for this long kills the child (MEDIAQ_STALL_TIMEOUT).
     pub stall_timeout: Duration,
 }
 
-/// The probe gate, checked before decoding and again while decoding.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct MediaLimits {
-    pub max_width: u32,
-    pub max_height: u32,
-    pub max_pixels: u64,
-    pub max_duration_s: u64,
-    pub max_streams: u32,
-    pub max_fps: u32,
-}
-
-const PRESETS: [&str; 10] =
-    ["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo"];
-
 impl WorkerConfig {
     pub fn from_env() -> Result<Self, ConfigError> {
-        let preset = config::var("MEDIAQ_X264_PRESET").unwrap_or_else(|| "veryfast".into());
-        if !PRESETS.contains(&preset.as_str()) {
-            return Err(ConfigError::Invalid {
-                var: "MEDIAQ_X264_PRESET",
-                value: preset,
-                reason: format!("expected one of {}", PRESETS.join(", ")),
-            });
-        }
-        let crf: u8 = config::parse_or("MEDIAQ_X264_CRF", 23)?;
-        if crf > 51 {
-            return Err(ConfigError::Invalid {
-                var: "MEDIAQ_X264_CRF",
-                value: crf.to_string(),
-                reason: "must be 0..=51".into(),
-            });
-        }
-        let threads = config::var("MEDIAQ_TRANSCODE_THREADS").unwrap_or_else(|| "auto".into());
-        if threads != "auto" && threads.parse::<u16>().is_err() {
-            return Err(ConfigError::Invalid {
-                var: "MEDIAQ_TRANSCODE_THREADS",
-                value: threads,
-                reason: "expected auto or a number".into(),
-            });
-        }
         let concurrency: usize = config::parse_or("MEDIAQ_WORKER_CONCURRENCY", 1)?;
         if concurrency == 0 {
             return Err(ConfigError::Invalid {
@@ -109,7 +67,7 @@ impl WorkerConfig {
             common: CommonConfig::from_env()?,
             concurrency,
             transcode_bin: config::var("MEDIAQ_TRANSCODE_BIN").map(PathBuf::from).unwrap_or_else(default_transcode_bin),
-            encode: EncodeSettings { preset, crf, threads },
+            transcode: TranscodeSpec::from_env()?,
             transcode_timeout,
             shutdown_grace: config::parse_duration("MEDIAQ_SHUTDOWN_GRACE", Duration::from_secs(30))?,
             heartbeat: config::parse_duration("MEDIAQ_HEARTBEAT", Duration::from_secs(5))?,
@@ -119,14 +77,6 @@ impl WorkerConfig {
             metrics_bind: match config::var("MEDIAQ_METRICS_BIND") {
                 None => None,
                 Some(_) => Some(config::parse_or("MEDIAQ_METRICS_BIND", SocketAddr::from(([127, 0, 0, 1], 9464)))?),
-            },
-            limits: MediaLimits {
-                max_width: config::parse_or("MEDIAQ_MAX_WIDTH", 4096)?,
-                max_height: config::parse_or("MEDIAQ_MAX_HEIGHT", 4096)?,
-                max_pixels: config::parse_or("MEDIAQ_MAX_PIXELS", 3840 * 2160)?,
-                max_duration_s: config::parse_duration("MEDIAQ_MAX_DURATION", Duration::from_secs(2 * 3600))?.as_secs(),
-                max_streams: config::parse_or("MEDIAQ_MAX_STREAMS", 8)?,
-                max_fps: config::parse_or("MEDIAQ_MAX_FPS", 240)?,
             },
         })
     }
@@ -165,8 +115,6 @@ impl SandboxConfig {
             mode,
             user,
             memory_bytes: config::parse_bytes("MEDIAQ_TRANSCODE_MEMORY", 4 << 30)?,
-            max_output_bytes: config::parse_bytes("MEDIAQ_MAX_OUTPUT_BYTES", 4 << 30)?,
-            cpu_per_media_second: config::parse_or("MEDIAQ_CPU_PER_MEDIA_SECOND", 20.0)?,
             wall_per_media_second: config::parse_or("MEDIAQ_TIMEOUT_PER_MEDIA_SECOND", 10.0)?,
             stall_timeout: config::parse_duration("MEDIAQ_STALL_TIMEOUT", Duration::from_secs(60))?,
         })

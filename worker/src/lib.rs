@@ -17,6 +17,7 @@ pub mod run;
 pub mod sandbox;
 pub mod selfcheck;
 pub mod spawn;
+pub mod spec;
 pub mod state;
 pub mod transcode;
 pub mod webhooks;

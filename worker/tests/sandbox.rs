@@ -169,7 +169,10 @@ async fn proc_shows_no_new_privs_seccomp_limits_and_identity() {
     let limit = |name: &str| limits.lines().find(|l| l.starts_with(name)).unwrap_or_default().to_owned();
     let sandbox = &config().sandbox;
     assert!(limit("Max address space").contains(&sandbox.memory_bytes.to_string()), "{limits}");
-    assert!(limit("Max file size").contains(&(sandbox.max_output_bytes + (1 << 20)).to_string()), "{limits}");
+    assert!(
+        limit("Max file size").contains(&(config().transcode.max_output_bytes + (1 << 20)).to_string()),
+        "{limits}"
+    );
     assert!(limit("Max open files").split_whitespace().any(|w| w == "64"), "{limits}");
     assert!(limit("Max core file size").split_whitespace().any(|w| w == "0"), "{limits}");
     assert!(!limit("Max cpu time").contains("unlimited"), "{limits}");
