@@ -12,7 +12,7 @@ use axum::{
 };
 use governor::{clock::Clock, DefaultKeyedRateLimiter, Quota};
 
-use mediaq_shared::config::ApiConfig;
+use mediaq_shared::{config::ApiConfig, db::jobs};
 
 use crate::{app::AppState, error::ApiError, request_id};
 
@@ -105,10 +105,7 @@ pub async fn check_quota_locked(
     key_id: &str,
     size: u64,
 ) -> Result<(), ApiError> {
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('mediaq.quota:' || $1, 0))")
-        .bind(key_id)
-        .execute(&mut *tx)
-        .await?;
+    jobs::lock_quota(&mut *tx, key_id).await?;
     check_quota_with(&mut *tx, config, key_id, size).await
 }
 
@@ -118,14 +115,7 @@ async fn check_quota_with<'e>(
     key_id: &str,
     incoming: u64,
 ) -> Result<(), ApiError> {
-    let (active, bytes): (i64, i64) = sqlx::query_as(
-        "SELECT count(*) FILTER (WHERE status IN ('queued', 'processing')),
-                COALESCE(sum(input_size) FILTER (WHERE created_at > now() - interval '1 day'), 0)::bigint
-         FROM jobs WHERE api_key_id = $1",
-    )
-    .bind(key_id)
-    .fetch_one(db)
-    .await?;
+    let jobs::QuotaUsage { active, bytes } = jobs::quota_usage(db, key_id).await?;
     if active >= config.quota_active_jobs {
         return Err(ApiError::QuotaExceeded(
             format!("this key already has {active} unfinished jobs (the limit); wait for some to finish"),

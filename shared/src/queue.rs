@@ -21,17 +21,21 @@ pub struct TranscodeTask {
 }
 
 /// Enqueues a task on the caller's transaction: it becomes visible (and NOTIFY fires) only when
-/// the caller commits, together with the job row.
+/// the caller commits, together with the job row. apalis' own error stays inside: callers see a
+/// database error like any other query's.
 pub async fn enqueue(
     conn: &mut PgConnection,
     task: TranscodeTask,
     run_at: Option<std::time::SystemTime>,
-) -> Result<(), apalis_postgres::Error> {
-    let args = serde_json::to_vec(&task).map_err(apalis_postgres::Error::JsonError)?;
+) -> Result<(), sqlx::Error> {
+    let args = serde_json::to_vec(&task).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
     let mut builder =
         TaskBuilder::new(args).task_id(TaskId::from_ulid(ulid::Ulid::generate())).max_attempts(TASK_MAX_ATTEMPTS);
     if let Some(at) = run_at {
         builder = builder.run_at_time(at);
     }
-    apalis_postgres::queries::push_tasks(conn, QUEUE, vec![builder.build()]).await
+    apalis_postgres::queries::push_tasks(conn, QUEUE, vec![builder.build()]).await.map_err(|e| match e {
+        apalis_postgres::Error::Database(e) => e,
+        other => sqlx::Error::Protocol(other.to_string()),
+    })
 }

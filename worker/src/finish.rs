@@ -130,9 +130,7 @@ async fn retry(
         return Ok("superseded");
     }
     let conn: &mut PgConnection = tx;
-    queue::enqueue(conn, TranscodeTask { job_id: id }, Some(std::time::SystemTime::from(at)))
-        .await
-        .map_err(queue_error)?;
+    queue::enqueue(conn, TranscodeTask { job_id: id }, Some(std::time::SystemTime::from(at))).await?;
     let details = json!({ "attempt": attempt, "code": cause.code, "message": cause.message, "retry_at": at });
     audit::record(&mut **tx, &AuditEvent::new(actor, "job.retry_scheduled").job(id).details(details)).await?;
     tracing::info!(code = %cause.code, retry_in_s = delay.as_secs_f64(), "transient failure; retry scheduled");
@@ -151,18 +149,11 @@ async fn hand_back(
         return Ok("superseded");
     }
     let conn: &mut PgConnection = tx;
-    queue::enqueue(conn, TranscodeTask { job_id: id }, None).await.map_err(queue_error)?;
+    queue::enqueue(conn, TranscodeTask { job_id: id }, None).await?;
     audit::record(&mut **tx, &AuditEvent::new(actor, "job.handed_back").job(id).details(json!({ "attempt": attempt })))
         .await?;
     tracing::info!("shutting down: job handed back to the queue");
     Ok("interrupted")
-}
-
-fn queue_error(e: apalis_postgres::Error) -> AttemptError {
-    match e {
-        apalis_postgres::Error::Database(e) => AttemptError::Database(e),
-        other => AttemptError::Database(sqlx::Error::Protocol(other.to_string())),
-    }
 }
 
 async fn fail(

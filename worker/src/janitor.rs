@@ -19,8 +19,7 @@ use std::{
 
 use mediaq_shared::{
     config::{self, ConfigError},
-    db::{audit, audit::AuditEvent},
-    queue::QUEUE,
+    db::{audit, audit::AuditEvent, retention},
     storage::Storage,
     JobId,
 };
@@ -29,8 +28,6 @@ use serde_json::json;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-/// Advisory lock key shared by every worker ("mediaq janitor").
-const LOCK_KEY: i64 = 0x6d65_6469_6171_6a61;
 const ACTOR: &str = "janitor";
 
 #[derive(Debug, Clone, Copy)]
@@ -82,13 +79,12 @@ pub async fn run_forever(pool: PgPool, storage: Storage, config: JanitorConfig) 
 
 pub async fn sweep(pool: &PgPool, storage: &Storage, config: &JanitorConfig) -> Result<Sweep, sqlx::Error> {
     let mut lock = pool.acquire().await?;
-    let locked: bool =
-        sqlx::query_scalar("SELECT pg_try_advisory_lock($1)").bind(LOCK_KEY).fetch_one(&mut *lock).await?;
+    let locked = retention::try_lock_sweep(&mut lock).await?;
     if !locked {
         return Ok(Sweep::default());
     }
     let result = sweep_locked(pool, storage, config).await;
-    sqlx::query("SELECT pg_advisory_unlock($1)").bind(LOCK_KEY).execute(&mut *lock).await?;
+    retention::unlock_sweep(&mut lock).await?;
     result
 }
 
@@ -105,27 +101,11 @@ async fn sweep_locked(pool: &PgPool, storage: &Storage, config: &JanitorConfig) 
 }
 
 async fn expire(pool: &PgPool, storage: &Storage, retention: Duration) -> Result<u64, sqlx::Error> {
-    let rows: Vec<(Uuid, String, Option<String>)> = sqlx::query_as(
-        "SELECT id, input_key, output_key FROM jobs
-         WHERE files_deleted_at IS NULL AND status IN ('succeeded', 'failed', 'canceled')
-           AND finished_at < now() - make_interval(secs => $1)
-         ORDER BY finished_at LIMIT 1000",
-    )
-    .bind(retention.as_secs_f64())
-    .fetch_all(pool)
-    .await?;
     let mut n = 0;
-    for (id, input, output) in rows {
-        let id = JobId::from_uuid(id);
+    for retention::Expiring { id, input_key: input, output_key: output } in retention::expiring(pool, retention).await?
+    {
         let mut tx = pool.begin().await?;
-        let done = sqlx::query(
-            "UPDATE jobs SET status = 'expired', files_deleted_at = now(), updated_at = now()
-             WHERE id = $1 AND files_deleted_at IS NULL",
-        )
-        .bind(id.as_uuid())
-        .execute(&mut *tx)
-        .await?;
-        if done.rows_affected() == 0 {
+        if !retention::mark_expired(&mut *tx, id).await? {
             continue;
         }
         let deleted: Vec<&String> = std::iter::once(&input).chain(output.as_ref()).collect();
@@ -200,14 +180,8 @@ async fn remove_orphans(pool: &PgPool, storage: &Storage, age: Duration) -> Resu
         return Ok(0);
     }
     let ids: Vec<Uuid> = candidates.values().flatten().copied().collect();
-    let referenced: Vec<(String,)> = sqlx::query_as(
-        "SELECT k FROM jobs, LATERAL (VALUES (input_key), (output_key)) AS keys(k)
-         WHERE id = ANY($1) AND files_deleted_at IS NULL AND k IS NOT NULL",
-    )
-    .bind(&ids)
-    .fetch_all(pool)
-    .await?;
-    let referenced: std::collections::HashSet<String> = referenced.into_iter().map(|(k,)| k).collect();
+    let referenced: std::collections::HashSet<String> =
+        retention::referenced_keys(pool, &ids).await?.into_iter().collect();
     let mut n = 0;
     for (key, id) in candidates {
         if referenced.contains(&key) {
@@ -228,25 +202,8 @@ async fn remove_orphans(pool: &PgPool, storage: &Storage, age: Duration) -> Resu
 
 /// Deletes finished queue rows and dead workers, which apalis keeps forever.
 async fn prune_queue(pool: &PgPool, after: Duration) -> Result<(u64, u64), sqlx::Error> {
-    let secs = after.as_secs_f64();
     let mut tx = pool.begin().await?;
-    let rows = sqlx::query(
-        "DELETE FROM apalis.jobs WHERE job_type = $1 AND done_at < now() - make_interval(secs => $2)
-           AND (status IN ('Done', 'Killed') OR (status = 'Failed' AND attempts >= max_attempts))",
-    )
-    .bind(QUEUE)
-    .bind(secs)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    let workers = sqlx::query(
-        "DELETE FROM apalis.workers w WHERE last_seen < now() - make_interval(secs => $1)
-           AND NOT EXISTS (SELECT 1 FROM apalis.jobs j WHERE j.lock_by = w.id)",
-    )
-    .bind(secs)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
+    let (rows, workers) = retention::prune_queue(&mut tx, after).await?;
     if rows + workers > 0 {
         let details = json!({ "queue_rows": rows, "dead_workers": workers });
         audit::record(&mut *tx, &AuditEvent::new(ACTOR, "queue.pruned").details(details)).await?;

@@ -100,15 +100,8 @@ async fn record(
             return Err(ApiError::IdempotencyInProgress);
         }
     }
-    queue::enqueue(&mut tx, TranscodeTask { job_id: id }, None).await.map_err(queue_error)?;
+    queue::enqueue(&mut tx, TranscodeTask { job_id: id }, None).await?;
     tx.commit().await?;
     tracing::info!(job_id = %id, size_bytes = input.size, "job created");
     Ok(job)
-}
-
-fn queue_error(err: apalis_postgres::Error) -> ApiError {
-    match err {
-        apalis_postgres::Error::Database(e) => e.into(),
-        other => ApiError::internal(other),
-    }
 }

@@ -27,10 +27,7 @@ pub async fn requeue(State(state): State<AppState>, caller: Caller, id: JobIdPat
     if !jobs::requeue_failed(&mut *tx, id).await? {
         return Err(ApiError::JobNotRequeueable);
     }
-    queue::enqueue(&mut tx, queue::TranscodeTask { job_id: id }, None).await.map_err(|e| match e {
-        apalis_postgres::Error::Database(e) => e.into(),
-        other => ApiError::internal(other),
-    })?;
+    queue::enqueue(&mut tx, queue::TranscodeTask { job_id: id }, None).await?;
     let event = AuditEvent::new(caller.actor(), "job.requeued").job(id).request(request_id::current(), None);
     audit::record(&mut *tx, &event).await?;
     tx.commit().await?;

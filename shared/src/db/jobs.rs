@@ -333,3 +333,32 @@ pub async fn list(
     .await?;
     rows.into_iter().map(Job::try_from).collect()
 }
+
+/// What a key has in use against its quota: unfinished jobs, and bytes uploaded in the last day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuotaUsage {
+    pub active: i64,
+    pub bytes: i64,
+}
+
+pub async fn quota_usage<'e>(db: impl PgExecutor<'e>, key_id: &str) -> Result<QuotaUsage, sqlx::Error> {
+    let (active, bytes): (i64, i64) = sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE status IN ('queued', 'processing')),
+                COALESCE(sum(input_size) FILTER (WHERE created_at > now() - interval '1 day'), 0)::bigint
+         FROM jobs WHERE api_key_id = $1",
+    )
+    .bind(key_id)
+    .fetch_one(db)
+    .await?;
+    Ok(QuotaUsage { active, bytes })
+}
+
+/// Serialises quota checks of one key until the transaction ends (concurrent uploads of a key
+/// then cannot pass the check together).
+pub async fn lock_quota(conn: &mut sqlx::PgConnection, key_id: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('mediaq.quota:' || $1, 0))")
+        .bind(key_id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}

@@ -6,6 +6,7 @@ pub mod deliveries;
 pub mod idempotency;
 pub mod jobs;
 pub mod keys;
+pub mod retention;
 pub mod stats;
 pub mod tokens;
 pub mod webhooks;
