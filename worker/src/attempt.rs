@@ -173,6 +173,7 @@ async fn execute(state: &WorkerState, id: JobId, attempt: i32) -> Result<Ended, 
         height: facts.height,
         video_codec: facts.video_codec.clone(),
         audio_codec: facts.audio_codec.clone(),
+        video_path: facts.video_path.clone(),
     };
     Ok(Ended { output: Some(output), error: None, report: Some(report) })
 }
