@@ -127,6 +127,8 @@ pub struct OutputFacts {
     pub height: Option<u32>,
     pub video_codec: Option<String>,
     pub audio_codec: Option<String>,
+    /// How the video got into the MP4: "transcoded", or "remuxed" (H.264 packets copied).
+    pub video_path: Option<String>,
 }
 
 /// A job as stored.

@@ -60,3 +60,72 @@ pub fn top_level_boxes(bytes: &[u8]) -> Vec<String> {
     }
     out
 }
+
+/// The index of the file's main stream of `kind` (no cover art), as ffprobe numbers them.
+pub fn stream_index(path: &Path, kind: &str) -> Option<u64> {
+    stream(&ffprobe(path), kind).and_then(|s| s["index"].as_u64())
+}
+
+/// ffprobe's decoded frames of one stream: (presentation time, duration) in seconds, in order.
+/// ffprobe applies what a player applies: edit lists, AAC priming, Opus pre-skip. `seconds`
+/// limits the reading to the file's start when set.
+pub fn frame_times(path: &Path, index: u64, seconds: Option<f64>) -> Vec<(f64, f64)> {
+    let mut cmd = std::process::Command::new("ffprobe");
+    cmd.args(["-v", "error", "-select_streams", &index.to_string()]);
+    if let Some(s) = seconds {
+        cmd.args(["-read_intervals", &format!("%+{s}")]);
+    }
+    let out = cmd
+        .args(["-show_entries", "stream=sample_rate:frame=best_effort_timestamp_time,pkt_duration_time,nb_samples"])
+        .args(["-of", "json"])
+        .arg(path)
+        .output()
+        .expect("run ffprobe");
+    assert!(out.status.success(), "ffprobe failed on {}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let number = |v: &Value| v.as_str().and_then(|s| s.parse::<f64>().ok()).or(v.as_f64());
+    let rate = json["streams"][0]["sample_rate"].as_str().and_then(|r| r.parse::<f64>().ok()).filter(|r| *r > 0.0);
+    json["frames"]
+        .as_array()
+        .map(|frames| {
+            frames
+                .iter()
+                .filter_map(|f| {
+                    let pts = number(&f["best_effort_timestamp_time"])?;
+                    // Video: the packet's duration. Audio: samples / rate, or the packet's
+                    // duration when shorter (an MP4's last AAC frame decodes whole, but its
+                    // sample duration says how much of it is real).
+                    let packet = number(&f["pkt_duration_time"]);
+                    let duration = match (f["nb_samples"].as_f64(), rate) {
+                        (Some(samples), Some(rate)) => packet.map_or(samples / rate, |p| p.min(samples / rate)),
+                        _ => packet.unwrap_or(0.0),
+                    };
+                    Some((pts, duration))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// When the first decoded frame of the file's main video and audio streams is presented.
+pub fn first_frames(path: &Path) -> (Option<f64>, Option<f64>) {
+    let first = |kind| {
+        let index = stream_index(path, kind)?;
+        frame_times(path, index, Some(3.0)).first().map(|f| f.0)
+    };
+    (first("video"), first("audio"))
+}
+
+/// Where sound starts after at least 0.2 s of silence (seconds, as played: edit lists applied),
+/// by ffprobe's `silencedetect` on the file's audio.
+pub fn sound_onsets(path: &Path) -> Vec<f64> {
+    let name = path.to_str().expect("UTF-8 path");
+    assert!(!name.contains([':', ',', '\'', '\\', '[', ']', ';']), "a path lavfi can take: {name}");
+    let out = std::process::Command::new("ffprobe")
+        .args(["-v", "error", "-f", "lavfi", "-i", &format!("amovie={name},silencedetect=n=-30dB:d=0.2")])
+        .args(["-show_entries", "frame_tags=lavfi.silence_end", "-of", "csv=p=0"])
+        .output()
+        .expect("run ffprobe");
+    assert!(out.status.success(), "ffprobe failed on {name}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| l.trim().parse().ok()).collect()
+}

@@ -201,7 +201,8 @@ async fn corpus_files_end_as_the_manifest_expects() {
         if status == "failed" {
             let code = job["error"]["code"].as_str().unwrap();
             assert!(
-                matches!(code, "invalid_media" | "unsupported_codec" | "limits_exceeded" | "transcode_error"),
+                // Matroska files (accepted at upload since #19) may break a limit: test5 has 11 streams.
+                matches!(code, "invalid_media" | "unsupported_codec" | "transcode_error") || code.ends_with("_exceeded"),
                 "{}: a clear code, got {code}: {job}",
                 entry.filename
             );

@@ -194,6 +194,7 @@ async fn run_child(
         height: facts.height,
         video_codec: facts.video_codec.clone(),
         audio_codec: facts.audio_codec.clone(),
+        video_path: facts.video_path.clone(),
     };
     Ok(Ended { outcome: AttemptOutcome::Succeeded(output), report: Some(report) })
 }

@@ -36,6 +36,9 @@ pub struct MediaFacts {
     pub height: Option<u32>,
     pub video_codec: Option<String>,
     pub audio_codec: Option<String>,
+    /// Output only: how the video got into the MP4, "transcoded" or "remuxed" (H.264 copied).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub video_path: Option<String>,
 }
 
 /// The sandbox layers the child applied to itself (reported first, and by `--self-test`).

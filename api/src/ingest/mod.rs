@@ -24,7 +24,7 @@ const DEFAULT_FILENAME: &str = "upload.webm";
 /// Cap on a non-file form field (they are read and ignored).
 const MAX_TEXT_FIELD: usize = 64 * 1024;
 
-/// A raw-body upload (`Content-Type: video/webm` or `audio/webm`).
+/// A raw-body upload (`Content-Type: video/webm`, `audio/webm`, `video/x-matroska` or `audio/x-matroska`).
 pub async fn from_raw(
     state: &AppState,
     limit: u64,
@@ -84,8 +84,10 @@ async fn receive_form(state: &AppState, limit: u64, multipart: &mut Multipart) -
         sniff::check_part_type(field.content_type())?;
         let filename = OriginalFilename::sanitize(field.file_name().unwrap_or(DEFAULT_FILENAME));
         sniff::check_extension(&filename)?;
-        let content_type = match field.content_type() {
-            Some(t) if t.starts_with("audio/webm") => "audio/webm",
+        let content_type = match field.content_type().map(|t| t.split(';').next().unwrap_or("").trim()) {
+            Some(t) if t.eq_ignore_ascii_case("audio/webm") => "audio/webm",
+            Some(t) if t.eq_ignore_ascii_case("video/x-matroska") => "video/x-matroska",
+            Some(t) if t.eq_ignore_ascii_case("audio/x-matroska") => "audio/x-matroska",
             _ => "video/webm",
         };
         let mut receiver = Receiver::create(&state.storage, limit).await?;

@@ -1,5 +1,8 @@
 //! Decides from an upload's first bytes, its declared Content-Type and its filename whether it is
-//! WebM. All three must agree; any disagreement is a 415 with a code saying which.
+//! a browser recording: WebM, or the Matroska that Chrome writes for H.264
+//! (`video/x-matroska;codecs=avc1`, DocType `matroska`, often saved as `.webm`). All three must
+//! agree; any disagreement is a 415 with a code saying which. The codecs inside are the worker's
+//! to check (a closed list; anything else fails the job with `unsupported_codec`).
 
 use mediaq_shared::OriginalFilename;
 
@@ -9,17 +12,19 @@ use crate::error::ApiError;
 /// How many leading bytes the check needs (the EBML header is far smaller).
 pub const HEAD_LEN: usize = 4096;
 
-/// Content types a client may declare for a WebM upload.
-const WEBM_TYPES: [&str; 2] = ["video/webm", "audio/webm"];
-/// Extensions a WebM upload's filename may have.
-const WEBM_EXTENSIONS: [&str; 2] = ["webm", "weba"];
+/// Content types a client may declare for an upload (what `MediaRecorder` labels its output).
+const WEBM_TYPES: [&str; 4] = ["video/webm", "audio/webm", "video/x-matroska", "audio/x-matroska"];
+/// Extensions an upload's filename may have.
+const WEBM_EXTENSIONS: [&str; 4] = ["webm", "weba", "mkv", "mka"];
+/// EBML DocTypes accepted: WebM, and Matroska (Chrome's H.264 recordings).
+const DOC_TYPES: [&str; 2] = ["webm", "matroska"];
 
 /// Checks a declared Content-Type (for the raw-body upload) before any byte is read.
 pub fn check_declared_type(content_type: &str) -> Result<&'static str, ApiError> {
     let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
     WEBM_TYPES.into_iter().find(|t| *t == essence).ok_or_else(|| {
         ApiError::UnsupportedMediaType(format!(
-            "Content-Type {essence:?} is not accepted: send video/webm or audio/webm, or multipart/form-data with a `file` field"
+            "Content-Type {essence:?} is not accepted: send video/webm, audio/webm or video/x-matroska, or multipart/form-data with a `file` field"
         ))
     })
 }
@@ -31,7 +36,7 @@ pub fn check_part_type(content_type: Option<&str>) -> Result<(), ApiError> {
         None => Ok(()),
         Some(t) if t.is_empty() || t == "application/octet-stream" || WEBM_TYPES.contains(&t.as_str()) => Ok(()),
         Some(t) => Err(ApiError::UnsupportedMediaType(format!(
-            "the file was sent as {t:?}; only WebM video (video/webm or audio/webm) is accepted"
+            "the file was sent as {t:?}; only WebM/Matroska recordings (video/webm, audio/webm, video/x-matroska) are accepted"
         ))),
     }
 }
@@ -42,12 +47,13 @@ pub fn check_extension(filename: &OriginalFilename) -> Result<(), ApiError> {
         None => Ok(()),
         Some(ext) if WEBM_EXTENSIONS.contains(&ext.as_str()) => Ok(()),
         Some(ext) => Err(ApiError::ExtensionMismatch(format!(
-            "the file name ends in .{ext}, but only WebM files (.webm, .weba) are accepted"
+            "the file name ends in .{ext}, but only WebM/Matroska recordings (.webm, .weba, .mkv, .mka) are accepted"
         ))),
     }
 }
 
-/// Checks the leading bytes: `infer` must see Matroska/WebM and the EBML DocType must be `webm`.
+/// Checks the leading bytes: `infer` must see Matroska/WebM and the EBML DocType must be `webm` or
+/// `matroska`.
 /// `complete` says whether `head` is the whole file (a short file may end inside the header).
 pub fn check_content(head: &[u8], complete: bool) -> Result<(), ApiError> {
     match infer::get(head) {
@@ -63,9 +69,9 @@ pub fn check_content(head: &[u8], complete: bool) -> Result<(), ApiError> {
         None => return Err(ApiError::NotWebm("the file is not a WebM video (it has no EBML header)".into())),
     }
     match ebml::doc_type(head) {
-        Ok(doc_type) if doc_type == "webm" => Ok(()),
+        Ok(doc_type) if DOC_TYPES.contains(&doc_type.as_str()) => Ok(()),
         Ok(doc_type) => Err(ApiError::NotWebm(format!(
-            "the file is a Matroska file with DocType {doc_type:?}; only WebM (DocType \"webm\") is accepted"
+            "the file is an EBML file with DocType {doc_type:?}; only WebM or Matroska (DocType \"webm\" or \"matroska\") is accepted"
         ))),
         Err(EbmlError::Truncated) if !complete => {
             Err(ApiError::internal("EBML header longer than the sniffing window"))
@@ -88,15 +94,18 @@ mod tests {
     }
 
     #[test]
-    fn accepts_webm_and_nul_padded_webm() {
+    fn accepts_webm_nul_padded_webm_and_matroska() {
         check_content(&webm_header(b"webm"), true).unwrap();
         check_content(&webm_header(b"webm\0"), true).unwrap();
+        // Chrome's H.264 recordings.
+        check_content(&webm_header(b"matroska"), true).unwrap();
     }
 
     #[test]
-    fn rejects_matroska_png_and_text() {
+    fn rejects_other_doctypes_png_and_text() {
         let codes = |r: Result<(), ApiError>| r.unwrap_err().code();
-        assert_eq!(codes(check_content(&webm_header(b"matroska"), true)), "not_webm");
+        assert_eq!(codes(check_content(&webm_header(b"mkv3d"), true)), "not_webm");
+        assert_eq!(codes(check_content(&webm_header(b"0000"), true)), "not_webm");
         assert_eq!(codes(check_content(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR", true)), "not_webm");
         assert_eq!(codes(check_content(b"hello, world", true)), "not_webm");
         assert_eq!(codes(check_content(b"<!doctype html><html>", true)), "not_webm");
@@ -106,6 +115,8 @@ mod tests {
     fn declared_types() {
         assert_eq!(check_declared_type("video/webm").unwrap(), "video/webm");
         assert_eq!(check_declared_type("Audio/WebM; codecs=opus").unwrap(), "audio/webm");
+        assert_eq!(check_declared_type("video/x-matroska;codecs=avc1,opus").unwrap(), "video/x-matroska");
+        check_part_type(Some("video/x-matroska;codecs=avc1")).unwrap();
         assert_eq!(check_declared_type("video/mp4").unwrap_err().code(), "unsupported_media_type");
         check_part_type(None).unwrap();
         check_part_type(Some("application/octet-stream")).unwrap();
@@ -117,6 +128,7 @@ mod tests {
         check_extension(&OriginalFilename::sanitize("a.WEBM")).unwrap();
         check_extension(&OriginalFilename::sanitize("a.weba")).unwrap();
         check_extension(&OriginalFilename::sanitize("recording")).unwrap();
+        check_extension(&OriginalFilename::sanitize("chrome.mkv")).unwrap();
         assert_eq!(check_extension(&OriginalFilename::sanitize("a.mp4")).unwrap_err().code(), "extension_mismatch");
     }
 }

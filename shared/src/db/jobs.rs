@@ -12,7 +12,7 @@ macro_rules! columns {
         "id, status, progress, attempts, error_code, error_message,
     input_filename, input_size, input_sha256, input_content_type, input_key,
     output_key, output_size, output_sha256, output_duration_s, output_width, output_height,
-    output_video_codec, output_audio_codec, created_at, started_at, finished_at, updated_at, next_attempt_at, files_deleted_at, owner"
+    output_video_codec, output_audio_codec, output_video_path, created_at, started_at, finished_at, updated_at, next_attempt_at, files_deleted_at, owner"
     };
 }
 
@@ -37,6 +37,7 @@ struct JobRow {
     output_height: Option<i32>,
     output_video_codec: Option<String>,
     output_audio_codec: Option<String>,
+    output_video_path: Option<String>,
     created_at: DateTime<Utc>,
     started_at: Option<DateTime<Utc>>,
     finished_at: Option<DateTime<Utc>>,
@@ -67,6 +68,7 @@ impl TryFrom<JobRow> for Job {
                 height: r.output_height.map(|h| h as u32),
                 video_codec: r.output_video_codec,
                 audio_codec: r.output_audio_codec,
+                video_path: r.output_video_path,
             }),
             _ => None,
         };
@@ -238,7 +240,8 @@ pub async fn succeed<'e>(
         "UPDATE jobs SET status = 'succeeded', progress = 1, finished_at = now(), updated_at = now(),
                 error_code = NULL, error_message = NULL,
                 output_key = $3, output_size = $4, output_sha256 = $5, output_duration_s = $6,
-                output_width = $7, output_height = $8, output_video_codec = $9, output_audio_codec = $10
+                output_width = $7, output_height = $8, output_video_codec = $9, output_audio_codec = $10,
+                output_video_path = $11
          WHERE id = $1 AND attempts = $2 AND status = 'processing'",
     )
     .bind(id.as_uuid())
@@ -251,6 +254,7 @@ pub async fn succeed<'e>(
     .bind(out.height.map(|h| h as i32))
     .bind(&out.video_codec)
     .bind(&out.audio_codec)
+    .bind(&out.video_path)
     .execute(db)
     .await?;
     Ok(done.rows_affected() == 1)

@@ -35,6 +35,9 @@ pub struct AudioPipeline {
     graph: Option<(filter::Graph, FrameKey)>,
     /// The pts the next decoded frame should have, in samples (1/rate).
     next_pts: Option<i64>,
+    /// Where the decoded audio ends, in the encoder's time base: the sink pads its last frame
+    /// with silence up to the AAC frame size, which is cut back to this.
+    end_pts: Option<i64>,
     frames: u64,
     decode_errors: u64,
     limits: Limits,
@@ -68,6 +71,7 @@ impl AudioPipeline {
             encoder,
             graph: None,
             next_pts: None,
+            end_pts: None,
             frames: 0,
             decode_errors: 0,
             limits: *limits,
@@ -131,16 +135,12 @@ impl AudioPipeline {
             return Ok(());
         }
         self.frames += 1;
-        if self.frames == 1 {
-            muxer.set_encoder(self.track, &self.encoder, None, TrackKind::Audio)?;
-        }
         let key = frame_key(&mut frame)?;
         if self.graph.as_ref().is_none_or(|(_, k)| *k != key) {
             // First frame, or the decoded format changed (never seen in WebM): a new graph
             // continues the timeline (no padding back to 0). The old one is dropped, not
             // flushed: a short frame in mid-stream would be refused by the AAC encoder.
-            let first = self.graph.is_none();
-            let graph = build_graph(key, first, self.encoder.frame_size())?;
+            let graph = build_graph(key, self.encoder.frame_size())?;
             self.graph = Some((graph, key));
         }
 
@@ -159,7 +159,11 @@ impl AudioPipeline {
             None => expected.unwrap_or(0),
         };
         self.limits.check_timestamp(pts as f64 / f64::from(key.rate))?;
+        if self.frames == 1 {
+            muxer.set_encoder(self.track, &self.encoder, None, TrackKind::Audio, pts as f64 / f64::from(key.rate))?;
+        }
         self.next_pts = Some(pts + frame.samples() as i64);
+        self.end_pts = Some((pts + frame.samples() as i64).rescale(rate, self.encoder.time_base()));
         frame.set_pts(Some(pts));
 
         let (graph, _) = self.graph.as_mut().expect("built");
@@ -173,12 +177,17 @@ impl AudioPipeline {
             return Ok(());
         };
         graph.get("in").expect("source exists").source().flush().during("resampling audio")?;
-        self.pull_filtered(muxer)?;
+        self.pull_filtered_to_end(muxer, true)?;
         self.graph = None;
         Ok(())
     }
 
     fn pull_filtered(&mut self, muxer: &mut Muxer) -> Result<()> {
+        self.pull_filtered_to_end(muxer, false)
+    }
+
+    /// Encodes what the graph has ready; `at_end`: after its flush, without the sink's padding.
+    fn pull_filtered_to_end(&mut self, muxer: &mut Muxer, at_end: bool) -> Result<()> {
         let (graph, _) = self.graph.as_mut().expect("built");
         let mut sink = graph.get("out").expect("sink exists");
         let sink_time_base = sink.sink().time_base();
@@ -188,6 +197,15 @@ impl AudioPipeline {
                 Ok(()) => {
                     let pts = frame.pts().map(|p| p.rescale(sink_time_base, self.encoder.time_base()));
                     frame.set_pts(pts);
+                    if let (true, Some(pts), Some(end)) = (at_end, pts, self.end_pts) {
+                        let real = end - pts;
+                        if real <= 0 {
+                            continue;
+                        }
+                        if real < frame.samples() as i64 {
+                            frame.set_samples(real as usize);
+                        }
+                    }
                     self.encoder.send_frame(&frame).during("encoding audio")?;
                     Self::drain_encoder(&mut self.encoder, self.track, muxer)?;
                 }
@@ -237,9 +255,11 @@ fn frame_key(frame: &mut frame::Audio) -> Result<FrameKey> {
     Ok(FrameKey { rate: frame.rate(), format: frame.format(), layout, channels })
 }
 
-/// abuffer -> aresample (48 kHz, timestamps kept continuous and, in the first graph, starting at
-/// 0 so that A/V offsets survive) -> aformat (fltp stereo) -> abuffersink in AAC-sized frames.
-fn build_graph(key: FrameKey, first: bool, frame_size: u32) -> Result<filter::Graph> {
+/// abuffer -> aresample (48 kHz; the first frame keeps its timestamp, so the track starts where
+/// the input's did; later gaps or overlaps over 10 ms are filled with silence or trimmed, so the
+/// audio never drifts from its timestamps) -> aformat (fltp stereo) -> abuffersink in AAC-sized
+/// frames. A graph built after a format change continues the timeline.
+fn build_graph(key: FrameKey, frame_size: u32) -> Result<filter::Graph> {
     let mut graph = filter::Graph::new();
     let args = format!(
         "time_base=1/{rate}:sample_rate={rate}:sample_fmt={fmt}:channel_layout=0x{layout:x}",
@@ -251,9 +271,8 @@ fn build_graph(key: FrameKey, first: bool, frame_size: u32) -> Result<filter::Gr
     let abuffersink = filter::find("abuffersink").expect("libavfilter has abuffersink");
     graph.add(&abuffer, "in", &args).during("setting up the audio filter")?;
     graph.add(&abuffersink, "out", "").during("setting up the audio filter")?;
-    let first_pts = if first { ":first_pts=0" } else { "" };
     let spec = format!(
-        "aresample={OUTPUT_RATE}:async=1{first_pts},\
+        "aresample={OUTPUT_RATE}:async=1:min_hard_comp=0.01,\
          aformat=sample_fmts=fltp:sample_rates={OUTPUT_RATE}:channel_layouts=stereo"
     );
     graph

@@ -16,13 +16,28 @@ use super::error::{LibavContext, Result, TranscodeError};
 use super::limits::{self, Limits};
 use crate::protocol::MediaFacts;
 
-/// Decoders libav may open at all, also while probing (`codec_whitelist`).
-const DECODER_WHITELIST: &str = "vp8,vp9,libdav1d,av1,opus,vorbis";
+/// Decoders libav may open at all, also while probing (`codec_whitelist`): what `MediaRecorder`
+/// writes into WebM/Matroska in Chrome/Edge and Firefox, and nothing else.
+const DECODER_WHITELIST: &str =
+    "vp8,vp9,libdav1d,av1,h264,opus,vorbis,pcm_s16le,pcm_s24le,pcm_s32le,pcm_f32le,pcm_f64le";
 
 /// Accepted video codecs and the decoders used for them, best first.
-const VIDEO_DECODERS: &[(Id, &[&str])] = &[(Id::VP8, &["vp8"]), (Id::VP9, &["vp9"]), (Id::AV1, &["libdav1d", "av1"])];
-/// Accepted audio codecs and their decoders.
-const AUDIO_DECODERS: &[(Id, &[&str])] = &[(Id::OPUS, &["opus"]), (Id::VORBIS, &["vorbis"])];
+const VIDEO_DECODERS: &[(Id, &[&str])] =
+    &[(Id::VP8, &["vp8"]), (Id::VP9, &["vp9"]), (Id::AV1, &["libdav1d", "av1"]), (Id::H264, &["h264"])];
+/// Accepted audio codecs and their decoders (Matroska's A_PCM/INT/LIT and A_PCM/FLOAT/IEEE; Chrome
+/// records `audio/webm;codecs=pcm` as 32-bit float).
+const AUDIO_DECODERS: &[(Id, &[&str])] = &[
+    (Id::OPUS, &["opus"]),
+    (Id::VORBIS, &["vorbis"]),
+    (Id::PCM_S16LE, &["pcm_s16le"]),
+    (Id::PCM_S24LE, &["pcm_s24le"]),
+    (Id::PCM_S32LE, &["pcm_s32le"]),
+    (Id::PCM_F32LE, &["pcm_f32le"]),
+    (Id::PCM_F64LE, &["pcm_f64le"]),
+];
+/// The accepted codecs as error messages name them.
+const ACCEPTED_VIDEO: &str = "vp8, vp9, av1, h264";
+const ACCEPTED_AUDIO: &str = "opus, vorbis, pcm";
 
 /// libav's own default for `max_streams`: the cap used only to count the streams of a file that
 /// failed to open under ours.
@@ -146,7 +161,7 @@ pub fn select_streams(input: &mut Input, limits: &Limits) -> Result<Selection> {
     if video.is_none() && audio.is_none() {
         return Err(TranscodeError::invalid_media("the file contains no audio or video track"));
     }
-    for (index, kind, accepted) in [(video, "video", "vp8, vp9, av1"), (audio, "audio", "opus, vorbis")] {
+    for (index, kind, accepted) in [(video, "video", ACCEPTED_VIDEO), (audio, "audio", ACCEPTED_AUDIO)] {
         let Some(index) = index else { continue };
         let stream = input.stream(index).expect("selected stream exists");
         if decoder_names(stream.parameters().id()).is_none() {
@@ -223,6 +238,16 @@ fn channels(stream: &Stream) -> u32 {
 /// Opens the decoder for a selected stream: only the whitelisted implementation, with the packet
 /// time base set (Opus pre-skip), `threads` as the CLI does and the frame size capped.
 pub fn open_decoder(stream: &Stream, threads: &str, limits: &Limits) -> Result<codec::decoder::Opened> {
+    open_decoder_with(stream, threads, limits, &[])
+}
+
+/// [`open_decoder`] with more decoder options (`err_detect` for the remux check).
+pub fn open_decoder_with(
+    stream: &Stream,
+    threads: &str,
+    limits: &Limits,
+    extra: &[(&str, &str)],
+) -> Result<codec::decoder::Opened> {
     let id = stream.parameters().id();
     let names = decoder_names(id)
         .ok_or_else(|| TranscodeError::unsupported_codec(format!("the codec {} is not supported", id.name())))?;
@@ -240,6 +265,9 @@ pub fn open_decoder(stream: &Stream, threads: &str, limits: &Limits) -> Result<c
     let mut options = Dictionary::new();
     options.set("threads", threads);
     options.set("max_pixels", &limits.libav_max_pixels());
+    for (key, value) in extra {
+        options.set(key, value);
+    }
     decoder.open_as_with(codec, options).map_err(|err| match err {
         // The codec setup in the file (Vorbis headers, OpusHead, ...) is damaged.
         ffmpeg::Error::InvalidData | ffmpeg::Error::PatchWelcome => {

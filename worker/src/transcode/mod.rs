@@ -1,18 +1,25 @@
-//! The transcode engine of the `mediaq-transcode` child: WebM/Matroska with VP8/VP9/AV1 video and
-//! Opus/Vorbis audio to MP4 with H.264 (libx264) and AAC, synchronously, reporting through
+//! The transcode engine of the `mediaq-transcode` child: WebM/Matroska with VP8/VP9/AV1/H.264 video
+//! and Opus/Vorbis/PCM audio to MP4 with H.264 (libx264) and AAC, synchronously, reporting through
 //! [`crate::protocol::Event`]s.
 //!
 //! Flow: [`input`] opens and probes (Matroska only, codec whitelist, the probe gate of [`Limits`],
 //! then RLIMIT_CPU scaled to the duration) -> one
 //! [`video::VideoPipeline`] and/or [`audio::AudioPipeline`] per selected stream -> [`output::Muxer`]
 //! writes the MP4 (`+faststart`). [`progress`] turns the demuxer position into progress events.
+//!
+//! H.264 video (Chrome's `avc1` recordings) is copied instead of encoded again
+//! ([`remux::VideoCopy`], checked by decoding every packet); when the copy turns out not to decode
+//! cleanly, the file is converted again with the video transcoded. The `done` facts say which
+//! path the video took (`video_path`).
 
 mod audio;
+mod edit_list;
 mod error;
 mod input;
 mod limits;
 mod output;
 mod progress;
+mod remux;
 mod video;
 
 use std::path::{Path, PathBuf};
@@ -30,6 +37,7 @@ use audio::AudioPipeline;
 use input::Selection;
 use output::Muxer;
 use progress::Progress;
+use remux::VideoCopy;
 use video::VideoPipeline;
 
 /// One conversion: what to read, where to write, how to encode, within which limits.
@@ -66,16 +74,92 @@ pub fn run(job: &Job, sink: &mut EventSink) -> Result<MediaFacts> {
     emit(sink, Event::Probe { input: facts })?;
     progress.start(sink).map_err(stdout_closed)?;
 
-    let mut muxer = Muxer::create(&job.output, limits)?;
-    let result = convert(&mut input, selection, job, &mut muxer, &mut progress, sink).and_then(|()| muxer.finish());
-    match result {
-        Ok(facts) => {
-            progress.finish(sink).map_err(stdout_closed)?;
-            Ok(facts)
+    let copy = selection.video.and_then(|i| input.stream(i)).is_some_and(|s| remux::eligible(&s));
+    let mut done = None;
+    let mut selection = selection;
+    if copy {
+        done = pass(&mut input, selection, job, VideoMode::Copy, &mut progress, sink)?.map(|f| (f, "remuxed"));
+        if done.is_none() {
+            eprintln!("mediaq-transcode: the H.264 video does not decode cleanly; transcoding it instead");
+            input = input::open(&job.input, limits)?;
+            selection = input::select_streams(&mut input, limits)?;
+        }
+    }
+    let (mut facts, video_path) = match done {
+        Some(done) => done,
+        None => (
+            pass(&mut input, selection, job, VideoMode::Transcode, &mut progress, sink)?
+                .ok_or_else(|| TranscodeError::transcode("the transcode pass ended without an output"))?,
+            "transcoded",
+        ),
+    };
+    if facts.video_codec.is_some() {
+        facts.video_path = Some(video_path.into());
+    }
+    progress.finish(sink).map_err(stdout_closed)?;
+    Ok(facts)
+}
+
+/// How the video stream is carried into the MP4.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum VideoMode {
+    Transcode,
+    Copy,
+}
+
+/// One conversion pass writing the output: the facts, or None when the copied video turned out
+/// not to decode cleanly (the output is removed; the caller transcodes instead).
+fn pass(
+    input: &mut Input,
+    selection: Selection,
+    job: &Job,
+    mode: VideoMode,
+    progress: &mut Progress,
+    sink: &mut EventSink,
+) -> Result<Option<MediaFacts>> {
+    let mut muxer = Muxer::create(&job.output, &job.limits)?;
+    let result = match convert(input, selection, job, mode, &mut muxer, progress, sink) {
+        Ok(true) => muxer.finish().map(Some),
+        Ok(false) => {
+            drop(muxer);
+            Ok(None)
         }
         Err(err) => {
-            remove_partial_output(&job.output);
+            drop(muxer);
             Err(err)
+        }
+    };
+    if !matches!(result, Ok(Some(_))) {
+        remove_partial_output(&job.output);
+    }
+    result
+}
+
+/// The video stream's pipeline: decoded and encoded again, or copied (and checked).
+enum VideoTrack {
+    Transcode(VideoPipeline),
+    Copy(VideoCopy),
+}
+
+impl VideoTrack {
+    fn send_packet(&mut self, packet: &Packet, muxer: &mut Muxer) -> Result<()> {
+        match self {
+            Self::Transcode(p) => p.send_packet(packet, muxer),
+            Self::Copy(c) => c.send_packet(packet, muxer),
+        }
+    }
+
+    fn finish(&mut self, muxer: &mut Muxer) -> Result<()> {
+        match self {
+            Self::Transcode(p) => p.finish(muxer),
+            Self::Copy(c) => c.finish(muxer),
+        }
+    }
+
+    fn clean(&self) -> bool {
+        match self {
+            Self::Transcode(_) => true,
+            Self::Copy(c) => c.clean(),
         }
     }
 }
@@ -84,10 +168,11 @@ fn convert(
     input: &mut Input,
     selection: Selection,
     job: &Job,
+    mode: VideoMode,
     muxer: &mut Muxer,
     progress: &mut Progress,
     sink: &mut EventSink,
-) -> Result<()> {
+) -> Result<bool> {
     let time_bases: Vec<Rational> = input.streams().map(|s| s.time_base()).collect();
     let offset_s = start_offset(input, selection);
     let offset_in = |index: usize| -> i64 {
@@ -97,7 +182,22 @@ fn convert(
     let mut video = match selection.video {
         Some(i) => {
             let stream = input.stream(i).expect("selected stream exists");
-            Some(VideoPipeline::new(&stream, offset_in(i), &job.settings, &job.limits, muxer)?)
+            Some(match mode {
+                VideoMode::Transcode => VideoTrack::Transcode(VideoPipeline::new(
+                    &stream,
+                    offset_in(i),
+                    &job.settings,
+                    &job.limits,
+                    muxer,
+                )?),
+                VideoMode::Copy => VideoTrack::Copy(VideoCopy::new(
+                    &stream,
+                    offset_in(i),
+                    &job.settings.threads,
+                    &job.limits,
+                    muxer,
+                )?),
+            })
         }
         None => None,
     };
@@ -111,6 +211,7 @@ fn convert(
 
     let mut position_s: Option<f64> = None;
     let mut damaged_in_a_row = 0;
+    let mut damaged = false;
     loop {
         let mut packet = Packet::empty();
         match packet.read(input) {
@@ -119,6 +220,7 @@ fn convert(
             // The demuxer resyncs past damaged data; give up only on a long run of it.
             Err(ffmpeg::Error::InvalidData) if damaged_in_a_row < 1000 => {
                 damaged_in_a_row += 1;
+                damaged = true;
                 continue;
             }
             Err(ffmpeg::Error::InvalidData) => break,
@@ -143,7 +245,8 @@ fn convert(
     if let Some(audio) = audio.as_mut() {
         audio.finish(muxer)?;
     }
-    Ok(())
+    // A copy is only kept when nothing of the file was skipped as damaged.
+    Ok(mode == VideoMode::Transcode || (!damaged && video.as_ref().is_none_or(VideoTrack::clean)))
 }
 
 /// Where the selected streams start, in seconds; the output starts there. Negative starts (Opus

@@ -7,14 +7,20 @@
 //! A track is announced up front and becomes ready when its encoder is open (at the first decoded
 //! frame). The header is written once every track is ready or abandoned: a track whose stream
 //! yields nothing decodable is left out instead of failing the whole job.
+//!
+//! Timing: each track starts where its first frame was in the input (relative to the others);
+//! the muxer turns a later start into an empty edit. An audio track that starts after the
+//! others is moved at least [`MIN_AUDIO_DELAY_S`] in (the whole output with it) so that the muxer
+//! writes its two-entry edit list, which [`edit_list`] then corrects to hide the AAC priming.
 
 use std::collections::VecDeque;
 use std::path::Path;
 
 use ffmpeg::format::context::Output;
-use ffmpeg::{codec, ffi, Dictionary, Packet, Rational};
+use ffmpeg::{codec, ffi, Dictionary, Packet, Rational, Rescale};
 use ffmpeg_next as ffmpeg;
 
+use super::edit_list::{self, DelayedStart};
 use super::error::{LibavContext, Result, TranscodeError};
 use super::limits::{self, Limits};
 use crate::protocol::MediaFacts;
@@ -26,10 +32,20 @@ pub enum TrackKind {
     Audio,
 }
 
+/// An audio track that starts after the others starts at least this late (seconds): the MP4
+/// muxer writes an empty edit only when the first packet (priming included) lies after 0.
+const MIN_AUDIO_DELAY_S: f64 = 0.025;
+
 #[derive(Default)]
 struct Track {
     /// Set when the encoder is open.
     encoder: Option<(codec::Parameters, Rational, TrackKind)>,
+    /// Where the first frame goes, seconds on the input's timeline less the common offset.
+    start_s: f64,
+    /// Encoder priming (AAC: 1024 samples), encoder time base.
+    priming: i64,
+    /// The first packet's pts as written (stream time base).
+    first_pts: Option<i64>,
     frame_rate: Option<Rational>,
     display_matrix: Option<Vec<u8>>,
     abandoned: bool,
@@ -43,6 +59,9 @@ struct Track {
 
 pub struct Muxer {
     output: Output,
+    path: std::path::PathBuf,
+    /// Added to every timestamp (seconds), fixed when the header is written.
+    shift_s: f64,
     tracks: Vec<Track>,
     /// (track, packet) written before the header.
     pending: VecDeque<(usize, Packet)>,
@@ -59,6 +78,8 @@ impl Muxer {
         let output = ffmpeg::format::output_as(&format!("file:{path}"), "mp4").during("creating the output file")?;
         Ok(Self {
             output,
+            path: Path::new(path).to_path_buf(),
+            shift_s: 0.0,
             tracks: Vec::new(),
             pending: VecDeque::new(),
             header_written: false,
@@ -83,21 +104,56 @@ impl Muxer {
         self.tracks[track].display_matrix = Some(matrix.to_vec());
     }
 
-    /// Marks a track ready with its opened encoder.
+    /// Marks a track ready with its opened encoder; its first frame is at `start_s` (seconds).
     pub fn set_encoder<E: AsRef<codec::Context>>(
         &mut self,
         track: usize,
         encoder: &E,
         frame_rate: Option<Rational>,
         kind: TrackKind,
+        start_s: f64,
     ) -> Result<()> {
         let time_base = encoder.as_ref().time_base();
+        // SAFETY: ffmpeg-next has no getter for AVCodecContext.initial_padding; a plain read of
+        // an opened encoder's field.
+        let priming = i64::from(unsafe { (*encoder.as_ref().as_ptr()).initial_padding }.max(0));
+        let parameters = codec::Parameters::from(encoder);
+        self.set_ready(track, parameters, time_base, frame_rate, kind, start_s, priming)
+    }
+
+    /// Marks a track ready with a stream copied as it is (packets in `time_base`); its first
+    /// frame is at `start_s` (seconds).
+    pub fn set_copy(
+        &mut self,
+        track: usize,
+        parameters: codec::Parameters,
+        time_base: Rational,
+        frame_rate: Option<Rational>,
+        kind: TrackKind,
+        start_s: f64,
+    ) -> Result<()> {
+        self.set_ready(track, parameters, time_base, frame_rate, kind, start_s, 0)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn set_ready(
+        &mut self,
+        track: usize,
+        parameters: codec::Parameters,
+        time_base: Rational,
+        frame_rate: Option<Rational>,
+        kind: TrackKind,
+        start_s: f64,
+        priming: i64,
+    ) -> Result<()> {
         let t = &mut self.tracks[track];
         if t.abandoned || self.header_written {
             return Ok(());
         }
-        t.encoder = Some((codec::Parameters::from(encoder), time_base, kind));
+        t.encoder = Some((parameters, time_base, kind));
         t.frame_rate = frame_rate;
+        t.start_s = start_s;
+        t.priming = priming;
         self.write_header_when_ready()
     }
 
@@ -120,6 +176,7 @@ impl Muxer {
         if self.tracks.iter().all(|t| t.abandoned) {
             return Err(TranscodeError::invalid_media("nothing in the file could be decoded"));
         }
+        self.shift_s = self.start_shift();
         for track in self.tracks.iter_mut().filter(|t| !t.abandoned) {
             let (parameters, time_base, kind) = track.encoder.clone().expect("ready");
             let mut stream = self.output.add_stream(codec::Id::None).during("adding an output stream")?;
@@ -174,6 +231,20 @@ impl Muxer {
         Ok(())
     }
 
+    /// The shift that puts the earliest track at 0 and a later audio track at least
+    /// [`MIN_AUDIO_DELAY_S`] after it (or exactly at 0: its priming then falls before 0, where
+    /// the muxer's own edit list hides it).
+    fn start_shift(&self) -> f64 {
+        let ready = || self.tracks.iter().filter(|t| !t.abandoned && t.encoder.is_some());
+        let earliest = ready().map(|t| t.start_s).fold(f64::INFINITY, f64::min);
+        let shift = if earliest.is_finite() { -earliest } else { 0.0 };
+        let audio = ready().find(|t| matches!(t.encoder, Some((_, _, TrackKind::Audio))));
+        match audio.map(|a| a.start_s + shift) {
+            Some(delay) if delay > 0.5 / 48_000.0 && delay < MIN_AUDIO_DELAY_S => shift + MIN_AUDIO_DELAY_S - delay,
+            _ => shift,
+        }
+    }
+
     /// Writes one encoded packet of `track`; timestamps in the encoder's time base.
     pub fn write(&mut self, track: usize, packet: Packet) -> Result<()> {
         if self.header_written {
@@ -198,6 +269,14 @@ impl Muxer {
         };
         packet.set_stream(stream);
         packet.rescale_ts(*encoder_time_base, time_base);
+        let shift = ((self.shift_s * 1e6).round() as i64).rescale(Rational::new(1, 1_000_000), time_base);
+        if shift != 0 {
+            packet.set_pts(packet.pts().map(|p| p + shift));
+            packet.set_dts(packet.dts().map(|d| d + shift));
+        }
+        if t.first_pts.is_none() {
+            t.first_pts = packet.pts();
+        }
         if let Some(pts) = packet.pts() {
             let end = (pts + packet.duration().max(0)) as f64 * f64::from(time_base);
             t.end_s = Some(t.end_s.map_or(end, |e| e.max(end)));
@@ -240,6 +319,15 @@ impl Muxer {
         }
     }
 
+    /// The audio track's start when it lies after 0 with its priming (then the muxer wrote
+    /// `[empty][media from 0]`), in the stream's time base.
+    fn delayed_audio(&self) -> Option<DelayedStart> {
+        let track = self.tracks.iter().find(|t| matches!(t.encoder, Some((_, _, TrackKind::Audio))))?;
+        let (first, time_base, (_, encoder_time_base, _)) = (track.first_pts?, track.time_base?, track.encoder.as_ref()?);
+        let priming = track.priming.rescale(*encoder_time_base, time_base);
+        (first > 0 && priming > 0).then_some(DelayedStart { start: first + priming, priming })
+    }
+
     /// Writes the trailer (and moves the index to the front) and returns the output's facts.
     pub fn finish(mut self) -> Result<MediaFacts> {
         if !self.header_written {
@@ -247,6 +335,9 @@ impl Muxer {
         }
         self.output.write_trailer().during("finishing the MP4 file")?;
         self.check_final_size()?;
+        if let Some(delayed) = self.delayed_audio() {
+            edit_list::trim_delayed_audio_priming(&self.path, delayed)?;
+        }
         // MP4 presentation starts at 0 (edit lists hide encoder priming and fill late starts).
         let end = self.tracks.iter().filter_map(|t| t.end_s).fold(f64::NEG_INFINITY, f64::max);
         self.facts.duration_s = end.is_finite().then(|| (end.max(0.0) * 1000.0).round() / 1000.0);

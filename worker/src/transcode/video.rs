@@ -174,7 +174,7 @@ impl VideoPipeline {
             self.convert(&frame)?
         };
         if self.encoder.is_none() {
-            self.open_encoder(&frame, aspect_ratio, muxer)?;
+            self.open_encoder(&frame, aspect_ratio, seconds, muxer)?;
         }
         frame.set_pts(Some(pts));
         // Let libx264 make its own frame-type decisions instead of copying the input's.
@@ -224,7 +224,13 @@ impl VideoPipeline {
     }
 
     /// Opens libx264 for the first frame as it will be encoded (size, colour description).
-    fn open_encoder(&mut self, first: &frame::Video, aspect_ratio: Rational, muxer: &mut Muxer) -> Result<()> {
+    fn open_encoder(
+        &mut self,
+        first: &frame::Video,
+        aspect_ratio: Rational,
+        start_s: f64,
+        muxer: &mut Muxer,
+    ) -> Result<()> {
         let (width, height) = self.size;
         let codec = encoder::find_by_name("libx264")
             .ok_or_else(|| TranscodeError::transcode("this libavcodec build has no libx264 encoder"))?;
@@ -256,7 +262,7 @@ impl VideoPipeline {
         options.set("crf", &self.settings.crf.to_string());
         options.set("threads", &self.settings.threads);
         let enc = enc.open_as_with(codec, options).during("opening the H.264 encoder")?;
-        muxer.set_encoder(self.track, &enc, self.frame_rate, TrackKind::Video { width, height })?;
+        muxer.set_encoder(self.track, &enc, self.frame_rate, TrackKind::Video { width, height }, start_s)?;
         self.encoder = Some(enc);
         Ok(())
     }
