@@ -207,7 +207,9 @@ async fn a_busy_loop_ends_by_cpu_limit_or_timeout() {
     p.spec.limits.cpu_seconds = 1;
     let report = run(&p, WATCH).await;
     assert!(matches!(&report.outcome, Outcome::ResourceLimit(what) if what == "CPU time"), "{:?}", report.outcome);
-    assert!(report.usage.user_cpu >= Duration::from_millis(900), "{:?}", report.usage);
+    // The kernel limits exact CPU time; rusage's user time is sampled and may read lower on a
+    // busy machine, so this only checks that the probe did burn CPU (not a wall-clock stop).
+    assert!(report.usage.user_cpu >= Duration::from_millis(500), "{:?}", report.usage);
 
     let p = probe("busy");
     let started = Instant::now();

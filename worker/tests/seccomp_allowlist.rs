@@ -33,8 +33,13 @@ fn enosys_calls(input: &Path, dir: &Path) -> BTreeSet<String> {
     text.lines()
         .filter(|l| l.contains("= -1 ENOSYS"))
         .filter_map(|l| {
-            // "PID name(args...) = -1 ENOSYS (...)"
-            let call = l.split_whitespace().nth(1)?;
+            // "PID name(args...) = -1 ENOSYS (...)", or "PID <... name resumed>) = -1 ENOSYS (...)"
+            // when another thread's call interleaved.
+            let mut words = l.split_whitespace().skip(1);
+            let call = match words.next()? {
+                "<..." => words.next()?,
+                call => call,
+            };
             Some(call.split('(').next()?.to_owned())
         })
         .collect()
@@ -47,6 +52,8 @@ fn conversions_make_no_call_outside_the_allowlist() {
         gen(dir.path(), "vp8.webm", &format!("{AV_2S} {VP8} -c:a libvorbis -shortest")),
         gen(dir.path(), "vp9.webm", &format!("{AV_2S} {VP9} -c:a libopus -shortest")),
         gen(dir.path(), "audio.webm", &format!("{A_2S} -c:a libopus")),
+        // Chrome's H.264 recordings (remuxed, not re-encoded) and its PCM audio.
+        gen(dir.path(), "h264.mkv", &format!("{AV_2S} -c:v libx264 -preset ultrafast -c:a pcm_s16le -shortest")),
     ];
     let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus");
     if corpus.join("MANIFEST.tsv").exists() {
