@@ -9,6 +9,7 @@ pub mod job_view;
 pub mod keycache;
 pub mod limits;
 pub mod metrics;
+pub mod openapi;
 pub mod request_id;
 pub mod routes;
 pub mod security;
