@@ -55,6 +55,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(routes::health::healthz))
         .route("/readyz", get(routes::health::readyz))
         .route("/metrics", get(routes::metrics::metrics))
+        .route("/openapi.json", get(crate::openapi::serve))
         .fallback(|| async { ApiError::RouteNotFound })
         // Uploads are streamed to disk and limited by MEDIAQ_MAX_UPLOAD_BYTES, not buffered.
         .layer(DefaultBodyLimit::disable())

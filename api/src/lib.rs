@@ -10,6 +10,7 @@ pub mod job_view;
 pub mod keycache;
 pub mod limits;
 pub mod metrics;
+pub mod openapi;
 pub mod readiness;
 pub mod rejections;
 pub mod request_id;

@@ -24,6 +24,8 @@ enum Command {
     /// Webhook signing secrets at rest.
     #[command(subcommand)]
     Secrets(SecretsCommand),
+    /// Print the OpenAPI document (as served at /openapi.json; committed as docs/openapi.json).
+    Openapi,
 }
 
 #[derive(Subcommand)]
@@ -88,6 +90,10 @@ async fn main() -> std::process::ExitCode {
         Command::Jobs(JobsCommand::Requeue { id }) => requeue(id).await,
         Command::Keys(command) => keys(command).await,
         Command::Secrets(SecretsCommand::Reseal) => reseal().await,
+        Command::Openapi => {
+            print!("{}", mediaq_api::openapi::pretty());
+            Ok(())
+        }
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -82,11 +82,18 @@ fn normalize_error(response: Response) -> Response {
         StatusCode::NOT_FOUND => ApiError::RouteNotFound,
         StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed,
         StatusCode::RANGE_NOT_SATISFIABLE => ApiError::RangeNotSatisfiable,
+        // axum's JSON extractor: a body without `Content-Type: application/json`.
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+            ApiError::UnsupportedMediaType("send the body as JSON, with `Content-Type: application/json`".into())
+        }
         s if s.is_server_error() => ApiError::internal(format!("unhandled {s}")),
-        s => ApiError::BadRequest(format!("the request was refused ({s})")),
+        // Every other extractor rejection (a 422 for JSON of the wrong shape among them) is a 400
+        // `bad_request`: each status carries only the codes the API documents for it.
+        s => ApiError::BadRequest(format!("the request was refused ({})", s.canonical_reason().unwrap_or("invalid"))),
     };
     let (mut parts, _) = response.into_parts();
     let (new_parts, body) = error.into_response().into_parts();
+    parts.status = new_parts.status;
     parts.headers.remove(header::CONTENT_LENGTH);
     parts.headers.extend(new_parts.headers);
     Response::from_parts(parts, body)

@@ -1,9 +1,11 @@
 //! Test harness: real binaries, a real PostgreSQL database per test, real HTTP over loopback.
 
 pub mod fixtures;
+pub mod fuzz;
 pub mod hosts;
 pub mod pg;
 pub mod probe;
+pub mod proxy;
 pub mod receiver;
 pub mod s3;
 pub mod services;

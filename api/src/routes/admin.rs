@@ -19,6 +19,13 @@ fn require_admin(caller: &Caller) -> Result<(), ApiError> {
     }
 }
 
+#[utoipa::path(post, path = "/v1/admin/jobs/{id}/requeue", tag = "admin", operation_id = "requeue_job",
+    security(("bearer" = ["admin"])),
+    params(("id" = String, Path, format = "uuid", description = "The job's id.")),
+    responses(
+        (status = 200, description = "Requeued.", body = crate::openapi::schemas::Requeued),
+        (status = 409, description = "job_not_requeueable"),
+    ))]
 /// `POST /v1/admin/jobs/{id}/requeue`: a failed job (a dead letter) gets a fresh retry budget.
 pub async fn requeue(State(state): State<AppState>, caller: Caller, id: JobIdPath) -> Result<Json<Value>, ApiError> {
     require_admin(&caller)?;
@@ -34,6 +41,9 @@ pub async fn requeue(State(state): State<AppState>, caller: Caller, id: JobIdPat
     Ok(Json(json!({ "id": id, "status": "queued" })))
 }
 
+#[utoipa::path(get, path = "/v1/admin/stats", tag = "admin", operation_id = "admin_stats",
+    security(("bearer" = ["admin"])),
+    responses((status = 200, description = "Queue statistics.", body = crate::openapi::schemas::AdminStats)))]
 /// `GET /v1/admin/stats`: jobs by status, queue depth and the age of the oldest queued job.
 pub async fn stats(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
     require_admin(&caller)?;

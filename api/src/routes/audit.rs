@@ -23,6 +23,18 @@ fn page(rows: Vec<audit::AuditRow>, limit: i64) -> Json<Value> {
     Json(json!({ "events": rows, "next_cursor": next }))
 }
 
+/// A job's audit trail, newest first.
+#[utoipa::path(get, path = "/v1/jobs/{id}/events", tag = "audit", operation_id = "job_events",
+    security(("bearer" = ["jobs:read"])),
+    params(
+        ("id" = String, Path, format = "uuid", description = "The job's id."),
+        ("limit" = Option<i64>, Query, description = "Page size, 1 to 500 (default 100)."),
+        ("cursor" = Option<i64>, Query, description = "`next_cursor` of the previous page."),
+    ),
+    responses(
+        (status = 200, description = "A page of the trail.", body = crate::openapi::schemas::AuditPage),
+        (status = 404, description = "job_not_found"),
+    ))]
 pub async fn job_events(
     State(state): State<AppState>,
     caller: Caller,
@@ -35,6 +47,14 @@ pub async fn job_events(
     Ok(page(audit::list(&state.pool, Some(id.0), q.cursor, limit).await?, limit))
 }
 
+/// The whole audit trail (admins), newest first.
+#[utoipa::path(get, path = "/v1/audit", tag = "audit", operation_id = "audit_trail",
+    security(("bearer" = ["admin"])),
+    params(
+        ("limit" = Option<i64>, Query, description = "Page size, 1 to 500 (default 100)."),
+        ("cursor" = Option<i64>, Query, description = "`next_cursor` of the previous page."),
+    ),
+    responses((status = 200, description = "A page of the trail.", body = crate::openapi::schemas::AuditPage)))]
 pub async fn all(
     State(state): State<AppState>,
     caller: Caller,

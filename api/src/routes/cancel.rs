@@ -17,6 +17,14 @@ use serde_json::json;
 use super::JobIdPath;
 use crate::{app::AppState, auth::Caller, error::ApiError, job_view, request_id};
 
+/// Cancel an unfinished job, or delete a finished job's files. Idempotent.
+#[utoipa::path(delete, path = "/v1/jobs/{id}", tag = "jobs", operation_id = "cancel_job",
+    security(("bearer" = ["jobs:write"])),
+    params(("id" = String, Path, format = "uuid", description = "The job's id.")),
+    responses(
+        (status = 200, description = "The job, canceled (or finished, its files deleted).", body = crate::openapi::schemas::Job),
+        (status = 404, description = "job_not_found"),
+    ))]
 #[tracing::instrument(name = "cancel_job", skip_all, fields(job_id = %id.0))]
 pub async fn cancel(
     State(state): State<AppState>,

@@ -20,6 +20,27 @@ use crate::{app::AppState, auth::Caller, error::ApiError, limits::ClientIp, requ
 /// A download's row covers its actor's further requests for the same output for this long.
 const DOWNLOAD_AUDIT_WINDOW_SECS: i32 = 600;
 
+/// The MP4 of a succeeded job. Supports `Range` (and `If-Range`) for resuming and seeking.
+#[utoipa::path(get, path = "/v1/jobs/{id}/output", tag = "jobs", operation_id = "download_output",
+    security(("bearer" = ["jobs:read"])),
+    params(
+        ("id" = String, Path, format = "uuid", description = "The job's id."),
+        ("Range" = Option<String>, Header, description = "`bytes=START-END`, `bytes=START-` or `bytes=-SUFFIX`."),
+    ),
+    responses(
+        (status = 200, description = "The MP4.", content_type = "video/mp4", body = Vec<u8>, headers(
+            ("Content-Disposition" = String, description = "`attachment` with the input's name, `.mp4`."),
+            ("Accept-Ranges" = String, description = "`bytes`"),
+            ("ETag" = String),
+        )),
+        (status = 206, description = "The requested range.", content_type = "video/mp4", body = Vec<u8>, headers(
+            ("Content-Range" = String, description = "`bytes START-END/TOTAL`"),
+        )),
+        (status = 404, description = "job_not_found"),
+        (status = 409, description = "job_not_ready"),
+        (status = 410, description = "output_gone"),
+        (status = 416, description = "range_not_satisfiable"),
+    ))]
 #[tracing::instrument(name = "download_output", skip_all, fields(job_id = %id.0))]
 pub async fn output(
     State(state): State<AppState>,

@@ -5,6 +5,9 @@ use serde_json::json;
 
 use crate::app::AppState;
 
+/// Liveness: the process is up. No credential.
+#[utoipa::path(get, path = "/healthz", tag = "operations", operation_id = "healthz",
+    responses((status = 200, description = "Up.", body = crate::openapi::schemas::Health)))]
 pub async fn healthz() -> impl IntoResponse {
     Json(json!({ "status": "ok" }))
 }
@@ -12,6 +15,11 @@ pub async fn healthz() -> impl IntoResponse {
 /// 200 when the database is reachable with current migrations and the store accepts writes
 /// (checked at most every few seconds);
 /// otherwise 503 with each check's state and, for storage, the code and the cause.
+#[utoipa::path(get, path = "/readyz", tag = "operations", operation_id = "readyz",
+    responses(
+        (status = 200, description = "Ready.", body = crate::openapi::schemas::Readiness),
+        (status = 503, description = "Not ready: each check's state.", body = crate::openapi::schemas::Readiness),
+    ))]
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let database = match mediaq_shared::db::migrations_current(&state.pool).await {
         Ok(true) => "ok",

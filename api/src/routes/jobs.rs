@@ -42,6 +42,38 @@ pub struct CreateQuery {
     webhook_url: Option<String>,
 }
 
+/// Upload a WebM video; the job converting it to MP4.
+///
+/// The body is the video itself (`Content-Type: video/webm`, name in `?filename=`), or a
+/// `multipart/form-data` form with one file in the field `file`. It is streamed to storage and
+/// checked as it arrives (EBML header, WebM doctype), never buffered whole.
+#[utoipa::path(post, path = "/v1/jobs", tag = "jobs", operation_id = "create_job",
+    security(("bearer" = ["jobs:write"])),
+    params(
+        ("filename" = Option<String>, Query, description = "The file's name (raw uploads); it names the MP4 (`clip.webm` -> `clip.mp4`)."),
+        ("webhook_url" = Option<String>, Query, description = "Where to POST this job's terminal event, signed with the owner's secret (API keys only)."),
+        ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = "1 to 255 visible ASCII characters. Retrying the same upload with the same key returns the job it created (`Idempotent-Replayed: true`) instead of a second job; another upload with that key is a 422, one still in progress a 409. Keys expire after 24 hours."),
+    ),
+    request_body(description = "The WebM video.", content(
+        ("video/webm"),
+        (crate::openapi::schemas::UploadForm = "multipart/form-data"),
+    )),
+    responses(
+        (status = 202, description = "Accepted: the job, queued.", body = crate::openapi::schemas::Job, headers(
+            ("Location" = String, description = "`/v1/jobs/{id}`"),
+            ("ETag" = String, description = "Strong tag of this body."),
+            ("Retry-After" = String, description = "Seconds before the first poll."),
+            ("Idempotent-Replayed" = String, description = "`true` when this is the replay of an earlier request with the same `Idempotency-Key`."),
+        )),
+        (status = 400, description = "empty_upload, malformed_multipart, missing_file, too_many_files, upload_incomplete, bad_request"),
+        (status = 404, description = "job_not_found (an idempotent replay of a job that is gone)"),
+        (status = 408, description = "upload_timeout"),
+        (status = 409, description = "idempotency_request_in_progress"),
+        (status = 413, description = "payload_too_large"),
+        (status = 415, description = "unsupported_media_type, not_webm, extension_mismatch"),
+        (status = 422, description = "idempotency_key_reused, webhook_url_refused, webhook_secret_missing"),
+        (status = 507, description = "insufficient_storage"),
+    ))]
 #[tracing::instrument(name = "create_job", skip_all)]
 pub async fn create(
     State(state): State<AppState>,
@@ -203,6 +235,24 @@ fn reject_oversized(headers: &HeaderMap, limit: u64, multipart: bool) -> Result<
     }
 }
 
+/// A job's status, progress, input and output facts, and its attempts.
+///
+/// Poll until `status` is terminal, waiting `Retry-After` seconds between polls; send the last
+/// `ETag` in `If-None-Match` to get a bodiless 304 while nothing changed.
+#[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs", operation_id = "get_job",
+    security(("bearer" = ["jobs:read"])),
+    params(
+        ("id" = String, Path, format = "uuid", description = "The job's id."),
+        ("If-None-Match" = Option<String>, Header, description = "An `ETag` from an earlier response."),
+    ),
+    responses(
+        (status = 200, description = "The job.", body = crate::openapi::schemas::Job, headers(
+            ("ETag" = String, description = "Strong tag of this body."),
+            ("Retry-After" = String, description = "Seconds before polling again (unfinished jobs only)."),
+        )),
+        (status = 304, description = "Unchanged since the `If-None-Match` tag.", headers(("ETag" = String))),
+        (status = 404, description = "job_not_found"),
+    ))]
 #[tracing::instrument(name = "get_job", skip_all, fields(job_id = %id.0))]
 pub async fn get(
     State(state): State<AppState>,

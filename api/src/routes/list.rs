@@ -24,6 +24,15 @@ pub struct ListQuery {
     cursor: Option<String>,
 }
 
+/// The caller's jobs (every owner's for admins), newest first.
+#[utoipa::path(get, path = "/v1/jobs", tag = "jobs", operation_id = "list_jobs",
+    security(("bearer" = ["jobs:read"])),
+    params(
+        ("status" = Option<crate::openapi::schemas::JobStatus>, Query, description = "Only jobs with this status."),
+        ("limit" = Option<u32>, Query, description = "Page size, 1 to 200 (default 50)."),
+        ("cursor" = Option<String>, Query, format = "uuid", description = "`next_cursor` of the previous page."),
+    ),
+    responses((status = 200, description = "A page of jobs.", body = crate::openapi::schemas::JobList)))]
 #[tracing::instrument(name = "list_jobs", skip_all)]
 pub async fn list(
     State(state): State<AppState>,

@@ -9,6 +9,12 @@ use axum::{
 
 use crate::{app::AppState, error::ApiError};
 
+/// Prometheus metrics (text exposition format). A bearer token only when MEDIAQ_METRICS_TOKEN is set.
+#[utoipa::path(get, path = "/metrics", tag = "operations", operation_id = "metrics",
+    responses(
+        (status = 200, description = "The metrics.", content_type = "application/openmetrics-text", body = String),
+        (status = 401, description = "unauthorized (MEDIAQ_METRICS_TOKEN is set and the token is missing or wrong)"),
+    ))]
 pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
     if let Some(token) = &state.config.common.metrics_token {
         let given = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());

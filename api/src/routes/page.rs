@@ -32,6 +32,12 @@ pub const PAGE_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'se
 /// Recording needs the camera and the microphone, for this origin only.
 pub const PAGE_PERMISSIONS: &str = "camera=(self), microphone=(self), geolocation=(), interest-cohort=()";
 
+/// The upload page (HTML). No credential: the page asks for one.
+#[utoipa::path(get, path = "/", tag = "page", operation_id = "page_index",
+    responses(
+        (status = 200, description = "The page.", content_type = "text/html", body = String),
+        (status = 304, description = "Unchanged (`If-None-Match`)."),
+    ))]
 pub async fn index(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let html = INDEX_HTML.replace(MAX_UPLOAD_PLACEHOLDER, &state.config.max_upload_bytes.to_string());
     let mut response = asset(&headers, "text/html; charset=utf-8", html.into_bytes());
@@ -52,6 +58,12 @@ pub async fn script(uri: Uri, headers: HeaderMap) -> Result<Response, ApiError> 
     Ok(asset(&headers, "text/javascript; charset=utf-8", source.as_bytes().to_vec()))
 }
 
+/// The page's style sheet.
+#[utoipa::path(get, path = "/app.css", tag = "page", operation_id = "page_style",
+    responses(
+        (status = 200, description = "The style sheet.", content_type = "text/css", body = String),
+        (status = 304, description = "Unchanged (`If-None-Match`)."),
+    ))]
 pub async fn style(headers: HeaderMap) -> Response {
     asset(&headers, "text/css; charset=utf-8", APP_CSS.as_bytes().to_vec())
 }

@@ -27,6 +27,11 @@ pub struct TokenRequest {
     metadata: Option<serde_json::Value>,
 }
 
+/// Mint a single-use upload token for a browser form (API keys only), shown once.
+#[utoipa::path(post, path = "/v1/upload-tokens", tag = "upload-tokens", operation_id = "create_upload_token",
+    security(("bearer" = ["jobs:write"])),
+    request_body(content = crate::openapi::schemas::UploadTokenRequest, description = "Optional; an empty body takes the defaults."),
+    responses((status = 201, description = "The token.", body = crate::openapi::schemas::UploadToken)))]
 #[tracing::instrument(name = "create_upload_token", skip_all)]
 pub async fn create(
     State(state): State<AppState>,

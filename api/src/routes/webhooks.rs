@@ -54,6 +54,14 @@ async fn audit_event(state: &AppState, caller: &Caller, action: &'static str, de
     }
 }
 
+/// Register an endpoint. The owner's signing secret is created with the first one, and shown once.
+#[utoipa::path(post, path = "/v1/webhooks", tag = "webhooks", operation_id = "create_webhook",
+    security(("bearer" = ["jobs:write"])),
+    request_body = crate::openapi::schemas::CreateWebhook,
+    responses(
+        (status = 201, description = "The endpoint.", body = crate::openapi::schemas::WebhookEndpointCreated),
+        (status = 422, description = "webhook_url_refused"),
+    ))]
 #[tracing::instrument(name = "create_webhook", skip_all)]
 pub async fn create(
     State(state): State<AppState>,
@@ -85,6 +93,10 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(body)))
 }
 
+/// The owner's endpoints (every owner's for admins).
+#[utoipa::path(get, path = "/v1/webhooks", tag = "webhooks", operation_id = "list_webhooks",
+    security(("bearer" = ["jobs:write"])),
+    responses((status = 200, description = "The endpoints.", body = crate::openapi::schemas::WebhookEndpointList)))]
 #[tracing::instrument(name = "list_webhooks", skip_all)]
 pub async fn list(State(state): State<AppState>, caller: Caller) -> Result<impl IntoResponse, ApiError> {
     manager(&caller)?;
@@ -100,6 +112,14 @@ async fn visible_endpoint(state: &AppState, caller: &Caller, raw: &str) -> Resul
         .ok_or(ApiError::WebhookNotFound)
 }
 
+/// One endpoint.
+#[utoipa::path(get, path = "/v1/webhooks/{id}", tag = "webhooks", operation_id = "get_webhook",
+    security(("bearer" = ["jobs:write"])),
+    params(("id" = String, Path, format = "uuid", description = "The endpoint's id.")),
+    responses(
+        (status = 200, description = "The endpoint.", body = crate::openapi::schemas::WebhookEndpoint),
+        (status = 404, description = "webhook_not_found"),
+    ))]
 #[tracing::instrument(name = "get_webhook", skip_all)]
 pub async fn get(
     State(state): State<AppState>,
@@ -110,6 +130,14 @@ pub async fn get(
     Ok(Json(visible_endpoint(&state, &caller, &id).await?))
 }
 
+/// Delete an endpoint (its pending deliveries are dropped).
+#[utoipa::path(delete, path = "/v1/webhooks/{id}", tag = "webhooks", operation_id = "delete_webhook",
+    security(("bearer" = ["jobs:write"])),
+    params(("id" = String, Path, format = "uuid", description = "The endpoint's id.")),
+    responses(
+        (status = 204, description = "Deleted."),
+        (status = 404, description = "webhook_not_found"),
+    ))]
 #[tracing::instrument(name = "delete_webhook", skip_all)]
 pub async fn delete(
     State(state): State<AppState>,
@@ -125,6 +153,9 @@ pub async fn delete(
 
 /// `POST /v1/webhooks/secret`: a new signing secret (shown once); the previous one keeps
 /// signing (a second `v1`) for MEDIAQ_WEBHOOK_ROTATION_GRACE.
+#[utoipa::path(post, path = "/v1/webhooks/secret", tag = "webhooks", operation_id = "rotate_webhook_secret",
+    security(("bearer" = ["jobs:write"])),
+    responses((status = 201, description = "The new secret, shown once.", body = crate::openapi::schemas::WebhookSecret)))]
 #[tracing::instrument(name = "rotate_webhook_secret", skip_all)]
 pub async fn rotate_secret(State(state): State<AppState>, caller: Caller) -> Result<impl IntoResponse, ApiError> {
     manager(&caller)?;
@@ -140,6 +171,14 @@ pub struct DeliveryQuery {
     limit: Option<i64>,
 }
 
+/// An endpoint's deliveries, newest first, with their attempts.
+#[utoipa::path(get, path = "/v1/webhooks/{id}/deliveries", tag = "webhooks", operation_id = "list_deliveries",
+    security(("bearer" = ["jobs:write"])),
+    params(("id" = String, Path, format = "uuid", description = "The endpoint's id."), ("limit" = Option<i64>, Query, description = "At most this many, 1 to 200 (default 50).")),
+    responses(
+        (status = 200, description = "The deliveries.", body = crate::openapi::schemas::DeliveryList),
+        (status = 404, description = "webhook_not_found"),
+    ))]
 #[tracing::instrument(name = "list_deliveries", skip_all)]
 pub async fn list_deliveries(
     State(state): State<AppState>,
@@ -154,6 +193,14 @@ pub async fn list_deliveries(
     Ok(Json(json!({ "endpoint": endpoint, "deliveries": deliveries })))
 }
 
+/// Send a delivery's event again, as a new delivery.
+#[utoipa::path(post, path = "/v1/webhooks/{id}/deliveries/{delivery}/resend", tag = "webhooks", operation_id = "resend_delivery",
+    security(("bearer" = ["jobs:write"])),
+    params(("id" = String, Path, format = "uuid", description = "The endpoint's id."), ("delivery" = String, Path, format = "uuid", description = "The delivery's id.")),
+    responses(
+        (status = 202, description = "Queued as a new delivery.", body = crate::openapi::schemas::Resent),
+        (status = 404, description = "webhook_not_found, delivery_not_found"),
+    ))]
 #[tracing::instrument(name = "resend_delivery", skip_all)]
 pub async fn resend(
     State(state): State<AppState>,

@@ -1,0 +1,404 @@
+//! The shapes of the API's JSON bodies, for the OpenAPI document. The handlers build their bodies
+//! with `serde_json` (shared with webhook events), so these types describe them rather than
+//! produce them: `tests/tests/openapi_fuzz.rs` checks every response against them. In response
+//! bodies every field is always present (`Option` ones as `null`), so [`super::document`] marks
+//! every property of a response schema `required` except those in [`super::ABSENT_WHEN_EMPTY`];
+//! a field the server stops sending then fails the schema check.
+
+#![allow(dead_code)]
+
+use utoipa::ToSchema;
+
+/// Where a job is in its life. `succeeded`, `failed`, `canceled` and `expired` are terminal.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum JobStatus {
+    Queued,
+    Processing,
+    Succeeded,
+    Failed,
+    Canceled,
+    Expired,
+}
+
+/// Why a job failed: a stable code (`invalid_input`, `unsupported_codec`, `transcode_failed`,
+/// `timeout`, ...) and a sentence for people.
+#[derive(ToSchema)]
+pub struct JobError {
+    pub code: String,
+    pub message: String,
+}
+
+/// What the API recorded about the upload.
+#[derive(ToSchema)]
+pub struct JobInput {
+    /// The client's file name, sanitized.
+    pub filename: String,
+    pub size_bytes: u64,
+    /// Hex SHA-256 of the uploaded bytes.
+    pub sha256: String,
+    pub content_type: String,
+}
+
+/// What the worker recorded about the MP4.
+#[derive(ToSchema)]
+pub struct JobOutput {
+    pub size_bytes: u64,
+    pub sha256: String,
+    pub duration_s: Option<f64>,
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    pub video_codec: Option<String>,
+    pub audio_codec: Option<String>,
+}
+
+/// One attempt at the conversion: how it ended and what it cost.
+#[derive(ToSchema)]
+pub struct JobAttempt {
+    pub attempt: i32,
+    pub worker: String,
+    #[schema(format = DateTime)]
+    pub started_at: String,
+    #[schema(format = DateTime)]
+    pub finished_at: Option<String>,
+    pub outcome: Option<String>,
+    pub error_code: Option<String>,
+    pub exit_status: Option<String>,
+    pub wall_s: Option<f64>,
+    pub user_cpu_s: Option<f64>,
+    pub system_cpu_s: Option<f64>,
+    pub peak_rss_bytes: Option<i64>,
+}
+
+#[derive(ToSchema)]
+pub struct JobLinks {
+    /// `/v1/jobs/{id}`
+    #[schema(rename = "self")]
+    pub self_: String,
+    /// `/v1/jobs/{id}/output` once the job has succeeded (and its files still exist).
+    pub output: Option<String>,
+}
+
+/// A conversion job. Poll `GET /v1/jobs/{id}` (honour `Retry-After`, send `If-None-Match`) until
+/// `status` is terminal; download from `links.output`.
+#[derive(ToSchema)]
+pub struct Job {
+    #[schema(format = "uuid")]
+    pub id: String,
+    pub status: JobStatus,
+    /// 0 to 1.
+    #[schema(minimum = 0.0, maximum = 1.0)]
+    pub progress: f64,
+    pub attempts: i32,
+    pub error: Option<JobError>,
+    pub input: JobInput,
+    pub output: Option<JobOutput>,
+    #[schema(format = DateTime)]
+    pub created_at: String,
+    #[schema(format = DateTime)]
+    pub started_at: Option<String>,
+    #[schema(format = DateTime)]
+    pub finished_at: Option<String>,
+    #[schema(format = DateTime)]
+    pub updated_at: String,
+    /// When a retry is scheduled (`queued` after a transient failure).
+    #[schema(format = DateTime)]
+    pub next_attempt_at: Option<String>,
+    /// When the job's stored files were deleted.
+    #[schema(format = DateTime)]
+    pub files_deleted_at: Option<String>,
+    /// Every attempt (empty in the upload's response, in lists and in webhook events).
+    pub attempt_history: Vec<JobAttempt>,
+    pub links: JobLinks,
+}
+
+/// A page of jobs, newest first.
+#[derive(ToSchema)]
+pub struct JobList {
+    pub jobs: Vec<Job>,
+    /// Pass as `cursor` for the next page; `null` on the last one.
+    #[schema(format = "uuid")]
+    pub next_cursor: Option<String>,
+}
+
+/// The error body of every 4xx and 5xx response.
+#[derive(ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+    /// The request's id (also in `X-Request-Id`), for support and the server's logs.
+    pub request_id: Option<String>,
+}
+
+#[derive(ToSchema)]
+pub struct ErrorDetail {
+    /// A stable machine code (see each response's list).
+    pub code: String,
+    /// A sentence for people; it may change between versions.
+    pub message: String,
+}
+
+/// `POST /v1/upload-tokens` (every field optional; an empty body takes the defaults).
+#[derive(ToSchema)]
+pub struct UploadTokenRequest {
+    /// Largest upload the token allows (default and ceiling: the server's upload limit).
+    #[schema(minimum = 0)]
+    pub max_bytes: Option<u64>,
+    /// Lifetime in seconds (default MEDIAQ_UPLOAD_TOKEN_TTL, at most 3600).
+    #[schema(minimum = 0)]
+    pub expires_in: Option<u64>,
+    /// Free-form JSON object kept with the token (at most 4096 bytes).
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<serde_json::Value>,
+}
+
+/// A single-use upload credential for a browser (`Authorization: Bearer mqt_...`), shown once.
+#[derive(ToSchema)]
+pub struct UploadToken {
+    pub token: String,
+    pub token_id: String,
+    #[schema(format = DateTime)]
+    pub expires_at: String,
+    pub max_bytes: u64,
+}
+
+/// An event type an endpoint can subscribe to.
+#[derive(ToSchema)]
+pub enum WebhookEventType {
+    #[schema(rename = "job.succeeded")]
+    JobSucceeded,
+    #[schema(rename = "job.failed")]
+    JobFailed,
+    #[schema(rename = "job.canceled")]
+    JobCanceled,
+    #[schema(rename = "job.expired")]
+    JobExpired,
+}
+
+/// `POST /v1/webhooks`.
+#[derive(ToSchema)]
+pub struct CreateWebhook {
+    /// `https://` (plain `http://` only where the operator allows it); never a private address.
+    pub url: String,
+    /// Event types to receive (default: all of them).
+    #[schema(min_items = 1)]
+    pub events: Option<Vec<WebhookEventType>>,
+}
+
+/// An endpoint's circuit breaker.
+#[derive(ToSchema)]
+pub struct Breaker {
+    /// `closed`, `open` or `half_open`.
+    pub state: String,
+    pub consecutive_failures: i32,
+    #[schema(format = DateTime)]
+    pub opened_at: Option<String>,
+    /// When an open circuit lets one probe through.
+    #[schema(format = DateTime)]
+    pub retry_at: Option<String>,
+}
+
+/// A webhook endpoint (never its secret).
+#[derive(ToSchema)]
+pub struct WebhookEndpoint {
+    #[schema(format = "uuid")]
+    pub id: String,
+    pub url: String,
+    pub events: Vec<String>,
+    #[schema(format = DateTime)]
+    pub created_at: String,
+    pub breaker: Breaker,
+}
+
+/// A new endpoint; `secret` only when this call created the owner's signing secret (shown once).
+#[derive(ToSchema)]
+pub struct WebhookEndpointCreated {
+    #[schema(format = "uuid")]
+    pub id: String,
+    pub url: String,
+    pub events: Vec<String>,
+    #[schema(format = DateTime)]
+    pub created_at: String,
+    pub breaker: Breaker,
+    pub secret: Option<String>,
+}
+
+#[derive(ToSchema)]
+pub struct WebhookEndpointList {
+    pub endpoints: Vec<WebhookEndpoint>,
+}
+
+/// A new signing secret, shown once; the previous one keeps signing until `previous_valid_until`.
+#[derive(ToSchema)]
+pub struct WebhookSecret {
+    pub secret: String,
+    #[schema(format = DateTime)]
+    pub previous_valid_until: String,
+}
+
+#[derive(ToSchema)]
+pub struct DeliveryAttempt {
+    pub attempt: i32,
+    #[schema(format = DateTime)]
+    pub started_at: String,
+    #[schema(format = DateTime)]
+    pub finished_at: Option<String>,
+    pub latency_ms: Option<i32>,
+    pub response_status: Option<i32>,
+    pub error: Option<String>,
+}
+
+/// One delivery of an event to an endpoint.
+#[derive(ToSchema)]
+pub struct Delivery {
+    #[schema(format = "uuid")]
+    pub id: String,
+    #[schema(format = "uuid")]
+    pub event_id: String,
+    pub event_type: String,
+    #[schema(format = "uuid")]
+    pub job_id: String,
+    pub url: String,
+    /// `pending`, `delivered` or `failed`.
+    pub status: String,
+    pub attempts: i32,
+    #[schema(format = DateTime)]
+    pub created_at: String,
+    #[schema(format = DateTime)]
+    pub next_attempt_at: Option<String>,
+    #[schema(format = DateTime)]
+    pub finished_at: Option<String>,
+    pub last_error: Option<String>,
+    pub attempt_history: Vec<DeliveryAttempt>,
+}
+
+#[derive(ToSchema)]
+pub struct DeliveryList {
+    pub endpoint: WebhookEndpoint,
+    pub deliveries: Vec<Delivery>,
+}
+
+#[derive(ToSchema)]
+pub struct Resent {
+    #[schema(format = "uuid")]
+    pub delivery_id: String,
+    #[schema(format = "uuid")]
+    pub resent_from: String,
+}
+
+/// One row of the audit trail.
+#[derive(ToSchema)]
+pub struct AuditEntry {
+    pub id: i64,
+    #[schema(format = DateTime)]
+    pub at: String,
+    /// `key:<id>`, `token:<id>`, `worker:<host>`, `admin-cli`, `anonymous`, ...
+    pub actor: String,
+    /// `job.created`, `job.downloaded`, `auth.failed`, ...
+    pub action: String,
+    #[schema(format = "uuid")]
+    pub job_id: Option<String>,
+    pub request_id: Option<String>,
+    pub client_ip: Option<String>,
+    pub details: serde_json::Value,
+}
+
+/// A page of the audit trail, newest first.
+#[derive(ToSchema)]
+pub struct AuditPage {
+    pub events: Vec<AuditEntry>,
+    /// Pass as `cursor` for the next page; `null` on the last one.
+    pub next_cursor: Option<i64>,
+}
+
+#[derive(ToSchema)]
+pub struct Requeued {
+    #[schema(format = "uuid")]
+    pub id: String,
+    pub status: JobStatus,
+}
+
+/// Queue statistics.
+#[derive(ToSchema)]
+pub struct AdminStats {
+    /// Jobs per status (statuses with jobs only).
+    pub jobs_by_status: std::collections::BTreeMap<String, i64>,
+    pub queue_depth: i64,
+    pub oldest_queued_age_s: Option<f64>,
+    pub oldest_due_age_s: Option<f64>,
+    pub pending_tasks: i64,
+    pub dead_letters: i64,
+}
+
+#[derive(ToSchema)]
+pub struct Health {
+    pub status: String,
+}
+
+#[derive(ToSchema)]
+pub struct ReadyChecks {
+    /// `ok`, `migrations_pending` or `unavailable`.
+    pub database: String,
+    /// `ok` or `unavailable`.
+    pub storage: String,
+}
+
+/// Readiness: `ready` (200) or `not_ready` (503) with each check and, for storage, the cause.
+#[derive(ToSchema)]
+pub struct Readiness {
+    /// `ready` or `not_ready`.
+    pub status: String,
+    pub checks: ReadyChecks,
+    pub error: Option<ErrorDetail>,
+}
+
+/// The job in a webhook event: as `GET /v1/jobs/{id}` shows it at the transition, without
+/// `attempt_history`.
+#[derive(ToSchema)]
+pub struct EventJob {
+    #[schema(format = "uuid")]
+    pub id: String,
+    pub status: JobStatus,
+    pub progress: f64,
+    pub attempts: i32,
+    pub error: Option<JobError>,
+    pub input: JobInput,
+    pub output: Option<JobOutput>,
+    #[schema(format = DateTime)]
+    pub created_at: String,
+    #[schema(format = DateTime)]
+    pub started_at: Option<String>,
+    #[schema(format = DateTime)]
+    pub finished_at: Option<String>,
+    #[schema(format = DateTime)]
+    pub updated_at: String,
+    #[schema(format = DateTime)]
+    pub next_attempt_at: Option<String>,
+    #[schema(format = DateTime)]
+    pub files_deleted_at: Option<String>,
+    pub links: JobLinks,
+}
+
+#[derive(ToSchema)]
+pub struct EventData {
+    pub job: EventJob,
+}
+
+/// A webhook event, POSTed to each subscribed endpoint and signed in `Mediaq-Signature`.
+/// Deliveries are at least once: deduplicate on `id`.
+#[derive(ToSchema)]
+pub struct WebhookEvent {
+    #[schema(format = "uuid")]
+    pub id: String,
+    #[schema(rename = "type")]
+    pub type_: WebhookEventType,
+    /// Unix seconds.
+    pub created: i64,
+    pub data: EventData,
+}
+
+/// `multipart/form-data` upload (a browser form): one file in the field `file`.
+#[derive(ToSchema)]
+pub struct UploadForm {
+    #[schema(value_type = String, format = Binary, content_media_type = "video/webm")]
+    pub file: Vec<u8>,
+}

@@ -1,0 +1,96 @@
+//! `mediaq`: the command-line client of a mediaq server. Configuration: `MEDIAQ_URL` and
+//! `MEDIAQ_API_KEY` (or `--url`, `--api-key`).
+//!
+//! Exit codes: 0 success, 1 a local problem (a file), 2 bad arguments, 3 a job failed (or was
+//! canceled or expired), 4 the server refused the request (its code is printed), 5 the server
+//! could not be reached or failed.
+
+mod client;
+mod commands;
+mod transfer;
+mod ui;
+mod wait;
+
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "mediaq", version, about = "Convert WebM videos to MP4 with a mediaq server")]
+struct Cli {
+    /// The server's base URL.
+    #[arg(long, env = "MEDIAQ_URL", default_value = "http://127.0.0.1:8080", global = true)]
+    url: String,
+    /// An API key (`mq_...`) or upload token (`mqt_...`).
+    #[arg(long, env = "MEDIAQ_API_KEY", hide_env_values = true, global = true)]
+    api_key: Option<String>,
+    /// Machine-readable output on stdout (errors too), no progress bars.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Upload WebM files (one job each); with --wait, -o or --output-dir, wait for the MP4s.
+    Upload {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Wait until each job is finished.
+        #[arg(long)]
+        wait: bool,
+        /// Where to write the MP4 (one file), or a directory (several files). Implies --wait.
+        #[arg(short = 'o', long)]
+        output: Option<PathBuf>,
+        /// Write each MP4 into this directory, named after its input. Implies --wait.
+        #[arg(long, conflicts_with = "output")]
+        output_dir: Option<PathBuf>,
+        /// Attempts after a dropped connection or a busy server (same Idempotency-Key each time).
+        #[arg(long, default_value_t = 3)]
+        retries: u32,
+    },
+    /// Show a job.
+    Status { id: String },
+    /// Wait until a job is finished (exit 3 when it failed).
+    Wait { id: String },
+    /// Download a job's MP4 (default: the name the server gives it).
+    Download {
+        id: String,
+        #[arg(short = 'o', long)]
+        output: Option<PathBuf>,
+    },
+    /// Cancel a job (or delete a finished job's files).
+    Cancel { id: String },
+    /// List jobs, newest first.
+    List {
+        /// Only jobs with this status.
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long)]
+        limit: Option<u32>,
+        /// `next_cursor` of the previous page.
+        #[arg(long)]
+        cursor: Option<String>,
+    },
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let ui = ui::Ui::new(cli.json);
+    let result = match client::Client::new(&cli.url, cli.api_key.as_deref()) {
+        Ok(client) => commands::run(&client, &ui, cli.command).await,
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            if cli.json {
+                println!("{}", failure.to_json());
+            }
+            eprintln!("mediaq: {failure}");
+            ExitCode::from(failure.exit_code())
+        }
+    }
+}
