@@ -98,6 +98,13 @@ export function describeApiError(code, message, ctx) {
       return again(`The server no longer knows the conversion of ${name}. Upload it again.`);
     case 'job_not_ready':
       return again(`The MP4 of ${name} is not ready yet. Try again in a moment.`);
+    case 'range_not_satisfiable':
+      return again(`The MP4 of ${name} could not be read from where the player asked. Try again.`);
+    case 'job_not_requeueable':
+      return final(`The conversion of ${name} cannot be restarted: only failed conversions can.`);
+    case 'not_found':
+    case 'method_not_allowed':
+      return final('The page asked the server for something it does not offer. Reload the page; if it persists, the page and the server do not match.');
     case 'output_gone':
       return again(`The converted MP4 of ${name} was deleted from the server (files are kept for a limited time). `
         + 'Upload the video again to convert it anew.');
