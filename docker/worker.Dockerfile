@@ -15,9 +15,13 @@ COPY scripts/lib.sh scripts/lib.sh
 COPY docker/build.sh docker/build.sh
 RUN bash docker/build.sh packages
 COPY . .
+# COPY keeps the files' times, and the target cache can hold a build newer than an older source
+# (cargo compares times): touching the workspace's own sources makes cargo rebuild its crates every
+# time; the dependencies stay cached.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    bash docker/build.sh all /out
+    find api shared worker web migrations -type f -exec touch {} + \
+    && bash docker/build.sh all /out
 
 FROM debian:12-slim
 COPY scripts/lib.sh /tmp/mediaq-setup/scripts/lib.sh
