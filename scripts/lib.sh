@@ -38,8 +38,8 @@ RUNTIME_WORKER_PACKAGES=(ca-certificates libavcodec59 libavformat59 libavfilter8
 TEST_PACKAGES=(ffmpeg chromium python3-yaml python3-jsonschema iproute2 strace)
 
 # What scripts/check-containers.sh adds: podman with runc (crun refuses cgroup v1 hosts) and its
-# networking, catatonit (compose's `init: true`), debootstrap for the stand-in Debian base image, python3-venv for podman-compose,
-# ffmpeg for the test clips and ffprobe.
+# networking, catatonit (compose's `init: true`), debootstrap for the stand-in Debian base image,
+# python3-venv for podman-compose, ffmpeg for the test clips and ffprobe.
 CONTAINER_PACKAGES=(podman runc uidmap slirp4netns netavark aardvark-dns containernetworking-plugins
   fuse-overlayfs catatonit debootstrap python3-venv ffmpeg)
 # podman-compose from PyPI, pinned, in a project-local venv (Debian 12's 1.0.3 ignores depends_on
