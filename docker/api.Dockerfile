@@ -2,20 +2,30 @@
 # mediaq-api: the HTTP API (and `migrate`, `keys`, `jobs` commands). No libav in this image.
 # Build from the repository root: docker build -f docker/api.Dockerfile -t mediaq-api .
 # The steps are scripts (docker/build.sh, docker/runtime.sh) that scripts/check-docker.sh --build
-# also runs on a Debian 12 host without a Docker engine.
+# also runs on a Debian 12 host without an engine; scripts/check-containers.sh builds and runs the
+# images with podman.
 
+# The builder stage is the same in both Dockerfiles (docker/check.py keeps it so): an engine with a
+# layer cache builds it once for both images, and cargo compiles the shared dependencies once.
 FROM rust:1.95-bookworm AS builder
 WORKDIR /src
+COPY scripts/lib.sh scripts/lib.sh
+COPY docker/build.sh docker/build.sh
+RUN bash docker/build.sh packages
 COPY . .
+# COPY keeps the files' times, and the target cache can hold a build newer than an older source
+# (cargo compares times): touching the workspace's own sources makes cargo rebuild its crates every
+# time; the dependencies stay cached.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    bash docker/build.sh api /out
+    find api shared worker web migrations -type f -exec touch {} + \
+    && bash docker/build.sh all /out
 
 FROM debian:12-slim
 COPY scripts/lib.sh /tmp/mediaq-setup/scripts/lib.sh
 COPY docker/runtime.sh docker/healthcheck.sh /tmp/mediaq-setup/docker/
 RUN bash /tmp/mediaq-setup/docker/runtime.sh api --image && rm -rf /tmp/mediaq-setup
-COPY --from=builder /out/bin/ /usr/local/bin/
+COPY --from=builder /out/bin/mediaq-api /usr/local/bin/
 USER 10001:10001
 WORKDIR /var/lib/mediaq
 ENV MEDIAQ_BIND=0.0.0.0:8080 \

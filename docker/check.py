@@ -8,7 +8,8 @@
   every long-running service, one-shots that do not restart, dependencies that exist;
 - the seccomp profile is what docker/seccomp/generate.py writes, and allows Landlock;
 - the Dockerfiles: every script their RUN steps call and every file they COPY exists, final
-  stages run as a non-root user, base images are pinned, each has a HEALTHCHECK.
+  stages run as a non-root user and copy their image's binaries (the API image no transcoder),
+  base images are pinned, each has a HEALTHCHECK; both share one builder stage.
 
 Usage: check.py [--compose FILE]   (paths in the compose file are relative to the repository root,
 the project directory: `docker compose -f docker/compose.yaml --project-directory .`)
@@ -144,7 +145,9 @@ def check_compose(path):
         if not one_shot and service.get("healthcheck", {}).get("disable"):
             problem(f"{name}: its healthcheck is disabled")
         image = str(service.get("image", ""))
-        if image and ":" not in image or image.endswith(":latest"):
+        # `${VAR:-default}`: the default is what Docker users run, so it must be pinned.
+        image = re.sub(r"^\$\{[A-Z0-9_]+:-(.*)\}$", r"\1", image)
+        if image and ":" not in image or image.endswith(":latest") or "$" in image:
             problem(f"{name}: pin the image's tag ({image})")
         depends = service.get("depends_on") or {}
         for dependency in depends if isinstance(depends, list) else depends.keys():
@@ -190,6 +193,24 @@ def stages(dockerfile):
     return result
 
 
+IMAGE_BINARIES = {"api": ["mediaq-api"], "worker": ["mediaq-worker", "mediaq-transcode", "mediaq-sandbox-probe"]}
+
+
+def check_builders(api, worker):
+    """Both images build from the same builder stage (`docker/build.sh packages`, then `all`), so that
+    an engine's layer cache builds it once and cargo compiles the shared dependencies once."""
+    builders = [next((stage for stage in stages(path) if stage[0][1].endswith(" AS builder")), None)
+                for path in (api, worker)]
+    if None in builders:
+        problem("both Dockerfiles need a stage `AS builder`")
+        return
+    if builders[0] != builders[1]:
+        problem("docker/api.Dockerfile and docker/worker.Dockerfile must have the same builder stage")
+    runs = " ".join(args for instruction, args in builders[0] if instruction == "RUN")
+    if "docker/build.sh packages" not in runs or "docker/build.sh all /out" not in runs:
+        problem("the builder stage must run docker/build.sh packages, then docker/build.sh all /out")
+
+
 def check_dockerfile(path, role):
     all_stages = stages(path)
     if not all_stages:
@@ -211,10 +232,15 @@ def check_dockerfile(path, role):
                     local = script.replace("/tmp/mediaq-setup/", "")
                     if not (ROOT / local).is_file():
                         problem(f"{path}: RUN calls {script}, which does not exist ({local})")
-                    elif script.endswith(("build.sh", "runtime.sh")) and f"{Path(script).name} {role} " \
-                            not in args + " ":
-                        problem(f"{path}: {Path(script).name} must be called for the {role} image")
+                    elif script.endswith("runtime.sh") and f"runtime.sh {role} " not in args + " ":
+                        problem(f"{path}: runtime.sh must be called for the {role} image")
     final = all_stages[-1]
+    copied = " ".join(args for instruction, args in final if instruction == "COPY" and "--from=builder" in args)
+    for binary in IMAGE_BINARIES[role]:
+        if f"/out/bin/{binary} " not in copied + " ":
+            problem(f"{path}: the final stage does not copy {binary} from the builder")
+    if role == "api" and "mediaq-transcode" in copied:
+        problem(f"{path}: the API image must not hold the transcoder")
     if final[0][1].split()[0] != "debian:12-slim":
         problem(f"{path}: the runtime stage must be debian:12-slim")
     users = [args.strip() for instruction, args in final if instruction == "USER"]
@@ -237,6 +263,7 @@ def main():
     check_compose(compose)
     check_dockerfile(ROOT / "docker/api.Dockerfile", "api")
     check_dockerfile(ROOT / "docker/worker.Dockerfile", "worker")
+    check_builders(ROOT / "docker/api.Dockerfile", ROOT / "docker/worker.Dockerfile")
     for message in problems:
         print(f"docker check: {message}", file=sys.stderr)
     if problems:

@@ -37,6 +37,24 @@ RUNTIME_WORKER_PACKAGES=(ca-certificates libavcodec59 libavformat59 libavfilter8
 # allowlist test (worker/tests/seccomp_allowlist.rs).
 TEST_PACKAGES=(ffmpeg chromium python3-yaml python3-jsonschema iproute2 strace)
 
+# What scripts/check-containers.sh adds: podman with runc (crun refuses cgroup v1 hosts) and its
+# networking, catatonit (compose's `init: true`), debootstrap for the stand-in Debian base image,
+# python3-venv for podman-compose, ffmpeg for the test clips and ffprobe.
+CONTAINER_PACKAGES=(podman runc uidmap slirp4netns netavark aardvark-dns containernetworking-plugins
+  fuse-overlayfs catatonit debootstrap python3-venv ffmpeg)
+# podman-compose from PyPI, pinned, in a project-local venv (Debian 12's 1.0.3 ignores depends_on
+# conditions); on PATH after ensure_podman_compose.
+PODMAN_COMPOSE_VERSION=1.6.0
+ensure_podman_compose() {
+  local venv="$MEDIAQ_ROOT/.mediaq/venv-compose"
+  if ! "$venv/bin/podman-compose" version 2>/dev/null | grep -q "podman-compose version $PODMAN_COMPOSE_VERSION"; then
+    log "installing podman-compose==$PODMAN_COMPOSE_VERSION into $venv"
+    /usr/bin/python3 -m venv "$venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check "podman-compose==$PODMAN_COMPOSE_VERSION"
+  fi
+  export PATH="$venv/bin:$PATH"
+}
+
 # Node.js for the browser tests: Debian's nodejs and npm, only when no `node` is on PATH.
 ensure_node() {
   if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then return 0; fi
@@ -71,23 +89,49 @@ pg_bin() {
   echo "$dir"
 }
 
-# Runs a command as the postgres user when we are root (PostgreSQL refuses to run as root).
+# Runs a command as the postgres user when we are root (PostgreSQL refuses to run as root), from /
+# (the current folder may be one it cannot enter).
 as_pg() {
-  if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+  if [ "$(id -u)" -eq 0 ]; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi
 }
 
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
 }
 
-# start_local_pg DIR: a throwaway cluster under DIR (initdb on first use), on a unix socket in DIR
-# and a loopback port. Sets DATABASE_URL (database "mediaq") and PG_DATA_DIR.
-start_local_pg() {
-  local dir="$1" bin port
-  bin=$(pg_bin)
+# reachable_by USER DIR: USER can traverse DIR (every folder on its path has x for USER).
+reachable_by() {
+  runuser -u "$1" -- test -x "$2" 2>/dev/null
+}
+
+# outside_dir DIR: DIR itself, unless we are root and USER (default postgres) cannot reach it (a
+# checkout in /root or in any mode-700 folder); then a folder of its own under /var/tmp, named
+# after DIR (the same DIR always maps to the same folder), which every user can traverse. For what
+# root's scripts hand to another user: a PostgreSQL cluster, the worker's sandboxed transcoder.
+outside_dir() {
+  local dir="$1" user="${2:-postgres}"
   mkdir -p "$dir"
   dir=$(cd "$dir" && pwd)
-  if [ "$(id -u)" -eq 0 ]; then chown postgres:postgres "$dir"; fi
+  if [ "$(id -u)" -ne 0 ] || reachable_by "$user" "$dir"; then echo "$dir"; return 0; fi
+  local out
+  out="/var/tmp/mediaq-$(printf '%s' "$dir" | sha256sum | cut -c1-16)"
+  # /var/tmp is everyone's: refuse a name someone else made first (a symlink, another owner).
+  if [ -L "$out" ] || { [ -e "$out" ] && ! [[ "$(stat -c %U "$out")" =~ ^(root|$user)$ ]]; }; then
+    die "$out exists and is not root's: remove it"
+  fi
+  mkdir -p -m 0755 "$out"
+  echo "$out"
+}
+
+# start_local_pg DIR: a throwaway cluster under DIR (initdb on first use; under outside_dir DIR
+# when the postgres user cannot reach DIR) on a loopback port, without a unix socket (whose path
+# could hold spaces or pass the 107-byte limit). Sets DATABASE_URL (database "mediaq") and PG_DATA_DIR.
+start_local_pg() {
+  local dir bin port
+  dir=$(outside_dir "$1")
+  bin=$(pg_bin)
+  mkdir -p "$dir"
+  if [ "$(id -u)" -eq 0 ]; then chown postgres:postgres "$dir"; chmod 700 "$dir"; fi
   if [ ! -f "$dir/pgdata/PG_VERSION" ]; then
     log "initdb $dir/pgdata"
     as_pg "$bin/initdb" -D "$dir/pgdata" -U postgres --auth=trust -E UTF8 --no-sync >"$dir/initdb.log" 2>&1 \
@@ -98,7 +142,7 @@ start_local_pg() {
   else
     port=$(free_port)
     as_pg "$bin/pg_ctl" -D "$dir/pgdata" -l "$dir/postgres.log" -w -t 60 start \
-      -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=${MEDIAQ_PG_FSYNC:-on} -c max_connections=400 -c shared_buffers=256MB" >/dev/null \
+      -o "-p $port -k '' -c listen_addresses=127.0.0.1 -c fsync=${MEDIAQ_PG_FSYNC:-on} -c max_connections=400 -c shared_buffers=256MB" >/dev/null \
       || { tail -n 30 "$dir/postgres.log" >&2; die "PostgreSQL did not start"; }
   fi
   PG_DATA_DIR="$dir/pgdata"
@@ -111,7 +155,8 @@ start_local_pg() {
 }
 
 stop_local_pg() {
-  local dir="$1"
+  local dir
+  dir=$(outside_dir "$1")
   [ -f "$dir/pgdata/postmaster.pid" ] || return 0
   as_pg "$(pg_bin)/pg_ctl" -D "$dir/pgdata" -m fast -w stop >/dev/null 2>&1 || true
 }

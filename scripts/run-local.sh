@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Runs mediaq locally: API + worker(s), local-disk storage, and (when DATABASE_URL is unset) a
-# throwaway PostgreSQL cluster under .mediaq/pg-local that it provisions itself. Ctrl-C stops all.
+# throwaway PostgreSQL cluster under .mediaq/pg-local that it provisions itself (under /var/tmp
+# when the checkout is where the postgres user cannot go, e.g. /root). Ctrl-C stops all.
+# MEDIAQ_BIN_DIR: run the binaries there instead of building them (release) here.
 source "$(dirname "$0")/lib.sh"
 cd "$MEDIAQ_ROOT"
 
@@ -15,9 +17,25 @@ fi
 export MEDIAQ_STORAGE_DIR="${MEDIAQ_STORAGE_DIR:-$MEDIAQ_ROOT/.mediaq/storage}"
 export MEDIAQ_BIND="${MEDIAQ_BIND:-127.0.0.1:8080}"
 
-log "building (release)"
-cargo build --release --locked --bins
-BIN="${CARGO_TARGET_DIR:-$MEDIAQ_ROOT/target}/release"
+if [ -n "${MEDIAQ_BIN_DIR:-}" ]; then
+  BIN="$MEDIAQ_BIN_DIR"
+else
+  log "building (release)"
+  cargo build --release --locked --bins
+  BIN="${CARGO_TARGET_DIR:-$MEDIAQ_ROOT/target}/release"
+fi
+# As root, the worker runs each transcoder as MEDIAQ_SANDBOX_USER (nobody), which must reach the
+# transcoder's binary and the job directories: outside the checkout when it cannot reach that.
+if [ "$(id -u)" -eq 0 ] && [ -z "${MEDIAQ_TRANSCODE_BIN:-}" ]; then
+  SANDBOX_DIR=$(outside_dir "$MEDIAQ_ROOT/.mediaq/sandbox" "${MEDIAQ_SANDBOX_USER:-nobody}")
+  if [ "$SANDBOX_DIR" != "$MEDIAQ_ROOT/.mediaq/sandbox" ]; then
+    install -d -m 0755 "$SANDBOX_DIR"
+    install -m 0755 "$BIN/mediaq-transcode" "$SANDBOX_DIR/mediaq-transcode"
+    export MEDIAQ_TRANSCODE_BIN="$SANDBOX_DIR/mediaq-transcode"
+    export MEDIAQ_WORK_DIR="${MEDIAQ_WORK_DIR:-$SANDBOX_DIR/work}"
+    log "the sandbox user cannot reach this checkout: transcoder and job directories in $SANDBOX_DIR"
+  fi
+fi
 
 "$BIN/mediaq-api" migrate
 

@@ -14,7 +14,7 @@ if [ -z "${MEDIAQ_TEST_DATABASE_URL:-}" ]; then
   if [ -n "${DATABASE_URL:-}" ]; then
     MEDIAQ_TEST_DATABASE_URL="$DATABASE_URL"
   else
-    PG_DIR="$MEDIAQ_ROOT/.mediaq/pg-test"
+    PG_DIR=$(outside_dir "$MEDIAQ_ROOT/.mediaq/pg-test")
     stop_local_pg "$PG_DIR"
     rm -rf "$PG_DIR"
     # Tests create a database each; fsync off is safe for a throwaway cluster and saves minutes.
@@ -26,6 +26,15 @@ fi
 export MEDIAQ_TEST_DATABASE_URL
 unset DATABASE_URL
 
+# As root, the workers under test run their transcoders as `nobody`, which must reach the built
+# binaries: outside the checkout when it cannot reach that (e.g. a checkout in /root).
+if [ "$(id -u)" -eq 0 ] && [ -z "${CARGO_TARGET_DIR:-}" ]; then
+  target=$(outside_dir "$MEDIAQ_ROOT/target" nobody)
+  if [ "$target" != "$MEDIAQ_ROOT/target" ]; then
+    export CARGO_TARGET_DIR="$target"
+    log "nobody cannot reach this checkout: building in $CARGO_TARGET_DIR"
+  fi
+fi
 log "building"
 cargo build --workspace --all-targets --locked
 log "running tests"
