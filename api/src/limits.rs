@@ -134,7 +134,10 @@ async fn check_quota_with<'e>(
     }
     if bytes as u64 + incoming > config.quota_daily_bytes {
         return Err(ApiError::QuotaExceeded(
-            format!("this key has uploaded {bytes} bytes in the last 24 hours; the limit is {}", config.quota_daily_bytes),
+            format!(
+                "this key has uploaded {bytes} bytes in the last 24 hours; the limit is {}",
+                config.quota_daily_bytes
+            ),
             3600,
         ));
     }

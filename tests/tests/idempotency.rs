@@ -112,7 +112,11 @@ async fn keys_belong_to_their_owner() {
     let api = env.api().await;
     let bob = client_with_key(&create_key(&env.database_url, "bob", "jobs:write,jobs:read", "bob"));
     let bob_post = |bytes: Vec<u8>| {
-        bob.post(api.url("/v1/jobs")).header("content-type", "video/webm").header("idempotency-key", "shared").body(bytes).send()
+        bob.post(api.url("/v1/jobs"))
+            .header("content-type", "video/webm")
+            .header("idempotency-key", "shared")
+            .body(bytes)
+            .send()
     };
     let webm = fixtures::bytes(&fixtures::VP8_VORBIS);
     let alice: Value = post(&api, "shared", webm.clone()).await.json().await.unwrap();

@@ -24,7 +24,11 @@ async fn bursts_over_the_limit_get_429_with_retry_after() {
     let env = TestEnv::new().await;
     // 2 per second per key (bursts of 4); the address limit is high.
     let api = env
-        .api_with(&[("MEDIAQ_RATE_LIMIT_KEY", "2"), ("MEDIAQ_RATE_LIMIT_IP", "1000"), ("MEDIAQ_AUDIT_FAILURE_WINDOW", "1s")])
+        .api_with(&[
+            ("MEDIAQ_RATE_LIMIT_KEY", "2"),
+            ("MEDIAQ_RATE_LIMIT_IP", "1000"),
+            ("MEDIAQ_AUDIT_FAILURE_WINDOW", "1s"),
+        ])
         .await;
     let url = api.url("/v1/jobs");
     let replies = statuses(8, || api.client.get(&url)).await;
@@ -218,8 +222,16 @@ async fn bodies_of_json_routes_are_limited_before_they_are_read() {
     use tokio::io::AsyncWriteExt;
     let env = TestEnv::new().await;
     let api = env.api().await;
-    let minted: Value =
-        api.client.post(api.url("/v1/upload-tokens")).json(&serde_json::json!({})).send().await.unwrap().json().await.unwrap();
+    let minted: Value = api
+        .client
+        .post(api.url("/v1/upload-tokens"))
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let token = minted["token"].as_str().unwrap().to_owned();
 
     // Declared: 3 GB announced, nothing sent; the answer comes at once.
@@ -256,7 +268,9 @@ async fn bodies_of_json_routes_are_limited_before_they_are_read() {
         sent
     });
     let mut reply = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(20), tokio::io::AsyncReadExt::read_to_end(&mut reader, &mut reply)).await;
+    let _ =
+        tokio::time::timeout(Duration::from_secs(20), tokio::io::AsyncReadExt::read_to_end(&mut reader, &mut reply))
+            .await;
     let sent = sender.await.unwrap();
     let text = String::from_utf8_lossy(&reply);
     assert!(text.starts_with("HTTP/1.1 413"), "{text}");
@@ -267,7 +281,8 @@ async fn bodies_of_json_routes_are_limited_before_they_are_read() {
     assert!(sent < 100 << 20, "the API stopped reading: {sent} bytes went out");
 
     // Small bodies still work, with or without a declared length.
-    let resp = api.client.post(api.url("/v1/upload-tokens")).json(&serde_json::json!({ "max_bytes": 1000 })).send().await;
+    let resp =
+        api.client.post(api.url("/v1/upload-tokens")).json(&serde_json::json!({ "max_bytes": 1000 })).send().await;
     assert_eq!(resp.unwrap().status(), 201);
     let stream_body = reqwest::Body::wrap_stream(futures_util::stream::iter([Ok::<_, std::io::Error>(
         b"{\"max_bytes\": 1000}".to_vec(),
@@ -313,8 +328,16 @@ async fn one_key_cannot_hold_every_upload_slot_and_trickling_is_cut_off() {
     let (status, code, _) = error_code(resp).await;
     assert_eq!((status, code.as_str()), (429, "too_many_uploads"));
     // The key's upload tokens share its slots.
-    let minted: Value =
-        api.client.post(api.url("/v1/upload-tokens")).json(&serde_json::json!({})).send().await.unwrap().json().await.unwrap();
+    let minted: Value = api
+        .client
+        .post(api.url("/v1/upload-tokens"))
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let browser = client_with_key(minted["token"].as_str().unwrap());
     let resp = browser.post(api.url("/v1/jobs")).header("content-type", "video/webm").body(small.clone()).send().await;
     assert_eq!(error_code(resp.unwrap()).await.1, "too_many_uploads");

@@ -77,7 +77,16 @@ impl Receiver {
         let id = JobId::generate();
         let key = Storage::input_key(id);
         let writer = storage.writer(&key).await?;
-        Ok(Self { started: Instant::now(), writer, id, key, size: 0, head: Vec::with_capacity(HEAD_LEN), checked: false, limit })
+        Ok(Self {
+            started: Instant::now(),
+            writer,
+            id,
+            key,
+            size: 0,
+            head: Vec::with_capacity(HEAD_LEN),
+            checked: false,
+            limit,
+        })
     }
 
     /// Copies a body stream in, cutting off a client that stays silent for `pace.idle` or sends

@@ -61,13 +61,12 @@ pub async fn claim(pool: &PgPool, owner: &str, key: &str) -> Result<Claim, sqlx:
     let claim = if taken.is_some() {
         Claim::Owned(Lease { owner: owner.to_owned(), key: key.to_owned(), id: lease })
     } else {
-        let (status, fingerprint, job_id): (String, Option<String>, Option<Uuid>) = sqlx::query_as(
-            "SELECT status, fingerprint, job_id FROM idempotency_keys WHERE owner = $1 AND key = $2",
-        )
-        .bind(owner)
-        .bind(key)
-        .fetch_one(&mut *tx)
-        .await?;
+        let (status, fingerprint, job_id): (String, Option<String>, Option<Uuid>) =
+            sqlx::query_as("SELECT status, fingerprint, job_id FROM idempotency_keys WHERE owner = $1 AND key = $2")
+                .bind(owner)
+                .bind(key)
+                .fetch_one(&mut *tx)
+                .await?;
         match (status.as_str(), fingerprint, job_id) {
             ("completed", Some(fingerprint), Some(job_id)) => {
                 Claim::Completed { fingerprint, job_id: JobId::from_uuid(job_id) }
