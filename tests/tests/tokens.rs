@@ -162,3 +162,25 @@ async fn an_upload_token_downloads_its_own_output_only() {
             .unwrap();
     assert_eq!(actor, format!("token:{}", minted["token_id"].as_str().unwrap()));
 }
+
+/// Found by the fuzzer (tests/tests/openapi_fuzz.rs): metadata holding U+0000, which PostgreSQL's
+/// jsonb refuses, was a 500; it is a 400 and nothing is stored.
+#[tokio::test]
+async fn metadata_with_a_nul_character_is_refused() {
+    let env = TestEnv::new().await;
+    let api = env.api().await;
+    let resp = api
+        .client
+        .post(api.url("/v1/upload-tokens"))
+        .json(&json!({ "metadata": { "k": "a\u{0}b" } }))
+        .send()
+        .await
+        .unwrap();
+    let (status, code, _) = mediaq_e2e::error_code(resp).await;
+    assert_eq!((status, code.as_str()), (400, "bad_request"));
+    // Integers written as floats are integers (JSON Schema's view, and the document's).
+    let resp = api.client.post(api.url("/v1/upload-tokens")).json(&json!({ "expires_in": 60.0 })).send().await.unwrap();
+    assert_eq!(resp.status(), 201);
+    let resp = api.client.post(api.url("/v1/upload-tokens")).json(&json!({ "expires_in": 60.5 })).send().await.unwrap();
+    assert_eq!(resp.status(), 400);
+}
