@@ -203,7 +203,8 @@ fn complete_operation(path: &str, op: &mut Value) {
         }
     }
     // An optional body is absent, not `null`.
-    for (_, content) in op["requestBody"]["content"].as_object_mut().into_iter().flatten() {
+    let request_content = op.get_mut("requestBody").and_then(|b| b.get_mut("content"));
+    for (_, content) in request_content.and_then(Value::as_object_mut).into_iter().flatten() {
         if let Some(one_of) = content["schema"]["oneOf"].as_array() {
             let concrete: Vec<Value> = one_of.iter().filter(|t| t["type"] != "null").cloned().collect();
             if concrete.len() == 1 {
