@@ -175,3 +175,21 @@ ensure_moto() {
   /usr/bin/python3 -m venv "$venv"
   "$venv/bin/pip" install -q --disable-pip-version-check "moto[server]==$MOTO_VERSION"
 }
+
+# The API contract's tools, in the same venv (PyPI only): schemathesis fuzzes the API from its
+# OpenAPI document (tests/tests/openapi_fuzz.rs, scripts/fuzz-api.sh); openapi-python-client
+# generates a typed client from it (tests/tests/openapi_client.rs).
+SCHEMATHESIS_VERSION=4.32.5
+OPENAPI_PYTHON_CLIENT_VERSION=0.29.1
+ensure_api_tools() {
+  local venv="$MEDIAQ_ROOT/.mediaq/venv"
+  if [ -x "$venv/bin/schemathesis" ] && [ -x "$venv/bin/openapi-python-client" ] \
+    && "$venv/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('schemathesis') != '$SCHEMATHESIS_VERSION' or m.version('openapi-python-client') != '$OPENAPI_PYTHON_CLIENT_VERSION')" 2>/dev/null; then
+    return 0
+  fi
+  ensure_packages python3-venv
+  log "installing schemathesis==$SCHEMATHESIS_VERSION and openapi-python-client==$OPENAPI_PYTHON_CLIENT_VERSION into $venv"
+  [ -x "$venv/bin/pip" ] || /usr/bin/python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION" \
+    "openapi-python-client==$OPENAPI_PYTHON_CLIENT_VERSION"
+}

@@ -9,6 +9,7 @@ ensure_rust
 ensure_node
 ensure_browser_modules
 ensure_moto
+ensure_api_tools
 
 if [ -z "${MEDIAQ_TEST_DATABASE_URL:-}" ]; then
   if [ -n "${DATABASE_URL:-}" ]; then

@@ -9,7 +9,11 @@ pub fn venv_bin(tool: &str) -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.mediaq/venv"));
     let path = venv.join("bin").join(tool);
-    assert!(path.exists(), "{} is missing: run `source scripts/lib.sh; ensure_api_tools` (scripts/test.sh does)", path.display());
+    assert!(
+        path.exists(),
+        "{} is missing: run `source scripts/lib.sh; ensure_api_tools` (scripts/test.sh does)",
+        path.display()
+    );
     path
 }
 
@@ -21,7 +25,9 @@ pub struct FuzzRun {
 /// `schemathesis run` with every check, for `seconds`, against `base_url` with `key`.
 pub async fn schemathesis(base_url: &str, key: &str, seconds: u64, report_dir: &std::path::Path) -> FuzzRun {
     let mut cmd = tokio::process::Command::new(venv_bin("schemathesis"));
-    cmd.arg("run")
+    cmd.arg("--config-file")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/schemathesis.toml"))
+        .arg("run")
         .arg(format!("{base_url}/openapi.json"))
         .args(["--header", &format!("Authorization: Bearer {key}")])
         .args(["--checks", "all"])

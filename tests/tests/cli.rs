@@ -31,7 +31,11 @@ async fn uploads_three_files_waits_and_writes_mp4s_named_after_them() {
     let _worker = env.worker().await;
     let inputs = tempfile::tempdir().unwrap();
     let mut args = vec!["upload".to_owned(), "--wait".to_owned()];
-    for (name, recipe) in [("one.webm", &fixtures::VP8_VORBIS), ("two.webm", &fixtures::VP9_OPUS), ("three.webm", &fixtures::ODD_NO_AUDIO)] {
+    for (name, recipe) in [
+        ("one.webm", &fixtures::VP8_VORBIS),
+        ("two.webm", &fixtures::VP9_OPUS),
+        ("three.webm", &fixtures::ODD_NO_AUDIO),
+    ] {
         let path = inputs.path().join(name);
         std::fs::copy(fixtures::path(recipe), &path).unwrap();
         args.push(path.display().to_string());
@@ -115,7 +119,10 @@ async fn a_server_stopped_mid_upload_is_a_clear_error() {
     let out = mediaq(&proxy.url, &api.key, &["upload", file.to_str().unwrap(), "--retries", "2"]).await;
     assert_eq!(out.status.code(), Some(5), "{}", text(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("cannot reach the mediaq server") && stderr.contains("gave up after 3 attempts"), "{stderr}");
+    assert!(
+        stderr.contains("cannot reach the mediaq server") && stderr.contains("gave up after 3 attempts"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test]
@@ -128,7 +135,8 @@ async fn a_connection_cut_mid_file_is_retried_into_one_job() {
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(proxy.cut.load(std::sync::atomic::Ordering::SeqCst), 1, "the first attempt was cut");
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let stored: (String, i64) = sqlx::query_as("SELECT input_sha256, input_size FROM jobs").fetch_one(env.pool()).await.unwrap();
+    let stored: (String, i64) =
+        sqlx::query_as("SELECT input_sha256, input_size FROM jobs").fetch_one(env.pool()).await.unwrap();
     assert_eq!(job_count(&env).await, 1);
     let bytes = std::fs::read(&file).unwrap();
     assert_eq!(stored, (mediaq_e2e::sha256_hex(&bytes), bytes.len() as i64), "the whole file arrived");

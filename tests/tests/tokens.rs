@@ -225,4 +225,25 @@ async fn a_token_cancels_only_its_own_job_and_dies_with_its_key() {
     let resp = unused.post(api.url("/v1/jobs")).header("content-type", "video/webm").body(webm).send().await.unwrap();
     assert_eq!(resp.status(), 401);
     assert_eq!(browser.get(api.url(&format!("/v1/jobs/{id}"))).send().await.unwrap().status(), 401);
+
+/// Found by the fuzzer (tests/tests/openapi_fuzz.rs): metadata holding U+0000, which PostgreSQL's
+/// jsonb refuses, was a 500; it is a 400 and nothing is stored.
+#[tokio::test]
+async fn metadata_with_a_nul_character_is_refused() {
+    let env = TestEnv::new().await;
+    let api = env.api().await;
+    let resp = api
+        .client
+        .post(api.url("/v1/upload-tokens"))
+        .json(&json!({ "metadata": { "k": "a\u{0}b" } }))
+        .send()
+        .await
+        .unwrap();
+    let (status, code, _) = mediaq_e2e::error_code(resp).await;
+    assert_eq!((status, code.as_str()), (400, "bad_request"));
+    // Integers written as floats are integers (JSON Schema's view, and the document's).
+    let resp = api.client.post(api.url("/v1/upload-tokens")).json(&json!({ "expires_in": 60.0 })).send().await.unwrap();
+    assert_eq!(resp.status(), 201);
+    let resp = api.client.post(api.url("/v1/upload-tokens")).json(&json!({ "expires_in": 60.5 })).send().await.unwrap();
+    assert_eq!(resp.status(), 400);
 }

@@ -139,6 +139,7 @@ fn require_response_fields(schemas: &mut Map<String, Value>) {
             if name != "UploadForm" {
                 schema["additionalProperties"] = json!(false);
             }
+
             continue;
         }
         let Some(props) = schema.get("properties").and_then(Value::as_object) else { continue };
@@ -201,8 +202,20 @@ fn complete_operation(path: &str, op: &mut Value) {
             }
         }
     }
+    // An optional body is absent, not `null`.
+    let request_content = op.get_mut("requestBody").and_then(|b| b.get_mut("content"));
+    for (_, content) in request_content.and_then(Value::as_object_mut).into_iter().flatten() {
+        if let Some(one_of) = content["schema"]["oneOf"].as_array() {
+            let concrete: Vec<Value> = one_of.iter().filter(|t| t["type"] != "null").cloned().collect();
+            if concrete.len() == 1 {
+                content["schema"] = concrete[0].clone();
+            }
+        }
+    }
     let secured = op.get("security").is_some();
     let has_body = op.get("requestBody").is_some();
+    // axum's JSON extractor refuses a body sent without `Content-Type: application/json`.
+    let json_body = op["requestBody"]["content"].get("application/json").is_some();
     let responses = op["responses"].as_object_mut().expect("responses");
     let mut common: Vec<u16> = Vec::new();
     if path.starts_with("/v1/") {
@@ -213,6 +226,9 @@ fn complete_operation(path: &str, op: &mut Value) {
     }
     if has_body {
         common.push(413);
+    }
+    if json_body {
+        common.push(415);
     }
     for status in common {
         responses.entry(status.to_string()).or_insert(Value::Null);

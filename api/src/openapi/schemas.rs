@@ -146,7 +146,7 @@ pub struct UploadTokenRequest {
     /// Lifetime in seconds (default MEDIAQ_UPLOAD_TOKEN_TTL, at most 3600).
     #[schema(minimum = 0)]
     pub expires_in: Option<u64>,
-    /// Free-form JSON object kept with the token (at most 4096 bytes).
+    /// Free-form JSON object kept with the token (at most 4096 bytes as JSON, no U+0000).
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<serde_json::Value>,
 }

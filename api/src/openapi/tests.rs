@@ -74,6 +74,9 @@ fn operations_are_complete() {
         for (method, op) in item.as_object().unwrap() {
             let id = op["operationId"].as_str().unwrap_or_else(|| panic!("{method} {path} has an operationId"));
             assert!(ids.insert(id.to_owned()), "operationId {id} is unique");
+            if let Some(body) = op.get("requestBody") {
+                assert!(method != "get" && body["content"].is_object(), "{method} {path} has a well-formed body");
+            }
             if path.starts_with("/v1/") {
                 assert!(op["security"][0]["bearer"].is_array(), "{method} {path} names its credential");
                 for status in ["401", "429", "503"] {

@@ -21,7 +21,7 @@ fn require_admin(caller: &Caller) -> Result<(), ApiError> {
 
 #[utoipa::path(post, path = "/v1/admin/jobs/{id}/requeue", tag = "admin", operation_id = "requeue_job",
     security(("bearer" = ["admin"])),
-    params(("id" = String, Path, format = "uuid", description = "The job's id.")),
+    params(("id" = String, Path, format = "uuid", pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$", description = "The job's id (a UUID, hyphenated).")),
     responses(
         (status = 200, description = "Requeued.", body = crate::openapi::schemas::Requeued),
         (status = 409, description = "job_not_requeueable"),

@@ -27,7 +27,7 @@ fn page(rows: Vec<audit::AuditRow>, limit: i64) -> Json<Value> {
 #[utoipa::path(get, path = "/v1/jobs/{id}/events", tag = "audit", operation_id = "job_events",
     security(("bearer" = ["jobs:read"])),
     params(
-        ("id" = String, Path, format = "uuid", description = "The job's id."),
+        ("id" = String, Path, format = "uuid", pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$", description = "The job's id (a UUID, hyphenated)."),
         ("limit" = Option<i64>, Query, description = "Page size, 1 to 500 (default 100)."),
         ("cursor" = Option<i64>, Query, description = "`next_cursor` of the previous page."),
     ),

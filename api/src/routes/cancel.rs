@@ -20,7 +20,7 @@ use crate::{app::AppState, auth::Caller, error::ApiError, job_view, request_id};
 /// Cancel an unfinished job, or delete a finished job's files. Idempotent.
 #[utoipa::path(delete, path = "/v1/jobs/{id}", tag = "jobs", operation_id = "cancel_job",
     security(("bearer" = ["jobs:write"])),
-    params(("id" = String, Path, format = "uuid", description = "The job's id.")),
+    params(("id" = String, Path, format = "uuid", pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$", description = "The job's id (a UUID, hyphenated).")),
     responses(
         (status = 200, description = "The job, canceled (or finished, its files deleted).", body = crate::openapi::schemas::Job),
         (status = 404, description = "job_not_found"),

@@ -24,7 +24,7 @@ const DOWNLOAD_AUDIT_WINDOW_SECS: i32 = 600;
 #[utoipa::path(get, path = "/v1/jobs/{id}/output", tag = "jobs", operation_id = "download_output",
     security(("bearer" = ["jobs:read"])),
     params(
-        ("id" = String, Path, format = "uuid", description = "The job's id."),
+        ("id" = String, Path, format = "uuid", pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$", description = "The job's id (a UUID, hyphenated)."),
         ("Range" = Option<String>, Header, description = "`bytes=START-END`, `bytes=START-` or `bytes=-SUFFIX`."),
     ),
     responses(

@@ -242,7 +242,7 @@ fn reject_oversized(headers: &HeaderMap, limit: u64, multipart: bool) -> Result<
 #[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs", operation_id = "get_job",
     security(("bearer" = ["jobs:read"])),
     params(
-        ("id" = String, Path, format = "uuid", description = "The job's id."),
+        ("id" = String, Path, format = "uuid", pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$", description = "The job's id (a UUID, hyphenated)."),
         ("If-None-Match" = Option<String>, Header, description = "An `ETag` from an earlier response."),
     ),
     responses(

@@ -29,7 +29,7 @@ pub struct ListQuery {
     security(("bearer" = ["jobs:read"])),
     params(
         ("status" = Option<crate::openapi::schemas::JobStatus>, Query, description = "Only jobs with this status."),
-        ("limit" = Option<u32>, Query, description = "Page size, 1 to 200 (default 50)."),
+        ("limit" = Option<u64>, Query, minimum = 0, maximum = 4294967295u64, description = "Page size, 1 to 200 (default 50; others are clamped)."),
         ("cursor" = Option<String>, Query, format = "uuid", description = "`next_cursor` of the previous page."),
     ),
     responses((status = 200, description = "A page of jobs.", body = crate::openapi::schemas::JobList)))]
