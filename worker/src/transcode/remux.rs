@@ -80,7 +80,7 @@ impl VideoCopy {
         let (width, height) = input::dimensions(stream);
         let start_s = input::start_time(stream).saturating_sub(offset) as f64 * f64::from(time_base);
         let kind = TrackKind::Video { width, height };
-        let parameters = codec::Parameters::from(stream.parameters());
+        let parameters = stream.parameters();
         Ok(Self {
             ready: Some((parameters, frame_rate, kind, start_s)),
             track,
