@@ -6,7 +6,6 @@
 //! transcodes instead.
 
 use ffmpeg::codec::packet::side_data::Type as SideDataType;
-use ffmpeg::format::Pixel;
 use ffmpeg::{codec, decoder, ffi, frame, Packet, Rational, Stream};
 use ffmpeg_next as ffmpeg;
 
@@ -28,10 +27,10 @@ pub fn eligible(stream: &Stream) -> bool {
     // codecpar is valid while the stream borrows its context.
     unsafe {
         let par = &*stream.parameters().as_ptr();
-        let format = Pixel::from(std::mem::transmute::<i32, ffi::AVPixelFormat>(par.format));
+        let yuv420 = [ffi::AVPixelFormat::AV_PIX_FMT_YUV420P, ffi::AVPixelFormat::AV_PIX_FMT_YUVJ420P];
         par.extradata_size > 0
             && !par.extradata.is_null()
-            && matches!(format, Pixel::YUV420P | Pixel::YUVJ420P)
+            && yuv420.iter().any(|f| *f as i32 == par.format)
             && par.video_delay == 0
             && par.width > 0
             && par.height > 0
@@ -62,8 +61,10 @@ pub struct VideoCopy {
 
 impl VideoCopy {
     pub fn new(stream: &Stream, offset: i64, threads: &str, limits: &Limits, muxer: &mut Muxer) -> Result<Self> {
-        // Errors the decoder would conceal are errors here: a concealed picture is not worth copying.
-        let strict = [("err_detect", "crccheck+bitstream+buffer+explode")];
+        // Errors the decoder would conceal are errors here: a concealed picture is not worth
+        // copying. The pictures themselves are never shown: the deblocking filter (which parses
+        // nothing) is skipped to save CPU.
+        let strict = [("err_detect", "crccheck+bitstream+buffer+explode"), ("skip_loop_filter", "all")];
         let decoder =
             input::open_decoder_with(stream, threads, limits, &strict)?.video().during("opening the video decoder")?;
         let time_base = stream.time_base();
@@ -79,7 +80,7 @@ impl VideoCopy {
         let (width, height) = input::dimensions(stream);
         let start_s = input::start_time(stream).saturating_sub(offset) as f64 * f64::from(time_base);
         let kind = TrackKind::Video { width, height };
-        let parameters = codec::Parameters::from(stream.parameters());
+        let parameters = stream.parameters();
         Ok(Self {
             ready: Some((parameters, frame_rate, kind, start_s)),
             track,
