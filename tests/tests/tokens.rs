@@ -225,6 +225,7 @@ async fn a_token_cancels_only_its_own_job_and_dies_with_its_key() {
     let resp = unused.post(api.url("/v1/jobs")).header("content-type", "video/webm").body(webm).send().await.unwrap();
     assert_eq!(resp.status(), 401);
     assert_eq!(browser.get(api.url(&format!("/v1/jobs/{id}"))).send().await.unwrap().status(), 401);
+}
 
 /// Found by the fuzzer (tests/tests/openapi_fuzz.rs): metadata holding U+0000, which PostgreSQL's
 /// jsonb refuses, was a 500; it is a 400 and nothing is stored.
