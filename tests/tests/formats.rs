@@ -25,19 +25,46 @@ macro_rules! av {
 
 /// Chrome's `video/x-matroska;codecs=avc1,opus`: H.264 (constrained baseline, as Chrome's
 /// encoders write it) + Opus, DocType "matroska", saved as .webm.
-pub const H264_OPUS_MKV: Recipe = av!("chrome_h264_opus.webm", [
-    "-c:v", "libx264", "-profile:v", "baseline", "-preset", "ultrafast", "-pix_fmt", "yuv420p",
-    "-c:a", "libopus", "-f", "matroska",
-]);
+pub const H264_OPUS_MKV: Recipe = av!(
+    "chrome_h264_opus.webm",
+    [
+        "-c:v",
+        "libx264",
+        "-profile:v",
+        "baseline",
+        "-preset",
+        "ultrafast",
+        "-pix_fmt",
+        "yuv420p",
+        "-c:a",
+        "libopus",
+        "-f",
+        "matroska",
+    ]
+);
 /// Chrome's `video/x-matroska;codecs=avc1,pcm`: H.264 + 32-bit float PCM.
-const H264_PCM_MKV: Recipe = av!("chrome_h264_pcm.webm", [
-    "-c:v", "libx264", "-profile:v", "baseline", "-preset", "ultrafast", "-pix_fmt", "yuv420p",
-    "-c:a", "pcm_f32le", "-f", "matroska",
-]);
+const H264_PCM_MKV: Recipe = av!(
+    "chrome_h264_pcm.webm",
+    [
+        "-c:v",
+        "libx264",
+        "-profile:v",
+        "baseline",
+        "-preset",
+        "ultrafast",
+        "-pix_fmt",
+        "yuv420p",
+        "-c:a",
+        "pcm_f32le",
+        "-f",
+        "matroska",
+    ]
+);
 /// `video/webm;codecs=vp9,pcm` (written as Matroska: ffmpeg's WebM muxer refuses PCM).
-const VP9_PCM: Recipe = av!("chrome_vp9_pcm.mkv", [
-    "-c:v", "libvpx-vp9", "-deadline", "realtime", "-cpu-used", "8", "-c:a", "pcm_f32le", "-f", "matroska",
-]);
+const VP9_PCM: Recipe = av!(
+    "chrome_vp9_pcm.mkv",
+    ["-c:v", "libvpx-vp9", "-deadline", "realtime", "-cpu-used", "8", "-c:a", "pcm_f32le", "-f", "matroska",]
+);
 /// `audio/webm;codecs=pcm`: PCM only.
 const PCM_ONLY: Recipe = Recipe {
     name: "chrome_pcm_only.mka",
@@ -45,15 +72,17 @@ const PCM_ONLY: Recipe = Recipe {
     parts: &[],
 };
 /// 16-bit PCM (Matroska's A_PCM/INT/LIT).
-const VP8_PCM16: Recipe = av!("vp8_pcm16.mkv", [
-    "-c:v", "libvpx", "-deadline", "realtime", "-cpu-used", "8", "-c:a", "pcm_s16le", "-f", "matroska",
-]);
+const VP8_PCM16: Recipe = av!(
+    "vp8_pcm16.mkv",
+    ["-c:v", "libvpx", "-deadline", "realtime", "-cpu-used", "8", "-c:a", "pcm_s16le", "-f", "matroska",]
+);
 /// Not a browser shape: MPEG-4 Part 2 video.
 const MPEG4_OPUS: Recipe = av!("mpeg4_opus.mkv", ["-c:v", "mpeg4", "-c:a", "libopus", "-f", "matroska"]);
 /// Not a browser shape: H.264 with AAC audio.
-const H264_AAC: Recipe = av!("h264_aac.mkv", [
-    "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac", "-f", "matroska",
-]);
+const H264_AAC: Recipe = av!(
+    "h264_aac.mkv",
+    ["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac", "-f", "matroska",]
+);
 
 /// Runs the child; returns its exit status, its events and the output path.
 fn convert(input: &Path, dir: &Path) -> (bool, Vec<Value>, PathBuf) {
@@ -207,9 +236,10 @@ async fn chrome_h264_recordings_are_accepted_at_upload_and_convert() {
     assert_eq!(resp.status(), 202);
     ids.push(resp.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned());
     // Matroska with a DocType mediaq never accepts is still refused.
-    let (status, code, _) =
-        mediaq_e2e::error_code(api.upload(b"\x1a\x45\xdf\xa3\x88\x42\x82\x85mkv3d".to_vec(), "video/x-matroska", None).await)
-            .await;
+    let (status, code, _) = mediaq_e2e::error_code(
+        api.upload(b"\x1a\x45\xdf\xa3\x88\x42\x82\x85mkv3d".to_vec(), "video/x-matroska", None).await,
+    )
+    .await;
     assert_eq!((status, code.as_str()), (415, "not_webm"));
     for id in ids {
         let (_, job) = api.wait_terminal(&id, Duration::from_secs(120)).await;

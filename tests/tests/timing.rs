@@ -33,21 +33,71 @@ macro_rules! offset_recipe {
 
 /// Recordings whose audio starts 0, 40 or 120 ms after the video, or the video after the audio.
 const OFFSETS: &[Recipe] = &[
-    offset_recipe!("timing_a0.webm", "0", "0", ["-c:v", "libvpx", "-deadline", "realtime", "-c:a", "libopus", "-f", "webm"]),
-    offset_recipe!("timing_a40.webm", "0", "0.04", ["-c:v", "libvpx", "-deadline", "realtime", "-c:a", "libopus", "-f", "webm"]),
-    offset_recipe!("timing_a120.webm", "0", "0.12", ["-c:v", "libvpx", "-deadline", "realtime", "-c:a", "libopus", "-f", "webm"]),
-    offset_recipe!("timing_a10.webm", "0", "0.01", ["-c:v", "libvpx", "-deadline", "realtime", "-c:a", "libopus", "-f", "webm"]),
-    offset_recipe!("timing_v40.webm", "0.04", "0", ["-c:v", "libvpx", "-deadline", "realtime", "-c:a", "libopus", "-f", "webm"]),
-    offset_recipe!("timing_v120.webm", "0.12", "0", ["-c:v", "libvpx", "-deadline", "realtime", "-c:a", "libopus", "-f", "webm"]),
+    offset_recipe!(
+        "timing_a0.webm",
+        "0",
+        "0",
+        ["-c:v", "libvpx", "-deadline", "realtime", "-c:a", "libopus", "-f", "webm"]
+    ),
+    offset_recipe!(
+        "timing_a40.webm",
+        "0",
+        "0.04",
+        ["-c:v", "libvpx", "-deadline", "realtime", "-c:a", "libopus", "-f", "webm"]
+    ),
+    offset_recipe!(
+        "timing_a120.webm",
+        "0",
+        "0.12",
+        ["-c:v", "libvpx", "-deadline", "realtime", "-c:a", "libopus", "-f", "webm"]
+    ),
+    offset_recipe!(
+        "timing_a10.webm",
+        "0",
+        "0.01",
+        ["-c:v", "libvpx", "-deadline", "realtime", "-c:a", "libopus", "-f", "webm"]
+    ),
+    offset_recipe!(
+        "timing_v40.webm",
+        "0.04",
+        "0",
+        ["-c:v", "libvpx", "-deadline", "realtime", "-c:a", "libopus", "-f", "webm"]
+    ),
+    offset_recipe!(
+        "timing_v120.webm",
+        "0.12",
+        "0",
+        ["-c:v", "libvpx", "-deadline", "realtime", "-c:a", "libopus", "-f", "webm"]
+    ),
     // Vorbis (no pre-skip, 44.1 kHz) starting 40 ms late.
-    offset_recipe!("timing_vorbis_a40.webm", "0", "0.04", [
-        "-c:v", "libvpx", "-deadline", "realtime", "-c:a", "libvorbis", "-ar", "44100", "-f", "webm",
-    ]),
+    offset_recipe!(
+        "timing_vorbis_a40.webm",
+        "0",
+        "0.04",
+        ["-c:v", "libvpx", "-deadline", "realtime", "-c:a", "libvorbis", "-ar", "44100", "-f", "webm",]
+    ),
     // A live recording (no sizes, no duration, no cues) with variable frame timing, audio 50 ms late.
-    offset_recipe!("timing_live_vfr_a50.webm", "0", "0.05", [
-        "-vf", "select='not(between(n,10,20))*not(between(n,35,38))'", "-fps_mode", "vfr",
-        "-c:v", "libvpx", "-deadline", "realtime", "-c:a", "libopus", "-live", "1", "-f", "webm",
-    ]),
+    offset_recipe!(
+        "timing_live_vfr_a50.webm",
+        "0",
+        "0.05",
+        [
+            "-vf",
+            "select='not(between(n,10,20))*not(between(n,35,38))'",
+            "-fps_mode",
+            "vfr",
+            "-c:v",
+            "libvpx",
+            "-deadline",
+            "realtime",
+            "-c:a",
+            "libopus",
+            "-live",
+            "1",
+            "-f",
+            "webm",
+        ]
+    ),
 ];
 
 /// Ten minutes at 64x48 and 10 fps with frames 1-4 of every 50 dropped (variable frame timing),
@@ -57,12 +107,44 @@ const OFFSETS: &[Recipe] = &[
 const LONG_VFR: Recipe = Recipe {
     name: "timing_long_vfr_dips.webm",
     args: &[
-        "-f", "lavfi", "-i", "testsrc2=size=64x48:rate=10", "-itsoffset", "0.04", "-f", "lavfi", "-i",
-        "sine=frequency=440:sample_rate=48000", "-t", "600", "-map", "0:v", "-map", "1:a",
-        "-af", "volume=volume=0.001:enable='between(mod(t,300),295,295.5)'",
-        "-vf", "select='not(between(mod(n,50),1,4))'", "-fps_mode", "vfr", "-c:v", "libvpx",
-        "-deadline", "realtime", "-cpu-used", "16", "-b:v", "20k", "-c:a", "libopus", "-b:a", "16k",
-        "-ac", "1", "-f", "webm",
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=64x48:rate=10",
+        "-itsoffset",
+        "0.04",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:sample_rate=48000",
+        "-t",
+        "600",
+        "-map",
+        "0:v",
+        "-map",
+        "1:a",
+        "-af",
+        "volume=volume=0.001:enable='between(mod(t,300),295,295.5)'",
+        "-vf",
+        "select='not(between(mod(n,50),1,4))'",
+        "-fps_mode",
+        "vfr",
+        "-c:v",
+        "libvpx",
+        "-deadline",
+        "realtime",
+        "-cpu-used",
+        "16",
+        "-b:v",
+        "20k",
+        "-c:a",
+        "libopus",
+        "-b:a",
+        "16k",
+        "-ac",
+        "1",
+        "-f",
+        "webm",
     ],
     parts: &[],
 };
@@ -134,7 +216,11 @@ fn a_long_vfr_recording_does_not_drift() {
         onsets.last().unwrap() - last_video
     };
     let (end_in, end_out) = (end_offset(&input), end_offset(&output));
-    eprintln!("end: sound back after the last dip - last video frame: in {:+.1} ms, out {:+.1} ms", end_in * 1e3, end_out * 1e3);
+    eprintln!(
+        "end: sound back after the last dip - last video frame: in {:+.1} ms, out {:+.1} ms",
+        end_in * 1e3,
+        end_out * 1e3
+    );
     assert!((end_out - end_in).abs() <= TOLERANCE_S, "A/V offset after 10 min: in {end_in:.4} s, out {end_out:.4} s");
 }
 

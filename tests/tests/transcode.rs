@@ -202,7 +202,8 @@ async fn corpus_files_end_as_the_manifest_expects() {
             let code = job["error"]["code"].as_str().unwrap();
             assert!(
                 // Matroska files (accepted at upload since #19) may break a limit: test5 has 11 streams.
-                matches!(code, "invalid_media" | "unsupported_codec" | "transcode_error") || code.ends_with("_exceeded"),
+                matches!(code, "invalid_media" | "unsupported_codec" | "transcode_error")
+                    || code.ends_with("_exceeded"),
                 "{}: a clear code, got {code}: {job}",
                 entry.filename
             );

@@ -183,20 +183,12 @@ fn convert(
         Some(i) => {
             let stream = input.stream(i).expect("selected stream exists");
             Some(match mode {
-                VideoMode::Transcode => VideoTrack::Transcode(VideoPipeline::new(
-                    &stream,
-                    offset_in(i),
-                    &job.settings,
-                    &job.limits,
-                    muxer,
-                )?),
-                VideoMode::Copy => VideoTrack::Copy(VideoCopy::new(
-                    &stream,
-                    offset_in(i),
-                    &job.settings.threads,
-                    &job.limits,
-                    muxer,
-                )?),
+                VideoMode::Transcode => {
+                    VideoTrack::Transcode(VideoPipeline::new(&stream, offset_in(i), &job.settings, &job.limits, muxer)?)
+                }
+                VideoMode::Copy => {
+                    VideoTrack::Copy(VideoCopy::new(&stream, offset_in(i), &job.settings.threads, &job.limits, muxer)?)
+                }
             })
         }
         None => None,

@@ -323,7 +323,8 @@ impl Muxer {
     /// `[empty][media from 0]`), in the stream's time base.
     fn delayed_audio(&self) -> Option<DelayedStart> {
         let track = self.tracks.iter().find(|t| matches!(t.encoder, Some((_, _, TrackKind::Audio))))?;
-        let (first, time_base, (_, encoder_time_base, _)) = (track.first_pts?, track.time_base?, track.encoder.as_ref()?);
+        let (first, time_base, (_, encoder_time_base, _)) =
+            (track.first_pts?, track.time_base?, track.encoder.as_ref()?);
         let priming = track.priming.rescale(*encoder_time_base, time_base);
         (first > 0 && priming > 0).then_some(DelayedStart { start: first + priming, priming })
     }
