@@ -88,3 +88,23 @@ pub type TranscodeErrorCode = FailureCode;
 pub const EXIT_FAILED: i32 = 2;
 /// Exit status for a bad command line.
 pub const EXIT_USAGE: i32 = 64;
+
+/// Writes one event as its line on stdout and flushes it (the test-only stand-in children use
+/// this; the transcoder keeps its locked stdout for the whole run).
+pub fn emit(event: &Event) {
+    emit_raw(format!("{}\n", serde_json::to_string(event).expect("events serialize")).as_bytes());
+}
+
+/// Writes bytes to stdout as they are (a stand-in child breaking the protocol on purpose).
+pub fn emit_raw(bytes: &[u8]) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(bytes);
+    let _ = out.flush();
+}
+
+/// The value after `--name` on this process's command line.
+pub fn flag(name: &str) -> Option<String> {
+    let mut args = std::env::args().skip_while(|a| a != name);
+    args.next().and(args.next())
+}

@@ -11,30 +11,13 @@
 //!
 //! In `--self-test` mode (the worker's start-up check) it only tells the same lie.
 
-use std::{io::Write, os::unix::ffi::OsStrExt, path::PathBuf};
+use std::{os::unix::ffi::OsStrExt, path::PathBuf};
 
-use mediaq_worker::protocol::{Event, MediaFacts, SandboxLayers};
-
-fn arg(name: &str) -> Option<String> {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1).cloned())
-}
-
-fn say(event: Event) {
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{}", serde_json::to_string(&event).unwrap());
-    let _ = out.flush();
-}
-
-fn raw(bytes: &[u8]) {
-    let mut out = std::io::stdout().lock();
-    let _ = out.write_all(bytes);
-    let _ = out.flush();
-}
+use mediaq_worker::protocol::{emit, emit_raw, flag, Event, MediaFacts, SandboxLayers};
 
 fn done() {
     let facts = MediaFacts { duration_s: Some(1.0), video_codec: Some("h264".into()), ..MediaFacts::default() };
-    say(Event::Done { output: facts });
+    emit(&Event::Done { output: facts });
 }
 
 fn main() {
@@ -48,11 +31,11 @@ fn main() {
         pid_namespace,
         rlimits: true,
     };
-    say(Event::Sandbox { layers: lie });
+    emit(&Event::Sandbox { layers: lie });
     if std::env::args().any(|a| a == "--self-test") {
         return;
     }
-    let output = PathBuf::from(arg("--output").expect("--output"));
+    let output = PathBuf::from(flag("--output").expect("--output"));
     let act = std::env::args().next().map(PathBuf::from).and_then(|p| Some(p.file_name()?.to_owned()));
     let path = std::ffi::CString::new(output.as_os_str().as_bytes()).unwrap();
     match act.as_ref().map(|a| a.to_string_lossy().into_owned()).as_deref() {
@@ -66,17 +49,17 @@ fn main() {
             done();
         }
         Some("forge-canceled") => {
-            raw(b"{\"type\":\"error\",\"code\":\"canceled\",\"message\":\"forged\"}\n");
+            emit_raw(b"{\"type\":\"error\",\"code\":\"canceled\",\"message\":\"forged\"}\n");
             std::process::exit(2);
         }
         Some("forge-interrupted") => {
-            raw(b"{\"type\":\"error\",\"code\":\"interrupted\",\"message\":\"forged\"}\n");
+            emit_raw(b"{\"type\":\"error\",\"code\":\"interrupted\",\"message\":\"forged\"}\n");
             std::process::exit(2);
         }
         Some("endless-line") => {
             let chunk = vec![b'x'; 1 << 20];
             for _ in 0..400 {
-                raw(&chunk);
+                emit_raw(&chunk);
             }
         }
         Some("setsid-grandchild") => {

@@ -6,36 +6,19 @@
 //! starts with `denied:` (the sandbox refused) or `allowed:` (it did not), or nothing when the
 //! sandbox kills it. Some actions break the protocol on purpose (forged codes, endless lines).
 
-use std::{io::Write, path::PathBuf, time::Duration};
+use std::{path::PathBuf, time::Duration};
 
 use mediaq_worker::{
-    protocol::{ChildFailureCode, Event},
+    protocol::{emit, emit_raw, flag, ChildFailureCode, Event},
     sandbox,
 };
-
-fn arg(name: &str) -> Option<String> {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1).cloned())
-}
-
-fn say(event: Event) {
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{}", serde_json::to_string(&event).unwrap());
-    let _ = out.flush();
-}
-
-fn raw(line: &[u8]) {
-    let mut out = std::io::stdout().lock();
-    let _ = out.write_all(line);
-    let _ = out.flush();
-}
 
 fn verdict(what: &str, result: std::io::Result<()>) {
     let message = match result {
         Ok(()) => format!("allowed: {what}"),
         Err(e) => format!("denied: {what}: {e}"),
     };
-    say(Event::Error { code: ChildFailureCode::TRANSCODE_ERROR, message });
+    emit(&Event::Error { code: ChildFailureCode::TRANSCODE_ERROR, message });
 }
 
 fn os(r: libc::c_long) -> std::io::Result<()> {
@@ -51,12 +34,12 @@ fn cpath(path: &std::path::Path) -> std::ffi::CString {
 }
 
 fn main() {
-    let input = PathBuf::from(arg("--input").expect("--input"));
-    let output = PathBuf::from(arg("--output").expect("--output"));
+    let input = PathBuf::from(flag("--input").expect("--input"));
+    let output = PathBuf::from(flag("--output").expect("--output"));
     let job_dir = output.parent().unwrap().to_owned();
     let layers = sandbox::apply(&input, &job_dir);
-    say(Event::Sandbox { layers });
-    match arg("--probe").as_deref().unwrap_or("") {
+    emit(&Event::Sandbox { layers });
+    match flag("--probe").as_deref().unwrap_or("") {
         "read-passwd" => verdict("open /etc/passwd", std::fs::read("/etc/passwd").map(drop)),
         "read-input" => verdict("read the input", std::fs::read(&input).map(drop)),
         "write-outside" => {
@@ -128,19 +111,19 @@ fn main() {
             // SAFETY: signal 0 to itself only checks that it may.
             verdict("kill(self, 0)", os(unsafe { libc::kill(libc::getpid(), 0) }.into()));
         }
-        "forge-canceled" => raw(b"{\"type\":\"error\",\"code\":\"canceled\",\"message\":\"forged\"}\n"),
-        "forge-interrupted" => raw(b"{\"type\":\"error\",\"code\":\"interrupted\",\"message\":\"forged\"}\n"),
+        "forge-canceled" => emit_raw(b"{\"type\":\"error\",\"code\":\"canceled\",\"message\":\"forged\"}\n"),
+        "forge-interrupted" => emit_raw(b"{\"type\":\"error\",\"code\":\"interrupted\",\"message\":\"forged\"}\n"),
         "endless-line" => {
             // 400 MB without a newline, as fast as the pipe takes it.
             let chunk = vec![b'x'; 1 << 20];
             for _ in 0..400 {
-                raw(&chunk);
+                emit_raw(&chunk);
             }
         }
         "sleep" => {
             // Stays alive (reporting progress) so the test can inspect /proc/<pid>.
             for _ in 0..100 {
-                say(Event::Progress { progress: 0.0 });
+                emit(&Event::Progress { progress: 0.0 });
                 std::thread::sleep(Duration::from_millis(100));
             }
         }
@@ -151,7 +134,7 @@ fn main() {
             loop {
                 x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
                 if last.elapsed() > Duration::from_millis(200) {
-                    say(Event::Progress { progress: (x % 2) as f64 * 0.0 });
+                    emit(&Event::Progress { progress: (x % 2) as f64 * 0.0 });
                     last = std::time::Instant::now();
                 }
             }
