@@ -57,12 +57,9 @@ impl Cancellations {
                 note = heard.recv() => match note {
                     Ok(canceled) if canceled == id => return,
                     Ok(_) => continue,
-                    // Missed some: look at the row now.
-                    Err(broadcast::error::RecvError::Lagged(_)) => {}
-                    Err(broadcast::error::RecvError::Closed) => {
-                        heard = self.heard.subscribe();
-                        continue;
-                    }
+                    // Missed some (`Lagged`; `Closed` cannot happen while `self` holds the
+                    // sender): look at the row now.
+                    Err(_) => {}
                 },
                 _ = poll.tick() => {}
             }
