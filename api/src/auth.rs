@@ -91,7 +91,7 @@ impl FromRequestParts<AppState> for Caller {
             return Err(ApiError::CredentialsInUrl);
         }
         let presented = bearer(&parts.headers);
-        let peer = parts.extensions.get::<crate::limits::ClientIp>().map(|c| c.0);
+        let peer = parts.extensions.get::<crate::rate_limit::ClientIp>().map(|c| c.0);
         let Some(presented) = presented else {
             audit_failure(state, peer, None, "missing");
             return Err(ApiError::Unauthorized("send an API key as `Authorization: Bearer mq_...`"));
@@ -118,7 +118,7 @@ impl FromRequestParts<AppState> for Caller {
             Ok(caller) => {
                 // A credential's budget is spent only by requests that proved it: anyone can
                 // send a key id (it is not secret), so failures count against their address.
-                if let Err(retry_after) = state.limits.check_credential(&caller.actor()) {
+                if let Err(retry_after) = state.rate_limits.check_credential(&caller.actor()) {
                     state.rejections.record(
                         peer,
                         "rate_limit.hit",

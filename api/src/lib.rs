@@ -6,9 +6,10 @@ pub mod body_limit;
 pub mod error;
 pub mod idempotency;
 pub mod ingest;
-pub mod job_view;
+pub mod etag;
 pub mod keycache;
-pub mod limits;
+pub mod quota;
+pub mod rate_limit;
 pub mod metrics;
 pub mod openapi;
 pub mod readiness;
@@ -16,6 +17,7 @@ pub mod rejections;
 pub mod request_id;
 pub mod routes;
 pub mod security;
+pub mod webhook_url;
 
 use std::{net::SocketAddr, sync::Arc};
 
@@ -32,13 +34,13 @@ pub async fn serve(config: ApiConfig) -> Result<(), Box<dyn std::error::Error>> 
     let signal = mediaq_shared::signals::shutdown_signal()?;
     // Machine-readable start-up line (tests and scripts read the port from it).
     println!("mediaq-api listening on http://{addr}");
-    let limits = limits::RateLimits::new(config.rate_limit_ip, config.rate_limit_key);
+    let rate_limits = rate_limit::RateLimits::new(config.rate_limit_ip, config.rate_limit_key);
     tokio::spawn({
-        let limits = limits.clone();
+        let rate_limits = rate_limits.clone();
         async move {
             loop {
                 tokio::time::sleep(std::time::Duration::from_secs(60)).await;
-                limits.shrink();
+                rate_limits.shrink();
             }
         }
     });
@@ -65,7 +67,7 @@ pub async fn serve(config: ApiConfig) -> Result<(), Box<dyn std::error::Error>> 
         pool: pool.clone(),
         storage,
         config: Arc::new(config),
-        limits,
+        rate_limits,
         webhooks,
         keys,
         metrics,

@@ -248,3 +248,53 @@ async fn metadata_with_a_nul_character_is_refused() {
     let resp = api.client.post(api.url("/v1/upload-tokens")).json(&json!({ "expires_in": 60.5 })).send().await.unwrap();
     assert_eq!(resp.status(), 400);
 }
+
+/// A client that goes away mid-upload gives back what its upload claimed: the token (single
+/// use) and the Idempotency-Key, so that the retry succeeds.
+#[tokio::test]
+async fn a_dropped_upload_gives_its_token_and_idempotency_key_back() {
+    use tokio::io::AsyncWriteExt;
+    let env = TestEnv::new().await;
+    let api = env.api().await;
+    let webm = fixtures::bytes(&fixtures::VP8_VORBIS);
+    let minted: Value =
+        api.client.post(api.url("/v1/upload-tokens")).json(&json!({})).send().await.unwrap().json().await.unwrap();
+    let token = minted["token"].as_str().unwrap().to_owned();
+    let addr = api.base_url.trim_start_matches("http://").to_owned();
+    // Half of the file, then the connection closes.
+    let mut conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "POST /v1/jobs HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nIdempotency-Key: retry-1\r\n\
+         Content-Type: video/webm\r\nContent-Length: {}\r\n\r\n",
+        webm.len()
+    );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    conn.write_all(&webm[..webm.len() / 2]).await.unwrap();
+    conn.flush().await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    drop(conn);
+
+    let browser = client_with_key(&token);
+    let job: Value = mediaq_e2e::wait_for(std::time::Duration::from_secs(10), "the token and key back", || {
+        let (browser, api, webm) = (&browser, &api, webm.clone());
+        async move {
+            let resp = browser
+                .post(api.url("/v1/jobs"))
+                .header("content-type", "video/webm")
+                .header("idempotency-key", "retry-1")
+                .body(webm)
+                .send()
+                .await
+                .unwrap();
+            match resp.status().as_u16() {
+                202 => Some(resp.json::<Value>().await.unwrap()),
+                401 | 409 => None,
+                other => panic!("unexpected status {other}"),
+            }
+        }
+    })
+    .await;
+    assert_eq!(job["status"], "queued");
+    let jobs: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs").fetch_one(env.pool()).await.unwrap();
+    assert_eq!(jobs, 1, "the dropped upload made no job");
+}

@@ -3,43 +3,89 @@
 //! row, queue task) -> 202. The API never decodes media; it only reads the EBML header.
 //! This module receives; [`store`] stores and records.
 
+mod admit;
 mod ebml;
-mod receive;
+mod receiver;
 pub mod slots;
 mod sniff;
 mod store;
 
-pub use store::{store, Origin};
+pub use admit::{admit, Admission, Recorded, UploadHead};
+pub use store::Origin;
+use store::store;
 
-use axum::{body::Body, extract::Multipart};
+use axum::{
+    body::BodyDataStream,
+    extract::{FromRequest, Multipart, Request},
+};
 use futures_util::StreamExt;
 use mediaq_shared::OriginalFilename;
 use sha2::{Digest, Sha256};
 
 use crate::{app::AppState, error::ApiError};
-use receive::{Pace, Received, Receiver};
+use receiver::{Pace, Received, Receiver};
 
 /// Name used when the client gives none.
 const DEFAULT_FILENAME: &str = "upload.webm";
 /// Cap on a non-file form field (they are read and ignored).
 const MAX_TEXT_FIELD: usize = 64 * 1024;
 
-/// A raw-body upload (`Content-Type: video/webm`, `audio/webm`, `video/x-matroska` or `audio/x-matroska`).
-pub async fn from_raw(
-    state: &AppState,
-    limit: u64,
-    content_type: &str,
-    filename: Option<&str>,
-    body: Body,
-) -> Result<Upload, ApiError> {
-    let mut stream = body.into_data_stream();
-    let result = receive_raw(state, limit, content_type, filename, &mut stream).await;
-    if let Err(e) = &result {
-        if e.drains_body() {
-            drain_stream(&mut stream).await;
+/// An upload's body, held by the handler from the start so that whatever ends the request, its
+/// refusal reads the rest of the body (or not) in one place: [`UploadBody::refuse`].
+pub struct UploadBody(BodyState);
+
+enum BodyState {
+    Unread(Box<Request>),
+    Raw(BodyDataStream),
+    Form(Multipart),
+    /// Taken by a form parser that refused it.
+    Gone,
+}
+
+impl UploadBody {
+    pub fn new(request: Request) -> Self {
+        Self(BodyState::Unread(Box::new(request)))
+    }
+
+    /// Ends a refused upload: refusals of well-formed requests read the rest of the body
+    /// (bounded) so that a client still sending sees the error rather than a reset connection,
+    /// and keep-alive survives; an over-size body, a broken stream or a silent client are cut
+    /// off at once.
+    pub async fn refuse(self, error: &ApiError) {
+        if !error.drains_body() {
+            return;
+        }
+        match self.0 {
+            BodyState::Unread(request) => drain_stream(&mut request.into_body().into_data_stream()).await,
+            BodyState::Raw(mut stream) => drain_stream(&mut stream).await,
+            BodyState::Form(multipart) => drain_form(multipart).await,
+            BodyState::Gone => {}
         }
     }
-    result
+}
+
+/// Receives an admitted upload into storage: a raw body (`Content-Type: video/webm`,
+/// `audio/webm`, `video/x-matroska` or `audio/x-matroska`, named by `filename`), or a browser
+/// form (`multipart/form-data` with exactly one file in the field `file`).
+pub async fn receive(
+    state: &AppState,
+    limit: u64,
+    head: &UploadHead,
+    filename: Option<&str>,
+    body: &mut UploadBody,
+) -> Result<Upload, ApiError> {
+    body.0 = match std::mem::replace(&mut body.0, BodyState::Gone) {
+        BodyState::Unread(request) if head.multipart => BodyState::Form(
+            Multipart::from_request(*request, state).await.map_err(|e| ApiError::MalformedMultipart(e.body_text()))?,
+        ),
+        BodyState::Unread(request) => BodyState::Raw(request.into_body().into_data_stream()),
+        opened => opened,
+    };
+    match &mut body.0 {
+        BodyState::Form(multipart) => receive_form(state, limit, multipart).await,
+        BodyState::Raw(stream) => receive_raw(state, limit, &head.content_type, filename, stream).await,
+        BodyState::Unread(_) | BodyState::Gone => Err(ApiError::internal("an upload body was received twice")),
+    }
 }
 
 async fn receive_raw(
@@ -47,25 +93,14 @@ async fn receive_raw(
     limit: u64,
     content_type: &str,
     filename: Option<&str>,
-    stream: &mut axum::body::BodyDataStream,
+    stream: &mut BodyDataStream,
 ) -> Result<Upload, ApiError> {
     let declared = sniff::check_declared_type(content_type)?;
     let filename = OriginalFilename::sanitize(filename.unwrap_or(DEFAULT_FILENAME));
     sniff::check_extension(&filename)?;
     let mut receiver = Receiver::create(&state.storage, limit).await?;
-    receiver.receive(stream, Pace::from_config(&state.config), |_| ApiError::UploadIncomplete).await?;
+    receiver.copy_from(stream, Pace::from_config(&state.config), |_| ApiError::UploadIncomplete).await?;
     Ok(Upload { received: receiver.finish().await?, filename, content_type: declared.to_owned() })
-}
-
-/// A browser-form upload: `multipart/form-data` with exactly one file in the field `file`.
-pub async fn from_multipart(state: &AppState, limit: u64, mut multipart: Multipart) -> Result<Upload, ApiError> {
-    let result = receive_form(state, limit, &mut multipart).await;
-    if let Err(e) = &result {
-        if e.drains_body() {
-            drain_form(multipart).await;
-        }
-    }
-    result
 }
 
 async fn receive_form(state: &AppState, limit: u64, multipart: &mut Multipart) -> Result<Upload, ApiError> {
@@ -91,7 +126,7 @@ async fn receive_form(state: &AppState, limit: u64, multipart: &mut Multipart) -
             _ => "video/webm",
         };
         let mut receiver = Receiver::create(&state.storage, limit).await?;
-        receiver.receive(field, Pace::from_config(&state.config), malformed).await?;
+        receiver.copy_from(field, Pace::from_config(&state.config), malformed).await?;
         upload = Some(Upload { received: receiver.finish().await?, filename, content_type: content_type.to_owned() });
     }
     upload.ok_or(ApiError::MissingFile)
@@ -122,7 +157,7 @@ impl Upload {
 const DRAIN_MAX_BYTES: usize = 16 << 20;
 const DRAIN_MAX_TIME: std::time::Duration = std::time::Duration::from_secs(5);
 
-pub async fn drain_stream(stream: &mut axum::body::BodyDataStream) {
+async fn drain_stream(stream: &mut BodyDataStream) {
     let mut seen = 0;
     let _ = tokio::time::timeout(DRAIN_MAX_TIME, async {
         while let Some(Ok(chunk)) = stream.next().await {
@@ -151,8 +186,7 @@ async fn drain_form(mut multipart: Multipart) {
 }
 
 impl ApiError {
-    /// Refusals of well-formed requests read the rest of the body (bounded); an over-size body,
-    /// a broken stream or a silent client are cut off at once.
+    /// Whether a refused upload's body is read to its end (bounded): see [`UploadBody::refuse`].
     fn drains_body(&self) -> bool {
         !matches!(
             self,

@@ -69,7 +69,7 @@ async fn record(
     if let Some(key_id) = &origin.api_key_id {
         // Checked again here, under the key's lock: uploads that passed the early check together
         // are counted one after another, so together they cannot exceed the quota.
-        crate::limits::check_quota_locked(&mut tx, &state.config, key_id, input.size).await?;
+        crate::quota::check_locked(&mut tx, &state.config, key_id, input.size).await?;
     }
     let job =
         jobs::insert(&mut *tx, id, input, &origin.owner, origin.api_key_id.as_deref(), origin.webhook_url.as_deref())

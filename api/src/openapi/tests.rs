@@ -21,14 +21,31 @@ fn committed_document_matches_the_code() {
     );
 }
 
-/// `(METHOD, /path)` of every route the router in app.rs declares with a literal path.
+/// The source of every module under src/routes (each resource's `router()`).
+fn routes_source() -> String {
+    fn walk(dir: &std::path::Path, out: &mut String) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push_str(&std::fs::read_to_string(&path).unwrap());
+            }
+        }
+    }
+    let mut source = String::new();
+    walk(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/routes"), &mut source);
+    source
+}
+
+/// `(METHOD, /path)` of every route the routers under src/routes declare with a literal path.
 fn routes_in_router() -> BTreeSet<(String, String)> {
-    let source = include_str!("../app.rs");
+    let source = routes_source();
     let mut routes = BTreeSet::new();
     for chunk in source.split(".route(\"").skip(1) {
         let (path, rest) = chunk.split_once('"').expect("a route's path");
-        // The handler expression ends at the next `.route(` / `.fallback(` / `.layer(`.
-        let end = [".route(", ".fallback(", ".layer("].iter().filter_map(|m| rest.find(m)).min().unwrap_or(rest.len());
+        // The handler expression ends at the next `.route(` / `.fallback(` / `.layer(` / statement.
+        let end = [".route(", ".fallback(", ".layer(", ";", "\n}"].iter().filter_map(|m| rest.find(m)).min().unwrap_or(rest.len());
         let handlers = &rest[..end];
         for method in ["get", "post", "put", "patch", "delete"] {
             let call = format!("{method}(");

@@ -1,5 +1,6 @@
 //! Operator routes (`admin` scope): requeue a failed job, and queue statistics.
 
+use axum::routing::{get, post};
 use axum::{extract::State, Json};
 use mediaq_shared::{
     db::{audit, audit::AuditEvent, jobs, stats},
@@ -58,4 +59,8 @@ pub async fn stats(State(state): State<AppState>, caller: Caller) -> Result<Json
         "pending_tasks": stats.pending_tasks,
         "dead_letters": stats.dead_letters,
     })))
+}
+
+pub fn router() -> axum::Router<AppState> {
+    axum::Router::new().route("/v1/admin/jobs/{id}/requeue", post(requeue)).route("/v1/admin/stats", get(stats))
 }

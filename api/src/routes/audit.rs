@@ -1,6 +1,7 @@
 //! The audit trail: `GET /v1/jobs/{id}/events` (a job's trail, to its owner) and
 //! `GET /v1/audit` (everything, admins only), newest first, cursor-paginated.
 
+use axum::routing::get;
 use axum::{
     extract::{Query, State},
     Json,
@@ -66,4 +67,8 @@ pub async fn all(
     }
     let limit = q.limit.unwrap_or(100).clamp(1, 500);
     Ok(page(audit::list(&state.pool, None, q.cursor, limit).await?, limit))
+}
+
+pub fn router() -> axum::Router<AppState> {
+    axum::Router::new().route("/v1/jobs/{id}/events", get(job_events)).route("/v1/audit", get(all))
 }

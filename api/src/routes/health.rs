@@ -1,5 +1,6 @@
 //! `GET /healthz` (the process is up) and `GET /readyz` (it can do its job).
 
+use axum::routing::get;
 use axum::{extract::State, http::StatusCode, response::IntoResponse, Json};
 use serde_json::json;
 
@@ -54,4 +55,8 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
         body["error"] = error;
     }
     (status, [(axum::http::header::CACHE_CONTROL, "no-store")], Json(body))
+}
+
+pub fn router() -> axum::Router<AppState> {
+    axum::Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz))
 }

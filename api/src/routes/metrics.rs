@@ -1,6 +1,7 @@
 //! `GET /metrics`: Prometheus metrics. No API key; a bearer token when MEDIAQ_METRICS_TOKEN is
 //! set. Operators keep it off the public internet either way (see docs/DEPLOY.md).
 
+use axum::routing::get;
 use axum::{
     extract::State,
     http::{header, HeaderMap, HeaderValue},
@@ -26,4 +27,8 @@ pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Resul
     let content_type = HeaderValue::from_static(mediaq_shared::metrics::CONTENT_TYPE);
     Ok(([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, HeaderValue::from_static("no-store"))], body)
         .into_response())
+}
+
+pub fn router() -> axum::Router<AppState> {
+    axum::Router::new().route("/metrics", get(metrics))
 }

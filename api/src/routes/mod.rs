@@ -1,22 +1,33 @@
-//! HTTP routes: thin handlers over the domain functions in `ingest` and `mediaq_shared`.
+//! HTTP routes, one module per resource, each with its own `router()`: thin handlers over the
+//! domain functions in `ingest` and `mediaq_shared`.
 
 pub mod admin;
 pub mod audit;
-pub mod cancel;
-pub mod download;
 pub mod health;
 pub mod jobs;
-pub mod list;
 pub mod metrics;
 pub mod page;
-pub mod ranged;
 pub mod tokens;
 pub mod webhooks;
 
-use axum::{extract::FromRequestParts, http::request::Parts};
+use axum::{extract::FromRequestParts, http::request::Parts, routing::get, Router};
 use mediaq_shared::JobId;
 
 use crate::{app::AppState, auth::Caller, error::ApiError};
+
+/// Every route of the API.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .merge(jobs::router())
+        .merge(audit::router())
+        .merge(admin::router())
+        .merge(tokens::router())
+        .merge(webhooks::router())
+        .merge(health::router())
+        .merge(metrics::router())
+        .merge(page::router())
+        .route("/openapi.json", get(crate::openapi::serve))
+}
 
 /// The job, if it exists and the caller may see it (someone else's job is "not found").
 pub async fn visible_job(state: &AppState, caller: &Caller, id: JobId) -> Result<mediaq_shared::Job, ApiError> {

@@ -2,6 +2,7 @@
 //! their own CSP and Permissions-Policy (camera and microphone for recording), strong ETags and
 //! `Cache-Control: no-cache` (revalidated on every load, `304` when unchanged).
 
+use axum::routing::get;
 use axum::{
     extract::State,
     http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode, Uri},
@@ -9,7 +10,7 @@ use axum::{
 };
 use sha2::{Digest, Sha256};
 
-use crate::{app::AppState, error::ApiError, job_view};
+use crate::{app::AppState, error::ApiError, etag};
 
 const INDEX_HTML: &str = include_str!("../../../web/index.html");
 const APP_CSS: &str = include_str!("../../../web/app.css");
@@ -75,7 +76,7 @@ fn asset(request: &HeaderMap, content_type: &'static str, body: Vec<u8>) -> Resp
     let hit = request
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| job_view::if_none_match_hits(v, &etag));
+        .is_some_and(|v| etag::if_none_match_hits(v, &etag));
     let mut response = if hit {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
@@ -87,6 +88,14 @@ fn asset(request: &HeaderMap, content_type: &'static str, body: Vec<u8>) -> Resp
         h.insert(header::ETAG, v);
     }
     response
+}
+
+pub fn router() -> axum::Router<AppState> {
+    let mut router = axum::Router::new().route("/", get(index)).route("/app.css", get(style));
+    for path in script_paths() {
+        router = router.route(&path, get(script));
+    }
+    router
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! `POST /v1/upload-tokens`: a backend mints a short-lived, single-use upload credential for a
 //! browser form, so that the browser never holds an API key.
 
+use axum::routing::post;
 use axum::{extract::State, http::StatusCode, response::IntoResponse, Json};
 use mediaq_shared::{
     apikey::{Credential, Kind, Scope},
@@ -85,4 +86,8 @@ pub async fn create(
         "max_bytes": max_bytes,
     });
     Ok((StatusCode::CREATED, [(axum::http::header::CACHE_CONTROL, "no-store")], Json(body)))
+}
+
+pub fn router() -> axum::Router<AppState> {
+    axum::Router::new().route("/v1/upload-tokens", post(create))
 }

@@ -2,6 +2,7 @@
 //! (shown once; rotation keeps the old one signing for a grace period), and each endpoint's
 //! deliveries (with attempts) and re-sends. Delivery itself is the worker's.
 
+use axum::routing::{get, post};
 use axum::{
     extract::{Path, Query, State},
     http::StatusCode,
@@ -35,18 +36,6 @@ fn manager(caller: &Caller) -> Result<(), ApiError> {
     caller.require(Scope::JobsWrite)
 }
 
-/// Checks a webhook URL: scheme, and every address its host resolves to.
-pub async fn check_url(state: &AppState, raw: &str) -> Result<String, ApiError> {
-    let url = state.webhooks.policy.check_url(raw).await.map_err(|e| {
-        if let mediaq_shared::webhook::address::UrlError::ForbiddenAddress(ip) = &e {
-            // For the operator only: the caller is told that the host is not public, not what it resolves to.
-            tracing::info!(address = %ip, "webhook URL refused: a non-public address");
-        }
-        ApiError::WebhookUrlRefused(e.to_string())
-    })?;
-    Ok(url.to_string())
-}
-
 async fn audit_event(state: &AppState, caller: &Caller, action: &'static str, details: serde_json::Value) {
     let event = AuditEvent::new(caller.actor(), action).request(request_id::current(), None).details(details);
     if let Err(e) = audit::record(&state.pool, &event).await {
@@ -73,7 +62,7 @@ pub async fn create(
     if events.is_empty() || events.iter().any(|e| !EVENT_TYPES.contains(&e.as_str())) {
         return Err(ApiError::BadRequest(format!("events must be a non-empty list of: {}", EVENT_TYPES.join(", "))));
     }
-    let url = check_url(&state, &request.url).await?;
+    let url = crate::webhook_url::check(&state, &request.url).await?;
     if webhooks::list_endpoints(&state.pool, Some(&caller.owner)).await?.len() >= MAX_ENDPOINTS {
         return Err(ApiError::BadRequest(format!("an owner may register at most {MAX_ENDPOINTS} endpoints")));
     }
@@ -121,7 +110,7 @@ async fn visible_endpoint(state: &AppState, caller: &Caller, raw: &str) -> Resul
         (status = 404, description = "webhook_not_found"),
     ))]
 #[tracing::instrument(name = "get_webhook", skip_all)]
-pub async fn get(
+pub async fn get_one(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
@@ -213,4 +202,13 @@ pub async fn resend(
     let new = deliveries::resend(&state.pool, endpoint.id, delivery).await?.ok_or(ApiError::DeliveryNotFound)?;
     audit_event(&state, &caller, "webhook.resent", json!({ "endpoint_id": endpoint.id, "delivery_id": new })).await;
     Ok((StatusCode::ACCEPTED, Json(json!({ "delivery_id": new, "resent_from": delivery }))))
+}
+
+pub fn router() -> axum::Router<AppState> {
+    axum::Router::new()
+        .route("/v1/webhooks", post(create).get(list))
+        .route("/v1/webhooks/secret", post(rotate_secret))
+        .route("/v1/webhooks/{id}", get(get_one).delete(delete))
+        .route("/v1/webhooks/{id}/deliveries", get(list_deliveries))
+        .route("/v1/webhooks/{id}/deliveries/{delivery}/resend", post(resend))
 }

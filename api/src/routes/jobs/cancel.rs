@@ -14,8 +14,9 @@ use mediaq_shared::{
 };
 use serde_json::json;
 
-use super::JobIdPath;
-use crate::{app::AppState, auth::Caller, error::ApiError, job_view, request_id};
+use crate::routes::JobIdPath;
+use crate::{app::AppState, auth::Caller, error::ApiError, request_id};
+use mediaq_shared::job_view;
 
 /// Cancel an unfinished job, or delete a finished job's files. Idempotent.
 #[utoipa::path(delete, path = "/v1/jobs/{id}", tag = "jobs", operation_id = "cancel_job",
@@ -34,7 +35,7 @@ pub async fn cancel(
 ) -> Result<Response, ApiError> {
     caller.require(Scope::JobsWrite)?;
     let id = id.0;
-    super::visible_job(&state, &caller, id).await?;
+    crate::routes::visible_job(&state, &caller, id).await?;
     let mut tx = state.pool.begin().await?;
     let before = jobs::cancel(&mut tx, id).await?.ok_or(ApiError::JobNotFound)?;
     let first_time = before.files_deleted_at.is_none();

@@ -14,8 +14,8 @@ use mediaq_shared::{
 use tower::ServiceExt;
 use tower_http::services::ServeFile;
 
-use super::JobIdPath;
-use crate::{app::AppState, auth::Caller, error::ApiError, limits::ClientIp, request_id};
+use crate::routes::JobIdPath;
+use crate::{app::AppState, auth::Caller, error::ApiError, rate_limit::ClientIp, request_id};
 
 /// A download's row covers its actor's further requests for the same output for this long.
 const DOWNLOAD_AUDIT_WINDOW_SECS: i32 = 600;
@@ -49,7 +49,7 @@ pub async fn output(
     request: Request,
 ) -> Result<Response, ApiError> {
     caller.require(Scope::JobsRead)?;
-    let job = super::visible_job(&state, &caller, id.0).await?;
+    let job = crate::routes::visible_job(&state, &caller, id.0).await?;
     if job.files_deleted_at.is_some() {
         return Err(ApiError::OutputGone);
     }

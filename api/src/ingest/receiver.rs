@@ -91,7 +91,7 @@ impl Receiver {
 
     /// Copies a body stream in, cutting off a client that stays silent for `pace.idle` or sends
     /// slower than `pace.min_rate` on average.
-    pub async fn receive<S, B, E>(
+    pub async fn copy_from<S, B, E>(
         &mut self,
         stream: S,
         pace: Pace,

@@ -1,5 +1,5 @@
-//! Rate limits (per client address, failed authentications included, and per verified credential) and
-//! per-key quotas. The client address is the peer's, or, when the peer is a trusted proxy
+//! Rate limits (per client address, failed authentications included, and per verified credential).
+//! The client address is the peer's, or, when the peer is a trusted proxy
 //! (MEDIAQ_TRUSTED_PROXIES), the right-most untrusted address of X-Forwarded-For.
 
 use std::{net::IpAddr, num::NonZeroU32, sync::Arc};
@@ -11,8 +11,6 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use governor::{clock::Clock, DefaultKeyedRateLimiter, Quota};
-
-use mediaq_shared::{config::ApiConfig, db::jobs};
 
 use crate::{app::AppState, error::ApiError, request_id};
 
@@ -81,57 +79,12 @@ pub async fn middleware(State(state): State<AppState>, mut request: Request, nex
     }
     // Every request spends its address's budget, failed authentications included; a credential's
     // own budget is spent after it is verified (`auth::Caller`).
-    if let Err(not_until) = state.limits.per_ip.check_key(&ip) {
-        let retry_after = not_until.wait_time_from(state.limits.clock.now()).as_secs() + 1;
+    if let Err(not_until) = state.rate_limits.per_ip.check_key(&ip) {
+        let retry_after = not_until.wait_time_from(state.rate_limits.clock.now()).as_secs() + 1;
         state.rejections.record(Some(ip), "rate_limit.hit", "address", None, request_id::current());
         return ApiError::RateLimited(retry_after).into_response();
     }
     next.run(request).await
-}
-
-/// Per-key quotas, checked before an upload is read: unfinished jobs, and bytes in 24 hours
-/// (with the declared size of this upload when known). An early answer only: the binding check
-/// is [`check_quota_locked`], in the job's transaction.
-pub async fn check_quota(state: &AppState, key_id: &str, declared: Option<u64>) -> Result<(), ApiError> {
-    check_quota_with(&state.pool, &state.config, key_id, declared.unwrap_or(1)).await
-}
-
-/// The quota check in the transaction that records a job of `size` bytes, under a per-key
-/// advisory lock held until that transaction ends: concurrent uploads of one key are checked one
-/// after another, each seeing the jobs the others committed.
-pub async fn check_quota_locked(
-    tx: &mut sqlx::PgConnection,
-    config: &ApiConfig,
-    key_id: &str,
-    size: u64,
-) -> Result<(), ApiError> {
-    jobs::lock_quota(&mut *tx, key_id).await?;
-    check_quota_with(&mut *tx, config, key_id, size).await
-}
-
-async fn check_quota_with<'e>(
-    db: impl sqlx::PgExecutor<'e>,
-    config: &ApiConfig,
-    key_id: &str,
-    incoming: u64,
-) -> Result<(), ApiError> {
-    let jobs::QuotaUsage { active, bytes } = jobs::quota_usage(db, key_id).await?;
-    if active >= config.quota_active_jobs {
-        return Err(ApiError::QuotaExceeded(
-            format!("this key already has {active} unfinished jobs (the limit); wait for some to finish"),
-            30,
-        ));
-    }
-    if bytes as u64 + incoming > config.quota_daily_bytes {
-        return Err(ApiError::QuotaExceeded(
-            format!(
-                "this key has uploaded {bytes} bytes in the last 24 hours; the limit is {}",
-                config.quota_daily_bytes
-            ),
-            3600,
-        ));
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -11,7 +11,8 @@ use mediaq_shared::{apikey::Scope, db::jobs, JobId, JobStatus};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::{app::AppState, auth::Caller, error::ApiError, job_view};
+use crate::{app::AppState, auth::Caller, error::ApiError};
+use mediaq_shared::job_view;
 
 const DEFAULT_LIMIT: u32 = 50;
 const MAX_LIMIT: u32 = 200;

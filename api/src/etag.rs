@@ -1,9 +1,7 @@
-//! The job as clients see it (JSON), with a strong ETag over the exact body.
+//! Strong ETags over exact response bodies, and `If-None-Match`.
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-
-pub use mediaq_shared::job_view::to_json;
 
 /// Serializes the view and derives its ETag (a hash of the body: equal bodies, equal tags).
 pub fn body_and_etag(view: &Value) -> (Vec<u8>, String) {
