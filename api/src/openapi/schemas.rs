@@ -82,7 +82,8 @@ pub struct JobLinks {
 /// A conversion job. Poll `GET /v1/jobs/{id}` (honour `Retry-After`, send `If-None-Match`) until
 /// `status` is terminal; download from `links.output`.
 #[derive(ToSchema)]
-pub struct Job {
+#[schema(as = Job)]
+pub struct JobSchema {
     #[schema(format = "uuid")]
     pub id: String,
     pub status: JobStatus,
@@ -115,7 +116,7 @@ pub struct Job {
 /// A page of jobs, newest first.
 #[derive(ToSchema)]
 pub struct JobList {
-    pub jobs: Vec<Job>,
+    pub jobs: Vec<JobSchema>,
     /// Pass as `cursor` for the next page; `null` on the last one.
     #[schema(format = "uuid")]
     pub next_cursor: Option<String>,

@@ -23,7 +23,7 @@ use mediaq_shared::job_view;
     security(("bearer" = ["jobs:write"])),
     params(("id" = String, Path, format = "uuid", pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$", description = "The job's id (a UUID, hyphenated).")),
     responses(
-        (status = 200, description = "The job, canceled (or finished, its files deleted).", body = crate::openapi::schemas::Job),
+        (status = 200, description = "The job, canceled (or finished, its files deleted).", body = crate::openapi::schemas::JobSchema),
         (status = 404, description = "job_not_found"),
     ))]
 #[tracing::instrument(name = "cancel_job", skip_all, fields(job_id = %id.0))]

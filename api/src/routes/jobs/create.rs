@@ -42,7 +42,7 @@ pub struct CreateQuery {
         (crate::openapi::schemas::UploadForm = "multipart/form-data"),
     )),
     responses(
-        (status = 202, description = "Accepted: the job, queued.", body = crate::openapi::schemas::Job, headers(
+        (status = 202, description = "Accepted: the job, queued.", body = crate::openapi::schemas::JobSchema, headers(
             ("Location" = String, description = "`/v1/jobs/{id}`"),
             ("ETag" = String, description = "Strong tag of this body."),
             ("Retry-After" = String, description = "Seconds before the first poll."),

@@ -24,7 +24,7 @@ const POLL_AFTER_SECS: &str = "1";
         ("If-None-Match" = Option<String>, Header, description = "An `ETag` from an earlier response."),
     ),
     responses(
-        (status = 200, description = "The job.", body = crate::openapi::schemas::Job, headers(
+        (status = 200, description = "The job.", body = crate::openapi::schemas::JobSchema, headers(
             ("ETag" = String, description = "Strong tag of this body."),
             ("Retry-After" = String, description = "Seconds before polling again (unfinished jobs only)."),
         )),
