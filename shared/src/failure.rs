@@ -44,11 +44,13 @@ pub enum FailureCode {
     TranscoderCrashed,
     /// The worker running the attempt died, as many times as attempts are allowed.
     WorkerCrashed,
+    /// A resumable upload stopped arriving and expired before its last byte (MEDIAQ_UPLOAD_EXPIRY).
+    UploadAbandoned,
 }
 
 impl FailureCode {
     /// Every code, in the order above.
-    pub const ALL: [FailureCode; 17] = [
+    pub const ALL: [FailureCode; 18] = [
         Self::InvalidMedia,
         Self::UnsupportedCodec,
         Self::TranscodeError,
@@ -66,6 +68,7 @@ impl FailureCode {
         Self::Stalled,
         Self::TranscoderCrashed,
         Self::WorkerCrashed,
+        Self::UploadAbandoned,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -87,6 +90,7 @@ impl FailureCode {
             Self::Stalled => "stalled",
             Self::TranscoderCrashed => "transcoder_crashed",
             Self::WorkerCrashed => "worker_crashed",
+            Self::UploadAbandoned => "upload_abandoned",
         }
     }
 

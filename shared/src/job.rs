@@ -55,6 +55,8 @@ impl fmt::Display for JobId {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum JobStatus {
+    /// A resumable upload's bytes are arriving, and no worker holds the job yet.
+    Receiving,
     Queued,
     Processing,
     Succeeded,
@@ -67,6 +69,7 @@ pub enum JobStatus {
 impl JobStatus {
     pub const fn as_str(self) -> &'static str {
         match self {
+            Self::Receiving => "receiving",
             Self::Queued => "queued",
             Self::Processing => "processing",
             Self::Succeeded => "succeeded",
@@ -86,6 +89,7 @@ impl FromStr for JobStatus {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Ok(match s {
+            "receiving" => Self::Receiving,
             "queued" => Self::Queued,
             "processing" => Self::Processing,
             "succeeded" => Self::Succeeded,
@@ -108,8 +112,10 @@ pub struct ErrorInfo {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InputFacts {
     pub filename: OriginalFilename,
+    /// Bytes received so far (all of them once the upload is complete).
     pub size: u64,
-    pub sha256: String,
+    /// SHA-256 of the whole upload; `None` while a resumable upload is still arriving.
+    pub sha256: Option<String>,
     pub content_type: String,
     /// Storage key of the stored input (server-generated).
     pub key: String,
@@ -174,6 +180,7 @@ mod tests {
     #[test]
     fn status_round_trips() {
         for s in [
+            JobStatus::Receiving,
             JobStatus::Queued,
             JobStatus::Processing,
             JobStatus::Succeeded,

@@ -113,7 +113,7 @@ async fn expire(pool: &PgPool, storage: &Storage, retention: Duration) -> Result
         audit::record(&mut *tx, &event).await?;
         tx.commit().await?;
         for key in deleted {
-            if let Err(e) = storage.delete(key).await {
+            if let Err(e) = storage.delete_input(key).await {
                 tracing::warn!(error = %e, %key, "could not delete an expired file");
             }
         }
@@ -158,9 +158,10 @@ async fn remove_old_entries(
 
 /// Removes stored inputs and outputs no job references (older than `age`).
 async fn remove_orphans(pool: &PgPool, storage: &Storage, age: Duration) -> Result<u64, sqlx::Error> {
-    // key -> job id parsed from its name (`inputs/{id}.webm`, `outputs/{id}-a{n}.mp4`)
+    // key -> job id parsed from its name (`inputs/{id}.webm`, `outputs/{id}-a{n}.mp4`,
+    // `uploads/{id}.{offset}`)
     let mut candidates: HashMap<String, Option<Uuid>> = HashMap::new();
-    for folder in ["inputs", "outputs"] {
+    for folder in ["inputs", "outputs", "uploads"] {
         let listed = match storage.list(folder).await {
             Ok(listed) => listed,
             Err(e) => {
@@ -184,7 +185,9 @@ async fn remove_orphans(pool: &PgPool, storage: &Storage, age: Duration) -> Resu
         retention::referenced_keys(pool, &ids).await?.into_iter().collect();
     let mut n = 0;
     for (key, id) in candidates {
-        if referenced.contains(&key) {
+        // A segment is referenced through its upload's prefix (the job's input key).
+        let upload_prefix = key.strip_prefix("uploads/").and_then(|name| name.get(..37)).map(|p| format!("uploads/{p}"));
+        if referenced.contains(&key) || upload_prefix.is_some_and(|p| referenced.contains(&p)) {
             continue;
         }
         if let Err(e) = storage.delete(&key).await {

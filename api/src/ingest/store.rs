@@ -43,7 +43,7 @@ pub async fn store(
         let id = received.id;
         state.storage.commit(received.object).await?;
         let input =
-            InputFacts { filename, size: received.size, sha256: received.sha256, content_type, key: received.key };
+            InputFacts { filename, size: received.size, sha256: Some(received.sha256), content_type, key: received.key };
         let key = idempotency.map(|k| (k, fingerprint));
         match record(&state, id, &input, &origin, key.as_ref()).await {
             Ok(job) => Ok(job),

@@ -10,9 +10,11 @@
 use utoipa::ToSchema;
 
 /// Where a job is in its life. `succeeded`, `failed`, `canceled` and `expired` are terminal.
+/// `receiving`: a resumable upload (`/v1/uploads`) is still arriving and no worker converts it yet.
 #[derive(ToSchema)]
 #[schema(rename_all = "snake_case")]
 pub enum JobStatus {
+    Receiving,
     Queued,
     Processing,
     Succeeded,
@@ -35,8 +37,8 @@ pub struct JobInput {
     /// The client's file name, sanitized.
     pub filename: String,
     pub size_bytes: u64,
-    /// Hex SHA-256 of the uploaded bytes.
-    pub sha256: String,
+    /// Hex SHA-256 of the uploaded bytes; `null` while a resumable upload is still arriving.
+    pub sha256: Option<String>,
     pub content_type: String,
 }
 

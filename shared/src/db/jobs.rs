@@ -26,7 +26,7 @@ struct JobRow {
     error_message: Option<String>,
     input_filename: String,
     input_size: i64,
-    input_sha256: String,
+    input_sha256: Option<String>,
     input_content_type: String,
     input_key: String,
     output_key: Option<String>,
@@ -148,13 +148,14 @@ pub struct Started {
     pub budget_used: i32,
 }
 
-/// Starts a new attempt: `queued` (or `processing` left by a dead worker) -> `processing`.
+/// Starts a new attempt: `queued`, `receiving` (a resumable upload still arriving: the attempt
+/// converts as it arrives) or `processing` left by a dead worker -> `processing`.
 /// Returns `None` when the job is already terminal (or gone).
 pub async fn start_attempt<'e>(db: impl PgExecutor<'e>, id: JobId) -> Result<Option<Started>, sqlx::Error> {
     let row: Option<(i32, i32)> = sqlx::query_as(
         "UPDATE jobs SET status = 'processing', attempts = attempts + 1, progress = 0, next_attempt_at = NULL,
                 started_at = now(), updated_at = now()
-         WHERE id = $1 AND status IN ('queued', 'processing')
+         WHERE id = $1 AND status IN ('receiving', 'queued', 'processing')
          RETURNING attempts, attempts - attempts_base",
     )
     .bind(id.as_uuid())
@@ -289,7 +290,7 @@ pub async fn cancel(conn: &mut sqlx::PgConnection, id: JobId) -> Result<Option<J
         return Ok(None);
     };
     sqlx::query(
-        "UPDATE jobs SET status = CASE WHEN status IN ('queued', 'processing') THEN 'canceled' ELSE status END,
+        "UPDATE jobs SET status = CASE WHEN status IN ('receiving', 'queued', 'processing') THEN 'canceled' ELSE status END,
                 finished_at = COALESCE(finished_at, now()), next_attempt_at = NULL,
                 files_deleted_at = COALESCE(files_deleted_at, now()), updated_at = now()
          WHERE id = $1",
@@ -297,6 +298,8 @@ pub async fn cancel(conn: &mut sqlx::PgConnection, id: JobId) -> Result<Option<J
     .bind(id.as_uuid())
     .execute(&mut *conn)
     .await?;
+    // An upload still arriving ends with its job (its URL answers 404 from now on).
+    super::uploads::remove(&mut *conn, id).await?;
     if before.status == JobStatus::Processing {
         // Delivered when the transaction commits: the worker running it stops its child at once.
         sqlx::query("SELECT pg_notify($1, $2)").bind(CANCELED_CHANNEL).bind(id.to_string()).execute(&mut *conn).await?;

@@ -9,6 +9,7 @@ pub mod keys;
 pub mod retention;
 pub mod stats;
 pub mod tokens;
+pub mod uploads;
 pub mod webhooks;
 
 use std::time::Duration;

@@ -30,7 +30,7 @@ impl Local {
     /// Opens (and creates) the storage root and its folders.
     pub fn open(root: impl Into<PathBuf>) -> io::Result<Self> {
         let root = root.into();
-        for dir in ["tmp", "inputs", "outputs"] {
+        for dir in ["tmp", "inputs", "outputs", "uploads"] {
             std::fs::create_dir_all(root.join(dir))?;
         }
         let root = root.canonicalize()?;

@@ -147,6 +147,32 @@ impl Storage {
         format!("inputs/{id}.webm")
     }
 
+    /// The object holding the bytes of a resumable upload from offset `start` (one per
+    /// acknowledged PATCH). Until the upload completes, these segments are the job's input.
+    pub fn segment_key(id: JobId, start: u64) -> String {
+        format!("{}{start:020}", Self::segment_prefix(id))
+    }
+
+    /// The prefix of every segment key of a job's upload; also the job's `input_key` (a key
+    /// ending in `.` names the upload's segments, not one object).
+    pub fn segment_prefix(id: JobId) -> String {
+        format!("uploads/{id}.")
+    }
+
+    /// Whether an input key names a resumable upload's segments.
+    pub fn is_segmented(input_key: &str) -> bool {
+        input_key.starts_with("uploads/") && input_key.ends_with('.')
+    }
+
+    /// Removes a job's input: one object, or every segment of a resumable upload.
+    pub async fn delete_input(&self, input_key: &str) -> Result<(), StorageError> {
+        if Self::is_segmented(input_key) {
+            self.delete_prefix(input_key).await.map(|_| ())
+        } else {
+            self.delete(input_key).await
+        }
+    }
+
     /// Each attempt writes its own output key, so a late attempt never overwrites another's.
     pub fn output_key(id: JobId, attempt: i32) -> String {
         format!("outputs/{id}-a{attempt}.mp4")

@@ -55,7 +55,7 @@ pub async fn cancel(
             tracing::error!(error = %e, "could not delete a job's outputs");
         }
         for key in before.output.map(|o| o.key).into_iter().chain([before.input.key.clone()]) {
-            if let Err(e) = state.storage.delete(&key).await {
+            if let Err(e) = state.storage.delete_input(&key).await {
                 tracing::error!(error = %e, %key, "could not delete a job file");
             }
         }

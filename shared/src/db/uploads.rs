@@ -1,0 +1,241 @@
+//! The `uploads` and `upload_segments` tables: resumable (tus) uploads. An upload belongs to one
+//! job, created with it (`receiving`). Each acknowledged PATCH adds one segment (a stored object)
+//! and moves `received` on, in one transaction, only if `received` still is where the PATCH
+//! started (two PATCHes racing for one offset: one wins, the other is a 409). Every change is
+//! announced on [`PROGRESS_CHANNEL`] (the job's id), so a worker converting the upload as it
+//! arrives wakes up at once.
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgConnection, PgExecutor};
+use uuid::Uuid;
+
+use crate::JobId;
+
+/// LISTEN/NOTIFY channel: the id of a job whose upload received bytes, completed or ended.
+pub const PROGRESS_CHANNEL: &str = "mediaq_upload_progress";
+
+/// An upload's state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upload {
+    pub job_id: JobId,
+    /// `Upload-Length`, `None` while deferred.
+    pub length: Option<u64>,
+    /// `Upload-Offset`: bytes acknowledged, durable in storage.
+    pub received: u64,
+    pub expires_at: DateTime<Utc>,
+    pub completed_at: Option<DateTime<Utc>>,
+    /// `Upload-Metadata` as the client sent it.
+    pub metadata: Option<String>,
+}
+
+impl Upload {
+    pub fn is_complete(&self) -> bool {
+        self.completed_at.is_some()
+    }
+}
+
+/// One acknowledged PATCH's bytes: `size` bytes from offset `start`, stored under `key`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Segment {
+    pub start: u64,
+    pub size: u64,
+    pub key: String,
+}
+
+type UploadRow = (Uuid, Option<i64>, i64, DateTime<Utc>, Option<DateTime<Utc>>, Option<String>);
+
+fn from_row((id, length, received, expires_at, completed_at, metadata): UploadRow) -> Upload {
+    Upload {
+        job_id: JobId::from_uuid(id),
+        length: length.map(|l| l as u64),
+        received: received as u64,
+        expires_at,
+        completed_at,
+        metadata,
+    }
+}
+
+macro_rules! columns {
+    () => {
+        "job_id, length, received, expires_at, completed_at, metadata"
+    };
+}
+
+/// Records a new upload of the job `id` (in the job's transaction).
+pub async fn create(
+    conn: &mut PgConnection,
+    id: JobId,
+    length: Option<u64>,
+    expires_at: DateTime<Utc>,
+    metadata: Option<&str>,
+) -> Result<Upload, sqlx::Error> {
+    let row: UploadRow = sqlx::query_as(concat!(
+        "INSERT INTO uploads (job_id, length, expires_at, metadata) VALUES ($1, $2, $3, $4) RETURNING ",
+        columns!()
+    ))
+    .bind(id.as_uuid())
+    .bind(length.map(|l| l as i64))
+    .bind(expires_at)
+    .bind(metadata)
+    .fetch_one(conn)
+    .await?;
+    Ok(from_row(row))
+}
+
+pub async fn get<'e>(db: impl PgExecutor<'e>, id: JobId) -> Result<Option<Upload>, sqlx::Error> {
+    let row: Option<UploadRow> = sqlx::query_as(concat!("SELECT ", columns!(), " FROM uploads WHERE job_id = $1"))
+        .bind(id.as_uuid())
+        .fetch_optional(db)
+        .await?;
+    Ok(row.map(from_row))
+}
+
+/// Adds `segment` if the upload is unfinished and its offset is still `segment.start`, moving
+/// the offset and the job's input size on, and the expiry to `expires_at`. `false`: someone else
+/// moved the offset first (or the upload ended); the caller removes the segment's object.
+pub async fn append(
+    conn: &mut PgConnection,
+    id: JobId,
+    segment: &Segment,
+    expires_at: DateTime<Utc>,
+) -> Result<bool, sqlx::Error> {
+    let end = (segment.start + segment.size) as i64;
+    let moved = sqlx::query(
+        "UPDATE uploads SET received = $3, expires_at = $4
+         WHERE job_id = $1 AND received = $2 AND completed_at IS NULL AND (length IS NULL OR $3 <= length)",
+    )
+    .bind(id.as_uuid())
+    .bind(segment.start as i64)
+    .bind(end)
+    .bind(expires_at)
+    .execute(&mut *conn)
+    .await?;
+    if moved.rows_affected() != 1 {
+        return Ok(false);
+    }
+    sqlx::query("INSERT INTO upload_segments (job_id, start, size, key) VALUES ($1, $2, $3, $4)")
+        .bind(id.as_uuid())
+        .bind(segment.start as i64)
+        .bind(segment.size as i64)
+        .bind(&segment.key)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("UPDATE jobs SET input_size = $2, updated_at = now() WHERE id = $1")
+        .bind(id.as_uuid())
+        .bind(end)
+        .execute(&mut *conn)
+        .await?;
+    notify(conn, id).await?;
+    Ok(true)
+}
+
+/// Sets a deferred `Upload-Length` (once; it must not be below what was received).
+pub async fn set_length(conn: &mut PgConnection, id: JobId, length: u64) -> Result<bool, sqlx::Error> {
+    let set = sqlx::query(
+        "UPDATE uploads SET length = $2 WHERE job_id = $1 AND length IS NULL AND received <= $2 AND completed_at IS NULL",
+    )
+    .bind(id.as_uuid())
+    .bind(length as i64)
+    .execute(&mut *conn)
+    .await?;
+    if set.rows_affected() == 1 {
+        notify(conn, id).await?;
+    }
+    Ok(set.rows_affected() == 1)
+}
+
+/// Marks the upload complete (every byte of `length` received), records the input's SHA-256,
+/// and makes a job no worker holds yet `queued`.
+pub async fn complete(conn: &mut PgConnection, id: JobId, sha256: &str) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE uploads SET completed_at = now()
+         WHERE job_id = $1 AND completed_at IS NULL AND length IS NOT NULL AND received = length",
+    )
+    .bind(id.as_uuid())
+    .execute(&mut *conn)
+    .await?;
+    if done.rows_affected() != 1 {
+        return Ok(false);
+    }
+    sqlx::query(
+        "UPDATE jobs SET input_sha256 = $2, status = CASE WHEN status = 'receiving' THEN 'queued' ELSE status END,
+                updated_at = now()
+         WHERE id = $1",
+    )
+    .bind(id.as_uuid())
+    .bind(sha256)
+    .execute(&mut *conn)
+    .await?;
+    notify(conn, id).await?;
+    Ok(true)
+}
+
+/// The segments from offset `from` on, in order.
+pub async fn segments<'e>(db: impl PgExecutor<'e>, id: JobId, from: u64) -> Result<Vec<Segment>, sqlx::Error> {
+    let rows: Vec<(i64, i64, String)> =
+        sqlx::query_as("SELECT start, size, key FROM upload_segments WHERE job_id = $1 AND start >= $2 ORDER BY start")
+            .bind(id.as_uuid())
+            .bind(from as i64)
+            .fetch_all(db)
+            .await?;
+    Ok(rows.into_iter().map(|(start, size, key)| Segment { start: start as u64, size: size as u64, key }).collect())
+}
+
+/// Unfinished uploads past their expiry, oldest first.
+pub async fn expired<'e>(db: impl PgExecutor<'e>, limit: i64) -> Result<Vec<JobId>, sqlx::Error> {
+    let ids: Vec<Uuid> = sqlx::query_scalar(
+        "SELECT job_id FROM uploads WHERE completed_at IS NULL AND expires_at < now() ORDER BY expires_at LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(db)
+    .await?;
+    Ok(ids.into_iter().map(JobId::from_uuid).collect())
+}
+
+/// Ends an expired, unfinished upload: the upload is forgotten (its URL answers 404 from now
+/// on), its job fails `upload_abandoned` (unless it already ended) and its files are to be
+/// deleted. A worker converting it hears it on the progress and the cancellation channels.
+/// `false` when it is not (or no longer) abandoned.
+pub async fn abandon(conn: &mut PgConnection, id: JobId) -> Result<bool, sqlx::Error> {
+    let gone = sqlx::query("DELETE FROM uploads WHERE job_id = $1 AND completed_at IS NULL AND expires_at < now()")
+        .bind(id.as_uuid())
+        .execute(&mut *conn)
+        .await?;
+    if gone.rows_affected() != 1 {
+        return Ok(false);
+    }
+    sqlx::query(
+        "UPDATE jobs SET status = CASE WHEN status IN ('receiving', 'queued', 'processing') THEN 'failed' ELSE status END,
+                error_code = CASE WHEN status IN ('receiving', 'queued', 'processing') THEN 'upload_abandoned'
+                                  ELSE error_code END,
+                error_message = CASE WHEN status IN ('receiving', 'queued', 'processing')
+                                     THEN 'the upload stopped before its last byte and expired' ELSE error_message END,
+                finished_at = COALESCE(finished_at, now()), next_attempt_at = NULL,
+                files_deleted_at = COALESCE(files_deleted_at, now()), updated_at = now()
+         WHERE id = $1",
+    )
+    .bind(id.as_uuid())
+    .execute(&mut *conn)
+    .await?;
+    notify(conn, id).await?;
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(super::jobs::CANCELED_CHANNEL)
+        .bind(id.to_string())
+        .execute(&mut *conn)
+        .await?;
+    Ok(true)
+}
+
+/// Forgets an upload (termination: its job was canceled in the same transaction).
+pub async fn remove(conn: &mut PgConnection, id: JobId) -> Result<bool, sqlx::Error> {
+    let gone = sqlx::query("DELETE FROM uploads WHERE job_id = $1").bind(id.as_uuid()).execute(&mut *conn).await?;
+    if gone.rows_affected() == 1 {
+        notify(conn, id).await?;
+    }
+    Ok(gone.rows_affected() == 1)
+}
+
+async fn notify(conn: &mut PgConnection, id: JobId) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_notify($1, $2)").bind(PROGRESS_CHANNEL).bind(id.to_string()).execute(conn).await?;
+    Ok(())
+}
