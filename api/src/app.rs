@@ -18,6 +18,8 @@ pub struct AppState {
     pub keys: Arc<crate::keycache::KeyCache>,
     pub metrics: Arc<metrics::ApiMetrics>,
     pub uploads: Arc<crate::ingest::slots::UploadSlots>,
+    /// Hash states of resumable uploads in progress.
+    pub upload_hashes: Arc<crate::ingest::resumable::UploadHashes>,
     /// Refused requests, counted and written to the audit trail aggregated.
     pub rejections: Arc<crate::rejections::Rejections>,
     /// The storage check of `/readyz`, cached.
@@ -35,6 +37,7 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), body_limit::middleware))
         .layer(middleware::from_fn_with_state(state.clone(), rate_limit::middleware))
         .layer(cors)
+        .layer(middleware::from_fn_with_state(state.clone(), routes::uploads::discovery))
         .layer(middleware::from_fn(move |req, next| security::headers(hsts, req, next)))
         .layer(middleware::from_fn_with_state(state.clone(), metrics::middleware))
         .layer(middleware::from_fn(request_id::middleware))

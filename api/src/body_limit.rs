@@ -1,7 +1,7 @@
 //! A small limit on the body of every route but the upload (MEDIAQ_MAX_BODY_BYTES), enforced
 //! before any handler or extractor (authentication included) reads a byte of it.
 //!
-//! The upload (`POST /v1/jobs`) streams to storage under its own limits and is left alone. Every
+//! Uploads (`POST /v1/jobs`, tus's `/v1/uploads`) stream to storage under their own limits and are left alone. Every
 //! other body is small JSON at most, so: a declared `Content-Length` over the limit is refused at
 //! once with 413 `payload_too_large` (hyper never delivers more than the declared length); a body
 //! without one (chunked) is read here up to the limit and refused as soon as it crosses it, so at
@@ -18,9 +18,15 @@ use futures_util::StreamExt;
 
 use crate::{app::AppState, error::ApiError};
 
-/// The one route whose body is not limited here.
+/// The routes whose bodies are uploads, not limited here: `POST /v1/jobs`, and tus's
+/// `POST /v1/uploads` (creation-with-upload) and `PATCH /v1/uploads/{id}`.
 fn is_upload(request: &Request) -> bool {
-    request.method() == Method::POST && request.uri().path() == "/v1/jobs"
+    let path = request.uri().path();
+    match *request.method() {
+        Method::POST => path == "/v1/jobs" || path == "/v1/uploads",
+        Method::PATCH => path.starts_with("/v1/uploads/") && !path["/v1/uploads/".len()..].contains('/'),
+        _ => false,
+    }
 }
 
 pub async fn middleware(State(state): State<AppState>, request: Request, next: Next) -> Response {

@@ -86,6 +86,16 @@ pub enum ApiError {
     InsufficientStorage,
     #[error("storage is unavailable; try again shortly")]
     StorageUnavailable,
+    #[error("this server speaks tus 1.0.0: send `Tus-Resumable: 1.0.0`")]
+    TusVersionUnsupported,
+    #[error("no upload with this id (it was finished long ago, terminated, expired, or never existed)")]
+    UploadNotFound,
+    #[error("the upload is at offset {0}: resume from there (HEAD tells the offset)")]
+    UploadOffsetMismatch(u64),
+    #[error("this upload takes at most {0} more bytes (its Upload-Length)")]
+    UploadLengthExceeded(u64),
+    #[error("this upload takes no more bytes: {0}")]
+    UploadClosed(String),
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
@@ -129,6 +139,11 @@ impl ApiError {
             Self::InsufficientStorage => "insufficient_storage",
             Self::StorageUnavailable => "storage_unavailable",
             Self::ServerBusy(_) => "server_busy",
+            Self::TusVersionUnsupported => "tus_version_unsupported",
+            Self::UploadNotFound => "upload_not_found",
+            Self::UploadOffsetMismatch(_) => "upload_offset_mismatch",
+            Self::UploadLengthExceeded(_) => "upload_length_exceeded",
+            Self::UploadClosed(_) => "upload_closed",
             Self::Internal(_) => "internal_error",
         }
     }
@@ -164,6 +179,11 @@ impl ApiError {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             Self::InsufficientStorage => StatusCode::INSUFFICIENT_STORAGE,
+            Self::TusVersionUnsupported => StatusCode::PRECONDITION_FAILED,
+            Self::UploadNotFound => StatusCode::NOT_FOUND,
+            Self::UploadOffsetMismatch(_) => StatusCode::CONFLICT,
+            Self::UploadLengthExceeded(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UploadClosed(_) => StatusCode::GONE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -229,6 +249,9 @@ impl IntoResponse for ApiError {
             if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
                 headers.insert(header::RETRY_AFTER, v);
             }
+        }
+        if let Self::TusVersionUnsupported = &self {
+            headers.insert("tus-version", HeaderValue::from_static(crate::tus::VERSION));
         }
         if let Self::TooManyUploads(_) = &self {
             headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));

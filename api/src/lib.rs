@@ -4,19 +4,20 @@ pub mod app;
 pub mod auth;
 pub mod body_limit;
 pub mod error;
+pub mod etag;
 pub mod idempotency;
 pub mod ingest;
-pub mod etag;
 pub mod keycache;
-pub mod quota;
-pub mod rate_limit;
 pub mod metrics;
 pub mod openapi;
+pub mod quota;
+pub mod rate_limit;
 pub mod readiness;
 pub mod rejections;
 pub mod request_id;
 pub mod routes;
 pub mod security;
+pub mod tus;
 pub mod webhook_url;
 
 use std::{net::SocketAddr, sync::Arc};
@@ -72,6 +73,7 @@ pub async fn serve(config: ApiConfig) -> Result<(), Box<dyn std::error::Error>> 
         keys,
         metrics,
         uploads,
+        upload_hashes: Arc::default(),
         rejections: rejections.clone(),
         storage_ready: Arc::new(readiness::CachedCheck::new(readiness::TTL)),
     };

@@ -49,4 +49,3 @@ async fn check_with<'e>(
     }
     Ok(())
 }
-

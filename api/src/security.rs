@@ -9,7 +9,7 @@ use axum::{
 };
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
-use crate::error::ApiError;
+use crate::{error::ApiError, tus};
 
 /// Headers every response carries unless its handler set its own: the API's CSP allows nothing
 /// (the upload page, `routes::page`, sets a policy of its own).
@@ -48,21 +48,31 @@ pub fn cors(origins: &[String]) -> CorsLayer {
     let origins: Vec<HeaderValue> = origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()).collect();
     CorsLayer::new()
         .allow_origin(AllowOrigin::list(origins))
-        .allow_methods([Method::GET, Method::POST, Method::DELETE])
-        .allow_headers([
-            header::AUTHORIZATION,
-            header::CONTENT_TYPE,
-            header::IF_NONE_MATCH,
-            HeaderName::from_static("idempotency-key"),
-            HeaderName::from_static("x-request-id"),
-        ])
-        .expose_headers([
-            header::LOCATION,
-            header::ETAG,
-            header::RETRY_AFTER,
-            header::CONTENT_DISPOSITION,
-            HeaderName::from_static("x-request-id"),
-            HeaderName::from_static("idempotent-replayed"),
-        ])
+        .allow_methods([Method::GET, Method::POST, Method::DELETE, Method::PATCH, Method::HEAD])
+        .allow_headers(
+            [
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                header::IF_NONE_MATCH,
+                HeaderName::from_static("idempotency-key"),
+                HeaderName::from_static("x-request-id"),
+            ]
+            .into_iter()
+            .chain(tus::REQUEST_HEADERS.map(HeaderName::from_static))
+            .collect::<Vec<_>>(),
+        )
+        .expose_headers(
+            [
+                header::LOCATION,
+                header::ETAG,
+                header::RETRY_AFTER,
+                header::CONTENT_DISPOSITION,
+                HeaderName::from_static("x-request-id"),
+                HeaderName::from_static("idempotent-replayed"),
+            ]
+            .into_iter()
+            .chain(tus::RESPONSE_HEADERS.map(HeaderName::from_static))
+            .collect::<Vec<_>>(),
+        )
         .max_age(std::time::Duration::from_secs(600))
 }

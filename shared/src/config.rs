@@ -213,6 +213,9 @@ pub struct ApiConfig {
     pub hsts: bool,
     /// Default lifetime of upload tokens (MEDIAQ_UPLOAD_TOKEN_TTL).
     pub upload_token_ttl: Duration,
+    /// A resumable upload that receives nothing for this long expires (MEDIAQ_UPLOAD_EXPIRY): the
+    /// janitor deletes its bytes and its job fails `upload_abandoned`.
+    pub upload_expiry: Duration,
     /// Requests per second per client address, and per credential (bursts of twice that).
     pub rate_limit_ip: u32,
     pub rate_limit_key: u32,
@@ -268,6 +271,7 @@ impl ApiConfig {
             })?,
             hsts: parse_or("MEDIAQ_HSTS", false)?,
             upload_token_ttl: parse_duration("MEDIAQ_UPLOAD_TOKEN_TTL", Duration::from_secs(15 * 60))?,
+            upload_expiry: parse_duration("MEDIAQ_UPLOAD_EXPIRY", Duration::from_secs(24 * 3600))?,
             rate_limit_ip: parse_or("MEDIAQ_RATE_LIMIT_IP", 20)?,
             rate_limit_key: parse_or("MEDIAQ_RATE_LIMIT_KEY", 10)?,
             trusted_proxies: trusted_proxies(var("MEDIAQ_TRUSTED_PROXIES").as_deref().unwrap_or("")).map_err(

@@ -36,6 +36,9 @@ pub async fn schemathesis(base_url: &str, key: &str, seconds: u64, report_dir: &
         .args(["--report", "junit", "--report-dir"])
         .arg(report_dir)
         .env("NO_COLOR", "1")
+        // tests/schemathesis_hooks.py: how to generate a tus chunk's bytes.
+        .env("SCHEMATHESIS_HOOKS", "schemathesis_hooks")
+        .env("PYTHONPATH", env!("CARGO_MANIFEST_DIR"))
         .kill_on_drop(true);
     let out = tokio::time::timeout(Duration::from_secs(seconds + 120), cmd.output())
         .await

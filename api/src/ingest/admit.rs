@@ -181,6 +181,22 @@ impl Admission {
         }
     }
 
+    /// Records a resumable upload's job (`receiving`) and its upload, spending the token; a
+    /// failure gives it back.
+    pub async fn record_resumable(
+        mut self,
+        state: &AppState,
+        new: &super::resumable::NewUpload,
+    ) -> Result<(Job, mediaq_shared::db::uploads::Upload), ApiError> {
+        match super::resumable::record_new(state, &self.origin, new).await {
+            Ok(created) => {
+                self.settled = true;
+                Ok(created)
+            }
+            Err(e) => Err(self.refuse(e).await),
+        }
+    }
+
     /// Gives the claims back (awaited) and hands `error` on.
     pub async fn refuse(mut self, error: ApiError) -> ApiError {
         self.settled = true;

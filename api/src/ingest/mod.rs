@@ -6,13 +6,14 @@
 mod admit;
 mod ebml;
 mod receiver;
+pub mod resumable;
 pub mod slots;
 mod sniff;
 mod store;
 
 pub use admit::{admit, Admission, Recorded, UploadHead};
-pub use store::Origin;
 use store::store;
+pub use store::Origin;
 
 use axum::{
     body::BodyDataStream,
@@ -45,6 +46,21 @@ enum BodyState {
 impl UploadBody {
     pub fn new(request: Request) -> Self {
         Self(BodyState::Unread(Box::new(request)))
+    }
+
+    /// The body as a raw byte stream (a tus PATCH's).
+    pub fn raw(&mut self) -> &mut BodyDataStream {
+        if !matches!(self.0, BodyState::Raw(_)) {
+            self.0 = BodyState::Raw(match std::mem::replace(&mut self.0, BodyState::Gone) {
+                BodyState::Unread(request) => request.into_body().into_data_stream(),
+                // A body already taken as a form has nothing left to read raw.
+                _ => axum::body::Body::empty().into_data_stream(),
+            });
+        }
+        match &mut self.0 {
+            BodyState::Raw(stream) => stream,
+            _ => unreachable!("made raw above"),
+        }
     }
 
     /// Ends a refused upload: refusals of well-formed requests read the rest of the body

@@ -17,6 +17,8 @@ use mediaq_shared::{
     JobId,
 };
 
+use sha2::Sha256;
+
 use super::sniff::{self, HEAD_LEN};
 use crate::error::ApiError;
 
@@ -69,6 +71,8 @@ pub struct Received {
     pub object: StoredObject,
     pub size: u64,
     pub sha256: String,
+    /// The hash's state after these bytes (a resumable upload's next segment continues it).
+    pub running: Sha256,
 }
 
 impl Receiver {
@@ -87,6 +91,31 @@ impl Receiver {
             checked: false,
             limit,
         })
+    }
+
+    /// Starts receiving one PATCH of the resumable upload of job `id`, from offset `start`, into
+    /// its own segment object: at most `limit` bytes. `head` holds the upload's first bytes
+    /// received before (the content check runs once it has [`HEAD_LEN`] of them), `None` when
+    /// they were checked already; `seed` is the hash of every byte before `start`.
+    pub async fn segment(
+        storage: &Storage,
+        id: JobId,
+        start: u64,
+        limit: u64,
+        head: Option<Vec<u8>>,
+        seed: Sha256,
+    ) -> Result<Self, ApiError> {
+        let key = Storage::segment_key(id, start);
+        let writer = storage.writer_continuing(&key, seed).await?;
+        let mut head = head.unwrap_or_else(|| vec![0; HEAD_LEN]);
+        head.truncate(HEAD_LEN);
+        let checked = head.len() == HEAD_LEN;
+        Ok(Self { started: Instant::now(), writer, id, key, size: 0, head, checked, limit })
+    }
+
+    /// Bytes received so far.
+    pub fn size(&self) -> u64 {
+        self.size
     }
 
     /// Copies a body stream in, cutting off a client that stays silent for `pace.idle` or sends
@@ -150,8 +179,28 @@ impl Receiver {
         if !self.checked {
             sniff::check_content(&self.head, true)?;
         }
+        self.finish_bytes().await
+    }
+
+    /// Finishes one segment of a resumable upload; `last`: it ends the upload, so a file shorter
+    /// than the content check's window is checked now.
+    pub async fn finish_segment(self, last: bool) -> Result<Received, ApiError> {
+        if last && !self.checked {
+            sniff::check_content(&self.head, true)?;
+        }
+        self.finish_bytes().await
+    }
+
+    async fn finish_bytes(self) -> Result<Received, ApiError> {
         let written = self.writer.finish().await?;
-        Ok(Received { id: self.id, key: self.key, object: written.object, size: written.size, sha256: written.sha256 })
+        Ok(Received {
+            id: self.id,
+            key: self.key,
+            object: written.object,
+            size: written.size,
+            sha256: written.sha256,
+            running: written.running,
+        })
     }
 }
 

@@ -42,8 +42,13 @@ pub async fn store(
     let task = async move {
         let id = received.id;
         state.storage.commit(received.object).await?;
-        let input =
-            InputFacts { filename, size: received.size, sha256: Some(received.sha256), content_type, key: received.key };
+        let input = InputFacts {
+            filename,
+            size: received.size,
+            sha256: Some(received.sha256),
+            content_type,
+            key: received.key,
+        };
         let key = idempotency.map(|k| (k, fingerprint));
         match record(&state, id, &input, &origin, key.as_ref()).await {
             Ok(job) => Ok(job),
@@ -66,10 +71,42 @@ async fn record(
     idempotency: Option<&(idempotency::Lease, String)>,
 ) -> Result<Job, ApiError> {
     let mut tx = state.pool.begin().await?;
+    let details = json!({
+        "filename": input.filename.as_str(),
+        "size_bytes": input.size,
+        "sha256": input.sha256,
+        "content_type": input.content_type,
+    });
+    let job = insert_job(&mut tx, state, id, input, origin, input.size, details).await?;
+    if let Some((lease, fingerprint)) = idempotency {
+        if !idempotency::complete(&mut *tx, lease, fingerprint, id).await? {
+            // The lease ran out while this upload was still arriving and another request holds
+            // the key now: creating a job too would make two for one key.
+            tracing::warn!(job_id = %id, "idempotency lease lost to another request; no job created");
+            return Err(ApiError::IdempotencyInProgress);
+        }
+    }
+    queue::enqueue(&mut tx, TranscodeTask { job_id: id }, None).await?;
+    tx.commit().await?;
+    tracing::info!(job_id = %id, size_bytes = input.size, "job created");
+    Ok(job)
+}
+
+/// The job's row and what comes with it, in the caller's transaction: the quota (for `size`
+/// bytes, under the key's lock), the upload token's binding and the audit rows.
+pub(super) async fn insert_job(
+    tx: &mut sqlx::PgConnection,
+    state: &AppState,
+    id: JobId,
+    input: &InputFacts,
+    origin: &Origin,
+    size: u64,
+    details: serde_json::Value,
+) -> Result<Job, ApiError> {
     if let Some(key_id) = &origin.api_key_id {
         // Checked again here, under the key's lock: uploads that passed the early check together
         // are counted one after another, so together they cannot exceed the quota.
-        crate::quota::check_locked(&mut tx, &state.config, key_id, input.size).await?;
+        crate::quota::check_locked(&mut *tx, &state.config, key_id, size).await?;
     }
     let job =
         jobs::insert(&mut *tx, id, input, &origin.owner, origin.api_key_id.as_deref(), origin.webhook_url.as_deref())
@@ -85,23 +122,7 @@ async fn record(
     let event = AuditEvent::new(origin.actor.clone(), "job.created")
         .job(id)
         .request(origin.request_id.clone(), origin.client_ip)
-        .details(json!({
-            "filename": input.filename.as_str(),
-            "size_bytes": input.size,
-            "sha256": input.sha256,
-            "content_type": input.content_type,
-        }));
+        .details(details);
     audit::record(&mut *tx, &event).await?;
-    if let Some((lease, fingerprint)) = idempotency {
-        if !idempotency::complete(&mut *tx, lease, fingerprint, id).await? {
-            // The lease ran out while this upload was still arriving and another request holds
-            // the key now: creating a job too would make two for one key.
-            tracing::warn!(job_id = %id, "idempotency lease lost to another request; no job created");
-            return Err(ApiError::IdempotencyInProgress);
-        }
-    }
-    queue::enqueue(&mut tx, TranscodeTask { job_id: id }, None).await?;
-    tx.commit().await?;
-    tracing::info!(job_id = %id, size_bytes = input.size, "job created");
     Ok(job)
 }

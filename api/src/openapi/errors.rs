@@ -49,6 +49,11 @@ pub fn every_error() -> Vec<ApiError> {
         ApiError::ServerBusy(0),
         ApiError::InsufficientStorage,
         ApiError::StorageUnavailable,
+        ApiError::TusVersionUnsupported,
+        ApiError::UploadNotFound,
+        ApiError::UploadOffsetMismatch(0),
+        ApiError::UploadLengthExceeded(0),
+        ApiError::UploadClosed("the job failed".into()),
         ApiError::Internal("internal".into()),
     ];
     for e in &all {
@@ -61,6 +66,11 @@ pub fn every_error() -> Vec<ApiError> {
 fn listed(e: &ApiError) {
     match e {
         ApiError::PayloadTooLarge { .. }
+        | ApiError::TusVersionUnsupported
+        | ApiError::UploadNotFound
+        | ApiError::UploadOffsetMismatch(_)
+        | ApiError::UploadLengthExceeded(_)
+        | ApiError::UploadClosed(_)
         | ApiError::BodyTooLarge(_)
         | ApiError::UploadTooSlow(_)
         | ApiError::TooManyUploads(_)
@@ -169,7 +179,7 @@ mod tests {
         assert_eq!(
             responses[&404]["content"]["application/json"]["schema"]["properties"]["error"]["properties"]["code"]
                 ["enum"],
-            json!(["delivery_not_found", "job_not_found", "not_found", "webhook_not_found"])
+            json!(["delivery_not_found", "job_not_found", "not_found", "upload_not_found", "webhook_not_found"])
         );
         assert!(responses[&429]["headers"]["Retry-After"].is_object());
     }

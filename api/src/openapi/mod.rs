@@ -34,6 +34,11 @@ use crate::routes;
         routes::jobs::status,
         routes::jobs::cancel,
         routes::jobs::output,
+        routes::uploads::discover,
+        routes::uploads::create,
+        routes::uploads::status,
+        routes::uploads::patch,
+        routes::uploads::terminate,
         routes::audit::job_events,
         routes::audit::all,
         routes::admin::requeue,
@@ -56,6 +61,7 @@ use crate::routes;
     components(schemas(schemas::WebhookEvent, schemas::ErrorBody)),
     tags(
         (name = "jobs", description = "Upload, poll, download, cancel."),
+        (name = "uploads", description = "Resumable uploads (tus 1.0) that convert while they arrive."),
         (name = "upload-tokens", description = "Single-use upload credentials for browsers."),
         (name = "webhooks", description = "Signed notifications when jobs finish."),
         (name = "audit", description = "Who did what, when."),
@@ -185,7 +191,7 @@ fn complete_operation(path: &str, op: &mut Value) {
             }
         }
     }
-    // Videos are bytes: a binary string (not an array of integers, nor no schema at all).
+    // Videos (and tus chunks) are bytes: a binary string (not an array of integers, nor no schema at all).
     let mut bodies: Vec<&mut Value> = Vec::new();
     let op_map = op.as_object_mut().expect("an operation is an object");
     for (name, value) in op_map.iter_mut() {
@@ -197,7 +203,7 @@ fn complete_operation(path: &str, op: &mut Value) {
     }
     for body in bodies {
         for (media, content) in body.get_mut("content").and_then(Value::as_object_mut).into_iter().flatten() {
-            if media.starts_with("video/") {
+            if media.starts_with("video/") || media == crate::tus::OFFSET_OCTET_STREAM {
                 content["schema"] = json!({ "type": "string", "format": "binary" });
             }
         }

@@ -8,6 +8,7 @@ pub mod jobs;
 pub mod metrics;
 pub mod page;
 pub mod tokens;
+pub mod uploads;
 pub mod webhooks;
 
 use axum::{extract::FromRequestParts, http::request::Parts, routing::get, Router};
@@ -19,6 +20,7 @@ use crate::{app::AppState, auth::Caller, error::ApiError};
 pub fn router() -> Router<AppState> {
     Router::new()
         .merge(jobs::router())
+        .merge(uploads::router())
         .merge(audit::router())
         .merge(admin::router())
         .merge(tokens::router())

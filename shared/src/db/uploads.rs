@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgExecutor};
 use uuid::Uuid;
 
-use crate::JobId;
+use crate::{FailureCode, JobId};
 
 /// LISTEN/NOTIFY channel: the id of a job whose upload received bytes, completed or ended.
 pub const PROGRESS_CHANNEL: &str = "mediaq_upload_progress";
@@ -61,7 +61,7 @@ macro_rules! columns {
     };
 }
 
-/// Records a new upload of the job `id` (in the job's transaction).
+/// Records a new upload of the job `id`, which becomes `receiving` (in the job's transaction).
 pub async fn create(
     conn: &mut PgConnection,
     id: JobId,
@@ -77,8 +77,12 @@ pub async fn create(
     .bind(length.map(|l| l as i64))
     .bind(expires_at)
     .bind(metadata)
-    .fetch_one(conn)
+    .fetch_one(&mut *conn)
     .await?;
+    sqlx::query("UPDATE jobs SET status = 'receiving' WHERE id = $1 AND status = 'queued'")
+        .bind(id.as_uuid())
+        .execute(conn)
+        .await?;
     Ok(from_row(row))
 }
 
@@ -197,24 +201,44 @@ pub async fn expired<'e>(db: impl PgExecutor<'e>, limit: i64) -> Result<Vec<JobI
 /// deleted. A worker converting it hears it on the progress and the cancellation channels.
 /// `false` when it is not (or no longer) abandoned.
 pub async fn abandon(conn: &mut PgConnection, id: JobId) -> Result<bool, sqlx::Error> {
-    let gone = sqlx::query("DELETE FROM uploads WHERE job_id = $1 AND completed_at IS NULL AND expires_at < now()")
-        .bind(id.as_uuid())
-        .execute(&mut *conn)
-        .await?;
+    let message = "the upload stopped before its last byte and expired";
+    end(conn, id, FailureCode::UploadAbandoned, message, true).await
+}
+
+/// Ends an unfinished upload whose bytes were refused (they are not WebM): like [`abandon`],
+/// with `code`.
+pub async fn refuse(conn: &mut PgConnection, id: JobId, code: FailureCode, message: &str) -> Result<bool, sqlx::Error> {
+    end(conn, id, code, message, false).await
+}
+
+async fn end(
+    conn: &mut PgConnection,
+    id: JobId,
+    code: FailureCode,
+    message: &str,
+    expired_only: bool,
+) -> Result<bool, sqlx::Error> {
+    let gone = sqlx::query(
+        "DELETE FROM uploads WHERE job_id = $1 AND completed_at IS NULL AND (NOT $2 OR expires_at < now())",
+    )
+    .bind(id.as_uuid())
+    .bind(expired_only)
+    .execute(&mut *conn)
+    .await?;
     if gone.rows_affected() != 1 {
         return Ok(false);
     }
     sqlx::query(
         "UPDATE jobs SET status = CASE WHEN status IN ('receiving', 'queued', 'processing') THEN 'failed' ELSE status END,
-                error_code = CASE WHEN status IN ('receiving', 'queued', 'processing') THEN 'upload_abandoned'
-                                  ELSE error_code END,
-                error_message = CASE WHEN status IN ('receiving', 'queued', 'processing')
-                                     THEN 'the upload stopped before its last byte and expired' ELSE error_message END,
+                error_code = CASE WHEN status IN ('receiving', 'queued', 'processing') THEN $2 ELSE error_code END,
+                error_message = CASE WHEN status IN ('receiving', 'queued', 'processing') THEN $3 ELSE error_message END,
                 finished_at = COALESCE(finished_at, now()), next_attempt_at = NULL,
                 files_deleted_at = COALESCE(files_deleted_at, now()), updated_at = now()
          WHERE id = $1",
     )
     .bind(id.as_uuid())
+    .bind(code.as_str())
+    .bind(message)
     .execute(&mut *conn)
     .await?;
     notify(conn, id).await?;

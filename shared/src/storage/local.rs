@@ -51,9 +51,9 @@ impl Local {
         self.root.join(key)
     }
 
-    pub fn writer(&self, key: &str) -> io::Result<ObjectWriter> {
+    pub fn writer(&self, key: &str, seed: sha2::Sha256) -> io::Result<ObjectWriter> {
         let temp = tempfile::Builder::new().prefix("upload-").suffix(".part").tempfile_in(self.tmp_dir())?;
-        Ok(ObjectWriter::local(temp, self.path(key)))
+        Ok(ObjectWriter::local(temp, self.path(key), seed))
     }
 
     /// Copies an open file, from its start, into a new file of ours under `key` (mode 0600,

@@ -147,10 +147,11 @@ impl Storage {
         format!("inputs/{id}.webm")
     }
 
-    /// The object holding the bytes of a resumable upload from offset `start` (one per
-    /// acknowledged PATCH). Until the upload completes, these segments are the job's input.
+    /// A new object for the bytes of a resumable upload from offset `start` (one per PATCH;
+    /// unique, so that two PATCHes racing for one offset never write the same object: the
+    /// database records the one that won). The segments are the job's input.
     pub fn segment_key(id: JobId, start: u64) -> String {
-        format!("{}{start:020}", Self::segment_prefix(id))
+        format!("{}{start:020}.{}", Self::segment_prefix(id), uuid::Uuid::new_v4().simple())
     }
 
     /// The prefix of every segment key of a job's upload; also the job's `input_key` (a key
@@ -187,9 +188,15 @@ impl Storage {
     /// `key` before [`ObjectWriter::finish`] (S3) or [`Self::commit`] (local); dropping the
     /// writer or its result leaves nothing behind.
     pub async fn writer(&self, key: &str) -> Result<ObjectWriter, StorageError> {
+        self.writer_continuing(key, sha2::Sha256::default()).await
+    }
+
+    /// A writer like [`Self::writer`] whose hash continues `seed` (the hash of the bytes before
+    /// this object: a resumable upload's earlier segments).
+    pub async fn writer_continuing(&self, key: &str, seed: sha2::Sha256) -> Result<ObjectWriter, StorageError> {
         match &self.backend {
-            Backend::Local(l) => Ok(l.writer(key)?),
-            Backend::S3(s) => Ok(s.writer(key)),
+            Backend::Local(l) => Ok(l.writer(key, seed)?),
+            Backend::S3(s) => Ok(s.writer(key, seed)),
         }
     }
 

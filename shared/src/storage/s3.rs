@@ -65,8 +65,8 @@ impl S3 {
         self.url.clone()
     }
 
-    pub fn writer(&self, key: &str) -> ObjectWriter {
-        ObjectWriter::s3(self.store.clone(), ObjectPath::from(key))
+    pub fn writer(&self, key: &str, seed: sha2::Sha256) -> ObjectWriter {
+        ObjectWriter::s3(self.store.clone(), ObjectPath::from(key), seed)
     }
 
     /// Uploads an open local file from its start, in parts (a multipart upload, aborted on failure).

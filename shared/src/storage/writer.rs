@@ -52,7 +52,7 @@ enum Target {
 pub struct ObjectWriter {
     chunks: Option<mpsc::Sender<Msg>>,
     budget: Arc<Semaphore>,
-    task: JoinHandle<Result<String, StorageError>>,
+    task: JoinHandle<Result<Sha256, StorageError>>,
     target: Option<Target>,
     size: u64,
 }
@@ -60,7 +60,10 @@ pub struct ObjectWriter {
 /// A complete write: its size, its hash, and the object (not yet committed).
 pub struct Written {
     pub size: u64,
+    /// Hex SHA-256 of the bytes hashed: the seed's, then this object's.
     pub sha256: String,
+    /// The hash's state after this object (a resumable upload continues it in its next segment).
+    pub running: Sha256,
     pub object: StoredObject,
 }
 
@@ -70,20 +73,20 @@ pub struct StoredObject {
 }
 
 impl ObjectWriter {
-    pub(super) fn local(temp: NamedTempFile, dest: PathBuf) -> Self {
+    pub(super) fn local(temp: NamedTempFile, dest: PathBuf, seed: Sha256) -> Self {
         let (file, temp) = temp.into_parts();
         let (tx, rx) = mpsc::channel(CHANNEL_MESSAGES);
         let budget = Arc::new(Semaphore::new(IN_FLIGHT_BYTES));
         let chunks = Chunks { rx, budget: budget.clone() };
-        let task = tokio::task::spawn_blocking(move || write_file(file, chunks));
+        let task = tokio::task::spawn_blocking(move || write_file(file, chunks, seed));
         Self { chunks: Some(tx), budget, task, target: Some(Target::Local { temp, dest }), size: 0 }
     }
 
-    pub(super) fn s3(store: Arc<dyn ObjectStore>, path: ObjectPath) -> Self {
+    pub(super) fn s3(store: Arc<dyn ObjectStore>, path: ObjectPath, seed: Sha256) -> Self {
         let (tx, rx) = mpsc::channel(CHANNEL_MESSAGES);
         let budget = Arc::new(Semaphore::new(IN_FLIGHT_BYTES));
         let chunks = Chunks { rx, budget: budget.clone() };
-        let task = tokio::spawn(write_multipart(store.clone(), path.clone(), chunks));
+        let task = tokio::spawn(write_multipart(store.clone(), path.clone(), chunks, seed));
         Self { chunks: Some(tx), budget, task, target: Some(Target::S3 { store, path }), size: 0 }
     }
 
@@ -127,8 +130,9 @@ impl ObjectWriter {
             return Err(self.writer_error().await);
         }
         drop(sender);
-        let sha256 = (&mut self.task).await.map_err(std::io::Error::other)??;
-        Ok(Written { size: self.size, sha256, object: StoredObject { target: self.target.take() } })
+        let running = (&mut self.task).await.map_err(std::io::Error::other)??;
+        let sha256 = hex::encode(running.clone().finalize());
+        Ok(Written { size: self.size, sha256, running, object: StoredObject { target: self.target.take() } })
     }
 }
 
@@ -184,9 +188,8 @@ impl Drop for Chunks {
 }
 
 /// The local writer thread: hashes and writes every chunk, starts writeback as it goes, and
-/// fsyncs at the end. Returns the hex SHA-256.
-fn write_file(mut file: File, mut chunks: Chunks) -> Result<String, StorageError> {
-    let mut hasher = Sha256::new();
+/// fsyncs at the end. Returns the hash's state.
+fn write_file(mut file: File, mut chunks: Chunks, mut hasher: Sha256) -> Result<Sha256, StorageError> {
     let (mut written, mut flushed) = (0u64, 0u64);
     loop {
         match chunks.rx.blocking_recv() {
@@ -210,7 +213,7 @@ fn write_file(mut file: File, mut chunks: Chunks) -> Result<String, StorageError
             }
             Some(Msg::Finish) => {
                 file.sync_all()?;
-                return Ok(hex::encode(hasher.finalize()));
+                return Ok(hasher);
             }
             None => return Err(std::io::Error::other("the write was abandoned").into()),
         }
@@ -222,10 +225,10 @@ async fn write_multipart(
     store: Arc<dyn ObjectStore>,
     path: ObjectPath,
     mut chunks: Chunks,
-) -> Result<String, StorageError> {
+    mut hasher: Sha256,
+) -> Result<Sha256, StorageError> {
     let upload = store.put_multipart(&path).await?;
     let mut parts = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
-    let mut hasher = Sha256::new();
     loop {
         match chunks.rx.recv().await {
             Some(Msg::Chunk(chunk, held)) => {
@@ -240,7 +243,7 @@ async fn write_multipart(
             Some(Msg::Finish) => {
                 // On failure, finish aborts the upload itself.
                 parts.finish().await?;
-                return Ok(hex::encode(hasher.finalize()));
+                return Ok(hasher);
             }
             None => {
                 abort(parts, &path).await;

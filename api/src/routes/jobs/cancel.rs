@@ -11,6 +11,7 @@ use mediaq_shared::{
     apikey::Scope,
     db::{attempts, audit, audit::AuditEvent, jobs},
     storage::Storage,
+    Job, JobId,
 };
 use serde_json::json;
 
@@ -36,6 +37,14 @@ pub async fn cancel(
     caller.require(Scope::JobsWrite)?;
     let id = id.0;
     crate::routes::visible_job(&state, &caller, id).await?;
+    let job = cancel_job(&state, &caller, peer.ip(), id).await?;
+    let history = attempts::list(&state.pool, id).await?;
+    Ok(Json(job_view::to_json(&job, &history)).into_response())
+}
+
+/// Cancels the job `id` (the caller may see it) or deletes its files, audited; returns the job
+/// as it now is. Also the termination of a resumable upload (`DELETE /v1/uploads/{id}`).
+pub async fn cancel_job(state: &AppState, caller: &Caller, ip: std::net::IpAddr, id: JobId) -> Result<Job, ApiError> {
     let mut tx = state.pool.begin().await?;
     let before = jobs::cancel(&mut tx, id).await?.ok_or(ApiError::JobNotFound)?;
     let first_time = before.files_deleted_at.is_none();
@@ -43,7 +52,7 @@ pub async fn cancel(
         let action = if before.status.is_terminal() { "job.files_deleted" } else { "job.canceled" };
         let event = AuditEvent::new(caller.actor(), action)
             .job(id)
-            .request(request_id::current(), Some(peer.ip()))
+            .request(request_id::current(), Some(ip))
             .details(json!({ "status_before": before.status }));
         audit::record(&mut *tx, &event).await?;
     }
@@ -61,7 +70,5 @@ pub async fn cancel(
         }
         tracing::info!(status_before = before.status.as_str(), "job canceled or its files deleted");
     }
-    let job = jobs::get(&state.pool, id).await?.ok_or(ApiError::JobNotFound)?;
-    let history = attempts::list(&state.pool, id).await?;
-    Ok(Json(job_view::to_json(&job, &history)).into_response())
+    jobs::get(&state.pool, id).await?.ok_or(ApiError::JobNotFound)
 }

@@ -7,11 +7,11 @@ mod output;
 mod ranged;
 mod status;
 
-pub use cancel::__path_cancel;
+pub use cancel::{__path_cancel, cancel_job};
 pub use create::__path_create;
 pub use list::__path_list;
 pub use output::__path_output;
-pub use status::__path_status;
+pub use status::{__path_status, job_response};
 
 use axum::{
     routing::{get, post},

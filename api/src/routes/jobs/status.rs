@@ -43,8 +43,7 @@ pub async fn status(
     let history = attempts::list(&state.pool, id.0).await?;
     let view = job_view::to_json(&job, &history);
     let (body, etag) = etag::body_and_etag(&view);
-    let not_modified =
-        header_str(&headers, header::IF_NONE_MATCH).is_some_and(|h| etag::if_none_match_hits(h, &etag));
+    let not_modified = header_str(&headers, header::IF_NONE_MATCH).is_some_and(|h| etag::if_none_match_hits(h, &etag));
     let mut response = if not_modified {
         StatusCode::NOT_MODIFIED.into_response()
     } else {

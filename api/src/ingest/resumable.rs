@@ -1,0 +1,330 @@
+//! Resumable uploads (tus): an upload's job exists from its creation (`receiving`); each PATCH
+//! streams into a segment object of its own (both backends: no S3 part minimum, since every
+//! PATCH is one object), made durable before the offset moves on in the database. The first
+//! acknowledged segment enqueues the job, so a worker converts while bytes still arrive; the
+//! last one records the whole upload's SHA-256 and completes it.
+//!
+//! The whole upload's hash is carried across PATCHes: each segment's writer continues the hash
+//! of the bytes before it (kept in [`UploadHashes`], in memory); a PATCH that lands on another
+//! API process, or after a restart, rebuilds it once from the stored segments.
+
+use std::{collections::HashMap, sync::Mutex};
+
+use axum::body::BodyDataStream;
+use chrono::Utc;
+use futures_util::StreamExt;
+use mediaq_shared::{
+    db::{audit, audit::AuditEvent, uploads, uploads::Upload},
+    queue::{self, TranscodeTask},
+    storage::Storage,
+    FailureCode, InputFacts, Job, JobId, OriginalFilename,
+};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use super::{
+    receiver::{Pace, Receiver},
+    sniff::{self, HEAD_LEN},
+    store::insert_job,
+    Origin, DEFAULT_FILENAME,
+};
+use crate::{app::AppState, auth::Caller, error::ApiError, request_id, tus};
+
+/// Hash states of uploads in progress, by the offset they have reached.
+#[derive(Default)]
+pub struct UploadHashes(Mutex<HashMap<JobId, (u64, Sha256)>>);
+
+/// Uploads whose hash state is kept at once (about 200 bytes each); past this, the oldest
+/// entries are simply forgotten and rebuilt from storage when needed.
+const MAX_KEPT_HASHES: usize = 4096;
+
+impl UploadHashes {
+    fn take(&self, id: JobId, offset: u64) -> Option<Sha256> {
+        let mut kept = self.0.lock().expect("upload hashes lock");
+        match kept.remove(&id) {
+            Some((at, hash)) if at == offset => Some(hash),
+            _ => None,
+        }
+    }
+
+    fn keep(&self, id: JobId, offset: u64, hash: Sha256) {
+        let mut kept = self.0.lock().expect("upload hashes lock");
+        if kept.len() >= MAX_KEPT_HASHES {
+            kept.clear();
+        }
+        kept.insert(id, (offset, hash));
+    }
+}
+
+/// What a creation request says about the file.
+pub struct NewUpload {
+    pub length: Option<u64>,
+    pub filename: Option<String>,
+    pub filetype: Option<String>,
+    /// `Upload-Metadata` as sent (replayed on HEAD).
+    pub metadata: Option<String>,
+}
+
+impl NewUpload {
+    /// The file's name and type, checked like a classic upload's.
+    pub fn checked(&self) -> Result<(OriginalFilename, &'static str), ApiError> {
+        let content_type = sniff::check_declared_type(self.filetype.as_deref().unwrap_or("video/webm"))?;
+        let filename = OriginalFilename::sanitize(self.filename.as_deref().unwrap_or(DEFAULT_FILENAME));
+        sniff::check_extension(&filename)?;
+        Ok((filename, content_type))
+    }
+}
+
+/// Records the job (`receiving`) and its upload, in one transaction.
+pub(super) async fn record_new(state: &AppState, origin: &Origin, new: &NewUpload) -> Result<(Job, Upload), ApiError> {
+    let (filename, content_type) = new.checked()?;
+    let id = JobId::generate();
+    let input = InputFacts {
+        filename,
+        size: 0,
+        sha256: None,
+        content_type: content_type.to_owned(),
+        key: Storage::segment_prefix(id),
+    };
+    let details = json!({
+        "filename": input.filename.as_str(),
+        "content_type": input.content_type,
+        "resumable": true,
+        "upload_length": new.length,
+    });
+    let expires = Utc::now() + state.config.upload_expiry;
+    let mut tx = state.pool.begin().await?;
+    let mut job = insert_job(&mut tx, state, id, &input, origin, new.length.unwrap_or(1), details).await?;
+    let upload = uploads::create(&mut tx, id, new.length, expires, new.metadata.as_deref()).await?;
+    tx.commit().await?;
+    job.status = mediaq_shared::JobStatus::Receiving;
+    tracing::info!(job_id = %id, length = new.length, "resumable upload created");
+    Ok((job, upload))
+}
+
+/// One PATCH: `Upload-Offset` and, for a deferred length, the `Upload-Length` it may bring.
+pub struct Patch {
+    pub offset: u64,
+    pub length: Option<u64>,
+}
+
+/// The upload of `job` (a job the caller may see), or `upload_not_found`.
+pub async fn find(state: &AppState, job: &Job) -> Result<Upload, ApiError> {
+    uploads::get(&state.pool, job.id).await?.ok_or(ApiError::UploadNotFound)
+}
+
+/// Appends one PATCH's body to the upload of `job`: the bytes are durable in storage before the
+/// offset moves. A body cut short (the connection dropped, the client went silent) keeps what
+/// arrived, so the client resumes from there. Returns the upload as it now is.
+pub async fn append(
+    state: &AppState,
+    caller: &Caller,
+    job: &Job,
+    patch: Patch,
+    body: &mut BodyDataStream,
+) -> Result<Upload, ApiError> {
+    let mut upload = find(state, job).await?;
+    if job.status.is_terminal() {
+        return Err(ApiError::UploadClosed(format!("its job is {}", job.status.as_str())));
+    }
+    if patch.offset != upload.received {
+        return Err(ApiError::UploadOffsetMismatch(upload.received));
+    }
+    if upload.is_complete() {
+        return Ok(upload);
+    }
+    let max =
+        caller.token.as_ref().map_or(state.config.max_upload_bytes, |g| g.max_bytes.min(state.config.max_upload_bytes));
+    if let Some(length) = patch.length {
+        match upload.length {
+            Some(known) if known != length => {
+                return Err(ApiError::BadRequest(format!("Upload-Length is {known}; it cannot change")))
+            }
+            Some(_) => {}
+            None if length > max => return Err(ApiError::PayloadTooLarge { limit: max }),
+            None if length < upload.received => {
+                return Err(ApiError::BadRequest(format!(
+                    "Upload-Length is below the {} bytes received",
+                    upload.received
+                )))
+            }
+            None => {
+                let mut conn = state.pool.acquire().await?;
+                if !uploads::set_length(&mut conn, job.id, length).await? {
+                    return Err(ApiError::UploadOffsetMismatch(upload.received));
+                }
+                upload.length = Some(length);
+            }
+        }
+    }
+    let room = match upload.length {
+        Some(length) => length - upload.received,
+        None => max.saturating_sub(upload.received),
+    };
+    // Held while the body arrives, like a classic upload's.
+    let _slot = state.uploads.take(&caller.key_id)?;
+    let (head, seed) = resume_point(state, job.id, &upload).await?;
+    let mut receiver = Receiver::segment(&state.storage, job.id, upload.received, room, head, seed.clone()).await?;
+    let limit_error = |e| match (e, upload.length) {
+        (ApiError::PayloadTooLarge { .. }, Some(_)) => ApiError::UploadLengthExceeded(room),
+        (e, _) => e,
+    };
+    let interrupted =
+        match receiver.copy_from(&mut *body, Pace::from_config(&state.config), |_| ApiError::UploadIncomplete).await {
+            Ok(()) => None,
+            // Keep what arrived: the client resumes from the new offset.
+            Err(e @ (ApiError::UploadIncomplete | ApiError::UploadTimeout(_) | ApiError::UploadTooSlow(_)))
+                if receiver.size() > 0 =>
+            {
+                Some(e)
+            }
+            Err(e) => return Err(refuse_content(state, caller, job.id, limit_error(e)).await),
+        };
+    let end = upload.received + receiver.size();
+    let last = interrupted.is_none() && upload.length == Some(end);
+    if receiver.size() == 0 {
+        // An empty PATCH; with a deferred length now known, it may be the one that completes.
+        if last {
+            let sha256 = hex::encode(seed.finalize());
+            if record_segment(state, caller, job.id, None, Some((&sha256, end))).await? {
+                upload.completed_at = Some(Utc::now());
+            }
+        }
+        return Ok(upload);
+    }
+    let received = match receiver.finish_segment(last).await {
+        Ok(received) => received,
+        Err(e) => return Err(refuse_content(state, caller, job.id, e).await),
+    };
+    let segment = uploads::Segment { start: upload.received, size: received.size, key: received.key.clone() };
+    state.storage.commit(received.object).await?;
+    let recorded =
+        record_segment(state, caller, job.id, Some(&segment), last.then_some((received.sha256.as_str(), end))).await;
+    match recorded {
+        Ok(true) => {}
+        Ok(false) => {
+            // Another PATCH moved the offset first: this one's bytes are not the upload's.
+            let _ = state.storage.delete(&segment.key).await;
+            let now = uploads::get(&state.pool, job.id).await?.map_or(upload.received, |u| u.received);
+            return Err(ApiError::UploadOffsetMismatch(now));
+        }
+        Err(e) => {
+            let _ = state.storage.delete(&segment.key).await;
+            return Err(e);
+        }
+    }
+    if !last {
+        state.upload_hashes.keep(job.id, end, received.running);
+    }
+    state.metrics.record_upload(segment.size);
+    if let Some(e) = interrupted {
+        tracing::info!(job_id = %job.id, offset = end, "a PATCH ended early; its bytes were kept");
+        return Err(e);
+    }
+    upload.received = end;
+    if last {
+        upload.completed_at = Some(Utc::now());
+    }
+    Ok(upload)
+}
+
+/// Records an acknowledged segment (the offset moves on; the first segment enqueues the job)
+/// and, with the whole upload's hash, completes the upload.
+async fn record_segment(
+    state: &AppState,
+    caller: &Caller,
+    id: JobId,
+    segment: Option<&uploads::Segment>,
+    complete_with: Option<(&str, u64)>,
+) -> Result<bool, ApiError> {
+    let expires = Utc::now() + state.config.upload_expiry;
+    let mut tx = state.pool.begin().await?;
+    if let Some(segment) = segment {
+        if !uploads::append(&mut tx, id, segment, expires).await? {
+            return Ok(false);
+        }
+        if segment.start == 0 {
+            queue::enqueue(&mut tx, TranscodeTask { job_id: id }, None).await?;
+        }
+    }
+    if let Some((sha256, size)) = complete_with {
+        if !uploads::complete(&mut tx, id, sha256).await? {
+            return Ok(false);
+        }
+        let event = AuditEvent::new(caller.actor(), "upload.completed")
+            .job(id)
+            .request(request_id::current(), None)
+            .details(json!({ "size_bytes": size, "sha256": sha256 }));
+        audit::record(&mut *tx, &event).await?;
+    }
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// The upload's first bytes (up to the content check's window) and the hash of everything
+/// received, from memory or rebuilt from the stored segments.
+async fn resume_point(state: &AppState, id: JobId, upload: &Upload) -> Result<(Option<Vec<u8>>, Sha256), ApiError> {
+    let kept = state.upload_hashes.take(id, upload.received);
+    if let (Some(hash), true) = (&kept, upload.received >= HEAD_LEN as u64) {
+        return Ok((None, hash.clone()));
+    }
+    let mut head = Vec::with_capacity(HEAD_LEN);
+    let mut hash = Sha256::new();
+    let rebuild = kept.is_none();
+    for segment in uploads::segments(&state.pool, id, 0).await? {
+        if !rebuild && head.len() >= HEAD_LEN {
+            break;
+        }
+        let mut body = state.storage.get(&segment.key, None).await?.body;
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk?;
+            let want = HEAD_LEN.saturating_sub(head.len()).min(chunk.len());
+            head.extend_from_slice(&chunk[..want]);
+            if rebuild {
+                hash.update(&chunk);
+            }
+        }
+    }
+    Ok((Some(head), kept.unwrap_or(hash)))
+}
+
+/// A PATCH refused for its content (not WebM, over the length): a content refusal discards the
+/// upload (its job fails `invalid_media`, its bytes are deleted), so no later PATCH continues it.
+async fn refuse_content(state: &AppState, caller: &Caller, id: JobId, error: ApiError) -> ApiError {
+    if !matches!(error, ApiError::NotWebm(_) | ApiError::UnsupportedMediaType(_) | ApiError::ExtensionMismatch(_)) {
+        return error;
+    }
+    let ended = async {
+        let mut tx = state.pool.begin().await?;
+        if uploads::refuse(&mut tx, id, FailureCode::InvalidMedia, &format!("the upload was refused: {error}")).await? {
+            let event = AuditEvent::new(caller.actor(), "upload.refused")
+                .job(id)
+                .request(request_id::current(), None)
+                .details(json!({ "code": error.code() }));
+            audit::record(&mut *tx, &event).await?;
+        }
+        tx.commit().await?;
+        state.storage.delete_input(&Storage::segment_prefix(id)).await?;
+        Ok::<_, ApiError>(())
+    };
+    if let Err(e) = ended.await {
+        tracing::error!(error = %e, job_id = %id, "could not discard a refused upload");
+    }
+    error
+}
+
+/// The response headers of an upload's state (HEAD, and the offset after a PATCH).
+pub fn headers(upload: &Upload, with_metadata: bool) -> Vec<(&'static str, String)> {
+    let mut h = vec![("upload-offset", upload.received.to_string())];
+    match upload.length {
+        Some(length) => h.push(("upload-length", length.to_string())),
+        None => h.push(("upload-defer-length", "1".to_owned())),
+    }
+    if !upload.is_complete() {
+        h.push(("upload-expires", tus::http_date(upload.expires_at)));
+    }
+    if let (true, Some(meta)) = (with_metadata, &upload.metadata) {
+        h.push(("upload-metadata", meta.clone()));
+    }
+    h
+}
