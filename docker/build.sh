@@ -5,7 +5,8 @@
 #   docker/build.sh all PREFIX      both images' binaries in one cargo run, so that their shared
 #                                   dependencies compile once: the images' common builder stage
 #   docker/build.sh api PREFIX      mediaq-api alone (no libav: it needs no libav headers)
-#   docker/build.sh worker PREFIX   mediaq-worker, mediaq-transcode (libav headers, clang for bindgen) and
+#   docker/build.sh worker PREFIX   mediaq-worker, and from mediaq-engine: mediaq-transcode (libav headers,
+#                                   clang for bindgen) and
 #                                   mediaq-sandbox-probe (checks the sandbox where the worker runs:
 #                                   docs/DEPLOY.md; scripts/check-containers.sh runs it in the container)
 # The images' builder stage runs `packages` then `all` (docker/*.Dockerfile); `scripts/check-docker.sh
@@ -20,8 +21,8 @@ prefix=${2:-}
 case "$what" in
   packages) ensure_packages gcc libc6-dev "${COMPILE_PACKAGES[@]}"; exit 0 ;;
   api) packages=(mediaq-api); bins=("${API_BINS[@]}"); deps=(gcc libc6-dev ca-certificates) ;;
-  worker) packages=(mediaq-worker); bins=("${WORKER_BINS[@]}"); deps=(gcc libc6-dev "${COMPILE_PACKAGES[@]}") ;;
-  all) packages=(mediaq-api mediaq-worker); bins=("${API_BINS[@]}" "${WORKER_BINS[@]}")
+  worker) packages=(mediaq-worker mediaq-engine); bins=("${WORKER_BINS[@]}"); deps=(gcc libc6-dev "${COMPILE_PACKAGES[@]}") ;;
+  all) packages=(mediaq-api mediaq-worker mediaq-engine); bins=("${API_BINS[@]}" "${WORKER_BINS[@]}")
     deps=(gcc libc6-dev "${COMPILE_PACKAGES[@]}") ;;
   *) die "usage: docker/build.sh packages | api|worker|all PREFIX" ;;
 esac

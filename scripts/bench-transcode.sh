@@ -48,7 +48,7 @@ gen vp8-vorbis-1080p.webm 1920x1080 -c:v libvpx -deadline realtime -cpu-used 8 -
 gen h264-opus-720p.webm 1280x720 -c:v libx264 -profile:v baseline -preset veryfast -b:v 2M \
     -pix_fmt yuv420p -c:a libopus -b:a 96k -f matroska
 
-cargo build --release -p mediaq-worker --bin mediaq-transcode >&2
+cargo build --release -p mediaq-engine --bin mediaq-transcode >&2
 BIN="$PWD/target/release/mediaq-transcode"
 
 # run TOOL INPUT: appends "wall cpu rss_mb out_mb" to $WORK/TOOL-INPUT

@@ -34,7 +34,7 @@ RUNTIME_WORKER_PACKAGES=(ca-certificates libavcodec59 libavformat59 libavfilter8
 # What the tests add: the ffmpeg CLI (fixtures) and ffprobe (the independent oracle), Chromium
 # for the upload page's browser tests (driven by playwright-core; no browser is downloaded), and
 # PyYAML and jsonschema for scripts/check-docker.sh (tests/tests/deploy.rs), strace for the seccomp
-# allowlist test (worker/tests/seccomp_allowlist.rs).
+# allowlist test (worker/engine/tests/seccomp_allowlist.rs).
 TEST_PACKAGES=(ffmpeg chromium python3-yaml python3-jsonschema iproute2 strace)
 
 # What scripts/check-containers.sh adds: podman with runc (crun refuses cgroup v1 hosts) and its

@@ -233,7 +233,7 @@ def sandbox_layers(container):
 
 
 PROBES = {
-    # probe: what the sandbox must answer (the cases worker/tests/sandbox.rs checks on the host)
+    # probe: what the sandbox must answer (the cases worker/engine/tests/sandbox.rs checks on the host)
     "read-input": "allowed",
     "write-inside": "allowed",
     "thread": "allowed",

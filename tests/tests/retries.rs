@@ -7,7 +7,7 @@ use std::time::Duration;
 use mediaq_e2e::{bin_dir, fixtures, TestEnv};
 use serde_json::Value;
 
-/// Mirrors `failures()` in worker/src/bin/mediaq-flaky-transcode.rs.
+/// Mirrors `failures()` in worker/engine/src/bin/mediaq-flaky-transcode.rs.
 fn injected_failures(job_id: &str) -> i64 {
     (job_id.bytes().map(u32::from).sum::<u32>() % 4) as i64
 }

@@ -18,6 +18,7 @@ use mediaq_shared::{
     storage::Storage,
     ErrorInfo, FailureCode, JobId, OutputFacts,
 };
+use mediaq_protocol::MediaFacts;
 use serde_json::json;
 use sqlx::PgPool;
 
@@ -28,7 +29,6 @@ use crate::{
     finish::{self, AttemptOutcome, Ended},
     jobdir::JobDir,
     output_file,
-    protocol::MediaFacts,
     spawn,
     state::{AttemptError, WorkerState},
 };

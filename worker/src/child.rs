@@ -13,10 +13,10 @@ use std::{
 };
 
 use futures_util::future::BoxFuture;
+use mediaq_protocol::{Event, FailureCode, MediaFacts, MAX_LINE};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, BufReader};
 
 use crate::{
-    protocol::{Event, FailureCode, MediaFacts, MAX_LINE},
     selfcheck::SandboxPolicy,
     spawn::{self, ChildSpec, Usage},
 };

@@ -4,7 +4,7 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use mediaq_shared::config::{self, CommonConfig, ConfigError};
 
-use crate::spec::TranscodeSpec;
+use mediaq_protocol::spec::TranscodeSpec;
 
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {

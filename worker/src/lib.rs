@@ -1,5 +1,6 @@
-//! mediaq worker library: the job runner (async, in `mediaq-worker`) and the transcode engine
-//! (synchronous, only in the `mediaq-transcode` child).
+//! mediaq worker library: the job runner (async, in `mediaq-worker`). It runs the transcode
+//! engine (`mediaq-engine`, the only crate that links libav) as a child process and speaks to it
+//! through `mediaq-protocol`; it never links the engine.
 
 pub mod attempt;
 pub mod cancellations;
@@ -11,13 +12,9 @@ pub mod janitor;
 pub mod jobdir;
 pub mod metrics;
 pub mod output_file;
-pub mod protocol;
 pub mod retry;
 pub mod run;
-pub mod sandbox;
 pub mod selfcheck;
 pub mod spawn;
-pub mod spec;
 pub mod state;
-pub mod transcode;
 pub mod webhooks;

@@ -9,12 +9,12 @@
 
 use std::{ffi::OsString, io::BufRead, io::Read, path::Path};
 
+use mediaq_protocol::{Event, SandboxLayers};
 use serde::Serialize;
 
 use crate::{
     config::{SandboxMode, WorkerConfig},
     jobdir::JobDir,
-    protocol::{Event, SandboxLayers},
     spawn::{self, ChildSpec, Namespaces},
 };
 

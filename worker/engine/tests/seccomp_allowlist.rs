@@ -55,7 +55,7 @@ fn conversions_make_no_call_outside_the_allowlist() {
         // Chrome's H.264 recordings (remuxed, not re-encoded) and its PCM audio.
         gen(dir.path(), "h264.mkv", &format!("{AV_2S} -c:v libx264 -preset ultrafast -c:a pcm_s16le -shortest")),
     ];
-    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus");
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus");
     if corpus.join("MANIFEST.tsv").exists() {
         let mut files: Vec<_> = std::fs::read_dir(corpus)
             .unwrap()

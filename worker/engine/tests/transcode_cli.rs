@@ -1,7 +1,7 @@
 //! Integration tests of the `mediaq-transcode` child binary.
 //!
 //! Fixtures are generated at test time with the ffmpeg CLI into temporary directories; ffprobe is
-//! the independent oracle for the outputs. When the shared corpus (`../../shared/corpus`) exists,
+//! the independent oracle for the outputs. When the shared corpus (`../../../shared/corpus`) exists,
 //! every file in it is also run and checked against `MANIFEST.tsv`.
 
 mod common;
@@ -290,7 +290,7 @@ fn bad_command_line_exits_with_usage_status() {
 /// (FAIL or partial, ACCEPT or FAIL, POLICY) must end cleanly either way. Nothing may hang.
 #[test]
 fn corpus_files_match_manifest() {
-    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus");
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus");
     let Ok(manifest) = std::fs::read_to_string(corpus.join("MANIFEST.tsv")) else {
         eprintln!("no corpus at {}: skipped", corpus.display());
         return;

@@ -1,4 +1,8 @@
-//! The line protocol between `mediaq-worker` and its `mediaq-transcode` child.
+//! The contract between `mediaq-worker` and its `mediaq-transcode` child, with no libav in it:
+//! the child's command line ([`spec::TranscodeSpec`], defined once) and the line protocol below.
+//! Both sides depend on this crate; only the child (`mediaq-engine`) links libav.
+//!
+//! The line protocol:
 //!
 //! The child writes one JSON object per line on stdout; the last line is either `done` or `error`.
 //! Anything on stderr is libav's own log, captured by the worker for diagnostics only.
@@ -7,6 +11,8 @@
 //! lines are at most [`MAX_LINE`] bytes, an `error` names one of the closed set of
 //! [`ChildFailureCode`]s (codes only the worker sets, such as `timeout`, do not parse), and any
 //! line that is not one of these events ends the attempt as `transcode_error`.
+
+pub mod spec;
 
 pub use mediaq_shared::{ChildFailureCode, FailureCode};
 use serde::{Deserialize, Serialize};

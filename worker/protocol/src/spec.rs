@@ -8,7 +8,7 @@ use std::ffi::OsString;
 use clap::{builder::PossibleValuesParser, error::ContextKind, Args, CommandFactory, Parser};
 use mediaq_shared::config::{bytes_from_str, duration_from_str, ConfigError};
 
-use crate::{protocol::EncodeSettings, transcode::Limits};
+use crate::EncodeSettings;
 
 /// libx264 presets, fastest first.
 pub const PRESETS: [&str; 10] =
@@ -98,18 +98,6 @@ impl TranscodeSpec {
         EncodeSettings { preset: self.preset.clone(), crf: self.crf, threads: self.threads.clone() }
     }
 
-    pub fn limits(&self) -> Limits {
-        Limits {
-            max_width: self.max_width,
-            max_height: self.max_height,
-            max_pixels: self.max_pixels,
-            max_duration_s: self.max_duration_s,
-            max_streams: self.max_streams,
-            max_fps: self.max_fps,
-            max_output_bytes: self.max_output_bytes,
-            cpu_per_media_second: self.cpu_per_media_second,
-        }
-    }
 }
 
 fn parse_threads(value: &str) -> Result<String, String> {

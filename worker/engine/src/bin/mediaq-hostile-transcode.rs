@@ -13,7 +13,7 @@
 
 use std::{os::unix::ffi::OsStrExt, path::PathBuf};
 
-use mediaq_worker::protocol::{emit, emit_raw, flag, Event, MediaFacts, SandboxLayers};
+use mediaq_protocol::{emit, emit_raw, flag, Event, MediaFacts, SandboxLayers};
 
 fn done() {
     let facts = MediaFacts { duration_s: Some(1.0), video_codec: Some("h264".into()), ..MediaFacts::default() };

@@ -8,10 +8,8 @@
 
 use std::{path::PathBuf, time::Duration};
 
-use mediaq_worker::{
-    protocol::{emit, emit_raw, flag, ChildFailureCode, Event},
-    sandbox,
-};
+use mediaq_engine::sandbox;
+use mediaq_protocol::{emit, emit_raw, flag, ChildFailureCode, Event};
 
 fn verdict(what: &str, result: std::io::Result<()>) {
     let message = match result {

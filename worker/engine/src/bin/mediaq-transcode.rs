@@ -10,7 +10,7 @@
 //! Each `--max-*` limit fails the job with its own code (`dimensions_exceeded`, `pixels_exceeded`,
 //! `duration_exceeded`, `streams_exceeded`, `frame_rate_exceeded`, `output_size_exceeded`).
 //!
-//! stdout carries the line protocol of [`mediaq_worker::protocol`] (one JSON event per line);
+//! stdout carries the line protocol of [`mediaq_protocol`] (one JSON event per line);
 //! stderr carries libav's own log. Exit status: 0 on success, `EXIT_FAILED` after an `error`
 //! event, `EXIT_USAGE` for a bad command line.
 
@@ -19,10 +19,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Parser;
-use mediaq_worker::protocol::{ChildFailureCode, Event, EXIT_FAILED, EXIT_USAGE};
-use mediaq_worker::sandbox;
-use mediaq_worker::spec::TranscodeSpec;
-use mediaq_worker::transcode::{self, Job};
+use mediaq_engine::sandbox;
+use mediaq_engine::transcode::{self, Job, Limits};
+use mediaq_protocol::spec::TranscodeSpec;
+use mediaq_protocol::{ChildFailureCode, Event, EXIT_FAILED, EXIT_USAGE};
 
 /// Converts one WebM/Matroska file (VP8/VP9/AV1, Opus/Vorbis) to MP4 (H.264/AAC).
 #[derive(Debug, Parser)]
@@ -56,7 +56,7 @@ fn main() -> ExitCode {
     let output = PathBuf::from(&args.output);
     let layers = sandbox::apply(&input, &job_dir(&output));
 
-    let job = Job { input, output, settings: args.spec.settings(), limits: args.spec.limits() };
+    let job = Job { input, output, settings: args.spec.settings(), limits: Limits::from(&args.spec) };
     let mut stdout = std::io::stdout().lock();
     let mut sink = |event: Event| -> std::io::Result<()> {
         let mut line = serde_json::to_vec(&event).map_err(std::io::Error::other)?;

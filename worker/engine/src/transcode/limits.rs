@@ -62,6 +62,21 @@ pub struct Limits {
     pub cpu_per_media_second: f64,
 }
 
+impl From<&mediaq_protocol::spec::TranscodeSpec> for Limits {
+    fn from(spec: &mediaq_protocol::spec::TranscodeSpec) -> Self {
+        Self {
+            max_width: spec.max_width,
+            max_height: spec.max_height,
+            max_pixels: spec.max_pixels,
+            max_duration_s: spec.max_duration_s,
+            max_streams: spec.max_streams,
+            max_fps: spec.max_fps,
+            max_output_bytes: spec.max_output_bytes,
+            cpu_per_media_second: spec.cpu_per_media_second,
+        }
+    }
+}
+
 impl Default for Limits {
     /// The defaults of the `mediaq-transcode` command line (and of the worker's configuration).
     fn default() -> Self {
