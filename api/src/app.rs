@@ -3,10 +3,10 @@
 use std::sync::Arc;
 
 use axum::{extract::DefaultBodyLimit, middleware, Router};
-use mediaq_shared::{config::ApiConfig, storage::Storage};
+use mediaq_shared::storage::Storage;
 use sqlx::PgPool;
 
-use crate::{body_limit, error::ApiError, metrics, rate_limit, request_id, routes, security};
+use crate::{body_limit, config::ApiConfig, error::ApiError, metrics, rate_limit, request_id, routes, security};
 
 #[derive(Clone)]
 pub struct AppState {

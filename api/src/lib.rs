@@ -3,6 +3,7 @@
 pub mod app;
 pub mod auth;
 pub mod body_limit;
+pub mod config;
 pub mod error;
 pub mod etag;
 pub mod idempotency;
@@ -22,9 +23,11 @@ pub mod webhook_url;
 
 use std::{net::SocketAddr, sync::Arc};
 
-use mediaq_shared::{config::ApiConfig, storage::Storage};
+use config::ApiConfig;
+use mediaq_shared::storage::Storage;
 
 /// Binds, prints the address, and serves until SIGTERM/SIGINT, then drains in-flight requests.
+/// Every setting is already parsed (`config`): nothing after the bind can fail on one.
 pub async fn serve(config: ApiConfig) -> Result<(), Box<dyn std::error::Error>> {
     let pool = mediaq_shared::db::pool(&config.common)?;
     let storage = Storage::open(&config.common).map_err(|e| format!("cannot open storage: {}", e.reason()))?;
@@ -45,7 +48,7 @@ pub async fn serve(config: ApiConfig) -> Result<(), Box<dyn std::error::Error>> 
             }
         }
     });
-    let webhooks = Arc::new(mediaq_shared::webhook::WebhookConfig::from_env()?);
+    let webhooks = Arc::new(config.webhooks.clone());
     if !webhooks.sealer.is_on() {
         tracing::warn!(
             "MEDIAQ_SECRETS_KEY is not set: webhook signing secrets are stored in plain text in the database \

@@ -1,31 +1,66 @@
-use clap::{Parser, Subcommand};
-use mediaq_shared::config::{ApiConfig, CommonConfig};
+use clap::{Args, Parser, Subcommand};
+use mediaq_api::config::ApiConfig;
+use mediaq_shared::{
+    config::{self, CommonConfig, ConfigError},
+    telemetry::LogConfig,
+    webhook::sealed::Sealer,
+};
 
-/// mediaq HTTP API. Configuration comes from environment variables (see the README).
+/// mediaq HTTP API. Configuration comes from environment variables (see the README; each is
+/// also a flag of the subcommand that reads it). All of a subcommand's configuration is parsed
+/// before it starts: an invalid value stops it, naming the variable.
 #[derive(Parser)]
 #[command(name = "mediaq-api", version)]
 struct Cli {
+    #[command(flatten)]
+    log: LogConfig,
     #[command(subcommand)]
     command: Option<Command>,
 }
 
 #[derive(Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once
 enum Command {
     /// Serve the API (the default).
-    Serve,
+    Serve(ApiConfig),
     /// Apply database migrations (mediaq's and the queue's), then exit.
-    Migrate,
+    Migrate(CommonConfig),
     /// Operate on jobs.
-    #[command(subcommand)]
-    Jobs(JobsCommand),
+    Jobs(WithDatabase<JobsCommand>),
     /// Manage API keys.
-    #[command(subcommand)]
-    Keys(KeysCommand),
+    Keys(WithDatabase<KeysCommand>),
     /// Webhook signing secrets at rest.
-    #[command(subcommand)]
-    Secrets(SecretsCommand),
+    Secrets(SecretsArgs),
     /// Print the OpenAPI document (as served at /openapi.json; committed as docs/openapi.json).
     Openapi,
+}
+
+/// An administrative command and the database settings it needs.
+#[derive(Args)]
+struct WithDatabase<C: Subcommand> {
+    #[command(flatten)]
+    common: CommonConfig,
+    #[command(subcommand)]
+    command: C,
+}
+
+#[derive(Args)]
+struct SecretsArgs {
+    #[command(flatten)]
+    common: CommonConfig,
+    #[command(flatten)]
+    sealer: Sealer,
+    #[command(subcommand)]
+    command: SecretsCommand,
+}
+
+/// The command line and the configuration of the command it names (`serve` when none is named).
+fn parse() -> Result<Cli, ConfigError> {
+    let cli: Cli = config::parse()?;
+    if cli.command.is_some() {
+        return Ok(cli);
+    }
+    config::parse_from(std::env::args_os().chain(["serve".into()]))
 }
 
 #[derive(Subcommand)]
@@ -79,17 +114,22 @@ fn tune_allocator() {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     tune_allocator();
-    mediaq_shared::telemetry::init("info");
-    let cli = Cli::parse();
-    let result = match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => match ApiConfig::from_env() {
-            Ok(config) => mediaq_api::serve(config).await,
-            Err(e) => Err(e.into()),
-        },
-        Command::Migrate => migrate().await,
-        Command::Jobs(JobsCommand::Requeue { id }) => requeue(id).await,
-        Command::Keys(command) => keys(command).await,
-        Command::Secrets(SecretsCommand::Reseal) => reseal().await,
+    let cli = match parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            eprintln!("mediaq-api: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    mediaq_shared::telemetry::init("info", cli.log);
+    let result = match cli.command.expect("parse names a command") {
+        Command::Serve(config) => mediaq_api::serve(config).await,
+        Command::Migrate(common) => migrate(&common).await,
+        Command::Jobs(WithDatabase { common, command: JobsCommand::Requeue { id } }) => requeue(&common, id).await,
+        Command::Keys(WithDatabase { common, command }) => keys(&common, command).await,
+        Command::Secrets(SecretsArgs { common, sealer, command: SecretsCommand::Reseal }) => {
+            reseal(&common, &sealer).await
+        }
         Command::Openapi => {
             print!("{}", mediaq_api::openapi::pretty());
             Ok(())
@@ -105,21 +145,19 @@ async fn main() -> std::process::ExitCode {
     }
 }
 
-async fn migrate() -> Result<(), Box<dyn std::error::Error>> {
-    let config = CommonConfig::from_env()?;
-    let pool = mediaq_shared::db::pool(&config)?;
+async fn migrate(config: &CommonConfig) -> Result<(), Box<dyn std::error::Error>> {
+    let pool = mediaq_shared::db::pool(config)?;
     mediaq_shared::db::migrate(&pool).await?;
     tracing::info!("migrations applied");
     Ok(())
 }
 
-async fn requeue(id: mediaq_shared::JobId) -> Result<(), Box<dyn std::error::Error>> {
+async fn requeue(config: &CommonConfig, id: mediaq_shared::JobId) -> Result<(), Box<dyn std::error::Error>> {
     use mediaq_shared::{
         db::{audit, jobs},
         queue,
     };
-    let config = CommonConfig::from_env()?;
-    let pool = mediaq_shared::db::pool(&config)?;
+    let pool = mediaq_shared::db::pool(config)?;
     let mut tx = pool.begin().await?;
     if !jobs::requeue_failed(&mut *tx, id).await? {
         return Err(format!("job {id} is not failed (or does not exist); only failed jobs can be requeued").into());
@@ -131,14 +169,13 @@ async fn requeue(id: mediaq_shared::JobId) -> Result<(), Box<dyn std::error::Err
     Ok(())
 }
 
-async fn reseal() -> Result<(), Box<dyn std::error::Error>> {
+async fn reseal(config: &CommonConfig, sealer: &Sealer) -> Result<(), Box<dyn std::error::Error>> {
     use mediaq_shared::db::{audit, webhooks};
-    let sealer = mediaq_shared::webhook::sealed::Sealer::from_env()?;
     if !sealer.is_on() {
         return Err("MEDIAQ_SECRETS_KEY is not set: there is no key to seal with".into());
     }
-    let pool = mediaq_shared::db::pool(&CommonConfig::from_env()?)?;
-    let (resealed, unreadable) = webhooks::reseal_all(&pool, &sealer).await?;
+    let pool = mediaq_shared::db::pool(config)?;
+    let (resealed, unreadable) = webhooks::reseal_all(&pool, sealer).await?;
     let details = serde_json::json!({ "owners_resealed": resealed, "owners_unreadable": unreadable });
     audit::record(&pool, &audit::AuditEvent::new("admin-cli", "webhook.secrets_resealed").details(details)).await?;
     println!("resealed the signing secrets of {resealed} owner(s)");
@@ -153,13 +190,12 @@ async fn reseal() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-async fn keys(command: KeysCommand) -> Result<(), Box<dyn std::error::Error>> {
+async fn keys(config: &CommonConfig, command: KeysCommand) -> Result<(), Box<dyn std::error::Error>> {
     use mediaq_shared::{
         apikey::{Credential, Kind},
         db::{audit, keys},
     };
-    let config = CommonConfig::from_env()?;
-    let pool = mediaq_shared::db::pool(&config)?;
+    let pool = mediaq_shared::db::pool(config)?;
     match command {
         KeysCommand::Create { name, scopes, owner } => {
             if scopes.is_empty() {
@@ -198,4 +234,15 @@ async fn keys(command: KeysCommand) -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every setting has its own id, flag and variable (clap checks them all).
+    #[test]
+    fn the_command_line_is_consistent() {
+        super::Cli::command().debug_assert();
+    }
 }

@@ -1,7 +1,9 @@
 //! Per-key quotas: unfinished jobs, and bytes uploaded in 24 hours (MEDIAQ_QUOTA_ACTIVE_JOBS,
 //! MEDIAQ_QUOTA_DAILY_BYTES).
 
-use mediaq_shared::{config::ApiConfig, db::jobs};
+use mediaq_shared::db::jobs;
+
+use crate::config::ApiConfig;
 
 use crate::{app::AppState, error::ApiError};
 

@@ -1,55 +1,136 @@
-//! Configuration from environment variables, with safe defaults. Every variable is listed in the
-//! README's configuration table; [`ConfigError`] names the variable that is wrong.
+//! Configuration from environment variables, with safe defaults: clap definitions (`env` on
+//! every argument), parsed once per binary by [`parse`] before it opens anything. Every variable
+//! is listed in the README's configuration table (`shared/tests/readme_config.rs` checks it);
+//! [`ConfigError`] names the variable that is wrong.
 
 pub use ipnet::IpNet;
-use std::{net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
+use std::{path::PathBuf, time::Duration};
 
 /// A configuration variable that is missing or malformed.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("{0} must be set")]
-    Missing(&'static str),
+    /// A value no single variable's parser can refuse (two that contradict each other).
     #[error("{var} has an invalid value {value:?}: {reason}")]
     Invalid { var: &'static str, value: String, reason: String },
-    /// A setting parsed by a clap definition (its message names the variable).
+    /// What clap refused (its message names the variable).
     #[error("{0}")]
     Setting(String),
 }
 
-/// Reads a variable, or `None` when it is unset or empty.
-pub fn var(name: &'static str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+/// Parses a binary's command line and its environment, through clap: every setting is an
+/// argument with `env = "MEDIAQ_..."` (each is also a `--flag`). A variable set to an empty value
+/// counts as unset. An invalid value, or a required one missing, is reported naming its
+/// variable; `--help` and `--version` print and exit. Call it once, first thing in `main`.
+pub fn parse<P: clap::Parser>() -> Result<P, ConfigError> {
+    parse_from(std::env::args_os())
 }
 
-/// Reads and parses a variable, falling back to `default` when it is unset.
-pub fn parse_or<T>(name: &'static str, default: T) -> Result<T, ConfigError>
+/// [`parse`] with the given command line (the environment is still the process's).
+pub fn parse_from<P, I, T>(args: I) -> Result<P, ConfigError>
 where
-    T: FromStr,
-    T::Err: std::fmt::Display,
+    P: clap::Parser,
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
 {
-    match var(name) {
-        None => Ok(default),
-        Some(value) => {
-            value.trim().parse().map_err(|e: T::Err| ConfigError::Invalid { var: name, reason: e.to_string(), value })
-        }
+    let mut command = unset_empty(P::command());
+    let matches = command.try_get_matches_from_mut(args).map_err(|e| explain(&command, e))?;
+    P::from_arg_matches(&matches).map_err(|e| explain(&command, e))
+}
+
+/// Settings of one kind alone from the environment (a binary's own settings go through [`parse`]).
+pub fn from_env<A: clap::Args>() -> Result<A, ConfigError> {
+    #[derive(clap::Parser)]
+    struct Only<A: clap::Args> {
+        #[command(flatten)]
+        settings: A,
+    }
+    parse_from::<Only<A>, _, _>(["mediaq"]).map(|only| only.settings)
+}
+
+/// The command with the environment of every argument whose variable is empty switched off.
+fn unset_empty(mut command: clap::Command) -> clap::Command {
+    let empty: Vec<clap::Id> = command
+        .get_arguments()
+        .filter(|a| a.get_env().and_then(std::env::var_os).is_some_and(|v| v.to_string_lossy().trim().is_empty()))
+        .map(|a| a.get_id().clone())
+        .collect();
+    for id in empty {
+        command = command.mut_arg(id, |a| a.env(None::<&str>));
+    }
+    let subcommands: Vec<String> = command.get_subcommands().map(|c| c.get_name().to_owned()).collect();
+    for name in subcommands {
+        command = command.mut_subcommand(name, unset_empty);
+    }
+    command
+}
+
+/// A clap error as a [`ConfigError`] that names the variable of the argument it is about.
+fn explain(command: &clap::Command, e: clap::Error) -> ConfigError {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if !e.use_stderr() {
+        e.exit() // --help, --version
+    }
+    let flags = match e.get(ContextKind::InvalidArg) {
+        Some(ContextValue::String(flag)) => vec![flag.clone()],
+        Some(ContextValue::Strings(flags)) => flags.clone(),
+        _ => Vec::new(),
+    };
+    let vars: Vec<String> = flags
+        .iter()
+        .filter_map(|flag| argument_of(command, flag)?.get_env().map(|v| v.to_string_lossy().into_owned()))
+        .collect();
+    if e.kind() == ErrorKind::MissingRequiredArgument && !vars.is_empty() {
+        return ConfigError::Setting(format!("{} must be set", vars.join(", ")));
+    }
+    let mut text = e.to_string();
+    let secret = flags.iter().any(|flag| argument_of(command, flag).is_some_and(|a| a.is_hide_env_values_set()));
+    if let (true, Some(ContextValue::String(value))) = (secret, e.get(ContextKind::InvalidValue)) {
+        text = text.replace(value.as_str(), "(not shown)");
+    }
+    let why = text.lines().next().unwrap_or_default().trim_start_matches("error: ");
+    match vars.first() {
+        Some(var) => ConfigError::Setting(format!("{var}: {why}")),
+        None => ConfigError::Setting(why.to_owned()),
     }
 }
 
-/// Reads a duration variable such as `30s`, `5m`, `2h`, `7d`, `250ms` or a bare number of seconds.
-pub fn parse_duration(name: &'static str, default: Duration) -> Result<Duration, ConfigError> {
-    match var(name) {
-        None => Ok(default),
-        Some(value) => duration_from_str(&value).map_err(|reason| ConfigError::Invalid { var: name, value, reason }),
-    }
+/// The argument that clap shows as `flag` (`--bind <BIND>`), in `command` or any of its
+/// subcommands.
+fn argument_of<'c>(command: &'c clap::Command, flag: &str) -> Option<&'c clap::Arg> {
+    let named = |long: &str| {
+        let rest = flag.strip_prefix("--").and_then(|f| f.strip_prefix(long));
+        rest.is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', '=']))
+    };
+    command
+        .get_arguments()
+        .find(|a| a.get_long().is_some_and(named))
+        .or_else(|| command.get_subcommands().find_map(|c| argument_of(c, flag)))
 }
 
-/// Reads a byte-size variable such as `512MiB`, `20MB`, `1GiB` or `4096`.
-pub fn parse_bytes(name: &'static str, default: u64) -> Result<u64, ConfigError> {
-    match var(name) {
-        None => Ok(default),
-        Some(value) => bytes_from_str(&value).map_err(|reason| ConfigError::Invalid { var: name, value, reason }),
-    }
+/// The value parser of a `MEDIAQ_*` duration such as `30s`, `5m`, `2h`, `7d`, `250ms` or a bare
+/// number of seconds.
+pub fn duration(v: &str) -> Result<Duration, String> {
+    duration_from_str(v)
 }
+
+/// The value parser of a `MEDIAQ_*` size such as `512MiB`, `20MB`, `1GiB` or `4096`.
+pub fn bytes(v: &str) -> Result<u64, String> {
+    bytes_from_str(v)
+}
+
+/// The value parser of a secret (never shown in Debug output).
+pub fn redacted(v: &str) -> Result<Redacted, String> {
+    Ok(Redacted(v.trim().to_owned()))
+}
+
+/// The value parser of a comma-separated list of addresses or CIDR blocks.
+pub fn networks(list: &str) -> Result<Networks, String> {
+    trusted_proxies(list).map(Networks)
+}
+
+/// Addresses and CIDR blocks (MEDIAQ_TRUSTED_PROXIES, MEDIAQ_WEBHOOK_ALLOWED_NETWORKS).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Networks(pub Vec<IpNet>);
 
 fn split_number(v: &str) -> Result<(u64, String), String> {
     let v = v.trim();
@@ -92,36 +173,58 @@ pub fn bytes_from_str(v: &str) -> Result<u64, String> {
 }
 
 /// Settings both processes share.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct CommonConfig {
-    /// PostgreSQL URL (DATABASE_URL). Redacted in Debug output.
+    /// PostgreSQL URL (never logged).
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true, value_parser = redacted)]
     pub database_url: Redacted,
-    /// Root of local storage (MEDIAQ_STORAGE_DIR).
+    /// Root of local storage.
+    #[arg(long, env = "MEDIAQ_STORAGE_DIR", default_value = "./data")]
     pub storage_dir: PathBuf,
-    /// Where media is stored: local disk, or an S3-compatible store (MEDIAQ_STORAGE_URL).
-    pub store: StoreConfig,
-    /// Local job directories of the worker (MEDIAQ_WORK_DIR, default `{storage_dir}/work`).
-    pub work_dir: PathBuf,
-    /// Maximum database connections per process (MEDIAQ_DB_MAX_CONNECTIONS).
+    /// `s3://bucket/prefix`: media in that S3-compatible bucket instead of local disk.
+    #[arg(long, env = "MEDIAQ_STORAGE_URL", value_parser = s3_location)]
+    pub storage_url: Option<S3Location>,
+    /// The S3 endpoint, e.g. `http://127.0.0.1:9000`; AWS when unset.
+    #[arg(long, env = "MEDIAQ_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+    /// The bucket's region.
+    #[arg(long, env = "MEDIAQ_S3_REGION", default_value = "us-east-1")]
+    pub s3_region: String,
+    /// Whether a plain-http S3 endpoint is allowed.
+    #[arg(long, env = "MEDIAQ_S3_ALLOW_HTTP", default_value_t = false, action = clap::ArgAction::Set)]
+    pub s3_allow_http: bool,
+    /// Local job directories of the worker (default `{storage_dir}/work`); see [`Self::work_dir`].
+    #[arg(long = "work-dir", env = "MEDIAQ_WORK_DIR")]
+    pub work_dir_setting: Option<PathBuf>,
+    /// Maximum database connections per process.
+    #[arg(long, env = "MEDIAQ_DB_MAX_CONNECTIONS", default_value_t = 10)]
     pub db_max_connections: u32,
-    /// How long a request waits for a database connection before failing (MEDIAQ_DB_TIMEOUT).
+    /// How long a request waits for a database connection before failing.
+    #[arg(long, env = "MEDIAQ_DB_TIMEOUT", default_value = "3s", value_parser = duration)]
     pub db_timeout: Duration,
-    /// Bearer token that `/metrics` requires when set (MEDIAQ_METRICS_TOKEN). Redacted in Debug output.
+    /// Bearer token that `/metrics` requires when set (never logged).
+    #[arg(long, env = "MEDIAQ_METRICS_TOKEN", hide_env_values = true, value_parser = redacted)]
     pub metrics_token: Option<Redacted>,
 }
 
 impl CommonConfig {
-    pub fn from_env() -> Result<Self, ConfigError> {
-        let storage_dir = var("MEDIAQ_STORAGE_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("./data"));
-        Ok(Self {
-            database_url: Redacted(var("DATABASE_URL").ok_or(ConfigError::Missing("DATABASE_URL"))?),
-            store: StoreConfig::from_env()?,
-            work_dir: var("MEDIAQ_WORK_DIR").map(PathBuf::from).unwrap_or_else(|| storage_dir.join("work")),
-            storage_dir,
-            db_max_connections: parse_or("MEDIAQ_DB_MAX_CONNECTIONS", 10)?,
-            db_timeout: parse_duration("MEDIAQ_DB_TIMEOUT", Duration::from_secs(3))?,
-            metrics_token: var("MEDIAQ_METRICS_TOKEN").map(|t| Redacted(t.trim().to_owned())),
-        })
+    /// Where media lives: local disk, or an S3-compatible store.
+    pub fn store(&self) -> StoreConfig {
+        match &self.storage_url {
+            None => StoreConfig::Local,
+            Some(location) => StoreConfig::S3(S3Config {
+                bucket: location.bucket.clone(),
+                prefix: location.prefix.clone(),
+                endpoint: self.s3_endpoint.clone(),
+                region: self.s3_region.clone(),
+                allow_http: self.s3_allow_http,
+            }),
+        }
+    }
+
+    /// The worker's local job directories.
+    pub fn work_dir(&self) -> PathBuf {
+        self.work_dir_setting.clone().unwrap_or_else(|| self.storage_dir.join("work"))
     }
 }
 
@@ -148,24 +251,16 @@ pub struct S3Config {
     pub allow_http: bool,
 }
 
-impl StoreConfig {
-    pub fn from_env() -> Result<Self, ConfigError> {
-        let Some(url) = var("MEDIAQ_STORAGE_URL") else {
-            return Ok(Self::Local);
-        };
-        let (bucket, prefix) = parse_s3_url(&url).map_err(|reason| ConfigError::Invalid {
-            var: "MEDIAQ_STORAGE_URL",
-            value: url.clone(),
-            reason,
-        })?;
-        Ok(Self::S3(S3Config {
-            bucket,
-            prefix,
-            endpoint: var("MEDIAQ_S3_ENDPOINT"),
-            region: var("MEDIAQ_S3_REGION").unwrap_or_else(|| "us-east-1".into()),
-            allow_http: parse_or("MEDIAQ_S3_ALLOW_HTTP", false)?,
-        }))
-    }
+/// A bucket and a key prefix (MEDIAQ_STORAGE_URL).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Location {
+    pub bucket: String,
+    pub prefix: String,
+}
+
+/// The value parser of MEDIAQ_STORAGE_URL.
+pub fn s3_location(url: &str) -> Result<S3Location, String> {
+    parse_s3_url(url).map(|(bucket, prefix)| S3Location { bucket, prefix })
 }
 
 /// `s3://bucket/some/prefix/` -> (`bucket`, `some/prefix`).
@@ -181,130 +276,6 @@ pub fn parse_s3_url(url: &str) -> Result<(String, String), String> {
         return Err(format!("{prefix:?} is not a usable key prefix"));
     }
     Ok((bucket.to_owned(), prefix.to_owned()))
-}
-
-/// The API's settings.
-#[derive(Debug, Clone)]
-pub struct ApiConfig {
-    pub common: CommonConfig,
-    /// Listen address (MEDIAQ_BIND); port 0 picks a free port, printed at start-up.
-    pub bind: SocketAddr,
-    /// Largest accepted upload in bytes (MEDIAQ_MAX_UPLOAD_BYTES).
-    pub max_upload_bytes: u64,
-    /// Uploads received at once by one API process (MEDIAQ_MAX_CONCURRENT_UPLOADS); more get 503.
-    pub max_concurrent_uploads: usize,
-    /// A client that sends nothing for this long mid-upload is cut off (MEDIAQ_UPLOAD_IDLE_TIMEOUT).
-    pub upload_idle_timeout: Duration,
-    /// Uploads one API key (with every upload token it minted) may have in flight at once on this
-    /// process (MEDIAQ_MAX_UPLOADS_PER_KEY); more get 429 `too_many_uploads`.
-    pub max_uploads_per_key: usize,
-    /// Slowest average upload rate in bytes per second (MEDIAQ_UPLOAD_MIN_RATE), enforced once an
-    /// upload has run for MEDIAQ_UPLOAD_RATE_GRACE; slower uploads get 408 `upload_too_slow`.
-    pub upload_min_rate: u64,
-    pub upload_rate_grace: Duration,
-    /// Largest body of every route but the upload (MEDIAQ_MAX_BODY_BYTES): 413 before it is read.
-    pub max_body_bytes: u64,
-    /// Failed authentications and rate-limit hits are written as one audit row per client
-    /// address, action and window of this length, with a count (MEDIAQ_AUDIT_FAILURE_WINDOW).
-    pub audit_failure_window: Duration,
-    /// Exact origins allowed to call the API from a browser (MEDIAQ_CORS_ORIGINS, comma-separated).
-    pub cors_origins: Vec<String>,
-    /// Send Strict-Transport-Security (MEDIAQ_HSTS; only behind TLS).
-    pub hsts: bool,
-    /// Default lifetime of upload tokens (MEDIAQ_UPLOAD_TOKEN_TTL).
-    pub upload_token_ttl: Duration,
-    /// A resumable upload that receives nothing for this long expires (MEDIAQ_UPLOAD_EXPIRY): the
-    /// janitor deletes its bytes and its job fails `upload_abandoned`.
-    pub upload_expiry: Duration,
-    /// Requests per second per client address, and per credential (bursts of twice that).
-    pub rate_limit_ip: u32,
-    pub rate_limit_key: u32,
-    /// Proxies whose X-Forwarded-For is believed (MEDIAQ_TRUSTED_PROXIES: addresses or CIDRs).
-    pub trusted_proxies: Vec<ipnet::IpNet>,
-    /// Per-key quotas: unfinished jobs at once, and bytes uploaded per 24 hours.
-    pub quota_active_jobs: i64,
-    pub quota_daily_bytes: u64,
-    /// How long a verified API key is trusted without a lookup (MEDIAQ_KEY_CACHE_TTL; 0 disables).
-    /// Revocations reach the cache at once through NOTIFY.
-    pub key_cache_ttl: Duration,
-}
-
-pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 512 * 1024 * 1024;
-
-impl ApiConfig {
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Ok(Self {
-            common: CommonConfig::from_env()?,
-            bind: parse_or("MEDIAQ_BIND", SocketAddr::from(([127, 0, 0, 1], 8080)))?,
-            max_upload_bytes: parse_bytes("MEDIAQ_MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES)?,
-            max_concurrent_uploads: match parse_or("MEDIAQ_MAX_CONCURRENT_UPLOADS", 64usize)? {
-                0 => {
-                    return Err(ConfigError::Invalid {
-                        var: "MEDIAQ_MAX_CONCURRENT_UPLOADS",
-                        value: "0".into(),
-                        reason: "at least 1 upload must be allowed".into(),
-                    })
-                }
-                n => n,
-            },
-            upload_idle_timeout: parse_duration("MEDIAQ_UPLOAD_IDLE_TIMEOUT", Duration::from_secs(30))?,
-            max_uploads_per_key: parse_or("MEDIAQ_MAX_UPLOADS_PER_KEY", 8usize)?.max(1),
-            upload_min_rate: parse_bytes("MEDIAQ_UPLOAD_MIN_RATE", 8 << 10)?,
-            upload_rate_grace: parse_duration("MEDIAQ_UPLOAD_RATE_GRACE", Duration::from_secs(60))?,
-            max_body_bytes: parse_bytes("MEDIAQ_MAX_BODY_BYTES", 64 << 10)?,
-            audit_failure_window: match parse_duration("MEDIAQ_AUDIT_FAILURE_WINDOW", Duration::from_secs(60))? {
-                w if w < Duration::from_secs(1) => {
-                    return Err(ConfigError::Invalid {
-                        var: "MEDIAQ_AUDIT_FAILURE_WINDOW",
-                        value: format!("{w:?}"),
-                        reason: "must be at least 1s".into(),
-                    })
-                }
-                w => w,
-            },
-            cors_origins: cors_origins(var("MEDIAQ_CORS_ORIGINS").as_deref().unwrap_or("")).map_err(|reason| {
-                ConfigError::Invalid {
-                    var: "MEDIAQ_CORS_ORIGINS",
-                    value: var("MEDIAQ_CORS_ORIGINS").unwrap_or_default(),
-                    reason,
-                }
-            })?,
-            hsts: parse_or("MEDIAQ_HSTS", false)?,
-            upload_token_ttl: parse_duration("MEDIAQ_UPLOAD_TOKEN_TTL", Duration::from_secs(15 * 60))?,
-            upload_expiry: parse_duration("MEDIAQ_UPLOAD_EXPIRY", Duration::from_secs(24 * 3600))?,
-            rate_limit_ip: parse_or("MEDIAQ_RATE_LIMIT_IP", 20)?,
-            rate_limit_key: parse_or("MEDIAQ_RATE_LIMIT_KEY", 10)?,
-            trusted_proxies: trusted_proxies(var("MEDIAQ_TRUSTED_PROXIES").as_deref().unwrap_or("")).map_err(
-                |reason| ConfigError::Invalid {
-                    var: "MEDIAQ_TRUSTED_PROXIES",
-                    value: var("MEDIAQ_TRUSTED_PROXIES").unwrap_or_default(),
-                    reason,
-                },
-            )?,
-            quota_active_jobs: parse_or("MEDIAQ_QUOTA_ACTIVE_JOBS", 50)?,
-            quota_daily_bytes: parse_bytes("MEDIAQ_QUOTA_DAILY_BYTES", 20 << 30)?,
-            key_cache_ttl: parse_duration("MEDIAQ_KEY_CACHE_TTL", Duration::from_secs(30))?,
-        })
-    }
-}
-
-/// Parses a comma-separated list of exact origins (`https://app.example.com`): no wildcard,
-/// never `null`, no paths.
-pub fn cors_origins(list: &str) -> Result<Vec<String>, String> {
-    list.split(',')
-        .map(str::trim)
-        .filter(|o| !o.is_empty())
-        .map(|o| {
-            let rest = o.strip_prefix("https://").or_else(|| o.strip_prefix("http://"));
-            match rest {
-                _ if o == "*" || o.eq_ignore_ascii_case("null") => {
-                    Err(format!("{o:?} is never allowed; list exact origins"))
-                }
-                Some(host) if !host.is_empty() && !host.contains(['/', '*', ' ']) => Ok(o.to_owned()),
-                _ => Err(format!("{o:?} is not an origin like https://app.example.com")),
-            }
-        })
-        .collect()
 }
 
 /// Parses `10.0.0.1, 10.1.0.0/16, ::1`: addresses or CIDR blocks.
@@ -361,30 +332,36 @@ mod tests {
     }
 
     #[test]
-    fn unset_variables_use_defaults() {
-        assert_eq!(parse_duration("MEDIAQ_TEST_NEVER_SET", Duration::from_secs(9)).unwrap(), Duration::from_secs(9));
-        assert_eq!(parse_bytes("MEDIAQ_TEST_NEVER_SET", 7).unwrap(), 7);
-    }
-
-    #[test]
-    fn cors_origins_are_exact() {
-        assert_eq!(cors_origins("").unwrap(), Vec::<String>::new());
-        assert_eq!(
-            cors_origins("https://a.example, http://localhost:3000").unwrap(),
-            ["https://a.example", "http://localhost:3000"]
-        );
-        for bad in ["*", "null", "https://*.example.com", "https://a.example/path", "a.example"] {
-            assert!(cors_origins(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
     fn storage_urls_name_a_bucket_and_a_prefix() {
         assert_eq!(parse_s3_url("s3://media").unwrap(), ("media".into(), "".into()));
         assert_eq!(parse_s3_url("s3://media/a/b/").unwrap(), ("media".into(), "a/b".into()));
         for bad in ["media", "http://media/x", "s3://Media", "s3://ab", "s3://media/a//b", "s3://media/../x"] {
             assert!(parse_s3_url(bad).is_err(), "{bad}");
         }
+    }
+
+    #[derive(Debug, clap::Args)]
+    struct Sample {
+        #[arg(long = "sample-wait", env = "MEDIAQ_TEST_CONFIG_WAIT", default_value = "30s", value_parser = duration)]
+        wait: Duration,
+        #[arg(long = "sample-key", env = "MEDIAQ_TEST_CONFIG_KEY", hide_env_values = true, value_parser = bytes)]
+        key: Option<u64>,
+    }
+
+    #[test]
+    fn settings_come_from_their_variables_and_errors_name_them() {
+        // Variables only this test uses (the process environment is shared by the tests).
+        std::env::set_var("MEDIAQ_TEST_CONFIG_WAIT", "  ");
+        assert_eq!(from_env::<Sample>().unwrap().wait, Duration::from_secs(30), "empty is unset");
+        std::env::set_var("MEDIAQ_TEST_CONFIG_WAIT", "5m");
+        assert_eq!(from_env::<Sample>().unwrap().wait, Duration::from_secs(300));
+        std::env::set_var("MEDIAQ_TEST_CONFIG_WAIT", "soon");
+        let e = from_env::<Sample>().unwrap_err().to_string();
+        assert!(e.starts_with("MEDIAQ_TEST_CONFIG_WAIT: ") && e.contains("'soon'"), "{e}");
+        std::env::set_var("MEDIAQ_TEST_CONFIG_WAIT", "1s");
+        std::env::set_var("MEDIAQ_TEST_CONFIG_KEY", "hunter2");
+        let e = from_env::<Sample>().unwrap_err().to_string();
+        assert!(e.starts_with("MEDIAQ_TEST_CONFIG_KEY: ") && !e.contains("hunter2"), "{e}");
     }
 
     #[test]

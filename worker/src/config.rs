@@ -1,36 +1,64 @@
-//! The worker's settings (environment variables, see the README).
+//! The worker's settings: clap definitions read from `MEDIAQ_*` variables (each also a flag of
+//! `mediaq-worker run` and `mediaq-worker janitor`), parsed once in `main` before anything is
+//! opened, spawned or bound. The README's configuration table lists every variable.
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
-use mediaq_shared::config::{self, CommonConfig, ConfigError};
-
+use clap::{Args, ValueEnum};
 use mediaq_protocol::spec::TranscodeSpec;
+use mediaq_shared::{
+    config::{bytes, duration, CommonConfig},
+    webhook::WebhookConfig,
+};
 
-#[derive(Debug, Clone)]
+use crate::{janitor::JanitorConfig, retry::RetryPolicy};
+
+#[derive(Debug, Clone, Args)]
 pub struct WorkerConfig {
+    #[command(flatten)]
     pub common: CommonConfig,
-    /// Jobs run at once by this process (MEDIAQ_WORKER_CONCURRENCY).
+    /// Jobs run at once by this process.
+    #[arg(long, env = "MEDIAQ_WORKER_CONCURRENCY", default_value = "1", value_parser = at_least_one)]
     pub concurrency: usize,
-    /// The transcoder binary (MEDIAQ_TRANSCODE_BIN; default: `mediaq-transcode` beside this binary).
+    /// The transcoder binary (default: `mediaq-transcode` beside this binary).
+    #[arg(long, env = "MEDIAQ_TRANSCODE_BIN", default_value_os_t = default_transcode_bin())]
     pub transcode_bin: PathBuf,
     /// The encoder settings and media limits the transcoder child gets (MEDIAQ_X264_PRESET,
     /// MEDIAQ_X264_CRF, MEDIAQ_TRANSCODE_THREADS, MEDIAQ_MAX_*, MEDIAQ_CPU_PER_MEDIA_SECOND).
+    #[command(flatten)]
     pub transcode: TranscodeSpec,
-    /// Longest a single attempt may run (MEDIAQ_TRANSCODE_TIMEOUT).
+    /// Longest a single attempt may run.
+    #[arg(long, env = "MEDIAQ_TRANSCODE_TIMEOUT", default_value = "2h", value_parser = duration)]
     pub transcode_timeout: Duration,
-    /// How long in-flight attempts may run on after SIGTERM (MEDIAQ_SHUTDOWN_GRACE).
+    /// How long in-flight attempts may run on after SIGTERM.
+    #[arg(long, env = "MEDIAQ_SHUTDOWN_GRACE", default_value = "30s", value_parser = duration)]
     pub shutdown_grace: Duration,
-    /// Heartbeat of this worker in the queue; 3 missed beats make its jobs orphans (MEDIAQ_HEARTBEAT).
+    /// Heartbeat of this worker in the queue; 3 missed beats make its jobs orphans.
+    #[arg(long, env = "MEDIAQ_HEARTBEAT", default_value = "5s", value_parser = duration)]
     pub heartbeat: Duration,
+    #[command(flatten)]
     pub sandbox: SandboxConfig,
-    pub retry: crate::retry::RetryPolicy,
-    pub janitor: crate::janitor::JanitorConfig,
-    /// Where `/metrics` and `/healthz` are served (MEDIAQ_METRICS_BIND; unset: nowhere).
+    #[command(flatten)]
+    pub retry: RetryPolicy,
+    #[command(flatten)]
+    pub janitor: JanitorConfig,
+    /// Webhook delivery.
+    #[command(flatten)]
+    pub webhooks: WebhookConfig,
+    /// Where `/metrics` and `/healthz` are served (unset: nowhere).
+    #[arg(long, env = "MEDIAQ_METRICS_BIND")]
     pub metrics_bind: Option<SocketAddr>,
 }
 
+impl WorkerConfig {
+    /// Job directories older than this belong to dead attempts (the transcode timeout + 10 min).
+    pub fn work_max_age(&self) -> Duration {
+        self.transcode_timeout + Duration::from_secs(600)
+    }
+}
+
 /// Whether the worker may run with sandbox layers missing (MEDIAQ_SANDBOX).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum SandboxMode {
     /// Refuse to start unless every layer but namespaces is active (the default).
     Strict,
@@ -39,46 +67,39 @@ pub enum SandboxMode {
 }
 
 /// Limits of the transcoder child process.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Args)]
 pub struct SandboxConfig {
+    /// `strict` or `best-effort`.
+    #[arg(long = "sandbox", env = "MEDIAQ_SANDBOX", default_value = "strict", value_enum)]
     pub mode: SandboxMode,
-    /// uid/gid the child runs as when the worker is root (MEDIAQ_SANDBOX_USER, default `nobody`).
-    pub user: Option<(u32, u32)>,
-    /// Address-space limit (MEDIAQ_TRANSCODE_MEMORY).
+    /// uid/gid the child runs as when the worker is root (a user name, default `nobody`).
+    #[arg(long = "sandbox-user", env = "MEDIAQ_SANDBOX_USER", default_value = "nobody", value_parser = sandbox_user)]
+    pub user: ::std::option::Option<(u32, u32)>,
+    /// Address-space limit.
+    #[arg(long = "transcode-memory", env = "MEDIAQ_TRANSCODE_MEMORY", default_value = "4GiB", value_parser = bytes)]
     pub memory_bytes: u64,
-    /// Wall-clock seconds allowed per second of media, on top of a 60 s base (MEDIAQ_TIMEOUT_PER_MEDIA_SECOND).
+    /// Wall-clock seconds allowed per second of media, on top of a 60 s base.
+    #[arg(long = "timeout-per-media-second", env = "MEDIAQ_TIMEOUT_PER_MEDIA_SECOND", default_value_t = 10.0)]
     pub wall_per_media_second: f64,
-    /// No progress line for this long kills the child (MEDIAQ_STALL_TIMEOUT).
+    /// No progress line for this long kills the child.
+    #[arg(long, env = "MEDIAQ_STALL_TIMEOUT", default_value = "60s", value_parser = duration)]
     pub stall_timeout: Duration,
 }
 
-impl WorkerConfig {
-    pub fn from_env() -> Result<Self, ConfigError> {
-        let concurrency: usize = config::parse_or("MEDIAQ_WORKER_CONCURRENCY", 1)?;
-        if concurrency == 0 {
-            return Err(ConfigError::Invalid {
-                var: "MEDIAQ_WORKER_CONCURRENCY",
-                value: "0".into(),
-                reason: "must be at least 1".into(),
-            });
-        }
-        let transcode_timeout = config::parse_duration("MEDIAQ_TRANSCODE_TIMEOUT", Duration::from_secs(2 * 3600))?;
-        Ok(Self {
-            common: CommonConfig::from_env()?,
-            concurrency,
-            transcode_bin: config::var("MEDIAQ_TRANSCODE_BIN").map(PathBuf::from).unwrap_or_else(default_transcode_bin),
-            transcode: TranscodeSpec::from_env()?,
-            transcode_timeout,
-            shutdown_grace: config::parse_duration("MEDIAQ_SHUTDOWN_GRACE", Duration::from_secs(30))?,
-            heartbeat: config::parse_duration("MEDIAQ_HEARTBEAT", Duration::from_secs(5))?,
-            sandbox: SandboxConfig::from_env()?,
-            retry: crate::retry::RetryPolicy::from_env()?,
-            janitor: crate::janitor::JanitorConfig::from_env(transcode_timeout)?,
-            metrics_bind: match config::var("MEDIAQ_METRICS_BIND") {
-                None => None,
-                Some(_) => Some(config::parse_or("MEDIAQ_METRICS_BIND", SocketAddr::from(([127, 0, 0, 1], 9464)))?),
-            },
-        })
+/// The uid/gid of a user; a user that does not exist is refused when the worker is root (the
+/// transcoder never runs as root).
+fn sandbox_user(name: &str) -> Result<Option<(u32, u32)>, String> {
+    let user = crate::spawn::lookup_user(name.trim());
+    if user.is_none() && crate::spawn::is_root() {
+        return Err("no such user (the transcoder never runs as root)".into());
+    }
+    Ok(user)
+}
+
+fn at_least_one(v: &str) -> Result<usize, String> {
+    match v.trim().parse::<usize>().map_err(|e| e.to_string())? {
+        0 => Err("must be at least 1".into()),
+        n => Ok(n),
     }
 }
 
@@ -87,36 +108,4 @@ fn default_transcode_bin() -> PathBuf {
         .ok()
         .and_then(|exe| exe.parent().map(|dir| dir.join("mediaq-transcode")))
         .unwrap_or_else(|| PathBuf::from("mediaq-transcode"))
-}
-
-impl SandboxConfig {
-    fn from_env() -> Result<Self, ConfigError> {
-        let mode = match config::var("MEDIAQ_SANDBOX").as_deref() {
-            None | Some("strict") => SandboxMode::Strict,
-            Some("best-effort") => SandboxMode::BestEffort,
-            Some(other) => {
-                return Err(ConfigError::Invalid {
-                    var: "MEDIAQ_SANDBOX",
-                    value: other.into(),
-                    reason: "expected strict or best-effort".into(),
-                })
-            }
-        };
-        let user_name = config::var("MEDIAQ_SANDBOX_USER").unwrap_or_else(|| "nobody".into());
-        let user = crate::spawn::lookup_user(&user_name);
-        if user.is_none() && crate::spawn::is_root() {
-            return Err(ConfigError::Invalid {
-                var: "MEDIAQ_SANDBOX_USER",
-                value: user_name,
-                reason: "no such user (the transcoder never runs as root)".into(),
-            });
-        }
-        Ok(Self {
-            mode,
-            user,
-            memory_bytes: config::parse_bytes("MEDIAQ_TRANSCODE_MEMORY", 4 << 30)?,
-            wall_per_media_second: config::parse_or("MEDIAQ_TIMEOUT_PER_MEDIA_SECOND", 10.0)?,
-            stall_timeout: config::parse_duration("MEDIAQ_STALL_TIMEOUT", Duration::from_secs(60))?,
-        })
-    }
 }

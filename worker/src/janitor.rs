@@ -18,7 +18,7 @@ use std::{
 };
 
 use mediaq_shared::{
-    config::{self, ConfigError},
+    config::duration,
     db::{audit, audit::AuditEvent, retention},
     storage::Storage,
     JobId,
@@ -30,27 +30,20 @@ use uuid::Uuid;
 
 const ACTOR: &str = "janitor";
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, clap::Args)]
 pub struct JanitorConfig {
+    /// How often a worker runs the janitor.
+    #[arg(long = "janitor-interval", env = "MEDIAQ_JANITOR_INTERVAL", default_value = "5m", value_parser = duration)]
     pub interval: Duration,
+    /// A finished job's files are deleted after this.
+    #[arg(long, env = "MEDIAQ_RETENTION", default_value = "7d", value_parser = duration)]
     pub retention: Duration,
+    /// Temp files and unreferenced stored objects older than this are removed.
+    #[arg(long, env = "MEDIAQ_TEMP_MAX_AGE", default_value = "1h", value_parser = duration)]
     pub temp_max_age: Duration,
-    /// Job directories older than this belong to dead attempts (the transcode timeout + 10 min).
-    pub work_max_age: Duration,
     /// Finished queue rows and dead workers older than this are pruned.
+    #[arg(long = "queue-prune-after", env = "MEDIAQ_QUEUE_PRUNE_AFTER", default_value = "1d", value_parser = duration)]
     pub prune_after: Duration,
-}
-
-impl JanitorConfig {
-    pub fn from_env(transcode_timeout: Duration) -> Result<Self, ConfigError> {
-        Ok(Self {
-            interval: config::parse_duration("MEDIAQ_JANITOR_INTERVAL", Duration::from_secs(300))?,
-            retention: config::parse_duration("MEDIAQ_RETENTION", Duration::from_secs(7 * 86400))?,
-            temp_max_age: config::parse_duration("MEDIAQ_TEMP_MAX_AGE", Duration::from_secs(3600))?,
-            work_max_age: transcode_timeout + Duration::from_secs(600),
-            prune_after: config::parse_duration("MEDIAQ_QUEUE_PRUNE_AFTER", Duration::from_secs(86400))?,
-        })
-    }
 }
 
 /// What one run deleted.
@@ -66,10 +59,11 @@ pub struct Sweep {
 }
 
 /// Runs the janitor every `interval` until the process ends.
-pub async fn run_forever(pool: PgPool, storage: Storage, config: JanitorConfig) {
+/// `work_max_age`: job directories older than this belong to dead attempts.
+pub async fn run_forever(pool: PgPool, storage: Storage, config: JanitorConfig, work_max_age: Duration) {
     loop {
         tokio::time::sleep(config.interval).await;
-        match sweep(&pool, &storage, &config).await {
+        match sweep(&pool, &storage, &config, work_max_age).await {
             Ok(s) if s.ran => tracing::info!(sweep = ?s, "janitor ran"),
             Ok(_) => tracing::debug!("janitor: another worker holds the lock"),
             Err(e) => tracing::warn!(error = %e, "janitor run failed; will try again"),
@@ -77,24 +71,34 @@ pub async fn run_forever(pool: PgPool, storage: Storage, config: JanitorConfig) 
     }
 }
 
-pub async fn sweep(pool: &PgPool, storage: &Storage, config: &JanitorConfig) -> Result<Sweep, sqlx::Error> {
+pub async fn sweep(
+    pool: &PgPool,
+    storage: &Storage,
+    config: &JanitorConfig,
+    work_max_age: Duration,
+) -> Result<Sweep, sqlx::Error> {
     let mut lock = pool.acquire().await?;
     let locked = retention::try_lock_sweep(&mut lock).await?;
     if !locked {
         return Ok(Sweep::default());
     }
-    let result = sweep_locked(pool, storage, config).await;
+    let result = sweep_locked(pool, storage, config, work_max_age).await;
     retention::unlock_sweep(&mut lock).await?;
     result
 }
 
-async fn sweep_locked(pool: &PgPool, storage: &Storage, config: &JanitorConfig) -> Result<Sweep, sqlx::Error> {
+async fn sweep_locked(
+    pool: &PgPool,
+    storage: &Storage,
+    config: &JanitorConfig,
+    work_max_age: Duration,
+) -> Result<Sweep, sqlx::Error> {
     let mut s = Sweep { ran: true, ..Sweep::default() };
     s.expired_jobs = expire(pool, storage, config.retention).await?;
     if let Some(tmp) = storage.tmp_dir() {
         s.temp_files = remove_old_entries(pool, &tmp, config.temp_max_age, "storage.temp_removed").await?;
     }
-    s.work_dirs = remove_old_entries(pool, storage.work_dir(), config.work_max_age, "storage.workdir_removed").await?;
+    s.work_dirs = remove_old_entries(pool, storage.work_dir(), work_max_age, "storage.workdir_removed").await?;
     s.orphans = remove_orphans(pool, storage, config.temp_max_age).await?;
     (s.queue_rows, s.dead_workers) = prune_queue(pool, config.prune_after).await?;
     Ok(s)

@@ -1,34 +1,58 @@
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use mediaq_shared::{storage::Storage, webhook::WebhookConfig};
+use mediaq_shared::{
+    config::{self, ConfigError},
+    storage::Storage,
+    telemetry::LogConfig,
+};
 use mediaq_worker::{config::WorkerConfig, janitor, metrics::WorkerMetrics, run, state::WorkerState, webhooks};
 
 /// mediaq worker: claims transcode jobs and runs each attempt in a `mediaq-transcode` child.
-/// Configuration comes from environment variables (see the README).
+/// Configuration comes from environment variables (see the README; each is also a flag of the
+/// subcommand). All of it is parsed before the worker starts: an invalid value stops it, naming
+/// the variable.
 #[derive(Parser)]
 #[command(name = "mediaq-worker", version)]
 struct Cli {
+    #[command(flatten)]
+    log: LogConfig,
     #[command(subcommand)]
     command: Option<Command>,
 }
 
 #[derive(Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once
 enum Command {
     /// Process jobs (the default).
-    Run,
+    Run(WorkerConfig),
     /// Run the janitor once (retention, stale and orphaned files, queue pruning) and print
     /// what it deleted as JSON.
-    Janitor,
+    Janitor(WorkerConfig),
+}
+
+/// The command line and the configuration of the command it names (`run` when none is named).
+fn parse() -> Result<Cli, ConfigError> {
+    let cli: Cli = config::parse()?;
+    if cli.command.is_some() {
+        return Ok(cli);
+    }
+    config::parse_from(std::env::args_os().chain(["run".into()]))
 }
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    mediaq_shared::telemetry::init("info");
-    let cli = Cli::parse();
-    let result = match cli.command.unwrap_or(Command::Run) {
-        Command::Run => start().await,
-        Command::Janitor => janitor_once().await,
+    let cli = match parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            eprintln!("mediaq-worker: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    mediaq_shared::telemetry::init("info", cli.log);
+    let result = match cli.command.expect("parse names a command") {
+        Command::Run(config) => start(config).await,
+        Command::Janitor(config) => janitor_once(config).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -46,8 +70,7 @@ fn open(config: &WorkerConfig) -> Result<(sqlx::PgPool, Storage), Box<dyn std::e
     Ok((pool, storage))
 }
 
-async fn start() -> Result<(), Box<dyn std::error::Error>> {
-    let config = WorkerConfig::from_env()?;
+async fn start(config: WorkerConfig) -> Result<(), Box<dyn std::error::Error>> {
     if !config.transcode_bin.is_file() {
         let bin = config.transcode_bin.display();
         return Err(format!("transcoder binary not found at {bin} (set MEDIAQ_TRANSCODE_BIN)").into());
@@ -62,8 +85,8 @@ async fn start() -> Result<(), Box<dyn std::error::Error>> {
             .await
             .map_err(|e| format!("cannot bind MEDIAQ_METRICS_BIND {bind}: {e}"))?;
     }
-    tokio::spawn(janitor::run_forever(pool.clone(), storage.clone(), config.janitor));
-    webhooks::spawn(pool.clone(), WebhookConfig::from_env()?, metrics.clone())?;
+    tokio::spawn(janitor::run_forever(pool.clone(), storage.clone(), config.janitor, config.work_max_age()));
+    webhooks::spawn(pool.clone(), config.webhooks.clone(), metrics.clone())?;
     let (abandon_tx, abandon) = tokio::sync::watch::channel(false);
     let state = WorkerState {
         cancellations: mediaq_worker::cancellations::Cancellations::listen(pool.clone()),
@@ -77,10 +100,20 @@ async fn start() -> Result<(), Box<dyn std::error::Error>> {
     run::run(Arc::new(state), name, abandon_tx).await
 }
 
-async fn janitor_once() -> Result<(), Box<dyn std::error::Error>> {
-    let config = WorkerConfig::from_env()?;
+async fn janitor_once(config: WorkerConfig) -> Result<(), Box<dyn std::error::Error>> {
     let (pool, storage) = open(&config)?;
-    let sweep = janitor::sweep(&pool, &storage, &config.janitor).await?;
+    let sweep = janitor::sweep(&pool, &storage, &config.janitor, config.work_max_age()).await?;
     println!("{}", serde_json::to_string(&sweep)?);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every setting has its own id, flag and variable (clap checks them all).
+    #[test]
+    fn the_command_line_is_consistent() {
+        super::Cli::command().debug_assert();
+    }
 }

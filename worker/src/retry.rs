@@ -3,41 +3,25 @@
 
 use std::time::Duration;
 
-use mediaq_shared::{
-    config::{self, ConfigError},
-    FailureCode,
-};
+use mediaq_shared::{config::duration, FailureCode};
 
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, clap::Args)]
 pub struct RetryPolicy {
-    /// Attempts per job, first included (MEDIAQ_MAX_ATTEMPTS).
+    /// Attempts per job, first included.
+    #[arg(long, env = "MEDIAQ_MAX_ATTEMPTS", default_value = "3", value_parser = clap::value_parser!(i32).range(1..))]
     pub max_attempts: i32,
-    /// Delay before the second attempt; doubles after each (MEDIAQ_RETRY_BASE).
+    /// Delay before the second attempt; doubles after each.
+    #[arg(long = "retry-base", env = "MEDIAQ_RETRY_BASE", default_value = "10s", value_parser = duration)]
     pub base: Duration,
-    /// Longest delay (MEDIAQ_RETRY_MAX).
+    /// Longest delay.
+    #[arg(long = "retry-max", env = "MEDIAQ_RETRY_MAX", default_value = "10m", value_parser = duration)]
     pub max_delay: Duration,
-    /// Whether `timeout` counts as transient (MEDIAQ_RETRY_TIMEOUTS).
+    /// Whether `timeout` counts as transient.
+    #[arg(long, env = "MEDIAQ_RETRY_TIMEOUTS", default_value_t = false, action = clap::ArgAction::Set)]
     pub retry_timeouts: bool,
 }
 
 impl RetryPolicy {
-    pub fn from_env() -> Result<Self, ConfigError> {
-        let max_attempts: i32 = config::parse_or("MEDIAQ_MAX_ATTEMPTS", 3)?;
-        if max_attempts < 1 {
-            return Err(ConfigError::Invalid {
-                var: "MEDIAQ_MAX_ATTEMPTS",
-                value: max_attempts.to_string(),
-                reason: "must be at least 1".into(),
-            });
-        }
-        Ok(Self {
-            max_attempts,
-            base: config::parse_duration("MEDIAQ_RETRY_BASE", Duration::from_secs(10))?,
-            max_delay: config::parse_duration("MEDIAQ_RETRY_MAX", Duration::from_secs(600))?,
-            retry_timeouts: config::parse_or("MEDIAQ_RETRY_TIMEOUTS", false)?,
-        })
-    }
-
     /// Transient causes are the worker's or the machine's, not the file's: they may go away.
     /// Invalid media, limits, unsupported codecs and sandbox violations never do.
     pub fn is_transient(&self, code: FailureCode) -> bool {

@@ -33,7 +33,7 @@ pub struct Pace {
 }
 
 impl Pace {
-    pub fn from_config(config: &mediaq_shared::config::ApiConfig) -> Self {
+    pub fn from_config(config: &crate::config::ApiConfig) -> Self {
         Self { idle: config.upload_idle_timeout, min_rate: config.upload_min_rate, grace: config.upload_rate_grace }
     }
 

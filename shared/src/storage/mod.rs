@@ -106,12 +106,13 @@ impl Storage {
     /// Opens the configured store (creating local folders). Never contacts a remote store, so a
     /// process starts even while the store is unreachable or refuses its credentials.
     pub fn open(config: &CommonConfig) -> Result<Self, StorageError> {
-        let backend = match &config.store {
+        let backend = match &config.store() {
             StoreConfig::Local => Backend::Local(local::Local::open(&config.storage_dir)?),
             StoreConfig::S3(s3) => Backend::S3(s3::S3::open(s3)?),
         };
-        std::fs::create_dir_all(&config.work_dir)?;
-        Ok(Self { backend, work_dir: config.work_dir.canonicalize()? })
+        let work_dir = config.work_dir();
+        std::fs::create_dir_all(&work_dir)?;
+        Ok(Self { backend, work_dir: work_dir.canonicalize()? })
     }
 
     /// For logs: the local root or `s3://bucket/prefix`.

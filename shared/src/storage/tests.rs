@@ -8,8 +8,11 @@ fn local(root: &Path) -> Storage {
     let config = CommonConfig {
         database_url: Redacted("postgres://unused".into()),
         storage_dir: root.to_owned(),
-        store: StoreConfig::Local,
-        work_dir: root.join("work"),
+        storage_url: None,
+        s3_endpoint: None,
+        s3_region: "us-east-1".into(),
+        s3_allow_http: false,
+        work_dir_setting: Some(root.join("work")),
         db_max_connections: 1,
         db_timeout: std::time::Duration::from_secs(1),
         metrics_token: None,

@@ -9,13 +9,15 @@ use ipnet::IpNet;
 use url::Url;
 
 /// What webhook URLs may point at.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct AddressPolicy {
-    /// Allow `http://` (MEDIAQ_WEBHOOK_ALLOW_HTTP; development only).
+    /// Allow `http://` webhook URLs (development only).
+    #[arg(long = "webhook-allow-http", id = "webhook_allow_http", env = "MEDIAQ_WEBHOOK_ALLOW_HTTP", default_value_t = false, action = clap::ArgAction::Set)]
     pub allow_http: bool,
-    /// Networks allowed even though they are not public (MEDIAQ_WEBHOOK_ALLOWED_NETWORKS;
-    /// development only, e.g. `127.0.0.0/8` for a receiver on this machine).
-    pub allowed: Vec<IpNet>,
+    /// Networks allowed even though they are not public (development only, e.g. `127.0.0.0/8`
+    /// for a receiver on this machine).
+    #[arg(long = "webhook-allowed-networks", env = "MEDIAQ_WEBHOOK_ALLOWED_NETWORKS", default_value = "", value_parser = crate::config::trusted_proxies)]
+    pub allowed: ::std::vec::Vec<IpNet>,
 }
 
 /// Why a webhook URL is refused.

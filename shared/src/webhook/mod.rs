@@ -10,62 +10,51 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
-use crate::{
-    config::{parse_duration, parse_or, var, ConfigError},
-    Job,
-};
+use crate::{config::duration, Job};
 pub use address::{AddressPolicy, UrlError};
 
 /// The events an endpoint can subscribe to: a job reaching each terminal status.
 pub const EVENT_TYPES: [&str; 4] = ["job.succeeded", "job.failed", "job.canceled", "job.expired"];
 
 /// Webhook settings (the README's configuration table lists each variable).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct WebhookConfig {
+    #[command(flatten)]
     pub policy: AddressPolicy,
-    /// Per-request timeout, connect included (MEDIAQ_WEBHOOK_TIMEOUT).
+    /// Per-request timeout, connect included.
+    #[arg(long = "webhook-timeout", id = "webhook_timeout", env = "MEDIAQ_WEBHOOK_TIMEOUT", default_value = "10s", value_parser = duration)]
     pub timeout: Duration,
-    /// First retry delay, doubled per failure with +-25 % jitter, capped (MEDIAQ_WEBHOOK_RETRY_BASE/MAX).
+    /// First retry delay, doubled per failure with +-25 % jitter, capped.
+    #[arg(long = "webhook-retry-base", env = "MEDIAQ_WEBHOOK_RETRY_BASE", default_value = "10s", value_parser = duration)]
     pub retry_base: Duration,
+    #[arg(long = "webhook-retry-max", env = "MEDIAQ_WEBHOOK_RETRY_MAX", default_value = "1h", value_parser = duration)]
     pub retry_max: Duration,
-    /// A delivery still failing this long after its event is marked failed (MEDIAQ_WEBHOOK_MAX_AGE).
+    /// A delivery still failing this long after its event is marked failed.
+    #[arg(long = "webhook-max-age", env = "MEDIAQ_WEBHOOK_MAX_AGE", default_value = "24h", value_parser = duration)]
     pub max_age: Duration,
-    /// Consecutive failures that open an endpoint's circuit (MEDIAQ_WEBHOOK_BREAKER_THRESHOLD).
+    /// Consecutive failures that open an endpoint's circuit (at least 1).
+    #[arg(long = "webhook-breaker-threshold", env = "MEDIAQ_WEBHOOK_BREAKER_THRESHOLD", default_value = "5", value_parser = at_least_one)]
     pub breaker_threshold: i32,
-    /// How long an open circuit waits before one probe (MEDIAQ_WEBHOOK_BREAKER_COOLDOWN).
+    /// How long an open circuit waits before one probe.
+    #[arg(long = "webhook-breaker-cooldown", env = "MEDIAQ_WEBHOOK_BREAKER_COOLDOWN", default_value = "60s", value_parser = duration)]
     pub breaker_cooldown: Duration,
-    /// How long the previous secret keeps signing after a rotation (MEDIAQ_WEBHOOK_ROTATION_GRACE).
+    /// How long the previous secret keeps signing after a rotation.
+    #[arg(long = "webhook-rotation-grace", env = "MEDIAQ_WEBHOOK_ROTATION_GRACE", default_value = "24h", value_parser = duration)]
     pub rotation_grace: Duration,
-    /// Deliveries one process sends at once (MEDIAQ_WEBHOOK_CONCURRENCY; 0 turns delivery off).
+    /// Deliveries one process sends at once (0 turns delivery off).
+    #[arg(long = "webhook-concurrency", id = "webhook_concurrency", env = "MEDIAQ_WEBHOOK_CONCURRENCY", default_value_t = 4)]
     pub concurrency: usize,
     /// Seals signing secrets at rest (MEDIAQ_SECRETS_KEY; off when unset).
+    #[command(flatten)]
     pub sealer: sealed::Sealer,
 }
 
-impl WebhookConfig {
-    pub fn from_env() -> Result<Self, ConfigError> {
-        let allowed = match var("MEDIAQ_WEBHOOK_ALLOWED_NETWORKS") {
-            None => Vec::new(),
-            Some(list) => crate::config::trusted_proxies(&list).map_err(|reason| ConfigError::Invalid {
-                var: "MEDIAQ_WEBHOOK_ALLOWED_NETWORKS",
-                value: list,
-                reason,
-            })?,
-        };
-        Ok(Self {
-            policy: AddressPolicy { allow_http: parse_or("MEDIAQ_WEBHOOK_ALLOW_HTTP", false)?, allowed },
-            timeout: parse_duration("MEDIAQ_WEBHOOK_TIMEOUT", Duration::from_secs(10))?,
-            retry_base: parse_duration("MEDIAQ_WEBHOOK_RETRY_BASE", Duration::from_secs(10))?,
-            retry_max: parse_duration("MEDIAQ_WEBHOOK_RETRY_MAX", Duration::from_secs(3600))?,
-            max_age: parse_duration("MEDIAQ_WEBHOOK_MAX_AGE", Duration::from_secs(24 * 3600))?,
-            breaker_threshold: parse_or("MEDIAQ_WEBHOOK_BREAKER_THRESHOLD", 5)?.max(1),
-            breaker_cooldown: parse_duration("MEDIAQ_WEBHOOK_BREAKER_COOLDOWN", Duration::from_secs(60))?,
-            rotation_grace: parse_duration("MEDIAQ_WEBHOOK_ROTATION_GRACE", Duration::from_secs(24 * 3600))?,
-            concurrency: parse_or("MEDIAQ_WEBHOOK_CONCURRENCY", 4)?,
-            sealer: sealed::Sealer::from_env()?,
-        })
-    }
+/// A count where 0 or less means 1.
+fn at_least_one(v: &str) -> Result<i32, String> {
+    v.trim().parse::<i32>().map(|n| n.max(1)).map_err(|e| e.to_string())
+}
 
+impl WebhookConfig {
     /// How long a claimed delivery stays leased: the request's timeout and a margin. A process
     /// that dies mid-delivery gives its deliveries back when their lease runs out.
     pub fn lease(&self) -> Duration {

@@ -12,16 +12,25 @@
 
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
 
-use crate::config::ConfigError;
-
 const PREFIX: &str = "mqenc1:";
 
 /// Seals and opens signing secrets; without a key, it stores them as they are.
-#[derive(Clone, Default)]
+#[derive(Clone, Default, clap::Args)]
 pub struct Sealer {
+    /// 64 hex digits (32 random bytes, e.g. `openssl rand -hex 32`).
+    #[arg(long = "secrets-key", id = "secrets_key", env = "MEDIAQ_SECRETS_KEY", hide_env_values = true, value_parser = key_from_hex)]
     key: Option<std::sync::Arc<LessSafeKey>>,
-    /// Earlier keys: they open, never seal.
-    previous: Vec<std::sync::Arc<LessSafeKey>>,
+    /// Earlier keys, comma-separated: they open, never seal (only with MEDIAQ_SECRETS_KEY, the new key).
+    #[arg(long = "secrets-key-previous", env = "MEDIAQ_SECRETS_KEY_PREVIOUS", hide_env_values = true, value_parser = keys_from_hex, requires = "secrets_key")]
+    previous: Option<Keys>,
+}
+
+/// Earlier keys (MEDIAQ_SECRETS_KEY_PREVIOUS).
+#[derive(Clone, Default)]
+struct Keys(Vec<std::sync::Arc<LessSafeKey>>);
+
+fn keys_from_hex(list: &str) -> Result<Keys, String> {
+    list.split(',').filter(|k| !k.trim().is_empty()).map(key_from_hex).collect::<Result<_, _>>().map(Keys)
 }
 
 impl std::fmt::Debug for Sealer {
@@ -39,32 +48,14 @@ pub enum OpenError {
 }
 
 impl Sealer {
-    /// From MEDIAQ_SECRETS_KEY: 64 hex digits (32 random bytes, e.g. `openssl rand -hex 32`),
-    /// and MEDIAQ_SECRETS_KEY_PREVIOUS: earlier keys, comma-separated.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        let invalid =
-            |var: &'static str| move |reason| ConfigError::Invalid { var, value: "(not shown)".into(), reason };
-        let current = crate::config::var("MEDIAQ_SECRETS_KEY");
-        let previous = crate::config::var("MEDIAQ_SECRETS_KEY_PREVIOUS").unwrap_or_default();
-        if current.is_none() && !previous.trim().is_empty() {
-            return Err(invalid("MEDIAQ_SECRETS_KEY_PREVIOUS")("it needs MEDIAQ_SECRETS_KEY (the new key)".into()));
-        }
-        let sealer = match current {
-            None => Self::default(),
-            Some(hex_key) => Self::from_hex(&hex_key).map_err(invalid("MEDIAQ_SECRETS_KEY"))?,
-        };
-        let previous = previous.split(',').filter(|k| !k.trim().is_empty()).collect::<Vec<_>>();
-        sealer.with_previous(&previous).map_err(invalid("MEDIAQ_SECRETS_KEY_PREVIOUS"))
-    }
-
     pub fn from_hex(hex_key: &str) -> Result<Self, String> {
-        Ok(Self { key: Some(key_from_hex(hex_key)?), previous: Vec::new() })
+        Ok(Self { key: Some(key_from_hex(hex_key)?), previous: None })
     }
 
     /// Adds earlier keys, which open secrets sealed with them but never seal.
     pub fn with_previous(mut self, hex_keys: &[&str]) -> Result<Self, String> {
         for hex_key in hex_keys {
-            self.previous.push(key_from_hex(hex_key)?);
+            self.previous.get_or_insert_with(Keys::default).0.push(key_from_hex(hex_key)?);
         }
         Ok(self)
     }
@@ -95,7 +86,7 @@ impl Sealer {
             return Err(OpenError::Invalid);
         }
         let (nonce, rest) = bytes.split_at(NONCE_LEN);
-        for key in std::iter::once(key).chain(&self.previous) {
+        for key in std::iter::once(key).chain(self.previous.iter().flat_map(|k| &k.0)) {
             let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| OpenError::Invalid)?;
             let mut data = rest.to_vec();
             if let Ok(plain) = key.open_in_place(nonce, Aad::from(owner.as_bytes()), &mut data) {

@@ -24,7 +24,7 @@ fn config() -> &'static WorkerConfig {
     CONFIG.get_or_init(|| {
         // Only DATABASE_URL is required, and these tests never connect. Set once, before any reader.
         std::env::set_var("DATABASE_URL", "postgres://unused@127.0.0.1:1/unused");
-        WorkerConfig::from_env().expect("default worker config")
+        mediaq_shared::config::from_env::<WorkerConfig>().expect("default worker config")
     })
 }
 

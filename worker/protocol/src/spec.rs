@@ -5,8 +5,8 @@
 
 use std::ffi::OsString;
 
-use clap::{builder::PossibleValuesParser, error::ContextKind, Args, CommandFactory, Parser};
-use mediaq_shared::config::{bytes_from_str, duration_from_str, ConfigError};
+use clap::{builder::PossibleValuesParser, Args};
+use mediaq_shared::config::{bytes_from_str, duration_from_str};
 
 use crate::EncodeSettings;
 
@@ -53,27 +53,6 @@ pub struct TranscodeSpec {
 }
 
 impl TranscodeSpec {
-    /// The worker's spec, from its environment; an invalid value names its variable.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        #[derive(Parser)]
-        #[command(name = "mediaq-worker")]
-        struct FromEnv {
-            #[command(flatten)]
-            spec: TranscodeSpec,
-        }
-        FromEnv::try_parse_from(["mediaq-worker"]).map(|f| f.spec).map_err(|e| {
-            let flag = e.get(ContextKind::InvalidArg).map(|v| v.to_string()).unwrap_or_default();
-            let env = FromEnv::command()
-                .get_arguments()
-                .find(|a| a.get_long().is_some_and(|l| flag.starts_with(&format!("--{l}"))))
-                .and_then(|a| a.get_env().map(|v| v.to_string_lossy().into_owned()))
-                .unwrap_or_else(|| "a MEDIAQ_* transcoder setting".into());
-            let why = e.to_string();
-            let why = why.lines().next().unwrap_or_default().trim_start_matches("error: ");
-            ConfigError::Setting(format!("{env}: {why}"))
-        })
-    }
-
     /// The child's flags for this spec.
     pub fn to_args(&self) -> Vec<OsString> {
         [
@@ -121,6 +100,8 @@ fn parse_cpu_per_media_second(value: &str) -> Result<f64, String> {
 
 #[cfg(test)]
 mod tests {
+    use clap::{CommandFactory, Parser};
+
     use super::*;
 
     #[derive(Parser)]
