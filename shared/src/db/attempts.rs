@@ -7,7 +7,7 @@ use sqlx::PgExecutor;
 use crate::JobId;
 
 /// How an attempt ended and what it cost.
-#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AttemptRecord {
     pub attempt: i32,
     pub worker: String,
@@ -44,23 +44,23 @@ impl<'a> AttemptEnd<'a> {
 }
 
 pub async fn start(conn: &mut sqlx::PgConnection, id: JobId, attempt: i32, worker: &str) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "UPDATE job_attempts SET finished_at = now(), outcome = 'failed', error_code = $3,
                 exit_status = 'worker lost'
          WHERE job_id = $1 AND attempt < $2 AND finished_at IS NULL",
+        id.as_uuid(),
+        attempt,
+        crate::FailureCode::WorkerCrashed.as_str(),
     )
-    .bind(id.as_uuid())
-    .bind(attempt)
-    .bind(crate::FailureCode::WorkerCrashed.as_str())
     .execute(&mut *conn)
     .await?;
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO job_attempts (job_id, attempt, worker) VALUES ($1, $2, $3)
          ON CONFLICT (job_id, attempt) DO NOTHING",
+        id.as_uuid(),
+        attempt,
+        worker,
     )
-    .bind(id.as_uuid())
-    .bind(attempt)
-    .bind(worker)
     .execute(&mut *conn)
     .await?;
     Ok(())
@@ -72,32 +72,33 @@ pub async fn finish<'e>(
     attempt: i32,
     end: &AttemptEnd<'_>,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "UPDATE job_attempts SET finished_at = now(), outcome = $3, error_code = $4, exit_status = $5,
                 wall_s = $6, user_cpu_s = $7, system_cpu_s = $8, peak_rss_bytes = $9
          WHERE job_id = $1 AND attempt = $2",
+        id.as_uuid(),
+        attempt,
+        end.outcome,
+        end.error_code,
+        end.exit_status,
+        end.wall_s,
+        end.user_cpu_s,
+        end.system_cpu_s,
+        end.peak_rss_bytes as i64,
     )
-    .bind(id.as_uuid())
-    .bind(attempt)
-    .bind(end.outcome)
-    .bind(end.error_code)
-    .bind(end.exit_status)
-    .bind(end.wall_s)
-    .bind(end.user_cpu_s)
-    .bind(end.system_cpu_s)
-    .bind(end.peak_rss_bytes as i64)
     .execute(db)
     .await?;
     Ok(())
 }
 
 pub async fn list<'e>(db: impl PgExecutor<'e>, id: JobId) -> Result<Vec<AttemptRecord>, sqlx::Error> {
-    sqlx::query_as(
+    sqlx::query_as!(
+        AttemptRecord,
         "SELECT attempt, worker, started_at, finished_at, outcome, error_code, exit_status,
                 wall_s, user_cpu_s, system_cpu_s, peak_rss_bytes
          FROM job_attempts WHERE job_id = $1 ORDER BY attempt",
+        id.as_uuid(),
     )
-    .bind(id.as_uuid())
     .fetch_all(db)
     .await
 }

@@ -47,16 +47,16 @@ impl AuditEvent {
 }
 
 pub async fn record<'e>(db: impl PgExecutor<'e>, event: &AuditEvent) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO audit_events (actor, action, job_id, request_id, client_ip, details)
          VALUES ($1, $2, $3, $4, $5::text::inet, $6)",
+        event.actor,
+        event.action,
+        event.job_id.map(|id| id.as_uuid()),
+        event.request_id,
+        event.client_ip.map(|ip| ip.to_string()),
+        event.details,
     )
-    .bind(&event.actor)
-    .bind(event.action)
-    .bind(event.job_id.map(|id| id.as_uuid()))
-    .bind(&event.request_id)
-    .bind(event.client_ip.map(|ip| ip.to_string()))
-    .bind(&event.details)
     .execute(db)
     .await?;
     Ok(())
@@ -70,27 +70,29 @@ pub async fn record_unless_recent<'e>(
     event: &AuditEvent,
     within_secs: i32,
 ) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
+    // The casts give the parameters of the SELECT list their types (the macro describes the
+    // statement without Rust's types; a runtime query sent them along).
+    let done = sqlx::query!(
         "INSERT INTO audit_events (actor, action, job_id, request_id, client_ip, details)
-         SELECT $1, $2, $3, $4, $5::text::inet, $6
+         SELECT $1::text, $2::text, $3::uuid, $4::text, $5::text::inet, $6::jsonb
          WHERE NOT EXISTS (
              SELECT 1 FROM audit_events
              WHERE job_id = $3 AND action = $2 AND actor = $1 AND at > now() - make_interval(secs => $7))",
+        event.actor,
+        event.action,
+        event.job_id.map(|id| id.as_uuid()),
+        event.request_id,
+        event.client_ip.map(|ip| ip.to_string()),
+        event.details,
+        f64::from(within_secs),
     )
-    .bind(&event.actor)
-    .bind(event.action)
-    .bind(event.job_id.map(|id| id.as_uuid()))
-    .bind(&event.request_id)
-    .bind(event.client_ip.map(|ip| ip.to_string()))
-    .bind(&event.details)
-    .bind(within_secs)
     .execute(db)
     .await?;
     Ok(done.rows_affected() == 1)
 }
 
 /// An audit row as read back.
-#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct AuditRow {
     pub id: i64,
     pub at: chrono::DateTime<chrono::Utc>,
@@ -110,14 +112,15 @@ pub async fn list(
     before: Option<i64>,
     limit: i64,
 ) -> Result<Vec<AuditRow>, sqlx::Error> {
-    sqlx::query_as(
+    sqlx::query_as!(
+        AuditRow,
         "SELECT id, at, actor, action, job_id, request_id, host(client_ip) AS client_ip, details FROM audit_events
          WHERE ($1::uuid IS NULL OR job_id = $1) AND ($2::bigint IS NULL OR id < $2)
          ORDER BY id DESC LIMIT $3",
+        job.map(|j| j.as_uuid()),
+        before,
+        limit,
     )
-    .bind(job.map(|j| j.as_uuid()))
-    .bind(before)
-    .bind(limit)
     .fetch_all(pool)
     .await
 }

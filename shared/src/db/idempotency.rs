@@ -34,40 +34,41 @@ pub enum Claim {
 pub async fn claim(pool: &PgPool, owner: &str, key: &str) -> Result<Claim, sqlx::Error> {
     let mut tx = pool.begin().await?;
     // Forget an expired key, then try to take it (or take over a dead request's lease).
-    sqlx::query(
+    sqlx::query!(
         "DELETE FROM idempotency_keys
          WHERE owner = $1 AND key = $2 AND created_at < now() - make_interval(hours => $3)",
+        owner,
+        key,
+        KEY_TTL_HOURS,
     )
-    .bind(owner)
-    .bind(key)
-    .bind(KEY_TTL_HOURS)
     .execute(&mut *tx)
     .await?;
     let lease = Uuid::new_v4();
-    let taken: Option<String> = sqlx::query_scalar(
+    let taken = sqlx::query_scalar!(
         "INSERT INTO idempotency_keys (owner, key, status, locked_until, lease)
          VALUES ($1, $2, 'in_progress', now() + make_interval(secs => $3), $4)
          ON CONFLICT (owner, key) DO UPDATE
              SET locked_until = EXCLUDED.locked_until, created_at = now(), lease = EXCLUDED.lease
              WHERE idempotency_keys.status = 'in_progress' AND idempotency_keys.locked_until < now()
          RETURNING key",
+        owner,
+        key,
+        f64::from(LEASE_SECONDS),
+        lease,
     )
-    .bind(owner)
-    .bind(key)
-    .bind(LEASE_SECONDS)
-    .bind(lease)
     .fetch_optional(&mut *tx)
     .await?;
     let claim = if taken.is_some() {
         Claim::Owned(Lease { owner: owner.to_owned(), key: key.to_owned(), id: lease })
     } else {
-        let (status, fingerprint, job_id): (String, Option<String>, Option<Uuid>) =
-            sqlx::query_as("SELECT status, fingerprint, job_id FROM idempotency_keys WHERE owner = $1 AND key = $2")
-                .bind(owner)
-                .bind(key)
-                .fetch_one(&mut *tx)
-                .await?;
-        match (status.as_str(), fingerprint, job_id) {
+        let row = sqlx::query!(
+            "SELECT status, fingerprint, job_id FROM idempotency_keys WHERE owner = $1 AND key = $2",
+            owner,
+            key,
+        )
+        .fetch_one(&mut *tx)
+        .await?;
+        match (row.status.as_str(), row.fingerprint, row.job_id) {
             ("completed", Some(fingerprint), Some(job_id)) => {
                 Claim::Completed { fingerprint, job_id: JobId::from_uuid(job_id) }
             }
@@ -86,15 +87,15 @@ pub async fn complete<'e>(
     fingerprint: &str,
     job_id: JobId,
 ) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
+    let done = sqlx::query!(
         "UPDATE idempotency_keys SET status = 'completed', fingerprint = $4, job_id = $5, locked_until = NULL
          WHERE owner = $1 AND key = $2 AND status = 'in_progress' AND lease = $3",
+        lease.owner,
+        lease.key,
+        lease.id,
+        fingerprint,
+        job_id.as_uuid(),
     )
-    .bind(&lease.owner)
-    .bind(&lease.key)
-    .bind(lease.id)
-    .bind(fingerprint)
-    .bind(job_id.as_uuid())
     .execute(db)
     .await?;
     Ok(done.rows_affected() == 1)
@@ -103,11 +104,13 @@ pub async fn complete<'e>(
 /// Releases a held key whose request failed (nothing was created: the key may be retried).
 /// A lease that was taken over is left to its new holder.
 pub async fn release(pool: &PgPool, lease: &Lease) -> Result<(), sqlx::Error> {
-    sqlx::query("DELETE FROM idempotency_keys WHERE owner = $1 AND key = $2 AND status = 'in_progress' AND lease = $3")
-        .bind(&lease.owner)
-        .bind(&lease.key)
-        .bind(lease.id)
-        .execute(pool)
-        .await?;
+    sqlx::query!(
+        "DELETE FROM idempotency_keys WHERE owner = $1 AND key = $2 AND status = 'in_progress' AND lease = $3",
+        lease.owner,
+        lease.key,
+        lease.id,
+    )
+    .execute(pool)
+    .await?;
     Ok(())
 }

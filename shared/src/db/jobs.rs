@@ -7,16 +7,24 @@ use uuid::Uuid;
 
 use crate::{ErrorInfo, FailureCode, InputFacts, Job, JobId, JobStatus, OriginalFilename, OutputFacts};
 
-macro_rules! columns {
-    () => {
-        "id, status, progress, attempts, error_code, error_message,
+/// A compile-checked query returning whole [`JobRow`]s: `$before` + the column list + `$after`
+/// (`query_as!` takes literals joined by `+`, not `concat!`).
+macro_rules! query_job {
+    ($before:literal, $after:literal, $($args:tt)*) => {
+        sqlx::query_as!(
+            JobRow,
+            $before
+                + "id, status, progress, attempts, error_code, error_message,
     input_filename, input_size, input_sha256, input_content_type, input_key,
     output_key, output_size, output_sha256, output_duration_s, output_width, output_height,
     output_video_codec, output_audio_codec, output_video_path, created_at, started_at, finished_at, updated_at, next_attempt_at, files_deleted_at, owner"
+                + $after,
+            $($args)*
+        )
     };
 }
 
-#[derive(sqlx::FromRow, serde::Deserialize)]
+#[derive(serde::Deserialize)]
 struct JobRow {
     id: Uuid,
     status: String,
@@ -112,31 +120,28 @@ pub async fn insert<'e>(
     api_key_id: Option<&str>,
     webhook_url: Option<&str>,
 ) -> Result<Job, sqlx::Error> {
-    let row: JobRow = sqlx::query_as(concat!(
+    let row = query_job!(
         "INSERT INTO jobs (id, input_filename, input_size, input_sha256, input_content_type, input_key, owner,
                            api_key_id, webhook_url)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING ",
-        columns!()
-    ))
-    .bind(id.as_uuid())
-    .bind(input.filename.as_str())
-    .bind(input.size as i64)
-    .bind(&input.sha256)
-    .bind(&input.content_type)
-    .bind(&input.key)
-    .bind(owner)
-    .bind(api_key_id)
-    .bind(webhook_url)
+        "",
+        id.as_uuid(),
+        input.filename.as_str(),
+        input.size as i64,
+        input.sha256,
+        input.content_type,
+        input.key,
+        owner,
+        api_key_id,
+        webhook_url,
+    )
     .fetch_one(db)
     .await?;
     row.try_into()
 }
 
 pub async fn get<'e>(db: impl PgExecutor<'e>, id: JobId) -> Result<Option<Job>, sqlx::Error> {
-    let row: Option<JobRow> = sqlx::query_as(concat!("SELECT ", columns!(), " FROM jobs WHERE id = $1"))
-        .bind(id.as_uuid())
-        .fetch_optional(db)
-        .await?;
+    let row = query_job!("SELECT ", " FROM jobs WHERE id = $1", id.as_uuid()).fetch_optional(db).await?;
     row.map(Job::try_from).transpose()
 }
 
@@ -152,16 +157,16 @@ pub struct Started {
 /// converts as it arrives) or `processing` left by a dead worker -> `processing`.
 /// Returns `None` when the job is already terminal (or gone).
 pub async fn start_attempt<'e>(db: impl PgExecutor<'e>, id: JobId) -> Result<Option<Started>, sqlx::Error> {
-    let row: Option<(i32, i32)> = sqlx::query_as(
-        "UPDATE jobs SET status = 'processing', attempts = attempts + 1, progress = 0, next_attempt_at = NULL,
+    let row = sqlx::query!(
+        r#"UPDATE jobs SET status = 'processing', attempts = attempts + 1, progress = 0, next_attempt_at = NULL,
                 started_at = now(), updated_at = now()
          WHERE id = $1 AND status IN ('receiving', 'queued', 'processing')
-         RETURNING attempts, attempts - attempts_base",
+         RETURNING attempts, attempts - attempts_base AS "budget_used!""#,
+        id.as_uuid(),
     )
-    .bind(id.as_uuid())
     .fetch_optional(db)
     .await?;
-    Ok(row.map(|(attempt, budget_used)| Started { attempt, budget_used }))
+    Ok(row.map(|r| Started { attempt: r.attempts, budget_used: r.budget_used }))
 }
 
 /// `processing` -> `queued` for a retry at `at`, keeping the cause for clients to see.
@@ -173,16 +178,16 @@ pub async fn schedule_retry<'e>(
     cause: &ErrorInfo,
     at: DateTime<Utc>,
 ) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
+    let done = sqlx::query!(
         "UPDATE jobs SET status = 'queued', progress = 0, next_attempt_at = $5, updated_at = now(),
                 error_code = $3, error_message = $4
          WHERE id = $1 AND attempts = $2 AND status = 'processing'",
+        id.as_uuid(),
+        attempt,
+        cause.code.as_str(),
+        cause.message,
+        at,
     )
-    .bind(id.as_uuid())
-    .bind(attempt)
-    .bind(cause.code.as_str())
-    .bind(&cause.message)
-    .bind(at)
     .execute(db)
     .await?;
     Ok(done.rows_affected() == 1)
@@ -190,13 +195,13 @@ pub async fn schedule_retry<'e>(
 
 /// A shutting-down worker's hand-back: `processing` -> `queued` now, not counted as an attempt.
 pub async fn hand_back<'e>(db: impl PgExecutor<'e>, id: JobId, attempt: i32) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
+    let done = sqlx::query!(
         "UPDATE jobs SET status = 'queued', progress = 0, attempts_base = attempts_base + 1,
                 next_attempt_at = now(), updated_at = now()
          WHERE id = $1 AND attempts = $2 AND status = 'processing'",
+        id.as_uuid(),
+        attempt,
     )
-    .bind(id.as_uuid())
-    .bind(attempt)
     .execute(db)
     .await?;
     Ok(done.rows_affected() == 1)
@@ -204,12 +209,12 @@ pub async fn hand_back<'e>(db: impl PgExecutor<'e>, id: JobId, attempt: i32) -> 
 
 /// An operator's requeue of a failed job: `failed` -> `queued` with a fresh retry budget.
 pub async fn requeue_failed<'e>(db: impl PgExecutor<'e>, id: JobId) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
+    let done = sqlx::query!(
         "UPDATE jobs SET status = 'queued', progress = 0, attempts_base = attempts, finished_at = NULL,
                 next_attempt_at = NULL, error_code = NULL, error_message = NULL, updated_at = now()
          WHERE id = $1 AND status = 'failed'",
+        id.as_uuid(),
     )
-    .bind(id.as_uuid())
     .execute(db)
     .await?;
     Ok(done.rows_affected() == 1)
@@ -218,13 +223,13 @@ pub async fn requeue_failed<'e>(db: impl PgExecutor<'e>, id: JobId) -> Result<bo
 /// Records progress of the current attempt; never moves progress backwards.
 pub async fn set_progress(db: &PgPool, id: JobId, attempt: i32, progress: f32) -> Result<bool, sqlx::Error> {
     let progress = progress.clamp(0.0, 1.0);
-    let done = sqlx::query(
+    let done = sqlx::query!(
         "UPDATE jobs SET progress = GREATEST(progress, $3), updated_at = now()
          WHERE id = $1 AND attempts = $2 AND status = 'processing' AND progress < $3",
+        id.as_uuid(),
+        attempt,
+        progress,
     )
-    .bind(id.as_uuid())
-    .bind(attempt)
-    .bind(progress)
     .execute(db)
     .await?;
     Ok(done.rows_affected() == 1)
@@ -237,25 +242,25 @@ pub async fn succeed<'e>(
     attempt: i32,
     out: &OutputFacts,
 ) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
+    let done = sqlx::query!(
         "UPDATE jobs SET status = 'succeeded', progress = 1, finished_at = now(), updated_at = now(),
                 error_code = NULL, error_message = NULL,
                 output_key = $3, output_size = $4, output_sha256 = $5, output_duration_s = $6,
                 output_width = $7, output_height = $8, output_video_codec = $9, output_audio_codec = $10,
                 output_video_path = $11
          WHERE id = $1 AND attempts = $2 AND status = 'processing'",
+        id.as_uuid(),
+        attempt,
+        out.key,
+        out.size_bytes as i64,
+        out.sha256,
+        out.duration_s,
+        out.width.map(|w| w as i32),
+        out.height.map(|h| h as i32),
+        out.video_codec,
+        out.audio_codec,
+        out.video_path,
     )
-    .bind(id.as_uuid())
-    .bind(attempt)
-    .bind(&out.key)
-    .bind(out.size_bytes as i64)
-    .bind(&out.sha256)
-    .bind(out.duration_s)
-    .bind(out.width.map(|w| w as i32))
-    .bind(out.height.map(|h| h as i32))
-    .bind(&out.video_codec)
-    .bind(&out.audio_codec)
-    .bind(&out.video_path)
     .execute(db)
     .await?;
     Ok(done.rows_affected() == 1)
@@ -268,15 +273,15 @@ pub async fn fail<'e>(
     attempt: i32,
     error: &ErrorInfo,
 ) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
+    let done = sqlx::query!(
         "UPDATE jobs SET status = 'failed', finished_at = now(), updated_at = now(),
                 error_code = $3, error_message = $4
          WHERE id = $1 AND attempts = $2 AND status = 'processing'",
+        id.as_uuid(),
+        attempt,
+        error.code.as_str(),
+        error.message,
     )
-    .bind(id.as_uuid())
-    .bind(attempt)
-    .bind(error.code.as_str())
-    .bind(&error.message)
     .execute(db)
     .await?;
     Ok(done.rows_affected() == 1)
@@ -289,20 +294,20 @@ pub async fn cancel(conn: &mut sqlx::PgConnection, id: JobId) -> Result<Option<J
     let Some(before) = get(&mut *conn, id).await? else {
         return Ok(None);
     };
-    sqlx::query(
+    sqlx::query!(
         "UPDATE jobs SET status = CASE WHEN status IN ('receiving', 'queued', 'processing') THEN 'canceled' ELSE status END,
                 finished_at = COALESCE(finished_at, now()), next_attempt_at = NULL,
                 files_deleted_at = COALESCE(files_deleted_at, now()), updated_at = now()
          WHERE id = $1",
+        id.as_uuid(),
     )
-    .bind(id.as_uuid())
     .execute(&mut *conn)
     .await?;
     // An upload still arriving ends with its job (its URL answers 404 from now on).
     super::uploads::remove(&mut *conn, id).await?;
     if before.status == JobStatus::Processing {
         // Delivered when the transaction commits: the worker running it stops its child at once.
-        sqlx::query("SELECT pg_notify($1, $2)").bind(CANCELED_CHANNEL).bind(id.to_string()).execute(&mut *conn).await?;
+        sqlx::query!("SELECT pg_notify($1, $2)", CANCELED_CHANNEL, id.to_string()).execute(&mut *conn).await?;
     }
     Ok(Some(before))
 }
@@ -312,8 +317,7 @@ pub const CANCELED_CHANNEL: &str = "mediaq_job_canceled";
 
 /// The job's current status (the worker polls it to notice cancellation).
 pub async fn status<'e>(db: impl PgExecutor<'e>, id: JobId) -> Result<Option<JobStatus>, sqlx::Error> {
-    let s: Option<String> =
-        sqlx::query_scalar("SELECT status FROM jobs WHERE id = $1").bind(id.as_uuid()).fetch_optional(db).await?;
+    let s = sqlx::query_scalar!("SELECT status FROM jobs WHERE id = $1", id.as_uuid()).fetch_optional(db).await?;
     s.map(|s| s.parse().map_err(|e: String| sqlx::Error::Decode(e.into()))).transpose()
 }
 
@@ -326,16 +330,15 @@ pub async fn list(
     before: Option<JobId>,
     limit: i64,
 ) -> Result<Vec<Job>, sqlx::Error> {
-    let rows: Vec<JobRow> = sqlx::query_as(concat!(
+    let rows = query_job!(
         "SELECT ",
-        columns!(),
         " FROM jobs WHERE ($1::text IS NULL OR owner = $1) AND ($2::text IS NULL OR status = $2)
-           AND ($3::uuid IS NULL OR id < $3) ORDER BY id DESC LIMIT $4"
-    ))
-    .bind(owner)
-    .bind(status.map(|s| s.as_str()))
-    .bind(before.map(|b| b.as_uuid()))
-    .bind(limit)
+           AND ($3::uuid IS NULL OR id < $3) ORDER BY id DESC LIMIT $4",
+        owner,
+        status.map(|s| s.as_str()),
+        before.map(|b| b.as_uuid()),
+        limit,
+    )
     .fetch_all(pool)
     .await?;
     rows.into_iter().map(Job::try_from).collect()
@@ -349,22 +352,21 @@ pub struct QuotaUsage {
 }
 
 pub async fn quota_usage<'e>(db: impl PgExecutor<'e>, key_id: &str) -> Result<QuotaUsage, sqlx::Error> {
-    let (active, bytes): (i64, i64) = sqlx::query_as(
-        "SELECT count(*) FILTER (WHERE status IN ('queued', 'processing')),
-                COALESCE(sum(input_size) FILTER (WHERE created_at > now() - interval '1 day'), 0)::bigint
-         FROM jobs WHERE api_key_id = $1",
+    let row = sqlx::query!(
+        r#"SELECT count(*) FILTER (WHERE status IN ('queued', 'processing')) AS "active!",
+                COALESCE(sum(input_size) FILTER (WHERE created_at > now() - interval '1 day'), 0)::bigint AS "bytes!"
+         FROM jobs WHERE api_key_id = $1"#,
+        key_id,
     )
-    .bind(key_id)
     .fetch_one(db)
     .await?;
-    Ok(QuotaUsage { active, bytes })
+    Ok(QuotaUsage { active: row.active, bytes: row.bytes })
 }
 
 /// Serialises quota checks of one key until the transaction ends (concurrent uploads of a key
 /// then cannot pass the check together).
 pub async fn lock_quota(conn: &mut sqlx::PgConnection, key_id: &str) -> Result<(), sqlx::Error> {
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('mediaq.quota:' || $1, 0))")
-        .bind(key_id)
+    sqlx::query!("SELECT pg_advisory_xact_lock(hashtextextended('mediaq.quota:' || $1, 0))", key_id)
         .execute(conn)
         .await?;
     Ok(())

@@ -7,7 +7,7 @@ use sqlx::{PgExecutor, PgPool};
 use crate::apikey::{Credential, Scope};
 
 /// A key as listed (never with its secret).
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize)]
 pub struct KeyRecord {
     pub id: String,
     pub name: String,
@@ -34,39 +34,42 @@ pub async fn create<'e>(
     scopes: &[Scope],
 ) -> Result<(), sqlx::Error> {
     let scopes: Vec<&str> = scopes.iter().map(|s| s.as_str()).collect();
-    sqlx::query("INSERT INTO api_keys (id, name, owner, scopes, secret_sha256) VALUES ($1, $2, $3, $4, $5)")
-        .bind(&credential.id)
-        .bind(name)
-        .bind(owner)
-        .bind(&scopes)
-        .bind(credential.secret_hash())
-        .execute(db)
-        .await?;
+    sqlx::query!(
+        "INSERT INTO api_keys (id, name, owner, scopes, secret_sha256) VALUES ($1, $2, $3, $4, $5)",
+        credential.id,
+        name,
+        owner,
+        scopes.as_slice() as &[&str],
+        credential.secret_hash(),
+    )
+    .execute(db)
+    .await?;
     Ok(())
 }
 
 /// Looks a key up and checks its secret in constant time. `None`: unknown, revoked or wrong.
 /// Returns the stored hash too, for the API's cache of verified keys.
 pub async fn lookup(pool: &PgPool, credential: &Credential) -> Result<Option<(Authenticated, Vec<u8>)>, sqlx::Error> {
-    let row: Option<(String, Vec<String>, Vec<u8>)> =
-        sqlx::query_as("SELECT owner, scopes, secret_sha256 FROM api_keys WHERE id = $1 AND revoked_at IS NULL")
-            .bind(&credential.id)
-            .fetch_optional(pool)
-            .await?;
-    let Some((owner, scopes, hash)) = row.filter(|(_, _, hash)| credential.matches(hash)) else {
+    let row = sqlx::query!(
+        "SELECT owner, scopes, secret_sha256 FROM api_keys WHERE id = $1 AND revoked_at IS NULL",
+        credential.id,
+    )
+    .fetch_optional(pool)
+    .await?;
+    let Some(row) = row.filter(|r| credential.matches(&r.secret_sha256)) else {
         return Ok(None);
     };
-    let scopes = scopes.iter().filter_map(|s| Scope::parse(s).ok()).collect();
-    Ok(Some((Authenticated { id: credential.id.clone(), owner, scopes }, hash)))
+    let scopes = row.scopes.iter().filter_map(|s| Scope::parse(s).ok()).collect();
+    Ok(Some((Authenticated { id: credential.id.clone(), owner: row.owner, scopes }, row.secret_sha256)))
 }
 
 /// Records that a key was used: at most one write a minute per key, so polling stays read-only.
 pub async fn touch(pool: &PgPool, id: &str) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "UPDATE api_keys SET last_used_at = now()
          WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')",
+        id,
     )
-    .bind(id)
     .execute(pool)
     .await?;
     Ok(())
@@ -76,7 +79,8 @@ pub async fn touch(pool: &PgPool, id: &str) -> Result<(), sqlx::Error> {
 pub const REVOKED_CHANNEL: &str = "mediaq_api_key_revoked";
 
 pub async fn list(pool: &PgPool) -> Result<Vec<KeyRecord>, sqlx::Error> {
-    sqlx::query_as(
+    sqlx::query_as!(
+        KeyRecord,
         "SELECT id, name, owner, scopes, created_at, revoked_at, last_used_at FROM api_keys ORDER BY created_at",
     )
     .fetch_all(pool)
@@ -85,11 +89,11 @@ pub async fn list(pool: &PgPool) -> Result<Vec<KeyRecord>, sqlx::Error> {
 
 pub async fn revoke<'e>(db: impl PgExecutor<'e>, id: &str) -> Result<bool, sqlx::Error> {
     // One statement: the revocation and its announcement commit together.
-    let done: Option<String> = sqlx::query_scalar(
-        "WITH revoked AS (UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL RETURNING id)
-         SELECT id FROM revoked, pg_notify('mediaq_api_key_revoked', id) AS n",
+    let done = sqlx::query_scalar!(
+        r#"WITH revoked AS (UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL RETURNING id)
+         SELECT id AS "id!" FROM revoked, pg_notify('mediaq_api_key_revoked', id) AS n"#,
+        id,
     )
-    .bind(id)
     .fetch_optional(db)
     .await?;
     Ok(done.is_some())

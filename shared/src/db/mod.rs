@@ -15,15 +15,13 @@ pub mod webhooks;
 use std::time::Duration;
 
 use sqlx::{
-    migrate::Migrator,
     postgres::{PgConnectOptions, PgPoolOptions},
     PgPool,
 };
 
 use crate::config::CommonConfig;
 
-/// mediaq's own migrations (`migrations/`), tracked in `public._sqlx_migrations`.
-pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
+pub use mediaq_migrate::{migrate, MigrateError, MIGRATOR};
 
 /// Builds the pool lazily: the process starts (and reports not-ready) while PostgreSQL is down,
 /// and every query waits at most `db_timeout` for a connection.
@@ -37,20 +35,9 @@ pub fn pool(config: &CommonConfig) -> Result<PgPool, sqlx::Error> {
         .connect_lazy_with(options))
 }
 
-/// Applies the apalis-postgres schema, then mediaq's migrations. Idempotent.
-pub async fn migrate(pool: &PgPool) -> Result<(), MigrateError> {
-    apalis_postgres::PostgresStorage::setup(pool).await.map_err(|e| MigrateError(e.to_string()))?;
-    MIGRATOR.run(pool).await.map_err(|e| MigrateError(e.to_string()))?;
-    Ok(())
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("database migration failed: {0}")]
-pub struct MigrateError(String);
-
 /// Whether every migration this build knows is applied (readiness).
 pub async fn migrations_current(pool: &PgPool) -> Result<bool, sqlx::Error> {
-    let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
+    let applied = sqlx::query_scalar!("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
         .fetch_all(pool)
         .await?;
     Ok(MIGRATOR.iter().filter(|m| m.migration_type.is_up_migration()).all(|m| applied.contains(&m.version)))

@@ -39,31 +39,42 @@ impl QueueStats {
 }
 
 pub async fn queue_stats(pool: &PgPool) -> Result<QueueStats, sqlx::Error> {
-    let jobs_by_status: Vec<(String, i64)> =
-        sqlx::query_as("SELECT status, count(*) FROM jobs GROUP BY status ORDER BY status").fetch_all(pool).await?;
-    let (oldest_queued_age_s, oldest_due_age_s): (Option<f64>, Option<f64>) = sqlx::query_as(
-        "SELECT EXTRACT(EPOCH FROM now() - min(created_at))::float8,
+    let jobs_by_status =
+        sqlx::query!(r#"SELECT status, count(*) AS "count!" FROM jobs GROUP BY status ORDER BY status"#)
+            .fetch_all(pool)
+            .await?
+            .into_iter()
+            .map(|r| (r.status, r.count))
+            .collect();
+    let ages = sqlx::query!(
+        "SELECT EXTRACT(EPOCH FROM now() - min(created_at))::float8 AS oldest_queued,
                 EXTRACT(EPOCH FROM now() - min(coalesce(next_attempt_at, created_at))
-                    FILTER (WHERE coalesce(next_attempt_at, created_at) <= now()))::float8
+                    FILTER (WHERE coalesce(next_attempt_at, created_at) <= now()))::float8 AS oldest_due
            FROM jobs WHERE status = 'queued'",
     )
     .fetch_one(pool)
     .await?;
-    let pending_tasks: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM apalis.jobs WHERE job_type = $1 AND status = 'Pending'")
-            .bind(QUEUE)
-            .fetch_one(pool)
-            .await?;
-    let dead_letters: i64 = sqlx::query_scalar("SELECT count(*) FROM dead_letter_jobs").fetch_one(pool).await?;
-    let webhook_endpoints: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT breaker_state, count(*) FROM webhook_endpoints WHERE deleted_at IS NULL GROUP BY 1 ORDER BY 1",
+    let pending_tasks = sqlx::query_scalar!(
+        r#"SELECT count(*) AS "count!" FROM apalis.jobs WHERE job_type = $1 AND status = 'Pending'"#,
+        QUEUE,
+    )
+    .fetch_one(pool)
+    .await?;
+    let dead_letters =
+        sqlx::query_scalar!(r#"SELECT count(*) AS "count!" FROM dead_letter_jobs"#).fetch_one(pool).await?;
+    let webhook_endpoints = sqlx::query!(
+        r#"SELECT breaker_state, count(*) AS "count!" FROM webhook_endpoints WHERE deleted_at IS NULL
+            GROUP BY 1 ORDER BY 1"#,
     )
     .fetch_all(pool)
-    .await?;
+    .await?
+    .into_iter()
+    .map(|r| (r.breaker_state, r.count))
+    .collect();
     Ok(QueueStats {
         jobs_by_status,
-        oldest_queued_age_s,
-        oldest_due_age_s,
+        oldest_queued_age_s: ages.oldest_queued,
+        oldest_due_age_s: ages.oldest_due,
         pending_tasks,
         dead_letters,
         webhook_endpoints,

@@ -2,7 +2,6 @@
 
 use chrono::{DateTime, Utc};
 use sqlx::{PgExecutor, PgPool};
-use uuid::Uuid;
 
 use crate::{apikey::Credential, JobId};
 
@@ -30,17 +29,17 @@ pub async fn create<'e>(
     metadata: &serde_json::Value,
     expires_at: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO upload_tokens (id, secret_sha256, owner, api_key_id, max_bytes, metadata, expires_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        credential.id,
+        credential.secret_hash(),
+        owner,
+        api_key_id,
+        max_bytes as i64,
+        metadata,
+        expires_at,
     )
-    .bind(&credential.id)
-    .bind(credential.secret_hash())
-    .bind(owner)
-    .bind(api_key_id)
-    .bind(max_bytes as i64)
-    .bind(metadata)
-    .bind(expires_at)
     .execute(db)
     .await?;
     Ok(())
@@ -50,34 +49,32 @@ pub async fn create<'e>(
 /// too old even to read its job, or minted by a key that has since been revoked: a token dies
 /// with its key).
 pub async fn verify(pool: &PgPool, credential: &Credential) -> Result<Option<Grant>, sqlx::Error> {
-    /// secret_sha256, owner, api_key_id, max_bytes, job_id, usable.
-    type Row = (Vec<u8>, String, String, i64, Option<Uuid>, bool);
-    let row: Option<Row> = sqlx::query_as(
-        "SELECT t.secret_sha256, t.owner, t.api_key_id, t.max_bytes, t.job_id,
-                t.used_at IS NULL AND t.expires_at > now()
+    let row = sqlx::query!(
+        r#"SELECT t.secret_sha256, t.owner, t.api_key_id, t.max_bytes, t.job_id,
+                t.used_at IS NULL AND t.expires_at > now() AS "usable!"
          FROM upload_tokens t JOIN api_keys k ON k.id = t.api_key_id AND k.revoked_at IS NULL
-         WHERE t.id = $1 AND t.expires_at + make_interval(hours => $2) > now()",
+         WHERE t.id = $1 AND t.expires_at + make_interval(hours => $2) > now()"#,
+        credential.id,
+        READ_GRACE_HOURS,
     )
-    .bind(&credential.id)
-    .bind(READ_GRACE_HOURS)
     .fetch_optional(pool)
     .await?;
-    Ok(row.filter(|r| credential.matches(&r.0)).map(|(_, owner, api_key_id, max_bytes, job_id, usable)| Grant {
+    Ok(row.filter(|r| credential.matches(&r.secret_sha256)).map(|r| Grant {
         id: credential.id.clone(),
-        owner,
-        api_key_id,
-        max_bytes: max_bytes as u64,
-        job_id: job_id.map(JobId::from_uuid),
-        usable,
+        owner: r.owner,
+        api_key_id: r.api_key_id,
+        max_bytes: r.max_bytes as u64,
+        job_id: r.job_id.map(JobId::from_uuid),
+        usable: r.usable,
     }))
 }
 
 /// Claims an unused, unexpired token for one upload. False: already used (or expired).
 pub async fn claim(pool: &PgPool, id: &str) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
+    let done = sqlx::query!(
         "UPDATE upload_tokens SET used_at = now() WHERE id = $1 AND used_at IS NULL AND expires_at > now()",
+        id,
     )
-    .bind(id)
     .execute(pool)
     .await?;
     Ok(done.rows_affected() == 1)
@@ -85,15 +82,12 @@ pub async fn claim(pool: &PgPool, id: &str) -> Result<bool, sqlx::Error> {
 
 /// Gives a claimed token back after a failed upload (nothing was created).
 pub async fn release(pool: &PgPool, id: &str) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE upload_tokens SET used_at = NULL WHERE id = $1 AND job_id IS NULL")
-        .bind(id)
-        .execute(pool)
-        .await?;
+    sqlx::query!("UPDATE upload_tokens SET used_at = NULL WHERE id = $1 AND job_id IS NULL", id).execute(pool).await?;
     Ok(())
 }
 
 /// Binds a used token to the job it created, in the job's transaction.
 pub async fn bind_job<'e>(db: impl PgExecutor<'e>, id: &str, job: JobId) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE upload_tokens SET job_id = $2 WHERE id = $1").bind(id).bind(job.as_uuid()).execute(db).await?;
+    sqlx::query!("UPDATE upload_tokens SET job_id = $2 WHERE id = $1", id, job.as_uuid()).execute(db).await?;
     Ok(())
 }

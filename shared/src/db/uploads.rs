@@ -42,22 +42,17 @@ pub struct Segment {
     pub key: String,
 }
 
-type UploadRow = (Uuid, Option<i64>, i64, DateTime<Utc>, Option<DateTime<Utc>>, Option<String>);
-
-fn from_row((id, length, received, expires_at, completed_at, metadata): UploadRow) -> Upload {
-    Upload {
-        job_id: JobId::from_uuid(id),
-        length: length.map(|l| l as u64),
-        received: received as u64,
-        expires_at,
-        completed_at,
-        metadata,
-    }
-}
-
-macro_rules! columns {
-    () => {
-        "job_id, length, received, expires_at, completed_at, metadata"
+/// Builds an [`Upload`] from a row with its columns.
+macro_rules! upload_from {
+    ($r:expr) => {
+        Upload {
+            job_id: JobId::from_uuid($r.job_id),
+            length: $r.length.map(|l| l as u64),
+            received: $r.received as u64,
+            expires_at: $r.expires_at,
+            completed_at: $r.completed_at,
+            metadata: $r.metadata,
+        }
     };
 }
 
@@ -69,29 +64,30 @@ pub async fn create(
     expires_at: DateTime<Utc>,
     metadata: Option<&str>,
 ) -> Result<Upload, sqlx::Error> {
-    let row: UploadRow = sqlx::query_as(concat!(
-        "INSERT INTO uploads (job_id, length, expires_at, metadata) VALUES ($1, $2, $3, $4) RETURNING ",
-        columns!()
-    ))
-    .bind(id.as_uuid())
-    .bind(length.map(|l| l as i64))
-    .bind(expires_at)
-    .bind(metadata)
+    let r = sqlx::query!(
+        "INSERT INTO uploads (job_id, length, expires_at, metadata) VALUES ($1, $2, $3, $4)
+         RETURNING job_id, length, received, expires_at, completed_at, metadata",
+        id.as_uuid(),
+        length.map(|l| l as i64),
+        expires_at,
+        metadata,
+    )
     .fetch_one(&mut *conn)
     .await?;
-    sqlx::query("UPDATE jobs SET status = 'receiving' WHERE id = $1 AND status = 'queued'")
-        .bind(id.as_uuid())
+    sqlx::query!("UPDATE jobs SET status = 'receiving' WHERE id = $1 AND status = 'queued'", id.as_uuid())
         .execute(conn)
         .await?;
-    Ok(from_row(row))
+    Ok(upload_from!(r))
 }
 
 pub async fn get<'e>(db: impl PgExecutor<'e>, id: JobId) -> Result<Option<Upload>, sqlx::Error> {
-    let row: Option<UploadRow> = sqlx::query_as(concat!("SELECT ", columns!(), " FROM uploads WHERE job_id = $1"))
-        .bind(id.as_uuid())
-        .fetch_optional(db)
-        .await?;
-    Ok(row.map(from_row))
+    let r = sqlx::query!(
+        "SELECT job_id, length, received, expires_at, completed_at, metadata FROM uploads WHERE job_id = $1",
+        id.as_uuid()
+    )
+    .fetch_optional(db)
+    .await?;
+    Ok(r.map(|r| upload_from!(r)))
 }
 
 /// Adds `segment` if the upload is unfinished and its offset is still `segment.start`, moving
@@ -104,29 +100,29 @@ pub async fn append(
     expires_at: DateTime<Utc>,
 ) -> Result<bool, sqlx::Error> {
     let end = (segment.start + segment.size) as i64;
-    let moved = sqlx::query(
+    let moved = sqlx::query!(
         "UPDATE uploads SET received = $3, expires_at = $4
          WHERE job_id = $1 AND received = $2 AND completed_at IS NULL AND (length IS NULL OR $3 <= length)",
+        id.as_uuid(),
+        segment.start as i64,
+        end,
+        expires_at,
     )
-    .bind(id.as_uuid())
-    .bind(segment.start as i64)
-    .bind(end)
-    .bind(expires_at)
     .execute(&mut *conn)
     .await?;
     if moved.rows_affected() != 1 {
         return Ok(false);
     }
-    sqlx::query("INSERT INTO upload_segments (job_id, start, size, key) VALUES ($1, $2, $3, $4)")
-        .bind(id.as_uuid())
-        .bind(segment.start as i64)
-        .bind(segment.size as i64)
-        .bind(&segment.key)
-        .execute(&mut *conn)
-        .await?;
-    sqlx::query("UPDATE jobs SET input_size = $2, updated_at = now() WHERE id = $1")
-        .bind(id.as_uuid())
-        .bind(end)
+    sqlx::query!(
+        "INSERT INTO upload_segments (job_id, start, size, key) VALUES ($1, $2, $3, $4)",
+        id.as_uuid(),
+        segment.start as i64,
+        segment.size as i64,
+        segment.key,
+    )
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query!("UPDATE jobs SET input_size = $2, updated_at = now() WHERE id = $1", id.as_uuid(), end)
         .execute(&mut *conn)
         .await?;
     notify(conn, id).await?;
@@ -135,11 +131,11 @@ pub async fn append(
 
 /// Sets a deferred `Upload-Length` (once; it must not be below what was received).
 pub async fn set_length(conn: &mut PgConnection, id: JobId, length: u64) -> Result<bool, sqlx::Error> {
-    let set = sqlx::query(
+    let set = sqlx::query!(
         "UPDATE uploads SET length = $2 WHERE job_id = $1 AND length IS NULL AND received <= $2 AND completed_at IS NULL",
+        id.as_uuid(),
+        length as i64,
     )
-    .bind(id.as_uuid())
-    .bind(length as i64)
     .execute(&mut *conn)
     .await?;
     if set.rows_affected() == 1 {
@@ -151,23 +147,23 @@ pub async fn set_length(conn: &mut PgConnection, id: JobId, length: u64) -> Resu
 /// Marks the upload complete (every byte of `length` received), records the input's SHA-256,
 /// and makes a job no worker holds yet `queued`.
 pub async fn complete(conn: &mut PgConnection, id: JobId, sha256: &str) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
+    let done = sqlx::query!(
         "UPDATE uploads SET completed_at = now()
          WHERE job_id = $1 AND completed_at IS NULL AND length IS NOT NULL AND received = length",
+        id.as_uuid(),
     )
-    .bind(id.as_uuid())
     .execute(&mut *conn)
     .await?;
     if done.rows_affected() != 1 {
         return Ok(false);
     }
-    sqlx::query(
+    sqlx::query!(
         "UPDATE jobs SET input_sha256 = $2, status = CASE WHEN status = 'receiving' THEN 'queued' ELSE status END,
                 updated_at = now()
          WHERE id = $1",
+        id.as_uuid(),
+        sha256,
     )
-    .bind(id.as_uuid())
-    .bind(sha256)
     .execute(&mut *conn)
     .await?;
     notify(conn, id).await?;
@@ -176,21 +172,22 @@ pub async fn complete(conn: &mut PgConnection, id: JobId, sha256: &str) -> Resul
 
 /// The segments from offset `from` on, in order.
 pub async fn segments<'e>(db: impl PgExecutor<'e>, id: JobId, from: u64) -> Result<Vec<Segment>, sqlx::Error> {
-    let rows: Vec<(i64, i64, String)> =
-        sqlx::query_as("SELECT start, size, key FROM upload_segments WHERE job_id = $1 AND start >= $2 ORDER BY start")
-            .bind(id.as_uuid())
-            .bind(from as i64)
-            .fetch_all(db)
-            .await?;
-    Ok(rows.into_iter().map(|(start, size, key)| Segment { start: start as u64, size: size as u64, key }).collect())
+    let rows = sqlx::query!(
+        "SELECT start, size, key FROM upload_segments WHERE job_id = $1 AND start >= $2 ORDER BY start",
+        id.as_uuid(),
+        from as i64,
+    )
+    .fetch_all(db)
+    .await?;
+    Ok(rows.into_iter().map(|r| Segment { start: r.start as u64, size: r.size as u64, key: r.key }).collect())
 }
 
 /// Unfinished uploads past their expiry, oldest first.
 pub async fn expired<'e>(db: impl PgExecutor<'e>, limit: i64) -> Result<Vec<JobId>, sqlx::Error> {
-    let ids: Vec<Uuid> = sqlx::query_scalar(
+    let ids: Vec<Uuid> = sqlx::query_scalar!(
         "SELECT job_id FROM uploads WHERE completed_at IS NULL AND expires_at < now() ORDER BY expires_at LIMIT $1",
+        limit,
     )
-    .bind(limit)
     .fetch_all(db)
     .await?;
     Ok(ids.into_iter().map(JobId::from_uuid).collect())
@@ -218,41 +215,37 @@ async fn end(
     message: &str,
     expired_only: bool,
 ) -> Result<bool, sqlx::Error> {
-    let gone = sqlx::query(
+    let gone = sqlx::query!(
         "DELETE FROM uploads WHERE job_id = $1 AND completed_at IS NULL AND (NOT $2 OR expires_at < now())",
+        id.as_uuid(),
+        expired_only,
     )
-    .bind(id.as_uuid())
-    .bind(expired_only)
     .execute(&mut *conn)
     .await?;
     if gone.rows_affected() != 1 {
         return Ok(false);
     }
-    sqlx::query(
+    sqlx::query!(
         "UPDATE jobs SET status = CASE WHEN status IN ('receiving', 'queued', 'processing') THEN 'failed' ELSE status END,
                 error_code = CASE WHEN status IN ('receiving', 'queued', 'processing') THEN $2 ELSE error_code END,
                 error_message = CASE WHEN status IN ('receiving', 'queued', 'processing') THEN $3 ELSE error_message END,
                 finished_at = COALESCE(finished_at, now()), next_attempt_at = NULL,
                 files_deleted_at = COALESCE(files_deleted_at, now()), updated_at = now()
          WHERE id = $1",
+        id.as_uuid(),
+        code.as_str(),
+        message,
     )
-    .bind(id.as_uuid())
-    .bind(code.as_str())
-    .bind(message)
     .execute(&mut *conn)
     .await?;
     notify(conn, id).await?;
-    sqlx::query("SELECT pg_notify($1, $2)")
-        .bind(super::jobs::CANCELED_CHANNEL)
-        .bind(id.to_string())
-        .execute(&mut *conn)
-        .await?;
+    sqlx::query!("SELECT pg_notify($1, $2)", super::jobs::CANCELED_CHANNEL, id.to_string()).execute(&mut *conn).await?;
     Ok(true)
 }
 
 /// Forgets an upload (termination: its job was canceled in the same transaction).
 pub async fn remove(conn: &mut PgConnection, id: JobId) -> Result<bool, sqlx::Error> {
-    let gone = sqlx::query("DELETE FROM uploads WHERE job_id = $1").bind(id.as_uuid()).execute(&mut *conn).await?;
+    let gone = sqlx::query!("DELETE FROM uploads WHERE job_id = $1", id.as_uuid()).execute(&mut *conn).await?;
     if gone.rows_affected() == 1 {
         notify(conn, id).await?;
     }
@@ -260,6 +253,6 @@ pub async fn remove(conn: &mut PgConnection, id: JobId) -> Result<bool, sqlx::Er
 }
 
 async fn notify(conn: &mut PgConnection, id: JobId) -> Result<(), sqlx::Error> {
-    sqlx::query("SELECT pg_notify($1, $2)").bind(PROGRESS_CHANNEL).bind(id.to_string()).execute(conn).await?;
+    sqlx::query!("SELECT pg_notify($1, $2)", PROGRESS_CHANNEL, id.to_string()).execute(conn).await?;
     Ok(())
 }

@@ -8,7 +8,7 @@ use uuid::Uuid;
 use crate::webhook::{sealed::Sealer, signature};
 
 /// An endpoint as its owner sees it (its circuit breaker included; never a secret).
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Endpoint {
     pub id: Uuid,
     #[serde(skip)]
@@ -17,14 +17,12 @@ pub struct Endpoint {
     pub events: Vec<String>,
     pub created_at: DateTime<Utc>,
     #[serde(rename = "breaker")]
-    #[sqlx(flatten)]
     pub breaker: Breaker,
 }
 
 /// An endpoint's circuit breaker.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Breaker {
-    #[sqlx(rename = "breaker_state")]
     pub state: String,
     pub consecutive_failures: i32,
     pub opened_at: Option<DateTime<Utc>>,
@@ -33,9 +31,47 @@ pub struct Breaker {
     pub probe_at: Option<DateTime<Utc>>,
 }
 
-macro_rules! endpoint_columns {
-    () => {
-        "id, owner, url, events, created_at, breaker_state, consecutive_failures, opened_at, probe_at"
+/// An endpoint's row, flat (`query_as!` fills fields by column name; [`Endpoint`] nests its breaker).
+struct EndpointRow {
+    id: Uuid,
+    owner: String,
+    url: String,
+    events: Vec<String>,
+    created_at: DateTime<Utc>,
+    breaker_state: String,
+    consecutive_failures: i32,
+    opened_at: Option<DateTime<Utc>>,
+    probe_at: Option<DateTime<Utc>>,
+}
+
+impl From<EndpointRow> for Endpoint {
+    fn from(r: EndpointRow) -> Self {
+        Endpoint {
+            id: r.id,
+            owner: r.owner,
+            url: r.url,
+            events: r.events,
+            created_at: r.created_at,
+            breaker: Breaker {
+                state: r.breaker_state,
+                consecutive_failures: r.consecutive_failures,
+                opened_at: r.opened_at,
+                probe_at: r.probe_at,
+            },
+        }
+    }
+}
+
+/// A compile-checked query returning whole [`EndpointRow`]s: `$before` + the column list + `$after`.
+macro_rules! query_endpoint {
+    ($before:literal, $after:literal, $($args:tt)*) => {
+        sqlx::query_as!(
+            EndpointRow,
+            $before
+                + "id, owner, url, events, created_at, breaker_state, consecutive_failures, opened_at, probe_at"
+                + $after,
+            $($args)*
+        )
     };
 }
 
@@ -45,56 +81,52 @@ pub async fn create_endpoint<'e>(
     url: &str,
     events: &[String],
 ) -> Result<Endpoint, sqlx::Error> {
-    sqlx::query_as(concat!(
+    let row = query_endpoint!(
         "INSERT INTO webhook_endpoints (id, owner, url, events) VALUES ($1, $2, $3, $4) RETURNING ",
-        endpoint_columns!()
-    ))
-    .bind(Uuid::now_v7())
-    .bind(owner)
-    .bind(url)
-    .bind(events)
+        "",
+        Uuid::now_v7(),
+        owner,
+        url,
+        events,
+    )
     .fetch_one(db)
-    .await
+    .await?;
+    Ok(row.into())
 }
 
 /// The owner's live endpoints (all owners' for `None`), newest first.
 pub async fn list_endpoints(pool: &PgPool, owner: Option<&str>) -> Result<Vec<Endpoint>, sqlx::Error> {
-    sqlx::query_as(concat!(
+    let rows = query_endpoint!(
         "SELECT ",
-        endpoint_columns!(),
         " FROM webhook_endpoints WHERE deleted_at IS NULL AND ($1::text IS NULL OR owner = $1)
-          ORDER BY created_at DESC, id DESC"
-    ))
-    .bind(owner)
+          ORDER BY created_at DESC, id DESC",
+        owner,
+    )
     .fetch_all(pool)
-    .await
+    .await?;
+    Ok(rows.into_iter().map(Endpoint::from).collect())
 }
 
 pub async fn get_endpoint(pool: &PgPool, id: Uuid) -> Result<Option<Endpoint>, sqlx::Error> {
-    sqlx::query_as(concat!(
-        "SELECT ",
-        endpoint_columns!(),
-        " FROM webhook_endpoints WHERE id = $1 AND deleted_at IS NULL"
-    ))
-    .bind(id)
-    .fetch_optional(pool)
-    .await
+    let row = query_endpoint!("SELECT ", " FROM webhook_endpoints WHERE id = $1 AND deleted_at IS NULL", id)
+        .fetch_optional(pool)
+        .await?;
+    Ok(row.map(Endpoint::from))
 }
 
 /// Removes an endpoint: no new deliveries, and pending ones are dropped. `false`: not found.
 pub async fn delete_endpoint(pool: &PgPool, id: Uuid) -> Result<bool, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    let done = sqlx::query("UPDATE webhook_endpoints SET deleted_at = now() WHERE id = $1 AND deleted_at IS NULL")
-        .bind(id)
+    let done = sqlx::query!("UPDATE webhook_endpoints SET deleted_at = now() WHERE id = $1 AND deleted_at IS NULL", id)
         .execute(&mut *tx)
         .await?
         .rows_affected()
         == 1;
-    sqlx::query(
+    sqlx::query!(
         "UPDATE webhook_deliveries SET status = 'failed', finished_at = now(), last_error = 'endpoint deleted'
           WHERE endpoint_id = $1 AND status = 'pending'",
+        id,
     )
-    .bind(id)
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
@@ -109,14 +141,15 @@ pub async fn ensure_secret<'e>(
     sealer: &Sealer,
 ) -> Result<Option<String>, sqlx::Error> {
     let secret = signature::generate_secret();
-    let made =
-        sqlx::query("INSERT INTO webhook_secrets (owner, secret) VALUES ($1, $2) ON CONFLICT (owner) DO NOTHING")
-            .bind(owner)
-            .bind(sealer.seal(owner, &secret))
-            .execute(db)
-            .await?
-            .rows_affected()
-            == 1;
+    let made = sqlx::query!(
+        "INSERT INTO webhook_secrets (owner, secret) VALUES ($1, $2) ON CONFLICT (owner) DO NOTHING",
+        owner,
+        sealer.seal(owner, &secret),
+    )
+    .execute(db)
+    .await?
+    .rows_affected()
+        == 1;
     Ok(made.then_some(secret))
 }
 
@@ -128,14 +161,14 @@ pub async fn rotate_secret(
     sealer: &Sealer,
 ) -> Result<String, sqlx::Error> {
     let secret = signature::generate_secret();
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO webhook_secrets (owner, secret) VALUES ($1, $2)
          ON CONFLICT (owner) DO UPDATE SET previous_secret = webhook_secrets.secret,
                 previous_valid_until = now() + make_interval(secs => $3), secret = EXCLUDED.secret, rotated_at = now()",
+        owner,
+        sealer.seal(owner, &secret),
+        grace.as_secs_f64(),
     )
-    .bind(owner)
-    .bind(sealer.seal(owner, &secret))
-    .bind(grace.as_secs_f64())
     .execute(pool)
     .await?;
     Ok(secret)
@@ -149,14 +182,14 @@ pub async fn signing_secrets<'e>(
     owner: &str,
     sealer: &Sealer,
 ) -> Result<Vec<String>, sqlx::Error> {
-    let row: Option<(String, Option<String>)> = sqlx::query_as(
-        "SELECT secret, CASE WHEN previous_valid_until > now() THEN previous_secret END
+    let row = sqlx::query!(
+        "SELECT secret, CASE WHEN previous_valid_until > now() THEN previous_secret END AS previous
            FROM webhook_secrets WHERE owner = $1",
+        owner,
     )
-    .bind(owner)
     .fetch_optional(db)
     .await?;
-    let stored = row.map(|(current, previous)| std::iter::once(current).chain(previous).collect::<Vec<_>>());
+    let stored = row.map(|r| std::iter::once(r.secret).chain(r.previous).collect::<Vec<_>>());
     Ok(stored
         .unwrap_or_default()
         .iter()
@@ -174,12 +207,12 @@ pub async fn signing_secrets<'e>(
 /// and the owners whose secrets no key opens (left as they are).
 pub async fn reseal_all(pool: &PgPool, sealer: &Sealer) -> Result<(usize, Vec<String>), sqlx::Error> {
     let mut tx = pool.begin().await?;
-    let rows: Vec<(String, String, Option<String>)> =
-        sqlx::query_as("SELECT owner, secret, previous_secret FROM webhook_secrets ORDER BY owner FOR UPDATE")
-            .fetch_all(&mut *tx)
-            .await?;
+    let rows = sqlx::query!("SELECT owner, secret, previous_secret FROM webhook_secrets ORDER BY owner FOR UPDATE")
+        .fetch_all(&mut *tx)
+        .await?;
     let (mut resealed, mut unreadable) = (0, Vec::new());
-    for (owner, current, previous) in rows {
+    for row in rows {
+        let (owner, current, previous) = (row.owner, row.secret, row.previous_secret);
         let opened = sealer.open(&owner, &current).and_then(|c| match &previous {
             Some(p) => sealer.open(&owner, p).map(|p| (c, Some(p))),
             None => Ok((c, None)),
@@ -188,12 +221,14 @@ pub async fn reseal_all(pool: &PgPool, sealer: &Sealer) -> Result<(usize, Vec<St
             unreadable.push(owner);
             continue;
         };
-        sqlx::query("UPDATE webhook_secrets SET secret = $2, previous_secret = $3 WHERE owner = $1")
-            .bind(&owner)
-            .bind(sealer.seal(&owner, &current))
-            .bind(previous.map(|p| sealer.seal(&owner, &p)))
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query!(
+            "UPDATE webhook_secrets SET secret = $2, previous_secret = $3 WHERE owner = $1",
+            owner,
+            sealer.seal(&owner, &current),
+            previous.map(|p| sealer.seal(&owner, &p)),
+        )
+        .execute(&mut *tx)
+        .await?;
         resealed += 1;
     }
     tx.commit().await?;
@@ -202,8 +237,7 @@ pub async fn reseal_all(pool: &PgPool, sealer: &Sealer) -> Result<(usize, Vec<St
 
 /// Whether the owner has a signing secret (a per-job `webhook_url` needs one).
 pub async fn has_secret(pool: &PgPool, owner: &str) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM webhook_secrets WHERE owner = $1)")
-        .bind(owner)
+    sqlx::query_scalar!(r#"SELECT EXISTS (SELECT 1 FROM webhook_secrets WHERE owner = $1) AS "exists!""#, owner)
         .fetch_one(pool)
         .await
 }
