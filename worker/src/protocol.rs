@@ -71,6 +71,9 @@ pub enum Event {
     Probe { input: MediaFacts },
     /// Fraction done, 0.0..=1.0, non-decreasing.
     Progress { progress: f64 },
+    /// Bytes of standard input read so far (instead of fractions when the input is a pipe the
+    /// worker feeds: only the worker knows how much is coming).
+    Read { bytes: u64 },
     /// The output file is complete and closed.
     Done { output: MediaFacts },
     /// The transcode failed with a stable machine code, one a child may send.

@@ -164,8 +164,17 @@ pub async fn start_attempt<'e>(db: impl PgExecutor<'e>, id: JobId) -> Result<Opt
     Ok(row.map(|(attempt, budget_used)| Started { attempt, budget_used }))
 }
 
-/// `processing` -> `queued` for a retry at `at`, keeping the cause for clients to see.
-/// Fenced like the other worker writes.
+/// The status of a job that waits for a worker: `receiving` while its resumable upload is
+/// unfinished (bytes still arriving), else `queued`.
+macro_rules! waiting_status {
+    () => {
+        "CASE WHEN EXISTS (SELECT 1 FROM uploads u WHERE u.job_id = jobs.id AND u.completed_at IS NULL)
+              THEN 'receiving' ELSE 'queued' END"
+    };
+}
+
+/// `processing` -> `queued` (or `receiving`, its upload unfinished) for a retry at `at`, keeping
+/// the cause for clients to see. Fenced like the other worker writes.
 pub async fn schedule_retry<'e>(
     db: impl PgExecutor<'e>,
     id: JobId,
@@ -174,9 +183,13 @@ pub async fn schedule_retry<'e>(
     at: DateTime<Utc>,
 ) -> Result<bool, sqlx::Error> {
     let done = sqlx::query(
-        "UPDATE jobs SET status = 'queued', progress = 0, next_attempt_at = $5, updated_at = now(),
+        concat!(
+            "UPDATE jobs SET status = ",
+            waiting_status!(),
+            ", progress = 0, next_attempt_at = $5, updated_at = now(),
                 error_code = $3, error_message = $4
-         WHERE id = $1 AND attempts = $2 AND status = 'processing'",
+         WHERE id = $1 AND attempts = $2 AND status = 'processing'"
+        ),
     )
     .bind(id.as_uuid())
     .bind(attempt)
@@ -188,13 +201,16 @@ pub async fn schedule_retry<'e>(
     Ok(done.rows_affected() == 1)
 }
 
-/// A shutting-down worker's hand-back: `processing` -> `queued` now, not counted as an attempt.
+/// A shutting-down worker's hand-back: `processing` -> `queued` (or `receiving`, its upload
+/// unfinished) now, not counted as an attempt.
 pub async fn hand_back<'e>(db: impl PgExecutor<'e>, id: JobId, attempt: i32) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
-        "UPDATE jobs SET status = 'queued', progress = 0, attempts_base = attempts_base + 1,
+    let done = sqlx::query(concat!(
+        "UPDATE jobs SET status = ",
+        waiting_status!(),
+        ", progress = 0, attempts_base = attempts_base + 1,
                 next_attempt_at = now(), updated_at = now()
-         WHERE id = $1 AND attempts = $2 AND status = 'processing'",
-    )
+         WHERE id = $1 AND attempts = $2 AND status = 'processing'"
+    ))
     .bind(id.as_uuid())
     .bind(attempt)
     .execute(db)
@@ -202,13 +218,16 @@ pub async fn hand_back<'e>(db: impl PgExecutor<'e>, id: JobId, attempt: i32) -> 
     Ok(done.rows_affected() == 1)
 }
 
-/// An operator's requeue of a failed job: `failed` -> `queued` with a fresh retry budget.
+/// An operator's requeue of a failed job: `failed` -> `queued` (or `receiving`, its upload
+/// unfinished) with a fresh retry budget.
 pub async fn requeue_failed<'e>(db: impl PgExecutor<'e>, id: JobId) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
-        "UPDATE jobs SET status = 'queued', progress = 0, attempts_base = attempts, finished_at = NULL,
+    let done = sqlx::query(concat!(
+        "UPDATE jobs SET status = ",
+        waiting_status!(),
+        ", progress = 0, attempts_base = attempts, finished_at = NULL,
                 next_attempt_at = NULL, error_code = NULL, error_message = NULL, updated_at = now()
-         WHERE id = $1 AND status = 'failed'",
-    )
+         WHERE id = $1 AND status = 'failed'"
+    ))
     .bind(id.as_uuid())
     .execute(db)
     .await?;

@@ -37,7 +37,8 @@ fn main() {
     let input = PathBuf::from(flag("--input").expect("--input"));
     let output = PathBuf::from(flag("--output").expect("--output"));
     let job_dir = output.parent().unwrap().to_owned();
-    let layers = sandbox::apply(&input, &job_dir);
+    let readable = (input.as_os_str() != "-").then_some(input.as_path());
+    let layers = sandbox::apply(readable, &job_dir);
     emit(&Event::Sandbox { layers });
     match flag("--probe").as_deref().unwrap_or("") {
         "read-passwd" => verdict("open /etc/passwd", std::fs::read("/etc/passwd").map(drop)),
