@@ -237,3 +237,38 @@ async fn undecodable_bytes_fail_with_the_usual_code() {
     assert_eq!(job["status"], "failed", "{job}");
     assert_eq!(job["error"]["code"], "invalid_media", "{job}");
 }
+
+#[tokio::test]
+async fn a_retry_of_an_unfinished_upload_waits_as_receiving() {
+    let env = TestEnv::new().await;
+    let api = env.api().await;
+    let bytes = fixtures::bytes(&RECORDING);
+    let parts = slices(&bytes, SEGMENTS);
+    let mut upload = SimulatedUpload::create(&env, None).await;
+    let id = upload.id.to_string();
+    for part in &parts[..3] {
+        upload.append(part).await;
+    }
+    // The second segment's object goes missing: feeding fails with a (transient) storage error.
+    let missing = env.storage_dir().join(mediaq_shared::storage::Storage::segment_key(upload.id, parts[0].len() as u64));
+    let kept = std::fs::read(&missing).unwrap();
+    std::fs::remove_file(&missing).unwrap();
+    let _worker = env.worker_with(&[("MEDIAQ_RETRY_BASE", "3s")]).await;
+    let (api2, id2) = (&api, &id);
+    let job = wait_for(Duration::from_secs(30), "a retry scheduled", || async move {
+        let job = api2.job(id2).await;
+        (job["attempt_history"][0]["error_code"] == "storage_error").then_some(job)
+    })
+    .await;
+    assert_eq!(job["status"], "receiving", "a retry of an unfinished upload waits as receiving: {job}");
+    std::fs::write(&missing, kept).unwrap();
+    for part in &parts[3..] {
+        upload.append(part).await;
+    }
+    upload.finish().await;
+    let (_, job) = api.wait_terminal(&id, Duration::from_secs(60)).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(job["attempts"], 2, "{job}");
+    let dir = tempfile::tempdir().unwrap();
+    check_output(&fixtures::path(&RECORDING), &download(&api, &id, dir.path()).await);
+}
