@@ -3,6 +3,7 @@
 pub mod fixtures;
 pub mod fuzz;
 pub mod hosts;
+pub mod live;
 pub mod pg;
 pub mod probe;
 pub mod proxy;

@@ -1,5 +1,6 @@
 //! One attempt at one job: claim it, fetch the input into a fresh local job directory (unless
-//! it is already a local file), run the transcoder child there, store the output under the
+//! it is already a local file; a resumable upload is instead fed to the child through a pipe as
+//! it arrives, see [`crate::feed`]), run the transcoder child there, store the output under the
 //! attempt's own key, then let [`crate::finish`] record the outcome (every outcome, the
 //! "attempts used up" one included, goes through that one path). A storage failure is the
 //! transient `storage_error`.
@@ -21,9 +22,11 @@ use mediaq_shared::{
 use mediaq_protocol::MediaFacts;
 use serde_json::json;
 use sqlx::PgPool;
+use tokio::{net::unix::pipe::Sender as Pipe, sync::watch::Sender as WatchSender};
 
 use crate::{
-    child::{self, Outcome},
+    child::{self, ChildInput, Outcome},
+    feed::{self, FeedClock, FeedEnd},
     child_spec::{child_spec, watch},
     config::WorkerConfig,
     finish::{self, AttemptOutcome, Ended},
@@ -96,7 +99,9 @@ async fn execute(state: &WorkerState, id: JobId, attempt: i32) -> Result<Ended, 
     // File work (removing stale directories, copying the input) runs on the blocking pool.
     let (work_dir, owner) =
         (state.storage.work_dir().to_owned(), state.config.sandbox.user.filter(|_| spawn::is_root()));
-    let stored = state.storage.local_path(&job.input.key);
+    // A resumable upload's segments are fed to the child through a pipe as they arrive.
+    let live = Storage::is_segmented(&job.input.key);
+    let stored = if live { None } else { state.storage.local_path(&job.input.key) };
     let (work, input) = blocking(move || {
         // Attempt N holds the job now: directories of earlier attempts belong to dead workers.
         let stale = JobDir::remove_stale(&work_dir, &format!("{id}-a"))?;
@@ -109,13 +114,14 @@ async fn execute(state: &WorkerState, id: JobId, attempt: i32) -> Result<Ended, 
     })
     .await?;
     let ended = match input {
-        Some(input) => run_child(state, id, attempt, &work, input).await,
+        _ if live => run_child(state, id, attempt, &work, Source::Upload).await,
+        Some(input) => run_child(state, id, attempt, &work, Source::File(input)).await,
         None => {
             let fetched = work.fetched_input_path();
             // (S3: the fetch writes through tokio's file API; the ownership change is two calls.)
             match state.storage.fetch_to(&job.input.key, &fetched).await {
                 Ok(()) => match work.hand_over(&fetched) {
-                    Ok(()) => run_child(state, id, attempt, &work, fetched).await,
+                    Ok(()) => run_child(state, id, attempt, &work, Source::File(fetched)).await,
                     Err(e) => Err(e.into()),
                 },
                 Err(e) => Err(e.into()),
@@ -136,19 +142,37 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> std::io::Result<T> + Se
     tokio::task::spawn_blocking(f).await.map_err(std::io::Error::other)?
 }
 
-/// Runs the child on `input` in `work` and, on success, stores its output.
+/// Where the child reads the job's input.
+enum Source {
+    /// A local file (the stored input, or a copy).
+    File(std::path::PathBuf),
+    /// Its stdin, fed from the upload's segments as they arrive ([`crate::feed`]).
+    Upload,
+}
+
+/// Runs the child on `source` in `work` and, on success, stores its output.
 async fn run_child(
     state: &WorkerState,
     id: JobId,
     attempt: i32,
     work: &JobDir,
-    input: std::path::PathBuf,
+    source: Source,
 ) -> Result<Ended, AttemptError> {
     let output_path = work.path().join("output.mp4");
+    let (input, child_input, feeder) = match source {
+        Source::File(path) => (path, ChildInput::Named, None),
+        Source::Upload => {
+            let (read_end, pipe) = feed::pipe()?;
+            let (clock, clock_rx) = tokio::sync::watch::channel(FeedClock::new());
+            let input = ChildInput::Pipe { read_end, clock: clock_rx };
+            (std::path::PathBuf::from(mediaq_protocol::STDIN_INPUT), input, Some((pipe, clock)))
+        }
+    };
     let spec = child_spec(&state.config, state.sandbox.namespaces, &input, &output_path);
     let progress = progress_writer(state.pool.clone(), id, attempt);
-    let stop = stop_signal(state, id);
-    let report = child::run(&spec, &state.sandbox, watch(&state.config), progress, stop).await?;
+    let stop = stop_signal(state, id, feeder);
+    let report =
+        child::run_with_input(&spec, &state.sandbox, watch(&state.config), child_input, progress, stop).await?;
     let claimed = match &report.outcome {
         Outcome::Done(claimed) => claimed.clone(),
         Outcome::Canceled => return Ok(Ended { outcome: AttemptOutcome::Canceled, report: Some(report) }),
@@ -216,13 +240,28 @@ fn plausible(claimed: &MediaFacts, config: &WorkerConfig) -> MediaFacts {
     }
 }
 
-/// Resolves when the child must stop: the job was canceled (heard through LISTEN/NOTIFY), or
-/// the worker's shutdown grace period is over.
-async fn stop_signal(state: &WorkerState, id: JobId) -> Outcome {
+/// Resolves when the child must stop: the job was canceled (heard through LISTEN/NOTIFY), the
+/// worker's shutdown grace period is over, or feeding an upload failed or found it ended. While
+/// it is pending, it also feeds the upload (if any) into the child's pipe.
+async fn stop_signal(state: &WorkerState, id: JobId, feeder: Option<(Pipe, WatchSender<FeedClock>)>) -> Outcome {
     let mut abandon = state.abandon.clone();
+    let fed = async {
+        let Some((pipe, clock)) = feeder else { return std::future::pending().await };
+        match feed::feed(state, id, pipe, clock).await {
+            // The child reads to the end, or has ended: its own outcome tells.
+            FeedEnd::Complete | FeedEnd::ChildGone => std::future::pending().await,
+            // Abandoned or canceled: that outcome is already recorded.
+            FeedEnd::Ended => Outcome::Canceled,
+            FeedEnd::Failed(why) => {
+                tracing::warn!(%why, "could not feed the upload to the transcoder");
+                Outcome::InputFailed(why)
+            }
+        }
+    };
     tokio::select! {
         () = state.cancellations.wait_for(&state.pool, id) => Outcome::Canceled,
         _ = abandon.wait_for(|a| *a) => Outcome::Interrupted,
+        outcome = fed => outcome,
     }
 }
 

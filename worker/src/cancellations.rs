@@ -24,28 +24,7 @@ pub struct Cancellations {
 impl Cancellations {
     /// Starts the process's listener (reconnecting after errors) and returns its fan-out.
     pub fn listen(pool: PgPool) -> Self {
-        let (heard, _) = broadcast::channel(256);
-        let sender = heard.clone();
-        tokio::spawn(async move {
-            loop {
-                match PgListener::connect_with(&pool).await {
-                    Ok(mut listener) => match listener.listen(CANCELED_CHANNEL).await {
-                        Ok(()) => {
-                            // Ends when the connection is lost; the safety poll covers the gap.
-                            while let Ok(Some(note)) = listener.try_recv().await {
-                                if let Ok(id) = note.payload().parse::<JobId>() {
-                                    let _ = sender.send(id);
-                                }
-                            }
-                        }
-                        Err(e) => tracing::warn!(error = %e, "cannot LISTEN for cancellations; polling only"),
-                    },
-                    Err(e) => tracing::debug!(error = %e, "cannot connect the cancellation listener; polling only"),
-                }
-                tokio::time::sleep(Duration::from_secs(2)).await;
-            }
-        });
-        Self { heard }
+        Self { heard: listen_ids(pool, CANCELED_CHANNEL) }
     }
 
     /// Resolves when job `id` is canceled (or its row is gone).
@@ -70,4 +49,32 @@ impl Cancellations {
             }
         }
     }
+}
+
+/// Starts a task that LISTENs on `channel` (reconnecting after errors) and fans the job ids it
+/// hears out to every subscriber. Subscribers keep a safety poll for notifications missed while
+/// it reconnects.
+pub(crate) fn listen_ids(pool: PgPool, channel: &'static str) -> broadcast::Sender<JobId> {
+    let (heard, _) = broadcast::channel(256);
+    let sender = heard.clone();
+    tokio::spawn(async move {
+        loop {
+            match PgListener::connect_with(&pool).await {
+                Ok(mut listener) => match listener.listen(channel).await {
+                    Ok(()) => {
+                        // Ends when the connection is lost; the safety poll covers the gap.
+                        while let Ok(Some(note)) = listener.try_recv().await {
+                            if let Ok(id) = note.payload().parse::<JobId>() {
+                                let _ = sender.send(id);
+                            }
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, channel, "cannot LISTEN; polling only"),
+                },
+                Err(e) => tracing::debug!(error = %e, channel, "cannot connect the listener; polling only"),
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    });
+    heard
 }

@@ -7,16 +7,20 @@
 //! closed set; anything else ends the child at once as `transcode_error`.
 
 use std::{
-    os::unix::process::ExitStatusExt,
+    os::{fd::OwnedFd, unix::process::ExitStatusExt},
     process::ExitStatus,
     time::{Duration, Instant},
 };
 
 use futures_util::future::BoxFuture;
 use mediaq_protocol::{Event, FailureCode, MediaFacts, MAX_LINE};
-use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::{
+    io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, BufReader},
+    sync::watch,
+};
 
 use crate::{
+    feed::FeedClock,
     selfcheck::SandboxPolicy,
     spawn::{self, ChildSpec, Usage},
 };
@@ -44,8 +48,12 @@ pub enum Outcome {
     ResourceLimit(String),
     /// Died another way (signal, crash, protocol violation).
     Crashed(String),
-    /// Killed by the worker: the job was canceled.
+    /// Killed by the worker: the job was canceled (or its upload abandoned: another outcome is
+    /// already recorded).
     Canceled,
+    /// Killed by the worker: it could not read the input it was feeding the child (a stored
+    /// segment missing or unreadable), a transient `storage_error`.
+    InputFailed(String),
     /// Killed by the worker: it is shutting down and hands the job back.
     Interrupted,
 }
@@ -69,6 +77,9 @@ impl Outcome {
             ),
             Outcome::TimedOut => {
                 (FailureCode::Timeout, "the conversion took longer than the time limit and was stopped".into())
+            }
+            Outcome::InputFailed(why) => {
+                (FailureCode::StorageError, format!("the upload's stored bytes could not be read ({why})"))
             }
             Outcome::Stalled => (FailureCode::Stalled, "the converter stopped making progress and was stopped".into()),
             Outcome::SandboxViolation => (
@@ -109,16 +120,44 @@ pub struct Watch {
 /// Longest stderr kept for diagnostics.
 const STDERR_TAIL: usize = 4096;
 
+/// Runs the child on the input named on its command line.
 pub async fn run(
     spec: &ChildSpec,
     policy: &SandboxPolicy,
     watch: Watch,
+    on_progress: impl FnMut(f64) -> BoxFuture<'static, ()>,
+    stop: impl std::future::Future<Output = Outcome>,
+) -> std::io::Result<Report> {
+    run_with_input(spec, policy, watch, ChildInput::Named, on_progress, stop).await
+}
+
+/// How the child gets its input.
+pub enum ChildInput {
+    /// A file named on its command line.
+    Named,
+    /// The read end of a pipe, as its stdin, which the worker feeds (see [`crate::feed`]) while
+    /// the upload arrives. The clock tells when the child is merely waiting for bytes that have
+    /// not arrived: the wall-clock limit and the stall watchdog then pause, and count again from
+    /// the last byte fed (or the upload's completion).
+    Pipe { read_end: OwnedFd, clock: watch::Receiver<FeedClock> },
+}
+
+/// Runs the child with `input`; see [`ChildInput`].
+pub async fn run_with_input(
+    spec: &ChildSpec,
+    policy: &SandboxPolicy,
+    watch: Watch,
+    input: ChildInput,
     mut on_progress: impl FnMut(f64) -> BoxFuture<'static, ()>,
     stop: impl std::future::Future<Output = Outcome>,
 ) -> std::io::Result<Report> {
     let mut stop = std::pin::pin!(stop);
     let started = Instant::now();
-    let mut spawned = spawn::spawn(spec)?;
+    let (stdin, mut clock) = match input {
+        ChildInput::Named => (None, None),
+        ChildInput::Pipe { read_end, clock } => (Some(read_end), Some(clock)),
+    };
+    let mut spawned = spawn::spawn_with_stdin(spec, stdin)?;
     let stdout = tokio::process::ChildStdout::from_std(spawned.stdout.take().expect("piped stdout"))?;
     let stderr = tokio::process::ChildStderr::from_std(spawned.stderr.take().expect("piped stderr"))?;
     let stderr_task = tokio::spawn(read_tail(stderr));
@@ -127,30 +166,44 @@ pub async fn run(
     let mut line = Vec::new();
     let mut sandboxed = false;
     let mut last: Option<Event> = None;
-    let mut deadline = tokio::time::Instant::now() + watch.timeout;
+    // The wall-clock limit, counted from `started` (or, for a fed pipe, from the last byte fed).
+    let mut limit = watch.timeout;
+    let mut last_line = tokio::time::Instant::now();
     let mut killed: Option<Outcome> = None;
     loop {
-        let wait = watch.stall.min(deadline.saturating_duration_since(tokio::time::Instant::now()));
+        let (waiting, fed_at) = match &clock {
+            Some(clock) => {
+                let c = clock.borrow();
+                (c.waiting, Some(c.active_at))
+            }
+            None => (false, None),
+        };
+        let base = fed_at.map_or(tokio::time::Instant::from_std(started), |f| f.max(started.into()));
+        let deadline = base + limit;
+        let stall_at = last_line.max(fed_at.unwrap_or(last_line)) + watch.stall;
+        let wake_at = deadline.min(stall_at);
         let next = tokio::select! {
-            next = tokio::time::timeout(wait, next_line(&mut stdout, &mut line)) => next,
+            next = next_line(&mut stdout, &mut line) => next,
             why = &mut stop => {
                 killed = Some(why);
                 break;
             }
-        };
-        let text = match next {
-            Err(_) => {
-                killed =
-                    Some(if tokio::time::Instant::now() >= deadline { Outcome::TimedOut } else { Outcome::Stalled });
+            () = tokio::time::sleep_until(wake_at), if !waiting => {
+                killed = Some(if tokio::time::Instant::now() >= deadline { Outcome::TimedOut } else { Outcome::Stalled });
                 break;
             }
-            Ok(Ok(None)) | Ok(Err(_)) => break,
-            Ok(Ok(Some(Line::TooLong))) => {
+            // Waiting starts or ends, or bytes were fed: recompute the timers.
+            Ok(()) = async { clock.as_mut().expect("a clock").changed().await }, if clock.is_some() => continue,
+        };
+        let text = match next {
+            Ok(None) | Err(_) => break,
+            Ok(Some(Line::TooLong)) => {
                 killed = Some(Outcome::ProtocolViolation(format!("a line longer than {MAX_LINE} bytes")));
                 break;
             }
-            Ok(Ok(Some(Line::Text(text)))) => text,
+            Ok(Some(Line::Text(text))) => text,
         };
+        last_line = tokio::time::Instant::now();
         let event = match serde_json::from_str::<Event>(&text) {
             Ok(event) => event,
             Err(e) => {
@@ -185,11 +238,21 @@ pub async fn run(
                 break;
             }
             Event::Progress { progress } => on_progress(progress.clamp(0.0, 1.0)).await,
+            // Only a fed pipe has a total to relate the bytes to; the child cannot lie past it.
+            Event::Read { bytes } => match &clock {
+                Some(clock) => {
+                    let fraction = clock.borrow().fraction(bytes);
+                    on_progress(fraction).await
+                }
+                None => {
+                    killed = Some(Outcome::ProtocolViolation("a read event without a fed input".into()));
+                    break;
+                }
+            },
             event @ (Event::Done { .. } | Event::Error { .. }) => last = Some(event),
             Event::Probe { input } => {
                 if let Some(d) = input.duration_s.filter(|d| d.is_finite() && *d >= 0.0) {
-                    let scaled = Duration::from_secs_f64(60.0 + watch.per_media_second * d.min(1e9));
-                    deadline = deadline.min(tokio::time::Instant::from_std(started + scaled));
+                    limit = limit.min(Duration::from_secs_f64(60.0 + watch.per_media_second * d.min(1e9)));
                 }
                 tracing::debug!(?input, "input probed");
             }
@@ -242,9 +305,17 @@ enum Line {
     TooLong,
 }
 
-/// Reads up to the next newline without holding more than [`MAX_LINE`] bytes.
+/// Reads up to the next newline without holding more than [`MAX_LINE`] bytes. Cancel-safe: a
+/// line cut short by a cancelled call stays in `buf` and the next call completes it.
 async fn next_line<R: AsyncBufRead + Unpin>(reader: &mut R, buf: &mut Vec<u8>) -> std::io::Result<Option<Line>> {
-    buf.clear();
+    let line = read_line(reader, buf).await;
+    if !matches!(line, Ok(Some(Line::TooLong))) {
+        buf.clear();
+    }
+    line
+}
+
+async fn read_line<R: AsyncBufRead + Unpin>(reader: &mut R, buf: &mut Vec<u8>) -> std::io::Result<Option<Line>> {
     loop {
         let available = reader.fill_buf().await?;
         if available.is_empty() {

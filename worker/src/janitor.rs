@@ -5,6 +5,8 @@
 //! - stored objects no job references (listed from the store, local or S3) (an upload that died between its rename and its commit,
 //!   an output written by an attempt that was superseded);
 //! - after MEDIAQ_RETENTION, a finished job's input and output (the job then reads `expired`);
+//! - resumable uploads left unfinished past their expiry: the job fails `upload_abandoned` (a
+//!   worker converting it stops) and the received segments are deleted;
 //! - finished queue rows and dead worker rows of apalis, which never prunes them.
 //!
 //! Every worker runs it every MEDIAQ_JANITOR_INTERVAL; a PostgreSQL advisory lock makes sure
@@ -19,7 +21,7 @@ use std::{
 
 use mediaq_shared::{
     config::duration,
-    db::{audit, audit::AuditEvent, retention},
+    db::{audit, audit::AuditEvent, jobs, retention, uploads},
     storage::Storage,
     JobId,
 };
@@ -51,6 +53,7 @@ pub struct JanitorConfig {
 pub struct Sweep {
     pub ran: bool,
     pub expired_jobs: u64,
+    pub abandoned_uploads: u64,
     pub temp_files: u64,
     pub work_dirs: u64,
     pub orphans: u64,
@@ -95,6 +98,7 @@ async fn sweep_locked(
 ) -> Result<Sweep, sqlx::Error> {
     let mut s = Sweep { ran: true, ..Sweep::default() };
     s.expired_jobs = expire(pool, storage, config.retention).await?;
+    s.abandoned_uploads = abandon_uploads(pool, storage).await?;
     if let Some(tmp) = storage.tmp_dir() {
         s.temp_files = remove_old_entries(pool, &tmp, config.temp_max_age, "storage.temp_removed").await?;
     }
@@ -120,6 +124,31 @@ async fn expire(pool: &PgPool, storage: &Storage, retention: Duration) -> Result
             if let Err(e) = storage.delete_input(key).await {
                 tracing::warn!(error = %e, %key, "could not delete an expired file");
             }
+        }
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// Unfinished uploads ended per run (the rest wait for the next run).
+const ABANDON_BATCH: i64 = 500;
+
+/// Ends unfinished uploads past their expiry: the job fails `upload_abandoned` (an attempt
+/// converting it hears it and stops), its segments are deleted, and an audit row says so.
+async fn abandon_uploads(pool: &PgPool, storage: &Storage) -> Result<u64, sqlx::Error> {
+    let mut n = 0;
+    for id in uploads::expired(pool, ABANDON_BATCH).await? {
+        let mut tx = pool.begin().await?;
+        let Some(job) = jobs::get(&mut *tx, id).await? else { continue };
+        if !uploads::abandon(&mut tx, id).await? {
+            continue;
+        }
+        let details = json!({ "received_bytes": job.input.size, "deleted": [&job.input.key] });
+        audit::record(&mut *tx, &AuditEvent::new(ACTOR, "upload.abandoned").job(id).details(details)).await?;
+        tx.commit().await?;
+        if let Err(e) = storage.delete_input(&job.input.key).await {
+            // Left for the orphan sweep (the job no longer needs them).
+            tracing::warn!(error = %e, key = %job.input.key, "could not delete an abandoned upload's segments");
         }
         n += 1;
     }

@@ -7,6 +7,7 @@ pub mod cancellations;
 pub mod child;
 pub mod child_spec;
 pub mod config;
+pub mod feed;
 pub mod finish;
 pub mod janitor;
 pub mod jobdir;

@@ -1,6 +1,7 @@
 //! Starting a sandboxed child process and reaping it with its resource usage.
 //!
-//! Worker-side layers, applied between fork and exec: cleared environment, stdin /dev/null, own
+//! Worker-side layers, applied between fork and exec: cleared environment, stdin /dev/null (or
+//! the read end of the pipe that carries a live upload), own
 //! process group, new network (and, when not root, user) namespace where the kernel allows,
 //! rlimits (address space, CPU seconds, file size, open files, processes, no core dumps), an
 //! unprivileged uid/gid when the worker is root, no_new_privs, death with the worker
@@ -145,10 +146,16 @@ pub fn lookup_user(name: &str) -> Option<(u32, u32)> {
 }
 
 pub fn spawn(spec: &ChildSpec) -> io::Result<Spawned> {
+    spawn_with_stdin(spec, None)
+}
+
+/// [`spawn`] with `stdin` (the read end of a pipe the worker feeds) as the child's standard
+/// input instead of /dev/null. The worker's copy is closed once the child has it.
+pub fn spawn_with_stdin(spec: &ChildSpec, stdin: Option<std::os::fd::OwnedFd>) -> io::Result<Spawned> {
     let mut cmd = Command::new(&spec.bin);
     cmd.args(&spec.args)
         .env_clear()
-        .stdin(Stdio::null())
+        .stdin(stdin.map_or_else(Stdio::null, Stdio::from))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
@@ -221,6 +228,9 @@ pub fn spawn(spec: &ChildSpec) -> io::Result<Spawned> {
         });
     }
     let mut child = cmd.spawn()?;
+    // Drops the worker's copy of the child's stdin (a pipe's read end): the feeder then sees
+    // the pipe close when the child is gone.
+    drop(cmd);
     let pid = child.id() as i32;
     Ok(Spawned {
         pid,

@@ -19,6 +19,8 @@ pub struct WorkerState {
     pub metrics: Arc<crate::metrics::WorkerMetrics>,
     /// Jobs canceled while processing, heard through LISTEN/NOTIFY.
     pub cancellations: crate::cancellations::Cancellations,
+    /// Resumable uploads that received bytes (or ended), heard through LISTEN/NOTIFY.
+    pub upload_progress: crate::feed::UploadProgress,
 }
 
 /// A failure that is the worker's (database, storage), not the media's.

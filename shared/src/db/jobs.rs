@@ -169,8 +169,8 @@ pub async fn start_attempt<'e>(db: impl PgExecutor<'e>, id: JobId) -> Result<Opt
     Ok(row.map(|r| Started { attempt: r.attempts, budget_used: r.budget_used }))
 }
 
-/// `processing` -> `queued` for a retry at `at`, keeping the cause for clients to see.
-/// Fenced like the other worker writes.
+/// `processing` -> `queued` (or `receiving` while its resumable upload is unfinished) for a retry at `at`, keeping
+/// the cause for clients to see. Fenced like the other worker writes.
 pub async fn schedule_retry<'e>(
     db: impl PgExecutor<'e>,
     id: JobId,
@@ -179,7 +179,8 @@ pub async fn schedule_retry<'e>(
     at: DateTime<Utc>,
 ) -> Result<bool, sqlx::Error> {
     let done = sqlx::query!(
-        "UPDATE jobs SET status = 'queued', progress = 0, next_attempt_at = $5, updated_at = now(),
+        "UPDATE jobs SET status = CASE WHEN EXISTS (SELECT 1 FROM uploads u WHERE u.job_id = jobs.id AND u.completed_at IS NULL)
+                THEN 'receiving' ELSE 'queued' END, progress = 0, next_attempt_at = $5, updated_at = now(),
                 error_code = $3, error_message = $4
          WHERE id = $1 AND attempts = $2 AND status = 'processing'",
         id.as_uuid(),
@@ -193,10 +194,12 @@ pub async fn schedule_retry<'e>(
     Ok(done.rows_affected() == 1)
 }
 
-/// A shutting-down worker's hand-back: `processing` -> `queued` now, not counted as an attempt.
+/// A shutting-down worker's hand-back: `processing` -> `queued` (or `receiving`, its upload
+/// unfinished) now, not counted as an attempt.
 pub async fn hand_back<'e>(db: impl PgExecutor<'e>, id: JobId, attempt: i32) -> Result<bool, sqlx::Error> {
     let done = sqlx::query!(
-        "UPDATE jobs SET status = 'queued', progress = 0, attempts_base = attempts_base + 1,
+        "UPDATE jobs SET status = CASE WHEN EXISTS (SELECT 1 FROM uploads u WHERE u.job_id = jobs.id AND u.completed_at IS NULL)
+                THEN 'receiving' ELSE 'queued' END, progress = 0, attempts_base = attempts_base + 1,
                 next_attempt_at = now(), updated_at = now()
          WHERE id = $1 AND attempts = $2 AND status = 'processing'",
         id.as_uuid(),
@@ -207,10 +210,12 @@ pub async fn hand_back<'e>(db: impl PgExecutor<'e>, id: JobId, attempt: i32) -> 
     Ok(done.rows_affected() == 1)
 }
 
-/// An operator's requeue of a failed job: `failed` -> `queued` with a fresh retry budget.
+/// An operator's requeue of a failed job: `failed` -> `queued` (or `receiving`, its upload
+/// unfinished) with a fresh retry budget.
 pub async fn requeue_failed<'e>(db: impl PgExecutor<'e>, id: JobId) -> Result<bool, sqlx::Error> {
     let done = sqlx::query!(
-        "UPDATE jobs SET status = 'queued', progress = 0, attempts_base = attempts, finished_at = NULL,
+        "UPDATE jobs SET status = CASE WHEN EXISTS (SELECT 1 FROM uploads u WHERE u.job_id = jobs.id AND u.completed_at IS NULL)
+                THEN 'receiving' ELSE 'queued' END, progress = 0, attempts_base = attempts, finished_at = NULL,
                 next_attempt_at = NULL, error_code = NULL, error_message = NULL, updated_at = now()
          WHERE id = $1 AND status = 'failed'",
         id.as_uuid(),

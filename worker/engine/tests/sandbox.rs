@@ -9,9 +9,10 @@ use std::{
 };
 
 use mediaq_worker::{
-    child::{self, Outcome, Report, Watch},
+    child::{self, ChildInput, Outcome, Report, Watch},
     child_spec,
     config::WorkerConfig,
+    feed::{self, FeedClock},
     jobdir::JobDir,
     selfcheck::{self, SandboxPolicy},
     spawn::{self, Namespaces},
@@ -108,6 +109,50 @@ async fn landlock_denies_reading_outside_the_input() {
     assert!(message.contains("open /etc/passwd"), "{message}");
     // The input itself stays readable.
     allowed(&run(&probe("read-input"), WATCH).await);
+}
+
+/// A probe whose input is a pipe on its stdin (`--input -`), as for a live upload.
+fn stdin_probe(action: &str) -> Probe {
+    let config = config();
+    let work = work_dir();
+    let owner = if spawn::is_root() { config.sandbox.user } else { None };
+    let dir = JobDir::create(work.path(), "probe-", owner).unwrap();
+    let output = dir.path().join("output.mp4");
+    let mut spec = child_spec::child_spec(config, namespaces(), std::path::Path::new("-"), &output);
+    spec.bin = PathBuf::from(PROBE);
+    spec.args.extend([OsString::from("--probe"), OsString::from(action)]);
+    Probe { _work: work, dir, spec }
+}
+
+/// Runs a stdin probe, writing `bytes` into its pipe and then closing it.
+async fn run_fed(p: &Probe, bytes: Vec<u8>) -> Report {
+    use tokio::io::AsyncWriteExt;
+    let (read_end, mut pipe) = feed::pipe().unwrap();
+    let (clock, clock_rx) = tokio::sync::watch::channel(FeedClock::new());
+    let writer = tokio::spawn(async move {
+        // The probe may refuse to read (a failed write is then no error here).
+        let _ = pipe.write_all(&bytes).await;
+        drop(clock);
+    });
+    let input = ChildInput::Pipe { read_end, clock: clock_rx };
+    let report =
+        child::run_with_input(&p.spec, &policy(), WATCH, input, |_| Box::pin(async {}), std::future::pending::<Outcome>())
+            .await
+            .expect("spawn probe");
+    writer.await.unwrap();
+    report
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fed_pipe_is_read_through_the_sandbox_and_no_file_is_readable() {
+    let report = run_fed(&stdin_probe("read-stdin"), vec![7u8; 3 << 20]).await;
+    match &report.outcome {
+        Outcome::Failed { message, .. } => assert_eq!(message, "allowed: read 3145728 bytes from stdin"),
+        other => panic!("expected the probe to read its stdin, got {other:?}"),
+    }
+    // With its input on stdin the child has no input file: nothing outside the system is readable.
+    let message = denied(&run_fed(&stdin_probe("read-passwd"), Vec::new()).await);
+    assert!(message.contains("open /etc/passwd"), "{message}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

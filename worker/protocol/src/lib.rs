@@ -77,6 +77,9 @@ pub enum Event {
     Probe { input: MediaFacts },
     /// Fraction done, 0.0..=1.0, non-decreasing.
     Progress { progress: f64 },
+    /// Bytes of standard input read so far (instead of fractions when the input is a pipe the
+    /// worker feeds: only the worker knows how much is coming).
+    Read { bytes: u64 },
     /// The output file is complete and closed.
     Done { output: MediaFacts },
     /// The transcode failed with a stable machine code, one a child may send.
@@ -85,6 +88,9 @@ pub enum Event {
 
 /// Longest line the worker reads from a child; a longer one is a protocol violation.
 pub const MAX_LINE: usize = 64 * 1024;
+
+/// The child's `--input` for standard input: a live upload's bytes, fed through a pipe by the worker.
+pub const STDIN_INPUT: &str = "-";
 
 /// The failure codes of the transcode engine: the shared [`FailureCode`]s. What a child may put
 /// on the wire is narrower, [`ChildFailureCode`].

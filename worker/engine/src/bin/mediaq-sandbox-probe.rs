@@ -35,11 +35,18 @@ fn main() {
     let input = PathBuf::from(flag("--input").expect("--input"));
     let output = PathBuf::from(flag("--output").expect("--output"));
     let job_dir = output.parent().unwrap().to_owned();
-    let layers = sandbox::apply(&input, &job_dir);
+    let readable = (input.as_os_str() != "-").then_some(input.as_path());
+    let layers = sandbox::apply(readable, &job_dir);
     emit(&Event::Sandbox { layers });
     match flag("--probe").as_deref().unwrap_or("") {
         "read-passwd" => verdict("open /etc/passwd", std::fs::read("/etc/passwd").map(drop)),
         "read-input" => verdict("read the input", std::fs::read(&input).map(drop)),
+        "read-stdin" => {
+            // What the transcoder does with `--input -`: read fd 0 to its end.
+            let mut bytes = Vec::new();
+            let read = std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut bytes);
+            verdict(&format!("read {} bytes from stdin", bytes.len()), read.map(drop));
+        }
         "write-outside" => {
             let path = std::env::temp_dir().join(format!("mediaq-probe-{}", std::process::id()));
             verdict("write outside the job directory", std::fs::write(path, b"x"));

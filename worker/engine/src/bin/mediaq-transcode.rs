@@ -1,7 +1,7 @@
 //! `mediaq-transcode`: the synchronous child that converts one WebM file to MP4.
 //!
 //! ```text
-//! mediaq-transcode --input IN.webm --output OUT.mp4 [--preset veryfast] [--crf 23] [--threads auto]
+//! mediaq-transcode --input IN.webm|- --output OUT.mp4 [--preset veryfast] [--crf 23] [--threads auto]
 //!                  [--max-width 4096] [--max-height 4096] [--max-pixels 8294400] [--max-duration 7200]
 //!                  [--max-streams 8] [--max-fps 240] [--max-output-bytes 4294967296]
 //!                  [--cpu-per-media-second 20]
@@ -28,7 +28,8 @@ use mediaq_protocol::{ChildFailureCode, Event, EXIT_FAILED, EXIT_USAGE};
 #[derive(Debug, Parser)]
 #[command(name = "mediaq-transcode")]
 struct Args {
-    /// Input WebM/Matroska file.
+    /// Input WebM/Matroska file, or `-` for standard input (read once, front to back, as it
+    /// arrives: a live upload the worker feeds through a pipe).
     #[arg(long, value_name = "PATH")]
     input: String,
     /// Output MP4 file (created or truncated; removed again on failure).
@@ -52,11 +53,11 @@ fn main() -> ExitCode {
     };
 
     // The sandbox goes on before libav starts any thread or opens any file.
-    let input = PathBuf::from(&args.input);
-    let output = PathBuf::from(&args.output);
-    let layers = sandbox::apply(&input, &job_dir(&output));
-
+    let (input, output) = (PathBuf::from(&args.input), PathBuf::from(&args.output));
     let job = Job { input, output, settings: args.spec.settings(), limits: Limits::from(&args.spec) };
+    let readable = (!job.reads_stdin()).then_some(job.input.as_path());
+    let layers = sandbox::apply(readable, &job_dir(&job.output));
+
     let mut stdout = std::io::stdout().lock();
     let mut sink = |event: Event| -> std::io::Result<()> {
         let mut line = serde_json::to_vec(&event).map_err(std::io::Error::other)?;

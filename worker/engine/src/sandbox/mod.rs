@@ -35,9 +35,10 @@ fn job_dir_access() -> BitFlags<AccessFs> {
         | AccessFs::RemoveFile
 }
 
-/// Applies every layer it can and reports which took effect. `readable` is the input file;
-/// `writable` is the job directory (the output is created in it).
-pub fn apply(readable: &Path, writable: &Path) -> SandboxLayers {
+/// Applies every layer it can and reports which took effect. `readable` is the input file (None
+/// when the input arrives on standard input: then no file outside the system libraries is
+/// readable); `writable` is the job directory (the output is created in it).
+pub fn apply(readable: Option<&Path>, writable: &Path) -> SandboxLayers {
     // Read before the filters go on (getppid is not on the allowlist).
     let pid_namespace = in_own_pid_namespace();
     let rlimits = rlimits_set();
@@ -61,7 +62,7 @@ pub fn apply(readable: &Path, writable: &Path) -> SandboxLayers {
     SandboxLayers { landlock, landlock_abi, no_new_privs, seccomp, pid_namespace, rlimits }
 }
 
-fn landlock(readable: &Path, writable: &Path) -> Result<(String, i32), landlock::RulesetError> {
+fn landlock(readable: Option<&Path>, writable: &Path) -> Result<(String, i32), landlock::RulesetError> {
     let abi = ABI::V10;
     let status = Ruleset::default()
         .set_compatibility(CompatLevel::BestEffort)
@@ -70,7 +71,7 @@ fn landlock(readable: &Path, writable: &Path) -> Result<(String, i32), landlock:
         .scope(Scope::AbstractUnixSocket | Scope::Signal)?
         .create()?
         .add_rules(path_beneath_rules(SYSTEM_READ.iter().filter(|p| Path::new(p).exists()), AccessFs::from_read(abi)))?
-        .add_rules(path_beneath_rules([readable], AccessFs::from_read(abi)))?
+        .add_rules(path_beneath_rules(readable, AccessFs::from_read(abi)))?
         .add_rules(path_beneath_rules([writable], job_dir_access()))?
         .restrict_self()?;
     let effective = match status.landlock {

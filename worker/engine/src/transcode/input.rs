@@ -1,7 +1,7 @@
-//! Opening the input: Matroska/WebM only, local files only, bounded probing; stream selection,
+//! Opening the input: Matroska/WebM only, a local file or standard input, bounded probing; stream selection,
 //! codec whitelist and the decoders this service is willing to run.
 
-use std::ffi::{CStr, CString};
+use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::ptr;
@@ -14,6 +14,7 @@ use ffmpeg_next as ffmpeg;
 
 use super::error::{LibavContext, Result, TranscodeError};
 use super::limits::{self, Limits};
+use super::stdin::StdinIo;
 use crate::protocol::MediaFacts;
 
 /// Decoders libav may open at all, also while probing (`codec_whitelist`): what `MediaRecorder`
@@ -43,13 +44,40 @@ const ACCEPTED_AUDIO: &str = "opus, vorbis, pcm";
 /// failed to open under ours.
 const LIBAV_DEFAULT_MAX_STREAMS: &str = "1000";
 
-/// Opens `path` with the Matroska demuxer (never probing other formats), the `file` protocol only
-/// and bounded probing, checks the headers against `limits` (streams, dimensions, duration), then
-/// reads stream parameters.
-pub fn open(path: &Path, limits: &Limits) -> Result<Input> {
-    let mut url = b"file:".to_vec();
-    url.extend_from_slice(path.as_os_str().as_bytes());
-    let url = CString::new(url).map_err(|_| TranscodeError::invalid_media("the input path contains a NUL byte"))?;
+/// Where the input comes from: a local file, or standard input (a pipe the worker feeds while
+/// the upload arrives; see [`super::stdin`]).
+#[derive(Debug, Clone, Copy)]
+pub enum Source<'a> {
+    File(&'a Path),
+    Stdin,
+}
+
+/// An open input; with standard input, it also owns the custom I/O context (closed after the
+/// format context, which never frees it).
+pub struct Opened {
+    input: Input,
+    _io: Option<StdinIo>,
+}
+
+impl std::ops::Deref for Opened {
+    type Target = Input;
+    fn deref(&self) -> &Input {
+        &self.input
+    }
+}
+
+impl std::ops::DerefMut for Opened {
+    fn deref_mut(&mut self) -> &mut Input {
+        &mut self.input
+    }
+}
+
+/// Opens the input with the Matroska demuxer (never probing other formats), the `file` protocol
+/// only (no protocol at all for standard input) and bounded probing, checks the headers against
+/// `limits` (streams, dimensions, duration), then reads stream parameters. Nothing here seeks:
+/// a file written front to back (MediaRecorder output: no Cues, unknown sizes) opens the same way
+/// from a pipe.
+pub fn open(source: Source, limits: &Limits) -> Result<Opened> {
     let unreadable = |ret: i32| {
         TranscodeError::invalid_media(format!(
             "the file cannot be read as WebM/Matroska ({})",
@@ -57,13 +85,19 @@ pub fn open(path: &Path, limits: &Limits) -> Result<Input> {
         ))
     };
 
-    let mut input = match open_header(&url, &limits.libav_max_streams())? {
+    let mut input = match open_header(source, &limits.libav_max_streams())? {
         Ok(input) => input,
         // libav fails a stream over its `max_streams` with ENOMEM. Count them under libav's own
-        // default cap (headers only) to tell that apart from a real allocation failure.
+        // default cap (headers only) to tell that apart from a real allocation failure; a pipe
+        // cannot be read twice, so there the limit is named without the count.
         Err(ret) if ret == ffi::AVERROR(libc::ENOMEM) => {
-            if let Ok(input) = open_header(&url, LIBAV_DEFAULT_MAX_STREAMS)? {
-                limits.check_streams(input.nb_streams())?;
+            match source {
+                Source::File(_) => {
+                    if let Ok(input) = open_header(source, LIBAV_DEFAULT_MAX_STREAMS)? {
+                        limits.check_streams(input.nb_streams())?;
+                    }
+                }
+                Source::Stdin => limits.check_streams(limits.max_streams.saturating_add(1))?,
             }
             return Err(unreadable(ret));
         }
@@ -107,11 +141,22 @@ pub fn open(path: &Path, limits: &Limits) -> Result<Input> {
     Ok(input)
 }
 
-/// Opens `url` with the Matroska demuxer and reads its headers (no probing): the outer error is
-/// ours, the inner one libav's return code.
-fn open_header(url: &CStr, max_streams: &str) -> Result<std::result::Result<Input, i32>> {
+/// Opens the source with the Matroska demuxer and reads its headers (no probing): the outer
+/// error is ours, the inner one libav's return code.
+fn open_header(source: Source, max_streams: &str) -> Result<std::result::Result<Opened, i32>> {
+    let (url, io) = match source {
+        Source::File(path) => {
+            let mut url = b"file:".to_vec();
+            url.extend_from_slice(path.as_os_str().as_bytes());
+            let url = CString::new(url)
+                .map_err(|_| TranscodeError::invalid_media("the input path contains a NUL byte"))?;
+            (url, None)
+        }
+        Source::Stdin => (CString::default(), Some(StdinIo::new()?)),
+    };
     let mut options = Dictionary::new();
-    options.set("protocol_whitelist", "file");
+    // Standard input needs no protocol: an empty whitelist refuses every one.
+    options.set("protocol_whitelist", if io.is_some() { "" } else { "file" });
     options.set("format_whitelist", "matroska,webm");
     options.set("codec_whitelist", DECODER_WHITELIST);
     options.set("probesize", &limits::PROBE_SIZE.to_string());
@@ -119,23 +164,33 @@ fn open_header(url: &CStr, max_streams: &str) -> Result<std::result::Result<Inpu
     options.set("max_streams", max_streams);
 
     // SAFETY: ffmpeg-next cannot force an input format by name. `av_find_input_format` returns a
-    // pointer to a static demuxer description. On success `avformat_open_input` hands us an owned
-    // context that `Input::wrap` takes over (it closes it on drop); on failure it frees the
-    // context itself. The dictionary is owned again by `Dictionary::own`, which frees what libav
-    // did not consume.
+    // pointer to a static demuxer description. For standard input, the context is allocated
+    // here with our I/O context and AVFMT_FLAG_CUSTOM_IO (libav then never frees or closes it;
+    // `Opened` does, after the format context). On success `avformat_open_input` hands us an
+    // owned context that `Input::wrap` takes over (it closes it on drop); on failure it frees
+    // the context itself. The dictionary is owned again by `Dictionary::own`, which frees what
+    // libav did not consume.
     unsafe {
         let format = ffi::av_find_input_format(c"matroska".as_ptr());
         if format.is_null() {
             return Err(TranscodeError::transcode("this libavformat has no Matroska demuxer"));
         }
         let mut ctx = ptr::null_mut();
+        if let Some(io) = &io {
+            ctx = ffi::avformat_alloc_context();
+            if ctx.is_null() {
+                return Err(TranscodeError::transcode("cannot allocate the input format context"));
+            }
+            (*ctx).pb = io.as_ptr();
+            (*ctx).flags |= ffi::AVFMT_FLAG_CUSTOM_IO;
+        }
         let mut raw = options.disown();
         let ret = ffi::avformat_open_input(&mut ctx, url.as_ptr(), format, &mut raw);
         drop(Dictionary::own(raw));
         if ret < 0 {
             return Ok(Err(ret));
         }
-        Ok(Ok(Input::wrap(ctx)))
+        Ok(Ok(Opened { input: Input::wrap(ctx), _io: io }))
     }
 }
 

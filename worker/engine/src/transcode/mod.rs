@@ -20,6 +20,7 @@ mod limits;
 mod output;
 mod progress;
 mod remux;
+mod stdin;
 mod video;
 
 use std::path::{Path, PathBuf};
@@ -43,10 +44,29 @@ use video::VideoPipeline;
 /// One conversion: what to read, where to write, how to encode, within which limits.
 #[derive(Debug, Clone)]
 pub struct Job {
+    /// The input file, or [`STDIN`] for standard input.
     pub input: PathBuf,
     pub output: PathBuf,
     pub settings: EncodeSettings,
     pub limits: Limits,
+}
+
+/// The input name that means standard input (`--input -`).
+pub const STDIN: &str = mediaq_protocol::STDIN_INPUT;
+
+impl Job {
+    /// Whether the input is read from standard input (a pipe: read once, front to back).
+    pub fn reads_stdin(&self) -> bool {
+        self.input.as_os_str() == STDIN
+    }
+
+    fn source(&self) -> input::Source<'_> {
+        if self.reads_stdin() {
+            input::Source::Stdin
+        } else {
+            input::Source::File(&self.input)
+        }
+    }
 }
 
 /// Initialises libav once per process; its log goes to stderr, warnings and errors only.
@@ -60,28 +80,36 @@ pub fn init_libav() -> Result<()> {
 /// (the caller reports them as `done`). On failure no output file is left behind.
 ///
 /// Once probed, this lowers the calling process's RLIMIT_CPU to 60 s + `cpu_per_media_second` x
-/// the duration (meant for the `mediaq-transcode` child, one job per process).
+/// the duration (meant for the `mediaq-transcode` child, one job per process). Standard input
+/// with no declared duration (a recording still arriving) keeps the ceiling the worker set.
+///
+/// Standard input is read once, front to back: H.264 video is then always transcoded (the
+/// copy's fallback would need to read the input a second time), and progress is reported as
+/// `read` events (bytes read) for the worker to relate to the upload's size.
 pub fn run(job: &Job, sink: &mut EventSink) -> Result<MediaFacts> {
     let limits = &job.limits;
-    let mut input = input::open(&job.input, limits)?;
+    let stream = job.reads_stdin();
+    let mut input = input::open(job.source(), limits)?;
     let selection = input::select_streams(&mut input, limits)?;
     let facts = input::facts(&input, selection);
     let file_size = input.io_size();
-    if let Some(seconds) = limits.cpu_seconds(facts.duration_s, file_size) {
-        limits::lower_cpu_limit(seconds);
+    if !(stream && facts.duration_s.is_none()) {
+        if let Some(seconds) = limits.cpu_seconds(facts.duration_s, file_size) {
+            limits::lower_cpu_limit(seconds);
+        }
     }
-    let mut progress = Progress::new(facts.duration_s, file_size);
+    let mut progress = if stream { Progress::stream() } else { Progress::new(facts.duration_s, file_size) };
     emit(sink, Event::Probe { input: facts })?;
     progress.start(sink).map_err(stdout_closed)?;
 
-    let copy = selection.video.and_then(|i| input.stream(i)).is_some_and(|s| remux::eligible(&s));
+    let copy = !stream && selection.video.and_then(|i| input.stream(i)).is_some_and(|s| remux::eligible(&s));
     let mut done = None;
     let mut selection = selection;
     if copy {
         done = pass(&mut input, selection, job, VideoMode::Copy, &mut progress, sink)?.map(|f| (f, "remuxed"));
         if done.is_none() {
             eprintln!("mediaq-transcode: the H.264 video does not decode cleanly; transcoding it instead");
-            input = input::open(&job.input, limits)?;
+            input = input::open(job.source(), limits)?;
             selection = input::select_streams(&mut input, limits)?;
         }
     }

@@ -2,6 +2,9 @@
 //!
 //! The fraction comes from the demuxed timestamp over the duration in the header, or, for
 //! recordings without a duration (MediaRecorder output), from bytes read over the file size.
+//! Reading standard input (an upload still arriving), the total is unknown here: the child
+//! reports `read` events (bytes read so far) and the worker, which knows the upload, turns them
+//! into a fraction.
 
 use std::io;
 use std::time::{Duration, Instant};
@@ -20,6 +23,9 @@ pub struct Progress {
     file_size: Option<i64>,
     last_value: f64,
     last_emit: Option<Instant>,
+    /// Standard input: report bytes read, not a fraction.
+    stream: bool,
+    last_bytes: i64,
 }
 
 impl Progress {
@@ -30,7 +36,14 @@ impl Progress {
             file_size: file_size.filter(|s| *s > 0),
             last_value: 0.0,
             last_emit: None,
+            stream: false,
+            last_bytes: 0,
         }
+    }
+
+    /// For standard input: `read` events with the bytes read so far.
+    pub fn stream() -> Self {
+        Self { stream: true, ..Self::new(None, None) }
     }
 
     /// Emits the first event, 0.0.
@@ -44,6 +57,14 @@ impl Progress {
     pub fn update(&mut self, sink: &mut EventSink, position_s: Option<f64>, bytes_read: Option<i64>) -> io::Result<()> {
         if self.last_emit.is_some_and(|t| t.elapsed() < MIN_INTERVAL) {
             return Ok(());
+        }
+        if self.stream {
+            let Some(bytes) = bytes_read.filter(|b| *b > self.last_bytes) else {
+                return Ok(());
+            };
+            self.last_bytes = bytes;
+            self.last_emit = Some(Instant::now());
+            return sink(Event::Read { bytes: bytes as u64 });
         }
         let fraction = match (self.duration_s, self.file_size) {
             (Some(duration), _) => position_s.map(|p| p / duration),
