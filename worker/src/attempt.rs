@@ -13,12 +13,12 @@ use std::{
 };
 
 use futures_util::FutureExt;
+use mediaq_protocol::MediaFacts;
 use mediaq_shared::{
     db::{attempts, audit, audit::AuditEvent, jobs},
     storage::Storage,
     ErrorInfo, FailureCode, JobId, OutputFacts,
 };
-use mediaq_protocol::MediaFacts;
 use serde_json::json;
 use sqlx::PgPool;
 
@@ -28,8 +28,7 @@ use crate::{
     config::WorkerConfig,
     finish::{self, AttemptOutcome, Ended},
     jobdir::JobDir,
-    output_file,
-    spawn,
+    output_file, spawn,
     state::{AttemptError, WorkerState},
 };
 
