@@ -55,7 +55,9 @@ fn in_the_readme(root: &Path) -> BTreeSet<String> {
         .lines()
         .filter(|l| l.starts_with("| `"))
         .filter_map(|l| l.split('|').nth(1))
-        .flat_map(|cell| cell.split('`').skip(1).step_by(2).filter(|n| is_variable(n)).map(str::to_owned).collect::<Vec<_>>())
+        .flat_map(|cell| {
+            cell.split('`').skip(1).step_by(2).filter(|n| is_variable(n)).map(str::to_owned).collect::<Vec<_>>()
+        })
         .collect()
 }
 

@@ -14,12 +14,12 @@ use std::{
 };
 
 use futures_util::FutureExt;
+use mediaq_protocol::MediaFacts;
 use mediaq_shared::{
     db::{attempts, audit, audit::AuditEvent, jobs},
     storage::Storage,
     ErrorInfo, FailureCode, JobId, OutputFacts,
 };
-use mediaq_protocol::MediaFacts;
 use serde_json::json;
 use sqlx::PgPool;
 use tokio::{net::unix::pipe::Sender as Pipe, sync::watch::Sender as WatchSender};
@@ -31,8 +31,7 @@ use crate::{
     config::WorkerConfig,
     finish::{self, AttemptOutcome, Ended},
     jobdir::JobDir,
-    output_file,
-    spawn,
+    output_file, spawn,
     state::{AttemptError, WorkerState},
 };
 

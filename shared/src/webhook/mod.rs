@@ -42,7 +42,12 @@ pub struct WebhookConfig {
     #[arg(long = "webhook-rotation-grace", env = "MEDIAQ_WEBHOOK_ROTATION_GRACE", default_value = "24h", value_parser = duration)]
     pub rotation_grace: Duration,
     /// Deliveries one process sends at once (0 turns delivery off).
-    #[arg(long = "webhook-concurrency", id = "webhook_concurrency", env = "MEDIAQ_WEBHOOK_CONCURRENCY", default_value_t = 4)]
+    #[arg(
+        long = "webhook-concurrency",
+        id = "webhook_concurrency",
+        env = "MEDIAQ_WEBHOOK_CONCURRENCY",
+        default_value_t = 4
+    )]
     pub concurrency: usize,
     /// Seals signing secrets at rest (MEDIAQ_SECRETS_KEY; off when unset).
     #[command(flatten)]

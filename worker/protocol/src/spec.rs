@@ -76,7 +76,6 @@ impl TranscodeSpec {
     pub fn settings(&self) -> EncodeSettings {
         EncodeSettings { preset: self.preset.clone(), crf: self.crf, threads: self.threads.clone() }
     }
-
 }
 
 fn parse_threads(value: &str) -> Result<String, String> {
