@@ -40,6 +40,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/jobs", post(routes::jobs::create).get(routes::list::list))
         .route("/v1/jobs/{id}", get(routes::jobs::get).delete(routes::cancel::cancel))
         .route("/v1/jobs/{id}/output", get(routes::download::output))
+        .route("/v1/jobs/{id}/poster", get(routes::poster::poster))
         .route("/v1/jobs/{id}/events", get(routes::audit::job_events))
         .route("/v1/audit", get(routes::audit::all))
         .route("/v1/admin/jobs/{id}/requeue", post(routes::admin::requeue))

@@ -11,6 +11,7 @@ pub mod janitor;
 pub mod jobdir;
 pub mod metrics;
 pub mod output_file;
+pub mod poster;
 pub mod protocol;
 pub mod retry;
 pub mod run;

@@ -29,6 +29,7 @@ pub fn every_error() -> Vec<ApiError> {
         ApiError::JobNotFound,
         ApiError::JobNotReady("processing"),
         ApiError::OutputGone,
+        ApiError::PosterNotAvailable("audio only, or not succeeded yet"),
         ApiError::BadRequest("a parameter or the body is invalid".into()),
         ApiError::RangeNotSatisfiable,
         ApiError::IdempotencyInProgress,
@@ -77,6 +78,7 @@ fn listed(e: &ApiError) {
         | ApiError::JobNotFound
         | ApiError::JobNotReady(_)
         | ApiError::OutputGone
+        | ApiError::PosterNotAvailable(_)
         | ApiError::BadRequest(_)
         | ApiError::RangeNotSatisfiable
         | ApiError::IdempotencyInProgress

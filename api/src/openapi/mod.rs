@@ -34,6 +34,7 @@ use crate::routes;
         routes::jobs::get,
         routes::cancel::cancel,
         routes::download::output,
+        routes::poster::poster,
         routes::audit::job_events,
         routes::audit::all,
         routes::admin::requeue,

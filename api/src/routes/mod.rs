@@ -9,6 +9,7 @@ pub mod jobs;
 pub mod list;
 pub mod metrics;
 pub mod page;
+pub mod poster;
 pub mod ranged;
 pub mod tokens;
 pub mod webhooks;

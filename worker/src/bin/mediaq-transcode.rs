@@ -1,7 +1,7 @@
 //! `mediaq-transcode`: the synchronous child that converts one WebM file to MP4.
 //!
 //! ```text
-//! mediaq-transcode --input IN.webm --output OUT.mp4 [--preset veryfast] [--crf 23] [--threads auto]
+//! mediaq-transcode --input IN.webm --output OUT.mp4 [--poster POSTER.jpg] [--preset veryfast] [--crf 23] [--threads auto]
 //!                  [--max-width 4096] [--max-height 4096] [--max-pixels 8294400] [--max-duration 7200]
 //!                  [--max-streams 8] [--max-fps 240] [--max-output-bytes 4294967296]
 //!                  [--cpu-per-media-second 20]
@@ -34,6 +34,9 @@ struct Args {
     /// Output MP4 file (created or truncated; removed again on failure).
     #[arg(long, value_name = "PATH")]
     output: String,
+    /// Poster JPEG of a frame near the start (in the output's directory); none when absent.
+    #[arg(long, value_name = "PATH")]
+    poster: Option<String>,
     /// Apply the sandbox, report its layers as one `sandbox` event, and exit (worker start-up check).
     #[arg(long)]
     self_test: bool,
@@ -56,7 +59,8 @@ fn main() -> ExitCode {
     let output = PathBuf::from(&args.output);
     let layers = sandbox::apply(&input, &job_dir(&output));
 
-    let job = Job { input, output, settings: args.spec.settings(), limits: args.spec.limits() };
+    let poster = args.poster.map(PathBuf::from);
+    let job = Job { input, output, poster, settings: args.spec.settings(), limits: args.spec.limits() };
     let mut stdout = std::io::stdout().lock();
     let mut sink = |event: Event| -> std::io::Result<()> {
         let mut line = serde_json::to_vec(&event).map_err(std::io::Error::other)?;
