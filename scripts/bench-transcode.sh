@@ -61,10 +61,10 @@ BIN="$PWD/target/release/mediaq-transcode"
 # run TOOL INPUT: appends "wall cpu rss_mb out_mb" to $WORK/TOOL-INPUT
 run() {
     local tool="$1" input="$2" out="$WORK/out.mp4" t="$WORK/time"
-    rm -f "$out"
+    rm -f "$out" "$WORK/poster.jpg"
     if [ "$tool" = mediaq ]; then
         /usr/bin/time -f '%e %U %S %M' -o "$t" \
-            "$BIN" --input "$input" --output "$out" --preset "$PRESET" --crf "$CRF" >/dev/null
+            "$BIN" --input "$input" --output "$out" --poster "$WORK/poster.jpg" --preset "$PRESET" --crf "$CRF" >/dev/null
     else
         /usr/bin/time -f '%e %U %S %M' -o "$t" \
             ffmpeg -nostdin -nostats -v error -y -i "$input" -c:v libx264 -preset "$PRESET" \
