@@ -3,16 +3,21 @@
 #
 #   scripts/bench-transcode.sh            # 3 alternating runs per tool and input, preset veryfast
 #   RUNS=5 PRESET=ultrafast scripts/bench-transcode.sh
+#   E2E=0 scripts/bench-transcode.sh       # child alone only (no PostgreSQL, API, worker)
 #
 # Inputs (generated once, cached under target/bench-fixtures):
 #   vp9-opus-720p.webm    30 s 1280x720 VP9 + Opus 48 kHz stereo
 #   vp8-vorbis-1080p.webm 30 s 1920x1080 VP8 + Vorbis 44.1 kHz stereo
+#   vp8-opus-720p.webm    30 s 1280x720 VP8 + Opus 48 kHz stereo (Chrome's default recording)
 #   h264-opus-720p.webm   30 s 1280x720 H.264 (constrained baseline) + Opus in Matroska, the shape
 #                         of Chrome's video/x-matroska;codecs=avc1 recordings: mediaq copies the
 #                         video (remux) where the CLI command transcodes it; target CPU <= 0.2 x,
 #                         and the script checks the copied packets' SHA-256 against the input's.
 # Measures wall seconds, user+sys CPU seconds and peak RSS with /usr/bin/time, prints a markdown
-# table of medians and the ratios mediaq/CLI. Not run in CI.
+# table of medians and the ratios mediaq/CLI. Then (unless E2E=0) the end-to-end half,
+# scripts/bench/transcode-e2e.sh: the two 720p clips through a release API + worker (upload
+# accepted -> succeeded) beside the CLI and the child alone, alternating (needs root and
+# PostgreSQL, see that script). Not run in CI.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -45,6 +50,8 @@ gen vp9-opus-720p.webm 1280x720 -c:v libvpx-vp9 -deadline realtime -cpu-used 8 -
     -c:a libopus -b:a 96k
 gen vp8-vorbis-1080p.webm 1920x1080 -c:v libvpx -deadline realtime -cpu-used 8 -b:v 4M \
     -c:a libvorbis -ar 44100 -b:a 128k
+gen vp8-opus-720p.webm 1280x720 -c:v libvpx -deadline realtime -cpu-used 8 -b:v 2M \
+    -c:a libopus -b:a 96k
 gen h264-opus-720p.webm 1280x720 -c:v libx264 -profile:v baseline -preset veryfast -b:v 2M \
     -pix_fmt yuv420p -c:a libopus -b:a 96k -f matroska
 
@@ -54,10 +61,10 @@ BIN="$PWD/target/release/mediaq-transcode"
 # run TOOL INPUT: appends "wall cpu rss_mb out_mb" to $WORK/TOOL-INPUT
 run() {
     local tool="$1" input="$2" out="$WORK/out.mp4" t="$WORK/time"
-    rm -f "$out"
+    rm -f "$out" "$WORK/poster.jpg"
     if [ "$tool" = mediaq ]; then
         /usr/bin/time -f '%e %U %S %M' -o "$t" \
-            "$BIN" --input "$input" --output "$out" --preset "$PRESET" --crf "$CRF" >/dev/null
+            "$BIN" --input "$input" --output "$out" --poster "$WORK/poster.jpg" --preset "$PRESET" --crf "$CRF" >/dev/null
     else
         /usr/bin/time -f '%e %U %S %M' -o "$t" \
             ffmpeg -nostdin -nostats -v error -y -i "$input" -c:v libx264 -preset "$PRESET" \
@@ -80,7 +87,7 @@ median() { # file column -> median
         END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
 
-INPUTS=("$FIXTURES/vp9-opus-720p.webm" "$FIXTURES/vp8-vorbis-1080p.webm" "$FIXTURES/h264-opus-720p.webm")
+INPUTS=("$FIXTURES/vp9-opus-720p.webm" "$FIXTURES/vp8-opus-720p.webm" "$FIXTURES/vp8-vorbis-1080p.webm" "$FIXTURES/h264-opus-720p.webm")
 for input in "${INPUTS[@]}"; do
     for i in $(seq 1 "$RUNS"); do
         # Alternate which tool goes first.
@@ -120,3 +127,9 @@ done
 echo
 echo "h264-opus-720p.webm: mediaq remuxes the video (CPU ratio target <= 0.2 against the CLI's full" \
     "transcode); its video packets are $(cat "$WORK/remux-packets" 2>/dev/null || echo unchecked) as the input's (per-packet SHA-256)."
+
+if [ "${E2E:-1}" != 0 ]; then
+    echo
+    RUNS="$RUNS" PRESET="$PRESET" CRF="$CRF" BENCH_SKIP_BUILD="${BENCH_SKIP_BUILD:-0}" \
+        bash scripts/bench/transcode-e2e.sh "$PWD/$FIXTURES/vp9-opus-720p.webm" "$PWD/$FIXTURES/vp8-opus-720p.webm"
+fi

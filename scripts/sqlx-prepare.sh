@@ -53,6 +53,8 @@ MEDIAQ_PG_FSYNC=off start_local_pg "$PG_DIR"
 # resolve as in `cargo build --workspace --all-targets`: the dependencies built there are reused
 # (`-p mediaq-shared` would resolve them differently and build them all again, gigabytes of it).
 log "applying the schema (mediaq-migrate)"
+# sqlx::migrate! embeds migrations/ at compile time and, on stable Rust, does not notice a new file.
+touch shared/migrate/src/lib.rs
 cargo build --quiet --locked --workspace --bin mediaq-migrate
 "${CARGO_TARGET_DIR:-$MEDIAQ_ROOT/target}/debug/mediaq-migrate"
 

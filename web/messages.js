@@ -98,6 +98,8 @@ export function describeApiError(code, message, ctx) {
       return again(`The server no longer knows the conversion of ${name}. Upload it again.`);
     case 'job_not_ready':
       return again(`The MP4 of ${name} is not ready yet. Try again in a moment.`);
+    case 'poster_not_available':
+      return final(`${name} has no preview picture (it is sound only, or not converted yet).`);
     case 'range_not_satisfiable':
       return again(`The MP4 of ${name} could not be read from where the player asked. Try again.`);
     case 'job_not_requeueable':

@@ -263,6 +263,7 @@ export class Row {
       return;
     }
     const mp4Name = this.name.replace(/\.[^.]*$/, '') + '.mp4';
+    await this.fetchPoster();
     this.ui.player.src = this.objectUrl;
     this.ui.download.href = this.objectUrl;
     this.ui.download.download = mp4Name;
@@ -270,6 +271,21 @@ export class Row {
     this.ui.result.hidden = false;
     this.ui.cancel.hidden = true;
     this.setStatus(`${this.name} is converted: play it below or download ${mp4Name}.`, 'succeeded');
+  }
+
+  // The poster (links.poster, video jobs only) becomes the player's poster image. It is fetched
+  // with the credential like the MP4 (never in a URL); without one the player shows its first frame.
+  async fetchPoster() {
+    if (!this.job.links.poster) return;
+    try {
+      const resp = await fetch(this.job.links.poster, { headers: { Authorization: `Bearer ${this.credential.value}` } });
+      if (!resp.ok) return;
+      const blob = await resp.blob();
+      this.posterUrl = URL.createObjectURL(blob.type === 'image/jpeg' ? blob : new Blob([blob], { type: 'image/jpeg' }));
+      this.ui.player.poster = this.posterUrl;
+    } catch {
+      // A missing poster costs nothing but the picture before playback.
+    }
   }
 
   failWith(status, body, retryAfterHeader) {

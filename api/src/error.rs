@@ -46,6 +46,8 @@ pub enum ApiError {
     JobNotReady(&'static str),
     #[error("the converted file is no longer available")]
     OutputGone,
+    #[error("this job has no poster ({0})")]
+    PosterNotAvailable(&'static str),
     #[error("{0}")]
     BadRequest(String),
     #[error("the requested byte range is outside the file")]
@@ -119,6 +121,7 @@ impl ApiError {
             Self::JobNotFound => "job_not_found",
             Self::JobNotReady(_) => "job_not_ready",
             Self::OutputGone => "output_gone",
+            Self::PosterNotAvailable(_) => "poster_not_available",
             Self::BadRequest(_) => "bad_request",
             Self::RangeNotSatisfiable => "range_not_satisfiable",
             Self::IdempotencyInProgress => "idempotency_request_in_progress",
@@ -166,9 +169,11 @@ impl ApiError {
             Self::RateLimited(_) | Self::QuotaExceeded(..) | Self::TooManyUploads(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::InsufficientScope(_) => StatusCode::FORBIDDEN,
             Self::CredentialsInUrl => StatusCode::BAD_REQUEST,
-            Self::JobNotFound | Self::RouteNotFound | Self::WebhookNotFound | Self::DeliveryNotFound => {
-                StatusCode::NOT_FOUND
-            }
+            Self::JobNotFound
+            | Self::RouteNotFound
+            | Self::WebhookNotFound
+            | Self::DeliveryNotFound
+            | Self::PosterNotAvailable(_) => StatusCode::NOT_FOUND,
             Self::WebhookUrlRefused(_) | Self::WebhookSecretMissing => StatusCode::UNPROCESSABLE_ENTITY,
             Self::JobNotReady(_) | Self::IdempotencyInProgress | Self::JobNotRequeueable => StatusCode::CONFLICT,
             Self::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,

@@ -135,6 +135,17 @@ pub struct OutputFacts {
     pub audio_codec: Option<String>,
     /// How the video got into the MP4: "transcoded", or "remuxed" (H.264 packets copied).
     pub video_path: Option<String>,
+    /// The poster JPEG stored beside the MP4 (video jobs; clients see it as `links.poster`).
+    #[serde(skip)]
+    pub poster: Option<PosterFacts>,
+}
+
+/// A stored poster: its key, size and SHA-256 (the ETag).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PosterFacts {
+    pub key: String,
+    pub size_bytes: u64,
+    pub sha256: String,
 }
 
 /// A job as stored.

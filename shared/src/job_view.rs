@@ -9,6 +9,10 @@ pub fn to_json(job: &Job, attempts: &[AttemptRecord]) -> Value {
     let self_link = format!("/v1/jobs/{}", job.id);
     let output_link =
         (job.status == JobStatus::Succeeded && job.files_deleted_at.is_none()).then(|| format!("{self_link}/output"));
+    let poster_link = output_link
+        .as_ref()
+        .filter(|_| job.output.as_ref().is_some_and(|o| o.poster.is_some()))
+        .map(|_| format!("{self_link}/poster"));
     json!({
         "id": job.id,
         "status": job.status,
@@ -29,6 +33,6 @@ pub fn to_json(job: &Job, attempts: &[AttemptRecord]) -> Value {
         "next_attempt_at": job.next_attempt_at,
         "files_deleted_at": job.files_deleted_at,
         "attempt_history": attempts,
-        "links": { "self": self_link, "output": output_link },
+        "links": { "self": self_link, "output": output_link, "poster": poster_link },
     })
 }

@@ -94,7 +94,7 @@ async fn deleting_a_finished_job_deletes_its_files() {
     let id = upload(&api, &fixtures::VP8_VORBIS).await;
     let (_, job) = api.wait_terminal(&id, Duration::from_secs(60)).await;
     assert_eq!(job["status"], "succeeded");
-    assert_eq!(files_under(&env.storage_dir().join("outputs")).len(), 1);
+    assert_eq!(files_under(&env.storage_dir().join("outputs")).len(), 2, "the MP4 and its poster");
     let (status, job) = delete(&api, &id).await;
     assert_eq!(status, 200);
     assert_eq!(job["status"], "succeeded", "a finished job keeps its status: {job}");

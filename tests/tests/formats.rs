@@ -85,6 +85,7 @@ const H264_AAC: Recipe = av!(
 );
 
 /// Runs the child; returns its exit status, its events and the output path.
+/// Runs the child as the worker does (with `--poster`, written as `<output>.jpg`).
 fn convert(input: &Path, dir: &Path) -> (bool, Vec<Value>, PathBuf) {
     let output = dir.join(format!("{}.mp4", input.file_name().unwrap().to_string_lossy()));
     let out = Command::new(bin_dir().join("mediaq-transcode"))
@@ -92,6 +93,8 @@ fn convert(input: &Path, dir: &Path) -> (bool, Vec<Value>, PathBuf) {
         .arg(input)
         .arg("--output")
         .arg(&output)
+        .arg("--poster")
+        .arg(output.with_extension("jpg"))
         .output()
         .expect("run mediaq-transcode");
     let events = String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
@@ -130,6 +133,17 @@ fn every_browser_recording_shape_converts() {
         assert!(ok, "{}: {events:?}", recipe.name);
         let out = probe::ffprobe(&output);
         assert_eq!(probe::stream(&out, "video").is_some(), video.is_some(), "{}", recipe.name);
+        // Every shape with video gets a poster (ffprobe: mjpeg); sound only gets none.
+        let poster = output.with_extension("jpg");
+        assert_eq!(poster.exists(), video.is_some(), "{}: poster", recipe.name);
+        if poster.exists() {
+            assert_eq!(
+                probe::stream(&probe::ffprobe(&poster), "video").unwrap()["codec_name"],
+                "mjpeg",
+                "{}",
+                recipe.name
+            );
+        }
         if video.is_some() {
             assert_eq!(probe::stream(&out, "video").unwrap()["codec_name"], "h264");
         }
@@ -206,6 +220,9 @@ fn damaged_h264_is_transcoded_instead_of_copied() {
     assert!(ok, "{events:?}");
     assert_eq!(events.last().unwrap()["output"]["video_path"], "transcoded");
     assert_eq!(probe::stream(&probe::ffprobe(&output), "video").unwrap()["codec_name"], "h264");
+    // The discarded copy pass's poster was removed; the transcode pass made its own.
+    let poster = probe::ffprobe(&output.with_extension("jpg"));
+    assert_eq!(probe::stream(&poster, "video").unwrap()["codec_name"], "mjpeg", "{poster}");
 }
 
 #[test]

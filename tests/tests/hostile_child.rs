@@ -1,6 +1,6 @@
 //! A transcoder child taken over by its input (sandbox and all: the stand-in applies none and
 //! lies about it) attacks the worker through what it leaves and what it says. The worker holds:
-//! no link or FIFO is ever stored or served, a forged code never leaves a job stuck or loops it,
+//! no link or FIFO (at the output or the poster path) is ever stored or served, a forged code never leaves a job stuck or loops it,
 //! an endless line does not grow the worker, and nothing the child starts outlives it.
 
 use std::{path::PathBuf, time::Duration};
@@ -53,7 +53,7 @@ async fn run_job(env: &TestEnv, act: &str) -> (Value, String, u64) {
 #[tokio::test]
 async fn links_and_fifos_at_the_output_path_are_never_stored() {
     let env = TestEnv::new().await;
-    for act in ["symlink-output", "fifo-output"] {
+    for act in ["symlink-output", "fifo-output", "symlink-poster"] {
         let started = std::time::Instant::now();
         let (job, _, _) = run_job(&env, act).await;
         assert_eq!(job["status"], "failed", "{act}: {job}");
@@ -116,11 +116,14 @@ async fn stored_outputs_belong_to_the_worker_and_no_one_else() {
     let id = job["id"].as_str().unwrap().to_owned();
     let (_, job) = api.wait_terminal(&id, Duration::from_secs(60)).await;
     assert_eq!(job["status"], "succeeded", "{job}");
+    // The MP4 and its poster.
     let stored: Vec<_> = std::fs::read_dir(env.storage_dir().join("outputs")).unwrap().flatten().collect();
-    assert_eq!(stored.len(), 1);
-    let meta = std::fs::symlink_metadata(stored[0].path()).unwrap();
-    assert!(meta.file_type().is_file());
-    assert_eq!(meta.mode() & 0o777, 0o600, "not readable by other users (the sandbox user included)");
-    // SAFETY: geteuid has no preconditions. The worker runs as this test's user.
-    assert_eq!(meta.uid(), unsafe { libc::geteuid() }, "owned by the worker, not the sandbox user");
+    assert_eq!(stored.len(), 2, "{stored:?}");
+    for file in stored {
+        let meta = std::fs::symlink_metadata(file.path()).unwrap();
+        assert!(meta.file_type().is_file());
+        assert_eq!(meta.mode() & 0o777, 0o600, "not readable by other users (the sandbox user included)");
+        // SAFETY: geteuid has no preconditions. The worker runs as this test's user.
+        assert_eq!(meta.uid(), unsafe { libc::geteuid() }, "owned by the worker, not the sandbox user");
+    }
 }

@@ -90,7 +90,15 @@ async fn the_janitor_expires_old_jobs_and_removes_what_nobody_references() {
     assert_eq!(resp.status(), 200);
     assert!(!stale_tmp.exists() && !orphan_in.exists() && !orphan_out.exists() && !dead_dir.exists());
     assert!(fresh_tmp.exists() && young_orphan.exists(), "young files are left alone");
-    assert_eq!(files_under(&storage.join("outputs")).len(), 1);
+    // What is left in outputs/ is the recent job's MP4 and poster; the old job's poster went too.
+    let mut left: Vec<String> = files_under(&storage.join("outputs"))
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, [format!("{recent}-a1.jpg"), format!("{recent}-a1.mp4")]);
+    let resp = api.client.get(api.url(&format!("/v1/jobs/{old}/poster"))).send().await.unwrap();
+    assert_eq!(resp.status(), 410);
 
     let audits: Vec<(String, i64)> = sqlx::query_as(
         "SELECT action, count(*) FROM audit_events WHERE actor = 'janitor' GROUP BY action ORDER BY action",

@@ -52,7 +52,8 @@ async fn upload_transcode_download_and_range_through_s3() {
     assert_eq!(job["status"], "succeeded", "{job}");
     let input_key = format!("{PREFIX}/inputs/{id}.webm");
     let output_key = format!("{PREFIX}/outputs/{id}-a1.mp4");
-    wait_bucket(&s3, &[input_key, output_key]).await;
+    let poster_key = format!("{PREFIX}/outputs/{id}-a1.jpg");
+    wait_bucket(&s3, &[input_key, output_key, poster_key]).await;
     // Media went through the store: nothing stored on local disk, no job directory left.
     assert!(files_under(env.storage_dir()).is_empty(), "{:?}", files_under(env.storage_dir()));
 
@@ -80,12 +81,26 @@ async fn upload_transcode_download_and_range_through_s3() {
 
     api.check_ranges(&url, &full).await;
 
+    // The poster is stored beside the MP4 in the bucket and served from it.
+    assert_eq!(job["links"]["poster"], format!("/v1/jobs/{id}/poster"), "{job}");
+    let poster_url = api.url(&format!("/v1/jobs/{id}/poster"));
+    let resp = api.client.get(&poster_url).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "image/jpeg");
+    let etag = resp.headers()["etag"].to_str().unwrap().to_owned();
+    let poster = resp.bytes().await.unwrap();
+    assert_eq!(etag, format!("\"{}\"", sha256_hex(&poster)));
+    assert_eq!(&poster[..3], b"\xff\xd8\xff", "a JPEG");
+    let resp = api.client.get(&poster_url).header("if-none-match", &etag).send().await.unwrap();
+    assert_eq!(resp.status(), 304);
+
     // DELETE of a finished job deletes its objects.
     let resp = api.client.delete(api.url(&format!("/v1/jobs/{id}"))).send().await.unwrap();
     assert_eq!(resp.status(), 200);
     wait_bucket(&s3, &[]).await;
     let resp = api.client.get(&url).send().await.unwrap();
     assert_eq!(resp.status(), 410);
+    assert_eq!(api.client.get(&poster_url).send().await.unwrap().status(), 410);
 }
 
 #[tokio::test]

@@ -26,12 +26,12 @@ use tokio::{net::unix::pipe::Sender as Pipe, sync::watch::Sender as WatchSender}
 
 use crate::{
     child::{self, ChildInput, Outcome},
-    feed::{self, FeedClock, FeedEnd},
-    child_spec::{child_spec, watch},
+    child_spec::{child_spec, watch, POSTER_FILE},
     config::WorkerConfig,
+    feed::{self, FeedClock, FeedEnd},
     finish::{self, AttemptOutcome, Ended},
     jobdir::JobDir,
-    output_file, spawn,
+    output_file, poster, spawn,
     state::{AttemptError, WorkerState},
 };
 
@@ -189,14 +189,16 @@ async fn run_child(
         None => unsafe { libc::geteuid() },
     };
     let (path, max) = (output_path.clone(), state.config.transcode.max_output_bytes);
+    let poster_path = work.path().join(POSTER_FILE);
     let checked = tokio::task::spawn_blocking(move || {
         let mut output = output_file::open(&path, owner, max)?;
         let sha256 = output_file::sha256(&mut output).map_err(|e| output_file::Refused::Unreadable(e.to_string()))?;
-        Ok::<_, output_file::Refused>((output, sha256))
+        let poster = poster::check(&poster_path, owner, max)?;
+        Ok::<_, output_file::Refused>((output, sha256, poster))
     })
     .await
     .map_err(std::io::Error::other)?;
-    let (output, sha256) = match checked {
+    let (output, sha256, poster) = match checked {
         Ok(checked) => checked,
         Err(refused) => {
             tracing::warn!(error = %refused, "the transcoder's output was refused");
@@ -208,6 +210,10 @@ async fn run_child(
     let key = Storage::output_key(id, attempt);
     let size = output.size;
     state.storage.put_file(output.file, &key).await?;
+    let poster = match poster.filter(|_| facts.video_codec.is_some()) {
+        Some(poster) => Some(poster::store(&state.storage, id, attempt, poster).await?),
+        None => None,
+    };
     let output = OutputFacts {
         key,
         size_bytes: size,
@@ -218,6 +224,7 @@ async fn run_child(
         video_codec: facts.video_codec.clone(),
         audio_codec: facts.audio_codec.clone(),
         video_path: facts.video_path.clone(),
+        poster,
     };
     Ok(Ended { outcome: AttemptOutcome::Succeeded(output), report: Some(report) })
 }

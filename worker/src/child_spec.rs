@@ -14,10 +14,15 @@ const CHILD_OPEN_FILES: u64 = 64;
 /// RLIMIT_NPROC of the child's user: threads count (every child of this uid on the host together).
 const CHILD_TASKS: u64 = 4096;
 
+/// The poster's file name in the job directory, beside the output.
+pub const POSTER_FILE: &str = "poster.jpg";
+
 /// The child's command line and process limits.
 pub fn child_spec(config: &WorkerConfig, namespaces: Namespaces, input: &Path, output: &Path) -> ChildSpec {
     let (spec, sandbox) = (&config.transcode, &config.sandbox);
-    let mut args: Vec<OsString> = vec!["--input".into(), input.into(), "--output".into(), output.into()];
+    let poster = output.with_file_name(POSTER_FILE);
+    let mut args: Vec<OsString> =
+        vec!["--input".into(), input.into(), "--output".into(), output.into(), "--poster".into(), poster.into()];
     args.extend(spec.to_args());
     ChildSpec {
         bin: config.transcode_bin.clone(),

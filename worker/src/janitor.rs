@@ -110,13 +110,14 @@ async fn sweep_locked(
 
 async fn expire(pool: &PgPool, storage: &Storage, retention: Duration) -> Result<u64, sqlx::Error> {
     let mut n = 0;
-    for retention::Expiring { id, input_key: input, output_key: output } in retention::expiring(pool, retention).await?
+    for retention::Expiring { id, input_key: input, output_key: output, poster_key: poster } in
+        retention::expiring(pool, retention).await?
     {
         let mut tx = pool.begin().await?;
         if !retention::mark_expired(&mut *tx, id).await? {
             continue;
         }
-        let deleted: Vec<&String> = std::iter::once(&input).chain(output.as_ref()).collect();
+        let deleted: Vec<&String> = std::iter::once(&input).chain(output.as_ref()).chain(poster.as_ref()).collect();
         let event = AuditEvent::new(ACTOR, "job.expired").job(id).details(json!({ "deleted": deleted }));
         audit::record(&mut *tx, &event).await?;
         tx.commit().await?;
@@ -191,8 +192,8 @@ async fn remove_old_entries(
 
 /// Removes stored inputs and outputs no job references (older than `age`).
 async fn remove_orphans(pool: &PgPool, storage: &Storage, age: Duration) -> Result<u64, sqlx::Error> {
-    // key -> job id parsed from its name (`inputs/{id}.webm`, `outputs/{id}-a{n}.mp4`,
-    // `uploads/{id}.{offset}`)
+    // key -> job id parsed from its name (`inputs/{id}.webm`, `outputs/{id}-a{n}.mp4` and `.jpg`,
+    // `uploads/{id}.{offset}.{nonce}`)
     let mut candidates: HashMap<String, Option<Uuid>> = HashMap::new();
     for folder in ["inputs", "outputs", "uploads"] {
         let listed = match storage.list(folder).await {

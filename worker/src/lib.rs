@@ -13,6 +13,7 @@ pub mod janitor;
 pub mod jobdir;
 pub mod metrics;
 pub mod output_file;
+pub mod poster;
 pub mod retry;
 pub mod run;
 pub mod selfcheck;

@@ -33,6 +33,8 @@ pub enum Refused {
     TooLarge { size: u64, limit: u64 },
     #[error("the output is not a faststart MP4 ({0})")]
     NotMp4(String),
+    #[error("the poster is not a JPEG ({0})")]
+    NotJpeg(String),
     #[error("the output could not be read: {0}")]
     Unreadable(String),
 }
@@ -43,7 +45,7 @@ impl Refused {
         match self {
             Refused::NotPlain(_) => FailureCode::SandboxViolation,
             Refused::TooLarge { .. } => FailureCode::OutputSizeExceeded,
-            Refused::NotMp4(_) | Refused::Unreadable(_) => FailureCode::TranscodeError,
+            Refused::NotMp4(_) | Refused::NotJpeg(_) | Refused::Unreadable(_) => FailureCode::TranscodeError,
         }
     }
 }
@@ -51,6 +53,32 @@ impl Refused {
 /// Opens and checks `path`, which must be a regular file owned by `owner` with one link and at
 /// most `max_bytes` long.
 pub fn open(path: &Path, owner: u32, max_bytes: u64) -> Result<VerifiedOutput, Refused> {
+    let mut output = open_plain(path, owner, max_bytes)?;
+    check_mp4(&mut output).map_err(|e| match e.kind() {
+        io::ErrorKind::InvalidData => Refused::NotMp4(e.to_string()),
+        _ => Refused::Unreadable(e.to_string()),
+    })?;
+    Ok(output)
+}
+
+/// Opens and checks the poster at `path` as [`open`] does the MP4 (a plain file of `owner`
+/// within `max_bytes`), shaped like a JPEG (SOI first, EOI last). `None` when there is none.
+pub fn open_poster(path: &Path, owner: u32, max_bytes: u64) -> Result<Option<VerifiedOutput>, Refused> {
+    // The child is gone: nothing can appear at the path after this look.
+    if std::fs::symlink_metadata(path).is_err_and(|e| e.kind() == io::ErrorKind::NotFound) {
+        return Ok(None);
+    }
+    let mut poster = open_plain(path, owner, max_bytes)?;
+    check_jpeg(&mut poster).map_err(|e| match e.kind() {
+        io::ErrorKind::InvalidData => Refused::NotJpeg(e.to_string()),
+        _ => Refused::Unreadable(e.to_string()),
+    })?;
+    Ok(Some(poster))
+}
+
+/// A regular file of `owner` with one link, at most `max_bytes` long, opened without following
+/// links or blocking.
+fn open_plain(path: &Path, owner: u32, max_bytes: u64) -> Result<VerifiedOutput, Refused> {
     let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
@@ -72,12 +100,28 @@ pub fn open(path: &Path, owner: u32, max_bytes: u64) -> Result<VerifiedOutput, R
     if meta.len() > max_bytes {
         return Err(Refused::TooLarge { size: meta.len(), limit: max_bytes });
     }
-    let mut output = VerifiedOutput { file, size: meta.len() };
-    check_mp4(&mut output).map_err(|e| match e.kind() {
-        io::ErrorKind::InvalidData => Refused::NotMp4(e.to_string()),
-        _ => Refused::Unreadable(e.to_string()),
-    })?;
-    Ok(output)
+    Ok(VerifiedOutput { file, size: meta.len() })
+}
+
+/// A baseline JFIF/EXIF JPEG as libav's mjpeg encoder writes it: SOI and a marker first, EOI last.
+fn check_jpeg(poster: &mut VerifiedOutput) -> io::Result<()> {
+    let bad = |what: &str| io::Error::new(io::ErrorKind::InvalidData, what.to_owned());
+    if poster.size < 8 {
+        return Err(bad("shorter than a JPEG header"));
+    }
+    let mut head = [0u8; 3];
+    poster.file.seek(SeekFrom::Start(0))?;
+    poster.file.read_exact(&mut head)?;
+    if head != [0xFF, 0xD8, 0xFF] {
+        return Err(bad("it does not start with a JPEG SOI marker"));
+    }
+    let mut tail = [0u8; 2];
+    poster.file.seek(SeekFrom::Start(poster.size - 2))?;
+    poster.file.read_exact(&mut tail)?;
+    if tail != [0xFF, 0xD9] {
+        return Err(bad("it does not end with a JPEG EOI marker"));
+    }
+    Ok(())
 }
 
 fn describe(meta: &std::fs::Metadata) -> String {
@@ -210,6 +254,24 @@ mod tests {
         assert!(matches!(open(&path, other, 1 << 20), Err(Refused::NotPlain(m)) if m.contains("owned by")));
         assert_eq!(open(&path, me(), 85).unwrap_err(), Refused::TooLarge { size: 86, limit: 85 });
         assert_eq!(open(&path, me(), 85).unwrap_err().code(), FailureCode::OutputSizeExceeded);
+    }
+
+    #[test]
+    fn posters_are_checked_like_outputs_and_may_be_absent() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("poster.jpg");
+        assert!(open_poster(&path, me(), 1 << 20).unwrap().is_none());
+        let jpeg = [&[0xFF, 0xD8, 0xFF, 0xE0][..], &[0u8; 16], &[0xFF, 0xD9]].concat();
+        std::fs::write(&path, &jpeg).unwrap();
+        assert_eq!(open_poster(&path, me(), 1 << 20).unwrap().expect("a poster").size, 22);
+        assert_eq!(open_poster(&path, me(), 21).unwrap_err(), Refused::TooLarge { size: 22, limit: 21 });
+        std::fs::write(&path, &jpeg[..20]).unwrap();
+        assert!(matches!(open_poster(&path, me(), 1 << 20), Err(Refused::NotJpeg(m)) if m.contains("EOI")));
+        std::fs::write(&path, mp4()).unwrap();
+        assert!(matches!(open_poster(&path, me(), 1 << 20), Err(Refused::NotJpeg(m)) if m.contains("SOI")));
+        std::fs::remove_file(&path).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("elsewhere.jpg"), &path).unwrap();
+        assert_eq!(open_poster(&path, me(), 1 << 20).unwrap_err(), Refused::NotPlain("a symbolic link".into()));
     }
 
     #[test]

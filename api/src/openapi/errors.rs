@@ -29,6 +29,7 @@ pub fn every_error() -> Vec<ApiError> {
         ApiError::JobNotFound,
         ApiError::JobNotReady("processing"),
         ApiError::OutputGone,
+        ApiError::PosterNotAvailable("audio only, or not succeeded yet"),
         ApiError::BadRequest("a parameter or the body is invalid".into()),
         ApiError::RangeNotSatisfiable,
         ApiError::IdempotencyInProgress,
@@ -87,6 +88,7 @@ fn listed(e: &ApiError) {
         | ApiError::JobNotFound
         | ApiError::JobNotReady(_)
         | ApiError::OutputGone
+        | ApiError::PosterNotAvailable(_)
         | ApiError::BadRequest(_)
         | ApiError::RangeNotSatisfiable
         | ApiError::IdempotencyInProgress
@@ -179,7 +181,7 @@ mod tests {
         assert_eq!(
             responses[&404]["content"]["application/json"]["schema"]["properties"]["error"]["properties"]["code"]
                 ["enum"],
-            json!(["delivery_not_found", "job_not_found", "not_found", "upload_not_found", "webhook_not_found"])
+            json!(["delivery_not_found", "job_not_found", "not_found", "poster_not_available", "upload_not_found", "webhook_not_found"])
         );
         assert!(responses[&429]["headers"]["Retry-After"].is_object());
     }

@@ -34,6 +34,7 @@ use crate::routes;
         routes::jobs::status,
         routes::jobs::cancel,
         routes::jobs::output,
+        routes::jobs::poster,
         routes::uploads::discover,
         routes::uploads::create,
         routes::uploads::status,

@@ -79,6 +79,8 @@ pub struct JobLinks {
     pub self_: String,
     /// `/v1/jobs/{id}/output` once the job has succeeded (and its files still exist).
     pub output: Option<String>,
+    /// `/v1/jobs/{id}/poster` when the succeeded job has a poster (video jobs; null for audio only).
+    pub poster: Option<String>,
 }
 
 /// A conversion job. Poll `GET /v1/jobs/{id}` (honour `Retry-After`, send `If-None-Match`) until

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgExecutor, PgPool};
 use uuid::Uuid;
 
-use crate::{ErrorInfo, FailureCode, InputFacts, Job, JobId, JobStatus, OriginalFilename, OutputFacts};
+use crate::{ErrorInfo, FailureCode, InputFacts, Job, JobId, JobStatus, OriginalFilename, OutputFacts, PosterFacts};
 
 /// A compile-checked query returning whole [`JobRow`]s: `$before` + the column list + `$after`
 /// (`query_as!` takes literals joined by `+`, not `concat!`).
@@ -17,7 +17,7 @@ macro_rules! query_job {
                 + "id, status, progress, attempts, error_code, error_message,
     input_filename, input_size, input_sha256, input_content_type, input_key,
     output_key, output_size, output_sha256, output_duration_s, output_width, output_height,
-    output_video_codec, output_audio_codec, output_video_path, created_at, started_at, finished_at, updated_at, next_attempt_at, files_deleted_at, owner"
+    output_video_codec, output_audio_codec, output_video_path, poster_key, poster_size, poster_sha256, created_at, started_at, finished_at, updated_at, next_attempt_at, files_deleted_at, owner"
                 + $after,
             $($args)*
         )
@@ -46,6 +46,12 @@ struct JobRow {
     output_video_codec: Option<String>,
     output_audio_codec: Option<String>,
     output_video_path: Option<String>,
+    #[serde(default)]
+    poster_key: Option<String>,
+    #[serde(default)]
+    poster_size: Option<i64>,
+    #[serde(default)]
+    poster_sha256: Option<String>,
     created_at: DateTime<Utc>,
     started_at: Option<DateTime<Utc>>,
     finished_at: Option<DateTime<Utc>>,
@@ -77,6 +83,10 @@ impl TryFrom<JobRow> for Job {
                 video_codec: r.output_video_codec,
                 audio_codec: r.output_audio_codec,
                 video_path: r.output_video_path,
+                poster: match (r.poster_key, r.poster_size, r.poster_sha256) {
+                    (Some(key), Some(size), Some(sha256)) => Some(PosterFacts { key, size_bytes: size as u64, sha256 }),
+                    _ => None,
+                },
             }),
             _ => None,
         };
@@ -252,7 +262,7 @@ pub async fn succeed<'e>(
                 error_code = NULL, error_message = NULL,
                 output_key = $3, output_size = $4, output_sha256 = $5, output_duration_s = $6,
                 output_width = $7, output_height = $8, output_video_codec = $9, output_audio_codec = $10,
-                output_video_path = $11
+                output_video_path = $11, poster_key = $12, poster_size = $13, poster_sha256 = $14
          WHERE id = $1 AND attempts = $2 AND status = 'processing'",
         id.as_uuid(),
         attempt,
@@ -265,6 +275,9 @@ pub async fn succeed<'e>(
         out.video_codec,
         out.audio_codec,
         out.video_path,
+        out.poster.as_ref().map(|p| &p.key) as Option<&String>,
+        out.poster.as_ref().map(|p| p.size_bytes as i64),
+        out.poster.as_ref().map(|p| &p.sha256) as Option<&String>,
     )
     .execute(db)
     .await?;

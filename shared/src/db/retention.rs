@@ -28,12 +28,13 @@ pub struct Expiring {
     pub id: JobId,
     pub input_key: String,
     pub output_key: Option<String>,
+    pub poster_key: Option<String>,
 }
 
 /// Up to 1,000 finished jobs whose files are older than `retention`, oldest first.
 pub async fn expiring<'e>(db: impl PgExecutor<'e>, retention: Duration) -> Result<Vec<Expiring>, sqlx::Error> {
     let rows = sqlx::query!(
-        "SELECT id, input_key, output_key FROM jobs
+        "SELECT id, input_key, output_key, poster_key FROM jobs
          WHERE files_deleted_at IS NULL AND status IN ('succeeded', 'failed', 'canceled')
            AND finished_at < now() - make_interval(secs => $1)
          ORDER BY finished_at LIMIT 1000",
@@ -43,7 +44,12 @@ pub async fn expiring<'e>(db: impl PgExecutor<'e>, retention: Duration) -> Resul
     .await?;
     Ok(rows
         .into_iter()
-        .map(|r| Expiring { id: JobId::from_uuid(r.id), input_key: r.input_key, output_key: r.output_key })
+        .map(|r| Expiring {
+            id: JobId::from_uuid(r.id),
+            input_key: r.input_key,
+            output_key: r.output_key,
+            poster_key: r.poster_key,
+        })
         .collect())
 }
 
@@ -62,7 +68,7 @@ pub async fn mark_expired<'e>(db: impl PgExecutor<'e>, id: JobId) -> Result<bool
 /// Which stored keys of these jobs are still referenced (files not deleted).
 pub async fn referenced_keys<'e>(db: impl PgExecutor<'e>, jobs: &[Uuid]) -> Result<Vec<String>, sqlx::Error> {
     sqlx::query_scalar!(
-        r#"SELECT k AS "k!" FROM jobs, LATERAL (VALUES (input_key), (output_key)) AS keys(k)
+        r#"SELECT k AS "k!" FROM jobs, LATERAL (VALUES (input_key), (output_key), (poster_key)) AS keys(k)
          WHERE id = ANY($1) AND files_deleted_at IS NULL AND k IS NOT NULL"#,
         jobs,
     )

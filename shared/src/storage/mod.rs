@@ -180,6 +180,11 @@ impl Storage {
         format!("outputs/{id}-a{attempt}.mp4")
     }
 
+    /// The attempt's poster, beside its output (under the same prefix, so deleted with it).
+    pub fn poster_key(id: JobId, attempt: i32) -> String {
+        format!("outputs/{id}-a{attempt}.jpg")
+    }
+
     /// The prefix of every output key of a job (one per attempt: `outputs/{id}-a{n}.mp4`).
     pub fn output_prefix(id: JobId) -> String {
         format!("outputs/{id}-a")

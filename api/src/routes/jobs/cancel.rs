@@ -59,11 +59,12 @@ pub async fn cancel_job(state: &AppState, caller: &Caller, ip: std::net::IpAddr,
     tx.commit().await?;
     if first_time {
         // After the commit: a worker still running the job can no longer record an output.
-        // Every attempt's output (the recorded one among them), then the input.
+        // Every attempt's output and poster (the recorded ones among them), then the input.
         if let Err(e) = state.storage.delete_prefix(&Storage::output_prefix(id)).await {
             tracing::error!(error = %e, "could not delete a job's outputs");
         }
-        for key in before.output.map(|o| o.key).into_iter().chain([before.input.key.clone()]) {
+        let output = before.output.map(|o| [Some(o.key), o.poster.map(|p| p.key)]).into_iter().flatten().flatten();
+        for key in output.chain([before.input.key.clone()]) {
             if let Err(e) = state.storage.delete_input(&key).await {
                 tracing::error!(error = %e, %key, "could not delete a job file");
             }

@@ -4,6 +4,7 @@ mod cancel;
 mod create;
 mod list;
 mod output;
+mod poster;
 mod ranged;
 mod status;
 
@@ -11,6 +12,7 @@ pub use cancel::{__path_cancel, cancel_job};
 pub use create::__path_create;
 pub use list::__path_list;
 pub use output::__path_output;
+pub use poster::__path_poster;
 pub use status::{__path_status, job_response};
 
 use axum::{
@@ -25,4 +27,5 @@ pub fn router() -> Router<AppState> {
         .route("/v1/jobs", post(create::create).get(list::list))
         .route("/v1/jobs/{id}", get(status::status).delete(cancel::cancel))
         .route("/v1/jobs/{id}/output", get(output::output))
+        .route("/v1/jobs/{id}/poster", get(poster::poster))
 }

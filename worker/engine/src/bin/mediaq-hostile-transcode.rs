@@ -5,6 +5,8 @@
 //!
 //! - `symlink-output`: leaves a symlink to /etc/shadow at the output path and reports success.
 //! - `fifo-output`: leaves a FIFO there and reports success.
+//! - `symlink-poster`: writes a well-formed (empty) MP4, leaves a symlink to /etc/shadow at the
+//!   poster path, and reports success.
 //! - `forge-canceled` / `forge-interrupted`: reports a code only the worker may set.
 //! - `endless-line`: writes 400 MB without a newline.
 //! - `setsid-grandchild`: forks a grandchild into its own session, which sleeps, and succeeds.
@@ -46,6 +48,13 @@ fn main() {
         Some("fifo-output") => {
             // SAFETY: mkfifo with a valid path.
             assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o644) }, 0);
+            done();
+        }
+        Some("symlink-poster") => {
+            let mut mp4 = [&16u32.to_be_bytes()[..], b"ftypisom", &[0; 4]].concat();
+            mp4.extend_from_slice(&[&8u32.to_be_bytes()[..], b"moov"].concat());
+            std::fs::write(&output, mp4).expect("write");
+            std::os::unix::fs::symlink("/etc/shadow", flag("--poster").expect("--poster")).expect("symlink");
             done();
         }
         Some("forge-canceled") => {

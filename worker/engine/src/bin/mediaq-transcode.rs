@@ -1,7 +1,7 @@
 //! `mediaq-transcode`: the synchronous child that converts one WebM file to MP4.
 //!
 //! ```text
-//! mediaq-transcode --input IN.webm|- --output OUT.mp4 [--preset veryfast] [--crf 23] [--threads auto]
+//! mediaq-transcode --input IN.webm|- --output OUT.mp4 [--poster POSTER.jpg] [--preset veryfast] [--crf 23] [--threads auto]
 //!                  [--max-width 4096] [--max-height 4096] [--max-pixels 8294400] [--max-duration 7200]
 //!                  [--max-streams 8] [--max-fps 240] [--max-output-bytes 4294967296]
 //!                  [--cpu-per-media-second 20]
@@ -35,6 +35,9 @@ struct Args {
     /// Output MP4 file (created or truncated; removed again on failure).
     #[arg(long, value_name = "PATH")]
     output: String,
+    /// Poster JPEG of a frame near the start (in the output's directory); none when absent.
+    #[arg(long, value_name = "PATH")]
+    poster: Option<String>,
     /// Apply the sandbox, report its layers as one `sandbox` event, and exit (worker start-up check).
     #[arg(long)]
     self_test: bool,
@@ -54,7 +57,8 @@ fn main() -> ExitCode {
 
     // The sandbox goes on before libav starts any thread or opens any file.
     let (input, output) = (PathBuf::from(&args.input), PathBuf::from(&args.output));
-    let job = Job { input, output, settings: args.spec.settings(), limits: Limits::from(&args.spec) };
+    let poster = args.poster.map(PathBuf::from);
+    let job = Job { input, output, poster, settings: args.spec.settings(), limits: Limits::from(&args.spec) };
     let readable = (!job.reads_stdin()).then_some(job.input.as_path());
     let layers = sandbox::apply(readable, &job_dir(&job.output));
 

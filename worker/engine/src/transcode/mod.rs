@@ -18,6 +18,7 @@ mod error;
 mod input;
 mod limits;
 mod output;
+mod poster;
 mod progress;
 mod remux;
 mod stdin;
@@ -47,6 +48,8 @@ pub struct Job {
     /// The input file, or [`STDIN`] for standard input.
     pub input: PathBuf,
     pub output: PathBuf,
+    /// Where the poster JPEG goes (beside the output); None: no poster.
+    pub poster: Option<PathBuf>,
     pub settings: EncodeSettings,
     pub limits: Limits,
 }
@@ -159,6 +162,9 @@ fn pass(
     };
     if !matches!(result, Ok(Some(_))) {
         remove_partial_output(&job.output);
+        if let Some(path) = job.poster.as_deref() {
+            poster::remove(path);
+        }
     }
     result
 }
@@ -211,12 +217,14 @@ fn convert(
         Some(i) => {
             let stream = input.stream(i).expect("selected stream exists");
             Some(match mode {
-                VideoMode::Transcode => {
-                    VideoTrack::Transcode(VideoPipeline::new(&stream, offset_in(i), &job.settings, &job.limits, muxer)?)
-                }
-                VideoMode::Copy => {
-                    VideoTrack::Copy(VideoCopy::new(&stream, offset_in(i), &job.settings.threads, &job.limits, muxer)?)
-                }
+                VideoMode::Transcode => VideoTrack::Transcode(
+                    VideoPipeline::new(&stream, offset_in(i), &job.settings, &job.limits, muxer)?
+                        .with_poster(poster_picker(job, input, &stream)),
+                ),
+                VideoMode::Copy => VideoTrack::Copy(
+                    VideoCopy::new(&stream, offset_in(i), &job.settings.threads, &job.limits, muxer)?
+                        .with_poster(poster_picker(job, input, &stream)),
+                ),
             })
         }
         None => None,
@@ -267,6 +275,11 @@ fn convert(
     }
     // A copy is only kept when nothing of the file was skipped as damaged.
     Ok(mode == VideoMode::Transcode || (!damaged && video.as_ref().is_none_or(VideoTrack::clean)))
+}
+
+fn poster_picker(job: &Job, input: &Input, stream: &ffmpeg::Stream) -> Option<poster::PosterPicker> {
+    let path = job.poster.as_deref()?;
+    Some(poster::PosterPicker::new(path, stream, input::duration_s(input), &job.limits))
 }
 
 /// Where the selected streams start, in seconds; the output starts there. Negative starts (Opus

@@ -13,6 +13,7 @@ use super::error::{LibavContext, Result};
 use super::input;
 use super::limits::{FrameCounter, Limits};
 use super::output::{Muxer, TrackKind};
+use super::poster::PosterPicker;
 use super::video::is_again;
 
 /// Whether the stream can be copied into an MP4 that plays everywhere H.264 does: H.264 with its
@@ -57,6 +58,7 @@ pub struct VideoCopy {
     problems: u64,
     limits: Limits,
     counter: FrameCounter,
+    poster: Option<PosterPicker>,
 }
 
 impl VideoCopy {
@@ -95,7 +97,25 @@ impl VideoCopy {
             problems: 0,
             limits: *limits,
             counter: FrameCounter::new(limits),
+            poster: None,
         })
+    }
+
+    /// Picks the poster from the checked frames too: until it is chosen, the frames are
+    /// decoded with the deblocking filter (a poster is shown).
+    pub fn with_poster(mut self, poster: Option<PosterPicker>) -> Self {
+        if poster.is_some() {
+            self.set_loop_filter(true);
+        }
+        self.poster = poster;
+        self
+    }
+
+    fn set_loop_filter(&mut self, on: bool) {
+        let discard = if on { ffi::AVDiscard::AVDISCARD_DEFAULT } else { ffi::AVDiscard::AVDISCARD_ALL };
+        // SAFETY: ffmpeg-next has no setter for AVCodecContext.skip_loop_filter; the H.264
+        // decoder reads it per picture (frame threads copy it from this context at each packet).
+        unsafe { (*self.decoder.as_mut_ptr()).skip_loop_filter = discard };
     }
 
     /// Whether every packet decoded, at one picture size.
@@ -136,6 +156,9 @@ impl VideoCopy {
         }
         let _ = self.decoder.send_eof();
         self.receive_frames()?;
+        if let Some(poster) = self.poster.as_mut() {
+            poster.finish();
+        }
         if let Some(mut last) = self.held.take() {
             if last.duration() <= 0 {
                 last.set_duration(self.default_duration);
@@ -198,6 +221,13 @@ impl VideoCopy {
             let seconds = (pts - self.offset) as f64 * f64::from(self.time_base);
             self.limits.check_timestamp(seconds)?;
             self.counter.count(seconds)?;
+            if let Some(poster) = self.poster.as_mut() {
+                poster.offer(frame, seconds);
+                if poster.done() {
+                    self.poster = None;
+                    self.set_loop_filter(false);
+                }
+            }
         }
         Ok(())
     }

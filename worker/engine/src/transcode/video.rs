@@ -13,6 +13,7 @@ use super::error::{LibavContext, Result, TranscodeError};
 use super::input;
 use super::limits::{FrameCounter, Limits};
 use super::output::{Muxer, TrackKind};
+use super::poster::PosterPicker;
 use crate::protocol::EncodeSettings;
 
 pub struct VideoPipeline {
@@ -38,6 +39,7 @@ pub struct VideoPipeline {
     limits: Limits,
     /// Frame rate and frame count, measured on the output timestamps.
     counter: FrameCounter,
+    poster: Option<PosterPicker>,
 }
 
 impl VideoPipeline {
@@ -78,7 +80,14 @@ impl VideoPipeline {
             decode_errors: 0,
             limits: *limits,
             counter: FrameCounter::new(limits),
+            poster: None,
         })
+    }
+
+    /// Picks the poster from the decoded frames too.
+    pub fn with_poster(mut self, poster: Option<PosterPicker>) -> Self {
+        self.poster = poster;
+        self
     }
 
     /// Decodes one packet of the video stream and encodes what comes out.
@@ -101,6 +110,9 @@ impl VideoPipeline {
     pub fn finish(&mut self, muxer: &mut Muxer) -> Result<()> {
         let _ = self.decoder.send_eof();
         self.receive_frames(muxer)?;
+        if let Some(poster) = self.poster.as_mut() {
+            poster.finish();
+        }
         if self.encoder.is_none() {
             let why = format!("the video track holds no decodable picture ({} damaged packets)", self.decode_errors);
             return muxer.abandon(self.track, &why);
@@ -160,6 +172,9 @@ impl VideoPipeline {
         self.limits.check_timestamp(seconds)?;
         self.counter.count(seconds)?;
         self.last_pts = Some(pts);
+        if let Some(poster) = self.poster.as_mut() {
+            poster.offer(&frame, seconds);
+        }
         // SAFETY: ffmpeg-next (FFmpeg 5.1) does not expose AVFrame.pkt_duration; the frame is a
         // valid decoded frame owned here.
         let duration = unsafe { (*frame.as_ptr()).pkt_duration };
