@@ -27,10 +27,32 @@ fn recording(seconds: u32, size: &str) -> std::path::PathBuf {
     let source: &'static str = Box::leak(format!("testsrc2=size={size}:rate=30").into_boxed_str());
     let args: &'static [&'static str] = Box::leak(
         vec![
-            "-f", "lavfi", "-i", source, "-f", "lavfi", "-i",
-            "sine=frequency=440:sample_rate=48000", "-t", t, "-c:v", "libvpx", "-deadline", "realtime",
-            "-cpu-used", "8", "-b:v", "2500k", "-c:a", "libopus", "-live", "1", "-cluster_time_limit", "1000",
-            "-f", "webm",
+            "-f",
+            "lavfi",
+            "-i",
+            source,
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=48000",
+            "-t",
+            t,
+            "-c:v",
+            "libvpx",
+            "-deadline",
+            "realtime",
+            "-cpu-used",
+            "8",
+            "-b:v",
+            "2500k",
+            "-c:a",
+            "libopus",
+            "-live",
+            "1",
+            "-cluster_time_limit",
+            "1000",
+            "-f",
+            "webm",
         ]
         .into_boxed_slice(),
     );
@@ -54,13 +76,11 @@ async fn wait_done(env: &TestEnv, id: uuid::Uuid, timeout: Duration) -> Instant 
 
 /// CPU seconds (user + system) of the job's successful attempt.
 async fn cpu_seconds(env: &TestEnv, id: uuid::Uuid) -> f64 {
-    sqlx::query_scalar(
-        "SELECT user_cpu_s + system_cpu_s FROM job_attempts WHERE job_id = $1 AND outcome = 'succeeded'",
-    )
-    .bind(id)
-    .fetch_one(env.pool())
-    .await
-    .unwrap()
+    sqlx::query_scalar("SELECT user_cpu_s + system_cpu_s FROM job_attempts WHERE job_id = $1 AND outcome = 'succeeded'")
+        .bind(id)
+        .fetch_one(env.pool())
+        .await
+        .unwrap()
 }
 
 /// Live: segments at real-time pace, then completion. Seconds from completion to succeeded.
@@ -110,8 +130,11 @@ async fn bench_live_against_classic() {
             for path in if round % 2 == 0 { ["live", "classic"] } else { ["classic", "live"] } {
                 let (latency, cpu) =
                     if path == "live" { live(&env, &bytes, seconds).await } else { classic(&env, &api, &bytes).await };
-                println!("BENCH run {seconds}s {path} round {round}: {latency:.3} s after the last byte, {cpu:.2} CPU s");
-                let (l, c) = if path == "live" { (&mut live_s, &mut live_cpu) } else { (&mut classic_s, &mut classic_cpu) };
+                println!(
+                    "BENCH run {seconds}s {path} round {round}: {latency:.3} s after the last byte, {cpu:.2} CPU s"
+                );
+                let (l, c) =
+                    if path == "live" { (&mut live_s, &mut live_cpu) } else { (&mut classic_s, &mut classic_cpu) };
                 l.push(latency);
                 c.push(cpu);
             }

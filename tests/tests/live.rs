@@ -218,11 +218,12 @@ async fn a_stopped_upload_waits_without_cpu_then_is_abandoned() {
     let job = status(&api, &id).await;
     assert_eq!(job["error"]["code"], "upload_abandoned", "{job}");
     assert_eq!(job["attempt_history"][0]["outcome"], "canceled", "{job}");
-    let audited: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_events WHERE action = 'upload.abandoned' AND job_id = $1")
-        .bind(upload.id.as_uuid())
-        .fetch_one(env.pool())
-        .await
-        .unwrap();
+    let audited: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM audit_events WHERE action = 'upload.abandoned' AND job_id = $1")
+            .bind(upload.id.as_uuid())
+            .fetch_one(env.pool())
+            .await
+            .unwrap();
     assert_eq!(audited, 1);
 }
 
@@ -258,7 +259,8 @@ async fn a_retry_of_an_unfinished_upload_waits_as_receiving() {
         upload.append(part).await;
     }
     // The second segment's object goes missing: feeding fails with a (transient) storage error.
-    let missing = env.storage_dir().join(mediaq_shared::storage::Storage::segment_key(upload.id, parts[0].len() as u64));
+    let missing =
+        env.storage_dir().join(mediaq_shared::storage::Storage::segment_key(upload.id, parts[0].len() as u64));
     let kept = std::fs::read(&missing).unwrap();
     std::fs::remove_file(&missing).unwrap();
     let _worker = env.worker_with(&[("MEDIAQ_RETRY_BASE", "3s")]).await;

@@ -25,9 +25,9 @@ use tokio::{net::unix::pipe::Sender as Pipe, sync::watch::Sender as WatchSender}
 
 use crate::{
     child::{self, ChildInput, Outcome},
-    feed::{self, FeedClock, FeedEnd},
     child_spec::{child_spec, watch},
     config::WorkerConfig,
+    feed::{self, FeedClock, FeedEnd},
     finish::{self, AttemptOutcome, Ended},
     jobdir::JobDir,
     output_file,

@@ -215,7 +215,8 @@ async fn remove_orphans(pool: &PgPool, storage: &Storage, age: Duration) -> Resu
     let mut n = 0;
     for (key, id) in candidates {
         // A segment is referenced through its upload's prefix (the job's input key).
-        let upload_prefix = key.strip_prefix("uploads/").and_then(|name| name.get(..37)).map(|p| format!("uploads/{p}"));
+        let upload_prefix =
+            key.strip_prefix("uploads/").and_then(|name| name.get(..37)).map(|p| format!("uploads/{p}"));
         if referenced.contains(&key) || upload_prefix.is_some_and(|p| referenced.contains(&p)) {
             continue;
         }

@@ -182,15 +182,13 @@ pub async fn schedule_retry<'e>(
     cause: &ErrorInfo,
     at: DateTime<Utc>,
 ) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
-        concat!(
-            "UPDATE jobs SET status = ",
-            waiting_status!(),
-            ", progress = 0, next_attempt_at = $5, updated_at = now(),
+    let done = sqlx::query(concat!(
+        "UPDATE jobs SET status = ",
+        waiting_status!(),
+        ", progress = 0, next_attempt_at = $5, updated_at = now(),
                 error_code = $3, error_message = $4
          WHERE id = $1 AND attempts = $2 AND status = 'processing'"
-        ),
-    )
+    ))
     .bind(id.as_uuid())
     .bind(attempt)
     .bind(cause.code.as_str())
