@@ -6,6 +6,7 @@
 # set). Not part of CI. Each live run takes as long as its recording (3 rounds of 10 s + 60 s:
 # about 5 minutes; add 300 for about 20 minutes more).
 #   BENCH_LENGTHS=10,60,300 BENCH_ROUNDS=3 bash scripts/bench-live.sh
+#   BENCH_SIZE=640x360 BENCH_LENGTHS=10 bash scripts/bench-live.sh     # a size a loaded machine keeps up with
 #   BENCH_PROFILE=release bash scripts/bench-live.sh   # default: the dev profile (libav and x264
 #                                                      # are C libraries either way)
 source "$(dirname "$0")/lib.sh"

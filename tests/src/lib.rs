@@ -86,6 +86,11 @@ where
     }
 }
 
+/// The MP4s under `dir` (a job's outputs: each succeeded video job also stores a poster JPEG).
+pub fn mp4s_under(dir: &std::path::Path) -> Vec<PathBuf> {
+    files_under(dir).into_iter().filter(|p| p.extension().is_some_and(|e| e == "mp4")).collect()
+}
+
 /// Lists the regular files under `dir`, recursively (for "nothing left behind" checks).
 pub fn files_under(dir: &std::path::Path) -> Vec<PathBuf> {
     let mut out = Vec::new();

@@ -10,7 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use chrono::Utc;
 use mediaq_shared::{
-    config::{CommonConfig, Redacted},
+    config::{CommonConfig, Redacted, S3Location},
     db::{jobs, uploads, uploads::Segment},
     queue::{self, TranscodeTask},
     storage::Storage,
@@ -36,13 +36,26 @@ pub struct SimulatedUpload {
 
 /// The test's storage (local, under the test's storage root), as the API would open it.
 pub fn storage(env: &TestEnv) -> Storage {
+    open_storage(env, None)
+}
+
+/// The test's S3 server as the API would open it. Sets the AWS credential variables in this
+/// process (nothing else reads them here: services get their own environment).
+pub fn s3_storage(env: &TestEnv, s3: &crate::s3::S3Server) -> Storage {
+    std::env::set_var("AWS_ACCESS_KEY_ID", &s3.access_key);
+    std::env::set_var("AWS_SECRET_ACCESS_KEY", &s3.secret_key);
+    open_storage(env, Some((crate::s3::BUCKET.into(), crate::s3::PREFIX.into(), s3.endpoint.clone())))
+}
+
+/// `store`: local disk, or an S3 bucket, prefix and endpoint.
+fn open_storage(env: &TestEnv, store: Option<(String, String, String)>) -> Storage {
     let config = CommonConfig {
         database_url: Redacted(env.database_url.clone()),
         storage_dir: env.storage_dir().to_owned(),
-        storage_url: None,
-        s3_endpoint: None,
+        storage_url: store.as_ref().map(|(bucket, prefix, _)| S3Location { bucket: bucket.clone(), prefix: prefix.clone() }),
+        s3_endpoint: store.as_ref().map(|(_, _, endpoint)| endpoint.clone()),
         s3_region: "us-east-1".into(),
-        s3_allow_http: false,
+        s3_allow_http: true,
         work_dir_setting: Some(env.storage_dir().join("work")),
         db_max_connections: 4,
         db_timeout: Duration::from_secs(3),
@@ -53,8 +66,13 @@ pub fn storage(env: &TestEnv) -> Storage {
 
 impl SimulatedUpload {
     /// `POST /v1/uploads` (creation, length given or deferred): the job exists, `receiving`,
-    /// owned by the test's key owner.
+    /// owned by the test's key owner; segments go to the test's local storage.
     pub async fn create(env: &TestEnv, length: Option<u64>) -> Self {
+        Self::create_in(env, length, storage(env)).await
+    }
+
+    /// [`Self::create`] with segments stored in `storage`.
+    pub async fn create_in(env: &TestEnv, length: Option<u64>, storage: Storage) -> Self {
         let id = JobId::generate();
         let input = InputFacts {
             filename: OriginalFilename::sanitize("recording.webm"),
@@ -73,7 +91,7 @@ impl SimulatedUpload {
             .unwrap();
         uploads::create(&mut tx, id, length, Utc::now() + EXPIRY, None).await.unwrap();
         tx.commit().await.unwrap();
-        Self { id, pool: env.pool().clone(), storage: storage(env), received: 0, length, hash: Sha256::new() }
+        Self { id, pool: env.pool().clone(), storage, received: 0, length, hash: Sha256::new() }
     }
 
     pub fn received(&self) -> u64 {

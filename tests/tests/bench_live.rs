@@ -1,8 +1,8 @@
 //! Benchmark (ignored: run by `scripts/bench-live.sh`, never in CI): from the last byte
 //! acknowledged to `succeeded`, a live upload (converted while it arrives, sent at real-time
 //! pace in 1 s segments; the tus side simulated by `mediaq_e2e::live`) against the classic path
-//! (the whole file uploaded with `POST /v1/jobs`, then converted), for 1280x720 VP8 + Opus
-//! recordings of BENCH_LENGTHS seconds; and the CPU seconds of each conversion (the child's
+//! (the whole file uploaded with `POST /v1/jobs`, then converted), for BENCH_SIZE (1280x720) VP8 +
+//! Opus recordings of BENCH_LENGTHS seconds; and the CPU seconds of each conversion (the child's
 //! rusage, from `job_attempts`). Runs alternate live / classic; medians are reported.
 
 use std::time::{Duration, Instant};
@@ -19,16 +19,40 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-/// A MediaRecorder-style 1280x720 recording of `seconds` (written live: no Cues, no Duration).
-fn recording(seconds: u32) -> std::path::PathBuf {
-    let name: &'static str = Box::leak(format!("bench_live_720p_{seconds}s.webm").into_boxed_str());
+/// A MediaRecorder-style recording of `seconds` at `size` (default 1280x720, BENCH_SIZE),
+/// written live: no Cues, no Duration.
+fn recording(seconds: u32, size: &str) -> std::path::PathBuf {
+    let name: &'static str = Box::leak(format!("bench_live_{size}_{seconds}s.webm").into_boxed_str());
     let t: &'static str = Box::leak(seconds.to_string().into_boxed_str());
+    let source: &'static str = Box::leak(format!("testsrc2=size={size}:rate=30").into_boxed_str());
     let args: &'static [&'static str] = Box::leak(
         vec![
-            "-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30", "-f", "lavfi", "-i",
-            "sine=frequency=440:sample_rate=48000", "-t", t, "-c:v", "libvpx", "-deadline", "realtime",
-            "-cpu-used", "8", "-b:v", "2500k", "-c:a", "libopus", "-live", "1", "-cluster_time_limit", "1000",
-            "-f", "webm",
+            "-f",
+            "lavfi",
+            "-i",
+            source,
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=48000",
+            "-t",
+            t,
+            "-c:v",
+            "libvpx",
+            "-deadline",
+            "realtime",
+            "-cpu-used",
+            "8",
+            "-b:v",
+            "2500k",
+            "-c:a",
+            "libopus",
+            "-live",
+            "1",
+            "-cluster_time_limit",
+            "1000",
+            "-f",
+            "webm",
         ]
         .into_boxed_slice(),
     );
@@ -52,13 +76,11 @@ async fn wait_done(env: &TestEnv, id: uuid::Uuid, timeout: Duration) -> Instant 
 
 /// CPU seconds (user + system) of the job's successful attempt.
 async fn cpu_seconds(env: &TestEnv, id: uuid::Uuid) -> f64 {
-    sqlx::query_scalar(
-        "SELECT user_cpu_s + system_cpu_s FROM job_attempts WHERE job_id = $1 AND outcome = 'succeeded'",
-    )
-    .bind(id)
-    .fetch_one(env.pool())
-    .await
-    .unwrap()
+    sqlx::query_scalar("SELECT user_cpu_s + system_cpu_s FROM job_attempts WHERE job_id = $1 AND outcome = 'succeeded'")
+        .bind(id)
+        .fetch_one(env.pool())
+        .await
+        .unwrap()
 }
 
 /// Live: segments at real-time pace, then completion. Seconds from completion to succeeded.
@@ -96,26 +118,30 @@ async fn bench_live_against_classic() {
         .collect();
     let rounds: usize = std::env::var("BENCH_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
     let preset = std::env::var("MEDIAQ_X264_PRESET").unwrap_or_else(|_| "veryfast".into());
+    let size = std::env::var("BENCH_SIZE").unwrap_or_else(|_| "1280x720".into());
     let env = TestEnv::new().await;
     let api = env.api().await;
     let _worker = env.worker_with(&[("MEDIAQ_X264_PRESET", &preset)]).await;
     for seconds in lengths {
-        let bytes = std::fs::read(recording(seconds)).unwrap();
+        let bytes = std::fs::read(recording(seconds, &size)).unwrap();
         let (mut live_s, mut live_cpu, mut classic_s, mut classic_cpu) = (vec![], vec![], vec![], vec![]);
         for round in 0..rounds {
             // Alternate which path goes first.
             for path in if round % 2 == 0 { ["live", "classic"] } else { ["classic", "live"] } {
                 let (latency, cpu) =
                     if path == "live" { live(&env, &bytes, seconds).await } else { classic(&env, &api, &bytes).await };
-                println!("BENCH run {seconds}s {path} round {round}: {latency:.3} s after the last byte, {cpu:.2} CPU s");
-                let (l, c) = if path == "live" { (&mut live_s, &mut live_cpu) } else { (&mut classic_s, &mut classic_cpu) };
+                println!(
+                    "BENCH run {seconds}s {path} round {round}: {latency:.3} s after the last byte, {cpu:.2} CPU s"
+                );
+                let (l, c) =
+                    if path == "live" { (&mut live_s, &mut live_cpu) } else { (&mut classic_s, &mut classic_cpu) };
                 l.push(latency);
                 c.push(cpu);
             }
         }
         let (ls, cs, lc, cc) = (median(live_s), median(classic_s), median(live_cpu), median(classic_cpu));
         println!(
-            "BENCH {seconds}s 1280x720 preset {preset}: last byte -> succeeded live {ls:.3} s, classic {cs:.3} s; \
+            "BENCH {seconds}s {size} preset {preset}: last byte -> succeeded live {ls:.3} s, classic {cs:.3} s; \
              CPU live {lc:.2} s, classic {cc:.2} s (live/classic {:.3}); medians of {rounds}",
             lc / cc
         );

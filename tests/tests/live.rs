@@ -11,8 +11,10 @@ use std::{
 use mediaq_e2e::{
     bin_dir, files_under, fixtures,
     fixtures::Recipe,
-    live::{slices, SimulatedUpload},
-    probe, transcoders_of, wait_for, Api, TestEnv,
+    live::{s3_storage, slices, SimulatedUpload},
+    probe,
+    s3::{pairs, S3Server},
+    transcoders_of, wait_for, Api, TestEnv,
 };
 use serde_json::Value;
 
@@ -134,7 +136,7 @@ async fn a_worker_killed_mid_stream_is_caught_up_by_another() {
     assert_eq!(job["status"], "succeeded", "{job}");
     assert_eq!(job["attempts"], 2, "{job}");
     assert_eq!(job["attempt_history"][0]["error_code"], "worker_crashed", "{job}");
-    assert_eq!(files_under(&env.storage_dir().join("outputs")).len(), 1, "exactly one output");
+    assert_eq!(mediaq_e2e::mp4s_under(&env.storage_dir().join("outputs")).len(), 1, "exactly one output");
     let dir = tempfile::tempdir().unwrap();
     check_output(&input, &download(&api, &id, dir.path()).await);
 }
@@ -168,8 +170,14 @@ async fn a_stopped_upload_waits_without_cpu_then_is_abandoned() {
         async move { pid }
     })
     .await;
-    // Everything received is converted; then the child only waits.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Once everything received is converted, the child only waits: its CPU time stops growing
+    // (a child that spins never gets there, and the wait fails).
+    wait_for(Duration::from_secs(60), "the transcoder to convert what it has", || async move {
+        let before = cpu_seconds(pid);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        (cpu_seconds(pid) - before < 0.02).then_some(())
+    })
+    .await;
     let before = cpu_seconds(pid);
     tokio::time::sleep(Duration::from_secs(5)).await;
     let used = cpu_seconds(pid) - before;
@@ -210,11 +218,12 @@ async fn a_stopped_upload_waits_without_cpu_then_is_abandoned() {
     let job = status(&api, &id).await;
     assert_eq!(job["error"]["code"], "upload_abandoned", "{job}");
     assert_eq!(job["attempt_history"][0]["outcome"], "canceled", "{job}");
-    let audited: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_events WHERE action = 'upload.abandoned' AND job_id = $1")
-        .bind(upload.id.as_uuid())
-        .fetch_one(env.pool())
-        .await
-        .unwrap();
+    let audited: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM audit_events WHERE action = 'upload.abandoned' AND job_id = $1")
+            .bind(upload.id.as_uuid())
+            .fetch_one(env.pool())
+            .await
+            .unwrap();
     assert_eq!(audited, 1);
 }
 
@@ -273,4 +282,32 @@ async fn a_retry_of_an_unfinished_upload_waits_as_receiving() {
     assert_eq!(job["attempts"], 2, "{job}");
     let dir = tempfile::tempdir().unwrap();
     check_output(&fixtures::path(&RECORDING), &download(&api, &id, dir.path()).await);
+}
+
+#[tokio::test]
+async fn a_recording_in_s3_is_converted_while_it_arrives() {
+    let env = TestEnv::new().await;
+    let s3 = S3Server::start(env.logs.path()).await;
+    let s3_env = s3.env();
+    let api = env.api_with(&pairs(&s3_env)).await;
+    let _worker = env.worker_with(&pairs(&s3_env)).await;
+    let input = fixtures::path(&RECORDING);
+    let bytes = std::fs::read(&input).unwrap();
+    let mut upload = SimulatedUpload::create_in(&env, Some(bytes.len() as u64), s3_storage(&env, &s3)).await;
+    let id = upload.id.to_string();
+
+    let parts = slices(&bytes, SEGMENTS);
+    send_paced(&api, &mut upload, &parts, Duration::from_millis(250)).await;
+    upload.finish().await;
+    let (progress, job) = api.wait_terminal(&id, Duration::from_secs(60)).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    // With the length known, progress follows the bytes converted.
+    assert!(progress.iter().any(|p| *p > 0.2 && *p < 1.0), "{progress:?}");
+    let dir = tempfile::tempdir().unwrap();
+    check_output(&input, &download(&api, &id, dir.path()).await);
+    // Segments and output in the bucket, nothing on local disk.
+    let (keys, _) = s3.list();
+    assert_eq!(keys.iter().filter(|k| k.contains(&format!("uploads/{id}."))).count(), parts.len(), "{keys:?}");
+    assert!(keys.iter().any(|k| k.ends_with(&format!("outputs/{id}-a1.mp4"))), "{keys:?}");
+    assert!(files_under(env.storage_dir()).is_empty(), "{:?}", files_under(env.storage_dir()));
 }

@@ -67,6 +67,6 @@ async fn a_database_outage_gives_fast_503s_and_everything_recovers() {
     }
     // The refused uploads left nothing; one input and one output per accepted job.
     assert_eq!(mediaq_e2e::files_under(&env.storage_dir().join("inputs")).len(), accepted.len());
-    assert_eq!(mediaq_e2e::files_under(&env.storage_dir().join("outputs")).len(), accepted.len());
+    assert_eq!(mediaq_e2e::mp4s_under(&env.storage_dir().join("outputs")).len(), accepted.len());
     assert!(mediaq_e2e::files_under(&env.storage_dir().join("tmp")).is_empty());
 }

@@ -45,7 +45,7 @@ async fn check_recovered(env: &TestEnv, api: &Api, id: &str) -> Value {
     assert_eq!(history[0]["outcome"], "failed", "{job}");
     assert_eq!(history[0]["error_code"], "worker_crashed", "{job}");
     assert_eq!(history[1]["outcome"], "succeeded", "{job}");
-    let outputs = mediaq_e2e::files_under(&env.storage_dir().join("outputs"));
+    let outputs = mediaq_e2e::mp4s_under(&env.storage_dir().join("outputs"));
     assert_eq!(outputs.len(), 1, "exactly one output: {outputs:?}");
     assert!(mediaq_e2e::files_under(&env.storage_dir().join("work")).is_empty());
     job

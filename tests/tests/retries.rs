@@ -60,7 +60,7 @@ async fn three_workers_sixty_jobs_with_injected_crashes() {
     }
     assert!(succeeded > 0 && exhausted > 0, "both paths exercised: {succeeded} / {exhausted}");
     // Exactly one output per succeeded job, none for the others.
-    let outputs = mediaq_e2e::files_under(&env.storage_dir().join("outputs"));
+    let outputs = mediaq_e2e::mp4s_under(&env.storage_dir().join("outputs"));
     assert_eq!(outputs.len(), succeeded, "{outputs:?}");
     // Dead letters list exactly the exhausted jobs.
     let dead: i64 = sqlx::query_scalar("SELECT count(*) FROM dead_letter_jobs").fetch_one(env.pool()).await.unwrap();

@@ -135,10 +135,16 @@ async fn run_fed(p: &Probe, bytes: Vec<u8>) -> Report {
         drop(clock);
     });
     let input = ChildInput::Pipe { read_end, clock: clock_rx };
-    let report =
-        child::run_with_input(&p.spec, &policy(), WATCH, input, |_| Box::pin(async {}), std::future::pending::<Outcome>())
-            .await
-            .expect("spawn probe");
+    let report = child::run_with_input(
+        &p.spec,
+        &policy(),
+        WATCH,
+        input,
+        |_| Box::pin(async {}),
+        std::future::pending::<Outcome>(),
+    )
+    .await
+    .expect("spawn probe");
     writer.await.unwrap();
     report
 }

@@ -148,8 +148,8 @@ fn open_header(source: Source, max_streams: &str) -> Result<std::result::Result<
         Source::File(path) => {
             let mut url = b"file:".to_vec();
             url.extend_from_slice(path.as_os_str().as_bytes());
-            let url = CString::new(url)
-                .map_err(|_| TranscodeError::invalid_media("the input path contains a NUL byte"))?;
+            let url =
+                CString::new(url).map_err(|_| TranscodeError::invalid_media("the input path contains a NUL byte"))?;
             (url, None)
         }
         Source::Stdin => (CString::default(), Some(StdinIo::new()?)),
