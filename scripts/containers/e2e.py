@@ -215,8 +215,13 @@ def check_hardening(workers):
         touch = podman("exec", w, "touch", "/usr/local/bin/x", check=False)
         expect(touch.returncode != 0 and "Read-only file system" in touch.stderr, f"{w}: the root is writable")
         layers = sandbox_layers(w)
-        active = {k: v for k, v in layers.items() if k not in ("landlock_abi", "unprivileged_user")}
-        expect(layers.get("landlock") == "full" and all(v is True for k, v in active.items() if k != "landlock"),
+        # What strict mode requires (worker/src/selfcheck.rs): Landlock enforced, "full" or "partial"
+        # (partial: the kernel's ABI is older than the one the transcoder asks for), and every other
+        # layer true; unprivileged_user is null for a worker that is not root.
+        others = {k: v for k, v in layers.items() if k not in ("landlock", "landlock_abi", "unprivileged_user")}
+        expect(layers.get("landlock") in ("full", "partial") and layers.get("landlock_abi", 0) >= 1
+               and set(others) >= {"namespaces", "pid_namespace", "seccomp", "no_new_privs", "rlimits"}
+               and all(v is True for v in others.values()) and layers.get("unprivileged_user") is None,
                f"{w}: sandbox layers {layers}")
         expect(inspect(w)["Config"]["Env"] and "MEDIAQ_SANDBOX=strict" in inspect(w)["Config"]["Env"],
                f"{w}: not in strict mode")
