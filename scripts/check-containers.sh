@@ -36,8 +36,23 @@ MEDIAQ_API_PORT=$(free_port)
 export MEDIAQ_API_PORT
 scratch=$(mktemp -d)
 
+# Everything of the project but the images: podman-compose's `down` knows one container per
+# service, not the --scale replicas, so the rest goes by the project's label.
 down() {
-  "${COMPOSE[@]}" down -v -t 10 >/dev/null 2>&1 || true
+  local label="label=io.podman.compose.project=$PROJECT" ids
+  ids=$(podman ps -aq --filter "$label")
+  [ -z "$ids" ] || timeout 120 podman rm -f -t 10 $ids >/dev/null 2>&1 || true
+  timeout 120 "${COMPOSE[@]}" down -v -t 10 >/dev/null 2>&1 || true
+  podman pod rm -f "pod_$PROJECT" >/dev/null 2>&1 || true
+  ids=$(podman volume ls -q --filter "$label")
+  [ -z "$ids" ] || podman volume rm -f $ids >/dev/null 2>&1 || true
+  ids=$(podman network ls -q --filter "$label")
+  [ -z "$ids" ] || podman network rm -f $ids >/dev/null 2>&1 || true
+}
+left_over() {
+  local label="label=io.podman.compose.project=$PROJECT"
+  { podman ps -aq --filter "$label"; podman volume ls -q --filter "$label"; podman network ls -q --filter "$label"
+    podman pod ls -q --filter "name=pod_$PROJECT"; } | wc -l
 }
 cleanup() {
   local status=$?
@@ -47,8 +62,13 @@ cleanup() {
       echo "--- $c" >&2; podman logs --tail 15 "$c" >&2 2>&1 || true
     done
   fi
-  if [ "$keep" -eq 0 ]; then down; else log "stack left running: ${COMPOSE[*]} ps"; fi
   rm -rf "$scratch"
+  if [ "$keep" -eq 1 ]; then log "stack left running: ${COMPOSE[*]} ps"; return; fi
+  down
+  if [ "$(left_over)" -ne 0 ]; then
+    log "error: containers, volumes, networks or a pod of $PROJECT are left after cleaning up"
+    [ "$status" -ne 0 ] || exit 1
+  fi
 }
 trap cleanup EXIT
 

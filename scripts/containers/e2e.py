@@ -302,7 +302,7 @@ def check_kill():
     # job can only be finished by another container.
     try:
         wait_for(f"{victim} restarted by its restart policy",
-                 lambda: inspect(victim)["RestartCount"] > restarts and inspect(victim)["State"]["Status"] == "running", 30)
+                 lambda: inspect(victim)["RestartCount"] > restarts and inspect(victim)["State"]["Status"] == "running", 10)
         restarted = "restarted by its policy, then stopped"
     except CheckFailed:
         restarted = "not restarted by podman"
