@@ -29,7 +29,10 @@ image() {
     --shell /usr/sbin/nologin mediaq
   # The storage root (a volume in docker/compose.yaml) and, for the worker, the job directories (a tmpfs).
   install -d -o "$UID_GID" -g "$UID_GID" -m 0750 /var/lib/mediaq
-  if [ "$what" = worker ]; then install -d -o "$UID_GID" -g "$UID_GID" -m 0700 /work; fi
+  # /work is sticky and world-writable, like /tmp: the container runtime (runc, under Docker and
+  # podman) gives the tmpfs mounted here this directory's mode whatever compose's mode= says, and
+  # not its owner (podman 4.3 also refuses tmpfs uid=); uid 10001 makes its 0700 job directories in it.
+  if [ "$what" = worker ]; then install -d -m 1777 /work; fi
   install -m 0755 "$MEDIAQ_ROOT/docker/healthcheck.sh" /usr/local/bin/mediaq-healthcheck
   log "runtime image for $what: ${packages[*]}, user mediaq ($UID_GID)"
 }

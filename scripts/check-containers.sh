@@ -36,8 +36,23 @@ MEDIAQ_API_PORT=$(free_port)
 export MEDIAQ_API_PORT
 scratch=$(mktemp -d)
 
+# Everything of the project but the images: podman-compose's `down` knows one container per
+# service, not the --scale replicas, so the rest goes by the project's label.
 down() {
-  "${COMPOSE[@]}" down -v -t 10 >/dev/null 2>&1 || true
+  local label="label=io.podman.compose.project=$PROJECT" ids
+  ids=$(podman ps -aq --filter "$label")
+  [ -z "$ids" ] || timeout 120 podman rm -f -t 10 $ids >/dev/null 2>&1 || true
+  timeout 120 "${COMPOSE[@]}" down -v -t 10 >/dev/null 2>&1 || true
+  podman pod rm -f "pod_$PROJECT" >/dev/null 2>&1 || true
+  ids=$(podman volume ls -q --filter "$label")
+  [ -z "$ids" ] || podman volume rm -f $ids >/dev/null 2>&1 || true
+  ids=$(podman network ls -q --filter "$label")
+  [ -z "$ids" ] || podman network rm -f $ids >/dev/null 2>&1 || true
+}
+left_over() {
+  local label="label=io.podman.compose.project=$PROJECT"
+  { podman ps -aq --filter "$label"; podman volume ls -q --filter "$label"; podman network ls -q --filter "$label"
+    podman pod ls -q --filter "name=pod_$PROJECT"; } | wc -l
 }
 cleanup() {
   local status=$?
@@ -47,8 +62,13 @@ cleanup() {
       echo "--- $c" >&2; podman logs --tail 15 "$c" >&2 2>&1 || true
     done
   fi
-  if [ "$keep" -eq 0 ]; then down; else log "stack left running: ${COMPOSE[*]} ps"; fi
   rm -rf "$scratch"
+  if [ "$keep" -eq 1 ]; then log "stack left running: ${COMPOSE[*]} ps"; return; fi
+  down
+  if [ "$(left_over)" -ne 0 ]; then
+    log "error: containers, volumes, networks or a pod of $PROJECT are left after cleaning up"
+    [ "$status" -ne 0 ] || exit 1
+  fi
 }
 trap cleanup EXIT
 
@@ -58,7 +78,7 @@ if [ "$cold" -eq 1 ]; then
   podman rmi -f mediaq-api:local mediaq-worker:local >/dev/null 2>&1 || true
   standins_remove
   podman image prune -f >/dev/null
-  rm -rf /var/tmp/buildah-cache-*
+  rm -rf /var/tmp/buildah-cache
 fi
 
 t=$(date +%s)
@@ -86,10 +106,15 @@ ffmpeg -v error -f lavfi -i testsrc=duration=2:size=320x240:rate=25 -f lavfi -i 
 ffmpeg -v error -f lavfi -i testsrc2=duration=40:size=640x360:rate=25 -f lavfi -i sine=duration=40 \
   -c:v libvpx -deadline realtime -cpu-used 8 -b:v 800k -c:a libopus "$scratch/long.webm"
 
-# Podman runs healthchecks from systemd timers, and podman-compose waits for `service_healthy`
-# only with podman 4.6 or later (Debian 12 has 4.3): so, as compose does on Docker, the stateful
-# services come up first and the check waits for their own healthchecks (run with `podman
-# healthcheck run`, which is what the timers would do) before the rest starts.
+# Compose's order, driven by the check: podman 4.3 cannot honour compose.yaml's depends_on here.
+# - Podman runs healthchecks from systemd timers (none on these machines), and podman-compose waits
+#   for `service_healthy` only with podman 4.6 or later: so the stateful services come up first and
+#   the check runs their own healthchecks (`podman healthcheck run`, what the timers would do).
+# - podman-compose turns depends_on into `podman create --requires`, and podman 4.3 then refuses to
+#   start the API or a worker once its one-shot dependencies have exited ("generating dependency
+#   graph ... not found in input list"); it would also start them again with every restart. So the
+#   one-shots run next, the check waits for them to exit 0, and the long-running services start
+#   with `--no-deps`, which is the order Docker Compose's conditions give.
 wait_healthy() {
   local service name i
   for service in "$@"; do
@@ -103,13 +128,27 @@ wait_healthy() {
     die "$service did not become healthy"
   done
 }
+wait_completed() {
+  local service name code
+  for service in "$@"; do
+    name=$(podman ps -a -q --filter "label=io.podman.compose.project=$PROJECT" \
+      --filter "label=com.docker.compose.service=$service" | head -n 1)
+    [ -n "$name" ] || die "no $service container"
+    code=$(timeout 300 podman wait "$name") || die "$service did not finish within 300 s"
+    [ "$code" = 0 ] || { podman logs "$name" >&2; die "$service exited $code"; }
+  done
+}
+up() {
+  "${COMPOSE[@]}" up -d --no-build "$@" >>"$scratch/up.log" 2>&1 \
+    || { cat "$scratch/up.log" >&2; die "podman-compose up $* failed"; }
+}
 log "${COMPOSE[*]} up -d --scale worker=3 (API on 127.0.0.1:$MEDIAQ_API_PORT)"
 t=$(date +%s)
-"${COMPOSE[@]}" up -d --no-build postgres minio >"$scratch/up.log" 2>&1 \
-  || { cat "$scratch/up.log" >&2; die "podman-compose up failed"; }
+up postgres minio
 wait_healthy postgres minio
-"${COMPOSE[@]}" up -d --no-build --scale worker=3 >>"$scratch/up.log" 2>&1 \
-  || { cat "$scratch/up.log" >&2; die "podman-compose up failed"; }
+up --no-deps minio-init migrate
+wait_completed minio-init migrate
+up --no-deps --scale worker=3 api worker
 up_s=$(( $(date +%s) - t ))
 
 # Stack start-up: from `up` to the API answering /readyz through the published port.
