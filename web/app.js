@@ -3,6 +3,7 @@
 
 import { describeMediaError, formatBytes, formatClock } from './messages.js';
 import { Row } from './row.js';
+import { LiveUpload } from './tus.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -108,11 +109,15 @@ const hooks = {
   limit: maxUploadBytes,
 };
 
-function addVideo(blob, name) {
+function addRow(blob, name) {
   const row = new Row(blob, name, hooks);
   $('queue-empty').hidden = true;
   $('queue').append(row.el);
-  row.queue();
+  return row;
+}
+
+function addVideo(blob, name) {
+  addRow(blob, name).queue();
 }
 
 function addFiles(files) {
@@ -188,10 +193,24 @@ async function startRecording() {
   }
   const chunks = [];
   const recorder = new MediaRecorder(stream, { mimeType });
+  // Sent while it is recorded (tus, deferred length), one chunk a second: the server converts as
+  // it arrives, so only the last second is left to send when the person presses Stop.
+  const stamp = new Date().toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
+  const name = `recording-${stamp}.webm`;
+  const live = new LiveUpload(name, {});
+  const row = addRow(null, name);
+  if (!row.startLive(live)) {
+    for (const track of stream.getTracks()) track.stop();
+    recorderUi.start.disabled = false;
+    return;
+  }
   recorder.addEventListener('dataavailable', (e) => {
-    if (e.data.size > 0) chunks.push(e.data);
+    if (e.data.size > 0) {
+      chunks.push(e.data);
+      live.push(e.data);
+    }
   });
-  recorder.addEventListener('stop', () => finishRecording(chunks));
+  recorder.addEventListener('stop', () => finishRecording(chunks, row, name));
   recorderUi.preview.srcObject = stream;
   recorderUi.preview.hidden = false;
   recorderUi.preview.play().catch(() => {});
@@ -217,7 +236,7 @@ function stopRecording() {
   recorderUi.stop.disabled = true;
 }
 
-function finishRecording(chunks) {
+function finishRecording(chunks, row, name) {
   const { stream, seconds } = recording;
   recording = null;
   for (const track of stream.getTracks()) track.stop();
@@ -225,11 +244,9 @@ function finishRecording(chunks) {
   recorderUi.preview.hidden = true;
   recorderUi.start.disabled = false;
   const blob = new Blob(chunks, { type: 'video/webm' });
-  const stamp = new Date().toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
-  const name = `recording-${stamp}.webm`;
-  recorderUi.status.textContent = `Recorded ${formatClock(seconds)} (${formatBytes(blob.size)}): added to your videos.`;
+  recorderUi.status.textContent = `Recorded ${formatClock(seconds)} (${formatBytes(blob.size)}): it is in your videos.`;
   recorderUi.start.focus();
-  addVideo(blob, name);
+  row.finishLive(blob);
 }
 
 recorderUi.start.addEventListener('click', startRecording);

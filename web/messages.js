@@ -143,6 +143,17 @@ export function describeApiError(code, message, ctx) {
     case 'quota_exceeded':
       return again('This account has reached its quota (too many unfinished videos, or too much uploaded today). '
         + `Try again ${whenToRetry(ctx.retryAfter)}.`);
+    case 'tus_version_unsupported':
+      return again('The page and the server speak different versions of the upload protocol. Reload the page and try again.');
+    case 'upload_not_found':
+      return again(`The server no longer has the upload of ${name} (it was stopped, or waited too long for the rest). `
+        + 'Try again to send it from the start.');
+    case 'upload_offset_mismatch':
+      return again(`The upload of ${name} got out of step with the server. Try again; it resumes where the server stopped.`);
+    case 'upload_length_exceeded':
+      return final(`${name} grew past the size it was announced with. Record or choose it again.`);
+    case 'upload_closed':
+      return final(`The server takes no more of ${name}: its conversion has already ended.`);
     case 'internal_error':
       return again('Something went wrong on the server. Try again; if it keeps failing, give support this '
         + `reference: ${ctx.requestId ?? 'none'}.`);
@@ -178,6 +189,7 @@ const FAILURES = {
   storage_error: [true, 'the server could not store the result, on every attempt'],
   worker_crashed: [true, 'the server converting it stopped, on every attempt'],
   sandbox_unavailable: [true, 'the server could not isolate the converter safely, so it did not start it'],
+  upload_abandoned: [true, 'the rest of the video never arrived, so the server gave up waiting for it'],
 };
 
 /** A failed job's `error {code, message}` as `{text, retry}` (retry: upload the file again). */

@@ -65,7 +65,7 @@ export class Row {
       label.htmlFor = id;
     }
     this.el.id = `video-${rowCount}`;
-    this.ui.name.textContent = `${name} (${formatBytes(blob.size)})`;
+    this.ui.name.textContent = blob ? `${name} (${formatBytes(blob.size)})` : `${name} (recording)`;
     this.ui.player.setAttribute('aria-label', `Converted video: ${name}`);
     this.ui.cancel.addEventListener('click', () => this.cancel());
     this.ui.retry.addEventListener('click', () => this.retry());
@@ -161,6 +161,54 @@ export class Row {
     });
   }
 
+  /**
+   * A recording sent while it is made (tus.js `LiveUpload`): the row follows its job from the
+   * first bytes on, so it shows the conversion during the recording. False: no credential.
+   */
+  startLive(live) {
+    const credential = this.hooks.credential(this);
+    if (credential.error) {
+      this.fail({ text: credential.error, retry: false });
+      return false;
+    }
+    this.credential = credential;
+    this.live = live;
+    this.setStatus(`Recording ${this.name}…`, 'uploading');
+    live.hooks = {
+      created: (_location, job) => {
+        this.jobUrl = `/v1/jobs/${job.id}`;
+        this.showJob(job);
+        this.poll();
+      },
+      sent: (bytes) => {
+        this.ui.uploadDetail.textContent = `Sent ${formatBytes(bytes)} so far`;
+      },
+      resumed: () => {
+        this.ui.uploadDetail.textContent = 'Connection lost: resuming where the server stopped…';
+      },
+      failed: (err) => {
+        if (this.state !== 'canceled') this.failWith(err.status, err.body, err.retryAfter);
+      },
+    };
+    live.start(credential);
+    return true;
+  }
+
+  /** The recording stopped: its last chunk goes out with the length. */
+  async finishLive(blob) {
+    this.blob = blob;
+    this.ui.name.textContent = `${this.name} (${formatBytes(blob.size)})`;
+    try {
+      await this.live.end();
+    } catch {
+      return; // `failed` said why
+    }
+    this.hooks.release(this, true);
+    this.ui.upload.value = 100;
+    this.ui.uploadDetail.textContent = `Uploaded ${formatBytes(blob.size)}`;
+    if (this.job) this.showJob(this.job);
+  }
+
   showUpload(loaded, total, samples, elapsedMs) {
     const percent = total > 0 ? Math.min(100, (loaded / total) * 100) : 0;
     this.ui.upload.value = percent;
@@ -185,14 +233,20 @@ export class Row {
     const percent = job.status === 'succeeded' ? 100 : Math.round((job.progress ?? 0) * 100);
     this.ui.job.value = percent;
     this.ui.jobDetail.textContent = `${percent} %`;
+    const recording = this.live && !this.live.complete;
     switch (job.status) {
+      case 'receiving':
+        this.setStatus(recording
+          ? `Recording ${this.name}; it is converted as it arrives…`
+          : `${this.name} is arriving; waiting for the converter…`, 'converting');
+        break;
       case 'queued':
         this.setStatus(job.error
           ? describeRetryWait(job.error, job.next_attempt_at)
           : `${this.name} is uploaded and waits for the converter…`, 'converting');
         break;
       case 'processing':
-        this.setStatus(`Converting ${this.name}…`, 'converting');
+        this.setStatus(recording ? `Converting ${this.name} while you record…` : `Converting ${this.name}…`, 'converting');
         break;
       case 'succeeded':
         this.setStatus(`${this.name} is converted. Getting the MP4…`, 'converting');
@@ -291,7 +345,7 @@ export class Row {
   failWith(status, body, retryAfterHeader) {
     const ctx = {
       name: this.name,
-      size: this.blob.size,
+      size: this.blob?.size,
       limit: this.hooks.limit,
       retryAfter: parseRetryAfter(retryAfterHeader),
       credential: this.credential?.kind,

@@ -140,7 +140,14 @@ async function recordScenario(page) {
   await page.waitForFunction(() => document.getElementById('camera-preview').readyState >= 2);
   await page.waitForFunction(() => document.getElementById('record-time').textContent === '0:02');
   await screenshot(page, 'recording');
-  await page.waitForTimeout(Math.max(0, 3000 - (Date.now() - started)));
+  // Sent while it is recorded (tus): the row follows the job, converting, before Stop.
+  await page.waitForFunction(
+    () => /converted as it arrives|while you record/.test(document.querySelector('#queue .row-status')?.textContent ?? ''),
+    null,
+    { timeout: 20_000 },
+  );
+  observations.statusWhileRecording = await page.textContent('#queue .row-status');
+  await page.waitForTimeout(Math.max(0, 5000 - (Date.now() - started)));
   await page.click('#record-stop');
   // On a loaded machine the click can land late: the MP4 must match what was really recorded.
   const recorded = (Date.now() - started) / 1000;
@@ -151,6 +158,11 @@ async function recordScenario(page) {
   await page.waitForSelector('#queue .row');
   await screenshot(page, 'recorded');
   await expectPlayableMp4(page, 'record.mp4', 0, recorded);
+  const creates = observations.requests.filter((r) => r.startsWith('POST ') && r.endsWith('/v1/uploads'));
+  const patches = observations.requests.filter((r) => r.startsWith('PATCH ') && r.includes('/v1/uploads/'));
+  check(creates.length === 1, `one tus upload created (${creates.length})`);
+  check(patches.length >= 3, `the recording went out in chunks while it was made (${patches.length} PATCHes)`);
+  check(!observations.requests.some((r) => r.startsWith('POST ') && /\/v1\/jobs($|\?)/.test(r)), 'no classic upload');
 }
 
 /** A PNG and a WebM chosen together: two rows; the PNG is refused with a sentence, the WebM converts. */

@@ -125,9 +125,10 @@ async fn a_webm_picked_on_a_token_link_uploads_converts_plays_and_downloads() {
     assert!(actor.starts_with("token:"), "downloaded by {actor} (job {job_id})");
 }
 
-/// Three seconds from Chromium's fake camera and microphone become a playable MP4.
+/// Five seconds from Chromium's fake camera and microphone, sent while they are recorded (tus,
+/// one chunk a second) and converted as they arrive, become a playable MP4.
 #[tokio::test]
-async fn a_three_second_camera_recording_becomes_a_playable_mp4() {
+async fn a_camera_recording_is_converted_while_it_is_recorded() {
     assert_prerequisites();
     let env = TestEnv::new().await;
     let api = env.api().await;
@@ -139,14 +140,16 @@ async fn a_three_second_camera_recording_becomes_a_playable_mp4() {
         &[
             ("MEDIAQ_PAGE_URL", format!("{}/", api.base_url)),
             ("MEDIAQ_API_KEY", api.key.clone()),
-            ("MEDIAQ_EXPECT_DURATION", "3".into()),
+            ("MEDIAQ_EXPECT_DURATION", "5".into()),
             ("MEDIAQ_DURATION_TOLERANCE", "0.6".into()),
         ],
     );
-    // At least 3 s were recorded (more when the machine is loaded and the stop click lands late);
+    // At least 5 s were recorded (more when the machine is loaded and the stop click lands late);
     // the MP4 holds what was recorded.
     let recorded = seen["recordedSeconds"].as_f64().expect("the scenario reports how long it recorded");
-    assert!(recorded >= 3.0, "recorded {recorded} s");
+    assert!(recorded >= 5.0, "recorded {recorded} s");
+    let during = seen["statusWhileRecording"].as_str().unwrap_or_default();
+    assert!(during.contains("while you record") || during.contains("as it arrives"), "{during}");
     assert_mp4(&out.join("record.mp4"), recorded, 0.6);
 }
 

@@ -162,7 +162,7 @@ async fn two_workers_share_twenty_jobs_and_do_each_once() {
             .await
             .unwrap();
     assert_eq!(workers, 2, "both workers took jobs");
-    let outputs = mediaq_e2e::files_under(&env.storage_dir().join("outputs"));
+    let outputs = mediaq_e2e::mp4s_under(&env.storage_dir().join("outputs"));
     assert_eq!(outputs.len(), 20, "one output per job");
 }
 

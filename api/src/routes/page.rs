@@ -15,10 +15,11 @@ use crate::{app::AppState, error::ApiError, etag};
 const INDEX_HTML: &str = include_str!("../../../web/index.html");
 const APP_CSS: &str = include_str!("../../../web/app.css");
 /// The page's ES modules (`app.js` imports the others), by file name.
-const SCRIPTS: [(&str, &str); 3] = [
+const SCRIPTS: [(&str, &str); 4] = [
     ("app.js", include_str!("../../../web/app.js")),
     ("row.js", include_str!("../../../web/row.js")),
     ("messages.js", include_str!("../../../web/messages.js")),
+    ("tus.js", include_str!("../../../web/tus.js")),
 ];
 
 /// The page's placeholder for the upload limit, filled from `MEDIAQ_MAX_UPLOAD_BYTES`.
