@@ -1,4 +1,4 @@
-// One queued video: its upload (XMLHttpRequest, for upload progress), the job's progress
+// One queued video: its upload (tus, tus.js: resumable, with upload progress), the job's progress
 // (polled with If-None-Match, backing off, honouring Retry-After), then the MP4, fetched with the
 // bearer header into a Blob that the <video> plays and the download link saves.
 
@@ -10,18 +10,13 @@ import {
   formatClock,
   parseRetryAfter,
 } from './messages.js';
+import { FileUpload } from './tus.js';
 
 const POLL_FIRST_MS = 500;
 const POLL_MAX_MS = 5000;
 const TERMINAL = new Set(['succeeded', 'failed', 'canceled', 'expired']);
 
 let rowCount = 0;
-
-function newIdempotencyKey() {
-  if (crypto.randomUUID) return crypto.randomUUID();
-  const bytes = crypto.getRandomValues(new Uint8Array(16));
-  return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
-}
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -91,7 +86,6 @@ export class Row {
     this.ui.cancel.hidden = false;
     this.job = null;
     this.etag = null;
-    this.idempotencyKey = newIdempotencyKey();
     const limit = this.hooks.limit;
     if (limit && this.blob.size > limit) {
       this.fail(describeApiError('payload_too_large', null, { name: this.name, size: this.blob.size, limit }));
@@ -101,64 +95,61 @@ export class Row {
     this.hooks.enqueue(this);
   }
 
-  /** Uploads; resolves when the upload has ended, whatever its outcome. */
-  upload() {
-    if (this.state !== 'waiting') return Promise.resolve();
+  /**
+   * Uploads with tus (tus.js `FileUpload`): resumes by itself after a dropped connection.
+   * Resolves when the upload has ended, whatever its outcome.
+   */
+  async upload() {
+    if (this.state !== 'waiting') return;
     const credential = this.hooks.credential(this);
     if (credential.error) {
       this.fail({ text: credential.error, retry: true });
-      return Promise.resolve();
+      return;
     }
     this.credential = credential;
     this.setStatus(`Uploading ${this.name}…`, 'uploading');
-    return new Promise((resolve) => {
-      const xhr = new XMLHttpRequest();
-      this.xhr = xhr;
-      const started = performance.now();
-      const samples = [];
-      xhr.open('POST', `/v1/jobs?filename=${encodeURIComponent(this.name)}`);
-      xhr.setRequestHeader('Authorization', `Bearer ${credential.value}`);
-      const type = this.blob.type.split(';')[0].trim();
-      xhr.setRequestHeader('Content-Type', type || 'video/webm');
-      xhr.setRequestHeader('Idempotency-Key', this.idempotencyKey);
-      xhr.upload.addEventListener('progress', (e) => {
+    const started = performance.now();
+    const samples = [];
+    let created = false;
+    this.transfer = new FileUpload(this.blob, this.name, credential, {
+      created: (job) => {
+        created = true;
+        this.job = job;
+        this.jobUrl = `/v1/jobs/${job.id}`;
+      },
+      progress: (loaded, total) => {
         const now = performance.now();
-        samples.push([now, e.loaded]);
+        samples.push([now, loaded]);
         while (samples.length > 2 && now - samples[0][0] > 3000) samples.shift();
-        this.showUpload(e.loaded, e.lengthComputable ? e.total : this.blob.size, samples, now - started);
-      });
-      xhr.addEventListener('load', () => {
-        this.xhr = null;
-        const body = parseJson(xhr.responseText);
-        const used = xhr.status === 202;
-        this.hooks.release(this, used || xhr.status === 401);
-        if (used && body) {
-          this.showUpload(this.blob.size, this.blob.size, [], performance.now() - started);
-          this.ui.uploadDetail.textContent = `Uploaded ${formatBytes(this.blob.size)}`;
-          this.jobUrl = xhr.getResponseHeader('Location') ?? `/v1/jobs/${body.id}`;
-          this.showJob(body);
-          this.poll();
-        } else {
-          this.ui.uploadDetail.textContent = `Refused by the server (HTTP ${xhr.status})`;
-          this.failWith(xhr.status, body, xhr.getResponseHeader('Retry-After'));
-        }
-        resolve();
-      });
-      xhr.addEventListener('error', () => {
-        this.xhr = null;
-        this.hooks.release(this, false);
-        this.fail(describeApiError('network', null, { name: this.name }));
-        resolve();
-      });
-      xhr.addEventListener('abort', () => {
-        this.xhr = null;
-        this.hooks.release(this, false);
+        this.showUpload(loaded, total, samples, now - started);
+      },
+      resumed: () => {
+        this.ui.uploadDetail.textContent = 'Connection lost: resuming where the server stopped…';
+        this.el.dataset.resumed = 'true';
+      },
+    });
+    try {
+      await this.transfer.run();
+    } catch (err) {
+      this.transfer = null;
+      this.hooks.release(this, created || err.status === 401);
+      if (err.aborted) {
         this.setStatus(`Upload of ${this.name} canceled.`, 'canceled');
         this.offerRetry(true);
-        resolve();
-      });
-      xhr.send(this.blob);
-    });
+      } else if (err.status) {
+        this.ui.uploadDetail.textContent = `Refused by the server (HTTP ${err.status})`;
+        this.failWith(err.status, err.body, err.retryAfter);
+      } else {
+        this.fail(describeApiError('network', null, { name: this.name }));
+      }
+      return;
+    }
+    this.transfer = null;
+    this.hooks.release(this, true);
+    this.showUpload(this.blob.size, this.blob.size, [], performance.now() - started);
+    this.ui.uploadDetail.textContent = `Uploaded ${formatBytes(this.blob.size)}`;
+    if (this.job) this.showJob({ ...this.job, status: 'queued' });
+    this.poll();
   }
 
   /**
@@ -382,8 +373,8 @@ export class Row {
 
   async cancel() {
     const wasFocused = document.activeElement === this.ui.cancel;
-    if (this.xhr) {
-      this.xhr.abort();
+    if (this.transfer) {
+      this.transfer.abort();
     } else if (this.state === 'waiting') {
       this.setStatus(`Upload of ${this.name} canceled.`, 'canceled');
       this.offerRetry(true);

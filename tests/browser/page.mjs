@@ -165,6 +165,34 @@ async function recordScenario(page) {
   check(!observations.requests.some((r) => r.startsWith('POST ') && /\/v1\/jobs($|\?)/.test(r)), 'no classic upload');
 }
 
+/**
+ * A picked file whose connection drops mid-upload (the first PATCH is cut off): the row says it
+ * resumes, asks the server where the upload stands, and finishes; the MP4 plays.
+ */
+async function resumeScenario(page) {
+  await pasteKey(page);
+  let cut = 0;
+  await page.route('**/v1/uploads/*', async (route) => {
+    if (route.request().method() === 'PATCH' && cut === 0) {
+      cut += 1;
+      await route.abort('connectionreset');
+    } else {
+      await route.continue();
+    }
+  });
+  await page.setInputFiles('#file-input', env('MEDIAQ_FIXTURE'));
+  await page.waitForFunction(() => document.querySelector('#queue .row')?.dataset.resumed === 'true', null, {
+    timeout: 20_000,
+  });
+  await screenshot(page, 'resuming');
+  await expectPlayableMp4(page, 'resumed.mp4');
+  check(cut === 1, `one PATCH was cut (${cut})`);
+  const heads = observations.requests.filter((r) => r.startsWith('HEAD ') && r.includes('/v1/uploads/'));
+  check(heads.length >= 1, `the page asked where the upload stood (${heads.length} HEAD)`);
+  const detail = await page.locator('#queue .upload-detail').textContent();
+  check(/Uploaded/.test(detail), `upload detail: ${detail}`);
+}
+
 /** A PNG and a WebM chosen together: two rows; the PNG is refused with a sentence, the WebM converts. */
 async function pngScenario(page) {
   await pasteKey(page);
@@ -266,6 +294,7 @@ try {
   else if (scenario === 'record') await recordScenario(page);
   else if (scenario === 'png') await pngScenario(page);
   else if (scenario === 'cancel') await cancelScenario(page);
+  else if (scenario === 'resume') await resumeScenario(page);
   else throw new Error(`unknown scenario ${scenario}`);
 
   // No request left this origin (assets are embedded; media is fetched into blobs).
@@ -273,7 +302,8 @@ try {
   const foreign = observations.requests.filter((r) => !r.split(' ')[1].startsWith(origin) && !/ (blob|data):/.test(r));
   check(foreign.length === 0, `no external requests (${foreign.join(', ')})`);
   // Zero console errors and zero CSP violations; a refused upload's own status line is expected.
-  const expected = (t) => scenario === 'png' && /status of 415/.test(t);
+  const expected = (t) => (scenario === 'png' && /status of 415/.test(t))
+    || (scenario === 'resume' && /ERR_CONNECTION_RESET/.test(t));
   const errors = observations.console.filter((m) => m.type === 'error' && !expected(m.text));
   check(errors.length === 0, `no console errors (${errors.map((e) => e.text).join(' | ')})`);
   const csp = await page.evaluate(() => window.__mediaq.csp);

@@ -52,7 +52,9 @@ fn open_storage(env: &TestEnv, store: Option<(String, String, String)>) -> Stora
     let config = CommonConfig {
         database_url: Redacted(env.database_url.clone()),
         storage_dir: env.storage_dir().to_owned(),
-        storage_url: store.as_ref().map(|(bucket, prefix, _)| S3Location { bucket: bucket.clone(), prefix: prefix.clone() }),
+        storage_url: store
+            .as_ref()
+            .map(|(bucket, prefix, _)| S3Location { bucket: bucket.clone(), prefix: prefix.clone() }),
         s3_endpoint: store.as_ref().map(|(_, _, endpoint)| endpoint.clone()),
         s3_region: "us-east-1".into(),
         s3_allow_http: true,

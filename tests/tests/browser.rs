@@ -153,6 +153,31 @@ async fn a_camera_recording_is_converted_while_it_is_recorded() {
     assert_mp4(&out.join("record.mp4"), recorded, 0.6);
 }
 
+/// A picked file whose connection drops mid-upload resumes by itself (tus: HEAD, then the rest)
+/// and converts; the row says it is resuming.
+#[tokio::test]
+async fn a_picked_file_whose_connection_drops_resumes_and_converts() {
+    assert_prerequisites();
+    let env = TestEnv::new().await;
+    let api = env.api().await;
+    let _worker = env.worker().await;
+    let out = output_dir("resume");
+    run_page(
+        "resume",
+        &out,
+        &[
+            ("MEDIAQ_PAGE_URL", format!("{}/", api.base_url)),
+            ("MEDIAQ_API_KEY", api.key.clone()),
+            ("MEDIAQ_FIXTURE", fixtures::path(&fixtures::VP8_OPUS_2S).display().to_string()),
+            ("MEDIAQ_EXPECT_DURATION", "2".into()),
+            ("MEDIAQ_DURATION_TOLERANCE", "0.3".into()),
+        ],
+    );
+    assert_mp4(&out.join("resumed.mp4"), 2.0, 0.3);
+    let jobs: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs").fetch_one(env.pool()).await.unwrap();
+    assert_eq!(jobs, 1, "one upload, one job");
+}
+
 /// A PNG and a WebM queued together at phone width: the PNG is refused with a sentence, the WebM
 /// converts in its own row.
 #[tokio::test]

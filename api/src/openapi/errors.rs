@@ -181,7 +181,14 @@ mod tests {
         assert_eq!(
             responses[&404]["content"]["application/json"]["schema"]["properties"]["error"]["properties"]["code"]
                 ["enum"],
-            json!(["delivery_not_found", "job_not_found", "not_found", "poster_not_available", "upload_not_found", "webhook_not_found"])
+            json!([
+                "delivery_not_found",
+                "job_not_found",
+                "not_found",
+                "poster_not_available",
+                "upload_not_found",
+                "webhook_not_found"
+            ])
         );
         assert!(responses[&429]["headers"]["Retry-After"].is_object());
     }
