@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Benchmark: tus ingest (POST /v1/uploads, then PATCHes of 5 MiB) beside the classic upload
+# (one raw-body POST /v1/jobs) of the same 200 MB body, alternating, RUNS rounds, medians.
+# Target (issue "Live uploads"): tus >= 0.9 x the classic throughput.
+#
+#   bash scripts/bench-tus-ingest.sh                         # release build, RUNS=3
+#   BENCH_BIN=$PWD/target/debug BENCH_SKIP_BUILD=1 bash scripts/bench-tus-ingest.sh
+#
+# Bodies: a real 1 s WebM padded with random bytes (the API sniffs only the first 4 KiB), split
+# into 5 MiB parts up front; each PATCH is `curl -T part` (streamed, Content-Length set). Times
+# are wall clock from the first request to the last 2xx; local storage, fsync on. No worker runs.
+# Needs root (PostgreSQL as the postgres user). Not run in CI.
+source "$(dirname "$0")/lib.sh"
+cd "$MEDIAQ_ROOT"
+source scripts/bench/common.sh
+BIN="${BENCH_BIN:-$BIN}"
+
+RUNS="${RUNS:-3}"
+BIG_MB="${BIG_MB:-200}"
+PART_BYTES=$((5 * 1024 * 1024))
+
+ensure_packages "${BUILD_PACKAGES[@]}" ffmpeg curl python3 util-linux
+ensure_rust
+bench_lock
+bench_scratch tus-ingest
+STORAGE="$SCRATCH/storage"
+mkdir -p "$STORAGE"
+bench_build
+bench_pg_fresh
+bench_api_key
+export MEDIAQ_STORAGE_DIR="$STORAGE"
+export MEDIAQ_MAX_UPLOAD_BYTES="$(((BIG_MB + 10) * 1000000))"
+LOAD_START=$(cut -d" " -f1-3 /proc/loadavg)
+
+BODIES="$SCRATCH/bodies"
+mkdir -p "$BODIES/parts"
+ffmpeg -nostdin -v error -y -f lavfi -i testsrc2=size=320x240:rate=25 -t 1 -c:v libvpx \
+  -deadline realtime -f webm "$BODIES/head.webm"
+SIZE=$((BIG_MB * 1000000))
+{ cat "$BODIES/head.webm"; head -c $((SIZE - $(stat -c %s "$BODIES/head.webm"))) /dev/urandom; } >"$BODIES/big.webm"
+split -b "$PART_BYTES" -d -a 4 "$BODIES/big.webm" "$BODIES/parts/p"
+sync -f "$STORAGE"
+
+settle() {
+  rm -rf "$STORAGE"/inputs/* "$STORAGE"/uploads/*
+  sync -f "$STORAGE"
+}
+
+classic() {
+  local code
+  code=$(curl -sS -o "$WORK/resp.json" -w '%{http_code}' -H 'Expect:' "${AUTH[@]}" -H 'Content-Type: video/webm' \
+    -X POST -T "$BODIES/big.webm" "http://$API_ADDR/v1/jobs?filename=big.webm")
+  [ "$code" = 202 ] || { cat "$WORK/resp.json" >&2; die "classic upload answered $code"; }
+}
+
+tus() {
+  local location offset=0 part code
+  location=$(curl -sS -D - -o /dev/null "${AUTH[@]}" -H 'Tus-Resumable: 1.0.0' -H "Upload-Length: $SIZE" \
+    -H "Upload-Metadata: filename $(printf big.webm | base64)" -X POST "http://$API_ADDR/v1/uploads" |
+    tr -d '\r' | sed -n 's/^location: //Ip')
+  [ -n "$location" ] || die "tus creation failed"
+  for part in "$BODIES"/parts/p*; do
+    code=$(curl -sS -o "$WORK/patch.json" -w '%{http_code}' -H 'Expect:' "${AUTH[@]}" -H 'Tus-Resumable: 1.0.0' \
+      -H 'Content-Type: application/offset+octet-stream' -H "Upload-Offset: $offset" \
+      -X PATCH -T "$part" "http://$API_ADDR$location")
+    [ "$code" = 204 ] || { cat "$WORK/patch.json" >&2; die "PATCH at $offset answered $code"; }
+    offset=$((offset + $(stat -c %s "$part")))
+  done
+}
+
+timed() { # FUNCTION -> seconds
+  local t0 t1
+  t0=$(now_s)
+  "$1"
+  t1=$(now_s)
+  awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.4f\n", b - a }'
+}
+
+start_api
+for run in $(seq 1 "$RUNS"); do
+  if [ $((run % 2)) = 1 ]; then order="classic tus"; else order="tus classic"; fi
+  for kind in $order; do
+    settle
+    s=$(timed "$kind")
+    echo "$s" >>"$WORK/$kind"
+    log "run $run $kind: $s s ($(awk -v b="$SIZE" -v s="$s" 'BEGIN { printf "%.1f", b / s / 1e6 }') MB/s)"
+  done
+done
+stop_api
+
+c=$(median "$WORK/classic")
+t=$(median "$WORK/tus")
+{
+  echo "tus ingest vs classic ($(build_line); $(machine_line 2>/dev/null || echo "$(nproc) cores"); load at start $LOAD_START, at end $(cut -d" " -f1-3 /proc/loadavg))"
+  echo
+  echo "| upload of ${BIG_MB} MB | median s (runs) | MB/s | vs classic |"
+  echo "|---|---|---|---|"
+  echo "| classic POST /v1/jobs | $c ($(paste -sd' ' "$WORK/classic")) | $(awk -v b="$SIZE" -v s="$c" 'BEGIN { printf "%.1f", b / s / 1e6 }') | 1.00 |"
+  echo "| tus, 5 MiB PATCHes | $t ($(paste -sd' ' "$WORK/tus")) | $(awk -v b="$SIZE" -v s="$t" 'BEGIN { printf "%.1f", b / s / 1e6 }') | $(awk -v c="$c" -v t="$t" 'BEGIN { printf "%.2f", c / t }') |"
+} | tee "$RESULTS/tus-ingest-$(date -u +%Y%m%dT%H%M%SZ).md"
