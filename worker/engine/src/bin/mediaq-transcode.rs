@@ -20,7 +20,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use mediaq_engine::sandbox;
-use mediaq_engine::transcode::{self, Job, Limits};
+use mediaq_engine::transcode::{self, Conversion, Limits};
 use mediaq_protocol::spec::TranscodeSpec;
 use mediaq_protocol::{ChildFailureCode, Event, EXIT_FAILED, EXIT_USAGE};
 
@@ -58,7 +58,7 @@ fn main() -> ExitCode {
     // The sandbox goes on before libav starts any thread or opens any file.
     let (input, output) = (PathBuf::from(&args.input), PathBuf::from(&args.output));
     let poster = args.poster.map(PathBuf::from);
-    let job = Job { input, output, poster, settings: args.spec.settings(), limits: Limits::from(&args.spec) };
+    let job = Conversion { input, output, poster, settings: args.spec.settings(), limits: Limits::from(&args.spec) };
     let readable = (!job.reads_stdin()).then_some(job.input.as_path());
     let layers = sandbox::apply(readable, &job_dir(&job.output));
 

@@ -44,7 +44,7 @@ use video::VideoPipeline;
 
 /// One conversion: what to read, where to write, how to encode, within which limits.
 #[derive(Debug, Clone)]
-pub struct Job {
+pub struct Conversion {
     /// The input file, or [`STDIN`] for standard input.
     pub input: PathBuf,
     pub output: PathBuf,
@@ -57,7 +57,7 @@ pub struct Job {
 /// The input name that means standard input (`--input -`).
 pub const STDIN: &str = mediaq_protocol::STDIN_INPUT;
 
-impl Job {
+impl Conversion {
     /// Whether the input is read from standard input (a pipe: read once, front to back).
     pub fn reads_stdin(&self) -> bool {
         self.input.as_os_str() == STDIN
@@ -89,7 +89,7 @@ pub fn init_libav() -> Result<()> {
 /// Standard input is read once, front to back: H.264 video is then always transcoded (the
 /// copy's fallback would need to read the input a second time), and progress is reported as
 /// `read` events (bytes read) for the worker to relate to the upload's size.
-pub fn run(job: &Job, sink: &mut EventSink) -> Result<MediaFacts> {
+pub fn run(job: &Conversion, sink: &mut EventSink) -> Result<MediaFacts> {
     let limits = &job.limits;
     let stream = job.reads_stdin();
     let mut input = input::open(job.source(), limits)?;
@@ -143,7 +143,7 @@ enum VideoMode {
 fn pass(
     input: &mut Input,
     selection: Selection,
-    job: &Job,
+    job: &Conversion,
     mode: VideoMode,
     progress: &mut Progress,
     sink: &mut EventSink,
@@ -201,7 +201,7 @@ impl VideoTrack {
 fn convert(
     input: &mut Input,
     selection: Selection,
-    job: &Job,
+    job: &Conversion,
     mode: VideoMode,
     muxer: &mut Muxer,
     progress: &mut Progress,
@@ -277,7 +277,7 @@ fn convert(
     Ok(mode == VideoMode::Transcode || (!damaged && video.as_ref().is_none_or(VideoTrack::clean)))
 }
 
-fn poster_picker(job: &Job, input: &Input, stream: &ffmpeg::Stream) -> Option<poster::PosterPicker> {
+fn poster_picker(job: &Conversion, input: &Input, stream: &ffmpeg::Stream) -> Option<poster::PosterPicker> {
     let path = job.poster.as_deref()?;
     Some(poster::PosterPicker::new(path, stream, input::duration_s(input), &job.limits))
 }
