@@ -112,6 +112,14 @@ pub fn open(source: Source, limits: &Limits) -> Result<Opened> {
     if let Some(seconds) = duration_s(&input) {
         limits.check_duration(seconds)?;
     }
+    // Matroska names each track's codec in its header. Refuse a file whose tracks are all in
+    // codecs we do not convert now: probing first would wait for megabytes of a live upload that
+    // can never succeed (the recorder would keep sending until it stops).
+    for kind in [media::Type::Video, media::Type::Audio] {
+        if let Some(index) = best_stream(&input, kind, decoders_of(kind)) {
+            check_codec(&input, index, kind)?;
+        }
+    }
 
     // Probing decodes a few frames: cap their size like the real decoders do.
     // SAFETY: ffmpeg-next cannot pass per-stream options to avformat_find_stream_info. It takes
@@ -216,14 +224,9 @@ pub fn select_streams(input: &mut Input, limits: &Limits) -> Result<Selection> {
     if video.is_none() && audio.is_none() {
         return Err(TranscodeError::invalid_media("the file contains no audio or video track"));
     }
-    for (index, kind, accepted) in [(video, "video", ACCEPTED_VIDEO), (audio, "audio", ACCEPTED_AUDIO)] {
-        let Some(index) = index else { continue };
-        let stream = input.stream(index).expect("selected stream exists");
-        if decoder_names(stream.parameters().id()).is_none() {
-            return Err(TranscodeError::unsupported_codec(format!(
-                "the {kind} codec {} is not supported (accepted: {accepted})",
-                stream.parameters().id().name()
-            )));
+    for (index, kind) in [(video, media::Type::Video), (audio, media::Type::Audio)] {
+        if let Some(index) = index {
+            check_codec(input, index, kind)?;
         }
     }
     if let Some(index) = video {
@@ -261,6 +264,29 @@ fn best_stream(input: &Input, kind: media::Type, accepted: &[(Id, &[&str])]) -> 
             (ok, default, size, std::cmp::Reverse(s.index()))
         })
         .map(|s| s.index())
+}
+
+/// The decoders accepted for streams of `kind`.
+fn decoders_of(kind: media::Type) -> &'static [(Id, &'static [&'static str])] {
+    if kind == media::Type::Video {
+        VIDEO_DECODERS
+    } else {
+        AUDIO_DECODERS
+    }
+}
+
+/// `unsupported_codec` unless the stream at `index` (the best of its `kind`) is in an accepted codec.
+fn check_codec(input: &Input, index: usize, kind: media::Type) -> Result<()> {
+    let stream = input.stream(index).expect("selected stream exists");
+    if decoder_names(stream.parameters().id()).is_some() {
+        return Ok(());
+    }
+    let (name, accepted) =
+        if kind == media::Type::Video { ("video", ACCEPTED_VIDEO) } else { ("audio", ACCEPTED_AUDIO) };
+    Err(TranscodeError::unsupported_codec(format!(
+        "the {name} codec {} is not supported (accepted: {accepted})",
+        stream.parameters().id().name()
+    )))
 }
 
 /// A stream of `kind` in an accepted codec that is not cover art.
