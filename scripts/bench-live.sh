@@ -20,9 +20,13 @@ if [ -z "${MEDIAQ_TEST_DATABASE_URL:-}" ]; then
   export MEDIAQ_TEST_DATABASE_URL="$DATABASE_URL"
 fi
 unset DATABASE_URL
-PROFILE_FLAG=()
-[ "${BENCH_PROFILE:-dev}" = release ] && PROFILE_FLAG=(--release)
-cargo build "${PROFILE_FLAG[@]}" --workspace --bins --locked
+# The services run from the profile's binaries; the benchmark client itself is the suite's
+# debug-built test (pointed at them with MEDIAQ_BIN_DIR), so a release run builds no test code.
+if [ "${BENCH_PROFILE:-dev}" = release ]; then
+  cargo build --release --workspace --bins --locked
+  export MEDIAQ_BIN_DIR="$MEDIAQ_ROOT/target/release"
+fi
+cargo build --workspace --bins --locked
 log "machine: $(nproc) cores, $(awk '/MemTotal/ {print int($2/1048576)" GiB"}' /proc/meminfo), load $(cut -d' ' -f1-3 /proc/loadavg), commit $(git rev-parse --short HEAD), profile ${BENCH_PROFILE:-dev}"
-RUST_LOG=warn MEDIAQ_TEST_LOG=warn cargo test "${PROFILE_FLAG[@]}" --locked -p mediaq-e2e --test bench_live -- \
+RUST_LOG=warn MEDIAQ_TEST_LOG=warn cargo test --workspace --locked --test bench_live -- \
   --ignored --nocapture --test-threads=1 2>&1 | grep -oE 'BENCH.*|test result.*|panicked.*'

@@ -16,11 +16,17 @@ pub use services::{Api, TestEnv, Worker};
 
 use std::path::PathBuf;
 
-/// Directory holding the workspace's built binaries (`target/debug`), next to this test binary.
+/// Directory holding the workspace's built binaries: `target/debug`, next to this test binary,
+/// or `MEDIAQ_BIN_DIR` (benchmarks run the release binaries from the debug-built tests).
 pub fn bin_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("current_exe");
-    // target/debug/deps/<test> -> target/debug
-    let dir = exe.parent().and_then(|p| p.parent()).expect("target dir").to_path_buf();
+    let dir = match std::env::var_os("MEDIAQ_BIN_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => {
+            let exe = std::env::current_exe().expect("current_exe");
+            // target/debug/deps/<test> -> target/debug
+            exe.parent().and_then(|p| p.parent()).expect("target dir").to_path_buf()
+        }
+    };
     assert!(
         dir.join("mediaq-api").exists(),
         "{} has no mediaq-api binary: run `cargo build --workspace` first (scripts/test.sh does)",

@@ -1,6 +1,6 @@
 //! Benchmark (ignored: run by `scripts/bench-live.sh`, never in CI): from the last byte
 //! acknowledged to `succeeded`, a live upload (converted while it arrives, sent at real-time
-//! pace in 1 s segments; the tus side simulated by `mediaq_e2e::live`) against the classic path
+//! pace in 1 s PATCHes through the real tus route, `/v1/uploads`) against the classic path
 //! (the whole file uploaded with `POST /v1/jobs`, then converted), for BENCH_SIZE (1280x720) VP8 +
 //! Opus recordings of BENCH_LENGTHS seconds; and the CPU seconds of each conversion (the child's
 //! rusage, from `job_attempts`). Runs alternate live / classic; medians are reported.
@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use mediaq_e2e::{
     fixtures::{self, Recipe},
-    live::{slices, SimulatedUpload},
+    live::{slices, TusUpload},
     TestEnv,
 };
 use serde_json::Value;
@@ -83,18 +83,22 @@ async fn cpu_seconds(env: &TestEnv, id: uuid::Uuid) -> f64 {
         .unwrap()
 }
 
-/// Live: segments at real-time pace, then completion. Seconds from completion to succeeded.
-async fn live(env: &TestEnv, bytes: &[u8], seconds: u32) -> (f64, f64) {
-    let mut upload = SimulatedUpload::create(env, None).await;
+/// Live: PATCHes at real-time pace, the last one with the length. Seconds from its `204` to
+/// succeeded.
+async fn live(env: &TestEnv, api: &mediaq_e2e::Api, bytes: &[u8], seconds: u32) -> (f64, f64) {
+    let mut upload = TusUpload::create(api, None).await;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
-    for part in slices(bytes, seconds as usize) {
+    let parts = slices(bytes, seconds as usize);
+    let (last, parts) = parts.split_last().unwrap();
+    for part in parts {
         tick.tick().await;
         upload.append(part).await;
     }
-    upload.finish().await;
+    tick.tick().await;
+    upload.append_last(last).await;
     let acknowledged = Instant::now();
-    let done = wait_done(env, upload.id.as_uuid(), Duration::from_secs(600)).await;
-    (done.duration_since(acknowledged).as_secs_f64(), cpu_seconds(env, upload.id.as_uuid()).await)
+    let done = wait_done(env, upload.uuid(), Duration::from_secs(600)).await;
+    (done.duration_since(acknowledged).as_secs_f64(), cpu_seconds(env, upload.uuid()).await)
 }
 
 /// Classic: the whole file in one `POST /v1/jobs`; seconds from its 202 to succeeded.
@@ -128,8 +132,11 @@ async fn bench_live_against_classic() {
         for round in 0..rounds {
             // Alternate which path goes first.
             for path in if round % 2 == 0 { ["live", "classic"] } else { ["classic", "live"] } {
-                let (latency, cpu) =
-                    if path == "live" { live(&env, &bytes, seconds).await } else { classic(&env, &api, &bytes).await };
+                let (latency, cpu) = if path == "live" {
+                    live(&env, &api, &bytes, seconds).await
+                } else {
+                    classic(&env, &api, &bytes).await
+                };
                 println!(
                     "BENCH run {seconds}s {path} round {round}: {latency:.3} s after the last byte, {cpu:.2} CPU s"
                 );

@@ -1,7 +1,7 @@
-//! Live uploads: a recording converted while it arrives (the upload simulated through
-//! `mediaq_e2e::live`, the real worker and transcoder converting it), checked by ffprobe; a
-//! worker killed mid-stream; an upload that stops (no CPU while waiting, no stall or timeout,
-//! then `upload_abandoned`); undecodable bytes.
+//! Live uploads: a recording sent through the real tus route (`/v1/uploads`, one PATCH per
+//! timeslice at the recorder's pace) and converted while it arrives by the real worker and
+//! transcoder, checked by ffprobe; a worker killed mid-stream; an upload that stops (no CPU while
+//! waiting, no stall or timeout, then `upload_abandoned`); bytes that cannot be converted.
 
 use std::{
     path::Path,
@@ -11,7 +11,7 @@ use std::{
 use mediaq_e2e::{
     bin_dir, files_under, fixtures,
     fixtures::Recipe,
-    live::{s3_storage, slices, SimulatedUpload},
+    live::{slices, TusUpload},
     probe,
     s3::{pairs, S3Server},
     transcoders_of, wait_for, Api, TestEnv,
@@ -40,12 +40,12 @@ async fn status(api: &Api, id: &str) -> Value {
 }
 
 /// Sends `parts` one per `pace`, checking before the last one that a worker is converting.
-async fn send_paced(api: &Api, upload: &mut SimulatedUpload, parts: &[&[u8]], pace: Duration) {
+async fn send_paced(api: &Api, upload: &mut TusUpload, parts: &[&[u8]], pace: Duration) {
     let mut tick = tokio::time::interval(pace);
     for (i, part) in parts.iter().enumerate() {
         tick.tick().await;
         if i + 1 == parts.len() {
-            let job = status(api, &upload.id.to_string()).await;
+            let job = status(api, &upload.id).await;
             assert_eq!(job["status"], "processing", "converting before the last segment: {job}");
         }
         upload.append(part).await;
@@ -86,8 +86,8 @@ async fn a_recording_is_converted_while_it_arrives() {
     let _worker = env.worker().await;
     let input = fixtures::path(&RECORDING);
     let bytes = std::fs::read(&input).unwrap();
-    let mut upload = SimulatedUpload::create(&env, None).await;
-    let id = upload.id.to_string();
+    let mut upload = TusUpload::create(&api, None).await;
+    let id = upload.id.clone();
 
     send_paced(&api, &mut upload, &slices(&bytes, SEGMENTS), Duration::from_secs(1)).await;
     let during = status(&api, &id).await;
@@ -116,8 +116,8 @@ async fn a_worker_killed_mid_stream_is_caught_up_by_another() {
     let input = fixtures::path(&RECORDING);
     let bytes = std::fs::read(&input).unwrap();
     let parts = slices(&bytes, SEGMENTS);
-    let mut upload = SimulatedUpload::create(&env, None).await;
-    let id = upload.id.to_string();
+    let mut upload = TusUpload::create(&api, None).await;
+    let id = upload.id.clone();
 
     send_paced(&api, &mut upload, &parts[..6], Duration::from_millis(500)).await;
     let id2 = id.clone();
@@ -159,8 +159,8 @@ async fn a_stopped_upload_waits_without_cpu_then_is_abandoned() {
     let _worker = env.worker_with(&[("MEDIAQ_STALL_TIMEOUT", "2s"), ("MEDIAQ_TRANSCODE_TIMEOUT", "3s")]).await;
     let bytes = fixtures::bytes(&RECORDING);
     let parts = slices(&bytes, SEGMENTS);
-    let mut upload = SimulatedUpload::create(&env, None).await;
-    let id = upload.id.to_string();
+    let mut upload = TusUpload::create(&api, None).await;
+    let id = upload.id.clone();
     for part in &parts[..3] {
         upload.append(part).await;
     }
@@ -185,7 +185,7 @@ async fn a_stopped_upload_waits_without_cpu_then_is_abandoned() {
     let job = status(&api, &id).await;
     assert_eq!(job["status"], "processing", "still waiting for bytes, no stall or timeout: {job}");
 
-    upload.expire_now().await;
+    upload.expire_now(env.pool()).await;
     let out = std::process::Command::new(bin_dir().join("mediaq-worker"))
         .arg("janitor")
         .env("DATABASE_URL", &env.database_url)
@@ -220,31 +220,36 @@ async fn a_stopped_upload_waits_without_cpu_then_is_abandoned() {
     assert_eq!(job["attempt_history"][0]["outcome"], "canceled", "{job}");
     let audited: i64 =
         sqlx::query_scalar("SELECT count(*) FROM audit_events WHERE action = 'upload.abandoned' AND job_id = $1")
-            .bind(upload.id.as_uuid())
+            .bind(upload.uuid())
             .fetch_one(env.pool())
             .await
             .unwrap();
     assert_eq!(audited, 1);
 }
 
+/// A recording whose video track names a codec we do not convert: it passes the upload's
+/// checks (magic, DocType), and the job fails with the usual code while the recorder is still
+/// sending; its next PATCH is refused with a clear 4xx.
 #[tokio::test]
-async fn undecodable_bytes_fail_with_the_usual_code() {
+async fn an_unconvertible_recording_fails_while_it_arrives() {
     let env = TestEnv::new().await;
     let api = env.api().await;
     let _worker = env.worker().await;
-    let mut upload = SimulatedUpload::create(&env, None).await;
-    let id = upload.id.to_string();
-    // EBML's magic, then noise: the upload is still arriving when the child gives up on it.
-    let mut noise = b"\x1a\x45\xdf\xa3".to_vec();
-    let mut x: u32 = 12345;
-    noise.extend((0..100_000).map(|_| {
-        x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
-        (x >> 16) as u8
-    }));
-    upload.append(&noise).await;
+    let mut bytes = fixtures::bytes(&RECORDING);
+    let at = bytes.windows(5).position(|w| w == b"V_VP8").expect("the video track's CodecID");
+    bytes[at..at + 5].copy_from_slice(b"V_QQQ");
+    let parts = slices(&bytes, SEGMENTS);
+    let mut upload = TusUpload::create(&api, None).await;
+    let id = upload.id.clone();
+    for part in &parts[..2] {
+        upload.append(part).await;
+    }
     let (_, job) = api.wait_terminal(&id, Duration::from_secs(30)).await;
     assert_eq!(job["status"], "failed", "{job}");
-    assert_eq!(job["error"]["code"], "invalid_media", "{job}");
+    assert_eq!(job["error"]["code"], "unsupported_codec", "{job}");
+    let resp = upload.send(parts[2], None).await;
+    let (status, code, _) = mediaq_e2e::error_code(resp).await;
+    assert_eq!((status, code.as_str()), (410, "upload_closed"));
 }
 
 #[tokio::test]
@@ -253,13 +258,15 @@ async fn a_retry_of_an_unfinished_upload_waits_as_receiving() {
     let api = env.api().await;
     let bytes = fixtures::bytes(&RECORDING);
     let parts = slices(&bytes, SEGMENTS);
-    let mut upload = SimulatedUpload::create(&env, None).await;
-    let id = upload.id.to_string();
+    let mut upload = TusUpload::create(&api, None).await;
+    let id = upload.id.clone();
     for part in &parts[..3] {
         upload.append(part).await;
     }
     // The second segment's object goes missing: feeding fails with a (transient) storage error.
-    let segments = mediaq_shared::db::uploads::segments(env.pool(), upload.id, 0).await.unwrap();
+    let segments = mediaq_shared::db::uploads::segments(env.pool(), mediaq_shared::JobId::from_uuid(upload.uuid()), 0)
+        .await
+        .unwrap();
     assert_eq!(segments[1].start, parts[0].len() as u64);
     let missing = env.storage_dir().join(&segments[1].key);
     let kept = std::fs::read(&missing).unwrap();
@@ -293,8 +300,8 @@ async fn a_recording_in_s3_is_converted_while_it_arrives() {
     let _worker = env.worker_with(&pairs(&s3_env)).await;
     let input = fixtures::path(&RECORDING);
     let bytes = std::fs::read(&input).unwrap();
-    let mut upload = SimulatedUpload::create_in(&env, Some(bytes.len() as u64), s3_storage(&env, &s3)).await;
-    let id = upload.id.to_string();
+    let mut upload = TusUpload::create(&api, Some(bytes.len() as u64)).await;
+    let id = upload.id.clone();
 
     let parts = slices(&bytes, SEGMENTS);
     send_paced(&api, &mut upload, &parts, Duration::from_millis(250)).await;
