@@ -17,7 +17,7 @@ use mediaq_shared::{
     db::{audit, audit::AuditEvent, uploads, uploads::Upload},
     queue::{self, TranscodeTask},
     storage::Storage,
-    FailureCode, InputFacts, Job, JobId, OriginalFilename,
+    FailureCode, InputFacts, Job, JobId, JobStatus, OriginalFilename,
 };
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -25,7 +25,7 @@ use sha2::{Digest, Sha256};
 use super::{
     receiver::{Pace, Receiver},
     sniff::{self, HEAD_LEN},
-    store::insert_job,
+    store::{insert_job, NewJob},
     Origin, DEFAULT_FILENAME,
 };
 use crate::{app::AppState, auth::Caller, error::ApiError, request_id, tus};
@@ -34,8 +34,8 @@ use crate::{app::AppState, auth::Caller, error::ApiError, request_id, tus};
 #[derive(Default)]
 pub struct UploadHashes(Mutex<HashMap<JobId, (u64, Sha256)>>);
 
-/// Uploads whose hash state is kept at once (about 200 bytes each); past this, the oldest
-/// entries are simply forgotten and rebuilt from storage when needed.
+/// Uploads whose hash state is kept at once (about 200 bytes each); past this, one entry is
+/// forgotten for each new one (rebuilt from storage if its upload goes on).
 const MAX_KEPT_HASHES: usize = 4096;
 
 impl UploadHashes {
@@ -49,41 +49,43 @@ impl UploadHashes {
 
     fn keep(&self, id: JobId, offset: u64, hash: Sha256) {
         let mut kept = self.0.lock().expect("upload hashes lock");
-        if kept.len() >= MAX_KEPT_HASHES {
-            kept.clear();
+        if kept.len() >= MAX_KEPT_HASHES && !kept.contains_key(&id) {
+            if let Some(forgotten) = kept.keys().next().copied() {
+                kept.remove(&forgotten);
+            }
         }
         kept.insert(id, (offset, hash));
     }
 }
 
-/// What a creation request says about the file.
+/// What a creation request says about the file, checked like a classic upload's headers.
 pub struct NewUpload {
     pub length: Option<u64>,
-    pub filename: Option<String>,
-    pub filetype: Option<String>,
+    pub filename: OriginalFilename,
+    pub content_type: &'static str,
     /// `Upload-Metadata` as sent (replayed on HEAD).
     pub metadata: Option<String>,
 }
 
 impl NewUpload {
-    /// The file's name and type, checked like a classic upload's.
-    pub fn checked(&self) -> Result<(OriginalFilename, &'static str), ApiError> {
-        let content_type = sniff::check_declared_type(self.filetype.as_deref().unwrap_or("video/webm"))?;
-        let filename = OriginalFilename::sanitize(self.filename.as_deref().unwrap_or(DEFAULT_FILENAME));
+    /// The declared length and metadata; `filetype` and `filename` pass the checks of
+    /// `POST /v1/jobs` (a WebM/Matroska type, an extension that agrees), with the same defaults.
+    pub fn checked(length: Option<u64>, meta: tus::Metadata) -> Result<Self, ApiError> {
+        let content_type = sniff::check_declared_type(meta.filetype.as_deref().unwrap_or("video/webm"))?;
+        let filename = OriginalFilename::sanitize(meta.filename.as_deref().unwrap_or(DEFAULT_FILENAME));
         sniff::check_extension(&filename)?;
-        Ok((filename, content_type))
+        Ok(Self { length, filename, content_type, metadata: meta.raw })
     }
 }
 
 /// Records the job (`receiving`) and its upload, in one transaction.
 pub(super) async fn record_new(state: &AppState, origin: &Origin, new: &NewUpload) -> Result<(Job, Upload), ApiError> {
-    let (filename, content_type) = new.checked()?;
     let id = JobId::generate();
     let input = InputFacts {
-        filename,
+        filename: new.filename.clone(),
         size: 0,
         sha256: None,
-        content_type: content_type.to_owned(),
+        content_type: new.content_type.to_owned(),
         key: Storage::segment_prefix(id),
     };
     let details = json!({
@@ -94,10 +96,12 @@ pub(super) async fn record_new(state: &AppState, origin: &Origin, new: &NewUploa
     });
     let expires = Utc::now() + state.config.upload_expiry;
     let mut tx = state.pool.begin().await?;
-    let mut job = insert_job(&mut tx, state, id, &input, origin, new.length.unwrap_or(1), details).await?;
+    // The quota's check counts the declared length (1 byte when deferred: the job's size then
+    // grows with each PATCH, which later checks count).
+    let job = NewJob { id, input: &input, status: JobStatus::Receiving, quota_bytes: new.length.unwrap_or(1), details };
+    let job = insert_job(&mut tx, state, origin, job).await?;
     let upload = uploads::create(&mut tx, id, new.length, expires, new.metadata.as_deref()).await?;
     tx.commit().await?;
-    job.status = mediaq_shared::JobStatus::Receiving;
     tracing::info!(job_id = %id, length = new.length, "resumable upload created");
     Ok((job, upload))
 }
@@ -163,6 +167,7 @@ pub async fn append(
     };
     // Held while the body arrives, like a classic upload's.
     let _slot = state.uploads.take(&caller.key_id)?;
+    let started = std::time::Instant::now();
     let (head, seed) = resume_point(state, job.id, &upload).await?;
     let mut receiver = Receiver::segment(&state.storage, job.id, upload.received, room, head, seed.clone()).await?;
     let limit_error = |e| match (e, upload.length) {
@@ -192,12 +197,14 @@ pub async fn append(
         }
         return Ok(upload);
     }
+    let arrived = started.elapsed();
     let received = match receiver.finish_segment(last).await {
         Ok(received) => received,
         Err(e) => return Err(refuse_content(state, caller, job.id, e).await),
     };
     let segment = uploads::Segment { start: upload.received, size: received.size, key: received.key.clone() };
     state.storage.commit(received.object).await?;
+    let durable = started.elapsed();
     let recorded =
         record_segment(state, caller, job.id, Some(&segment), last.then_some((received.sha256.as_str(), end))).await;
     match recorded {
@@ -217,6 +224,15 @@ pub async fn append(
         state.upload_hashes.keep(job.id, end, received.running);
     }
     state.metrics.record_upload(segment.size);
+    // Where a PATCH's time goes: its bytes arriving (and written), made durable, recorded.
+    tracing::debug!(
+        job_id = %job.id,
+        bytes = segment.size,
+        arrived_ms = arrived.as_secs_f64() * 1e3,
+        durable_ms = (durable - arrived).as_secs_f64() * 1e3,
+        recorded_ms = (started.elapsed() - durable).as_secs_f64() * 1e3,
+        "segment stored"
+    );
     if let Some(e) = interrupted {
         tracing::info!(job_id = %job.id, offset = end, "a PATCH ended early; its bytes were kept");
         return Err(e);

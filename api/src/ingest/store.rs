@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use mediaq_shared::{
     db::{audit, audit::AuditEvent, idempotency, jobs, tokens},
     queue::{self, TranscodeTask},
-    InputFacts, Job, JobId,
+    InputFacts, Job, JobId, JobStatus,
 };
 use serde_json::json;
 use tracing::Instrument;
@@ -77,7 +77,8 @@ async fn record(
         "sha256": input.sha256,
         "content_type": input.content_type,
     });
-    let job = insert_job(&mut tx, state, id, input, origin, input.size, details).await?;
+    let new = NewJob { id, input, status: JobStatus::Queued, quota_bytes: input.size, details };
+    let job = insert_job(&mut tx, state, origin, new).await?;
     if let Some((lease, fingerprint)) = idempotency {
         if !idempotency::complete(&mut *tx, lease, fingerprint, id).await? {
             // The lease ran out while this upload was still arriving and another request holds
@@ -92,25 +93,40 @@ async fn record(
     Ok(job)
 }
 
-/// The job's row and what comes with it, in the caller's transaction: the quota (for `size`
-/// bytes, under the key's lock), the upload token's binding and the audit rows.
+/// A job about to be inserted: its status (`queued`, or `receiving` for a resumable upload),
+/// the bytes its quota check counts, and its `job.created` audit details.
+pub(super) struct NewJob<'a> {
+    pub id: JobId,
+    pub input: &'a InputFacts,
+    pub status: JobStatus,
+    pub quota_bytes: u64,
+    pub details: serde_json::Value,
+}
+
+/// The job's row and what comes with it, in the caller's transaction: the quota (for
+/// `quota_bytes`, under the key's lock), the upload token's binding and the audit rows.
 pub(super) async fn insert_job(
     tx: &mut sqlx::PgConnection,
     state: &AppState,
-    id: JobId,
-    input: &InputFacts,
     origin: &Origin,
-    size: u64,
-    details: serde_json::Value,
+    new: NewJob<'_>,
 ) -> Result<Job, ApiError> {
+    let NewJob { id, input, status, quota_bytes: size, details } = new;
     if let Some(key_id) = &origin.api_key_id {
         // Checked again here, under the key's lock: uploads that passed the early check together
         // are counted one after another, so together they cannot exceed the quota.
         crate::quota::check_locked(&mut *tx, &state.config, key_id, size).await?;
     }
-    let job =
-        jobs::insert(&mut *tx, id, input, &origin.owner, origin.api_key_id.as_deref(), origin.webhook_url.as_deref())
-            .await?;
+    let job = jobs::insert(
+        &mut *tx,
+        id,
+        input,
+        &origin.owner,
+        origin.api_key_id.as_deref(),
+        origin.webhook_url.as_deref(),
+        status,
+    )
+    .await?;
     if let Some(token) = &origin.token_id {
         tokens::bind_job(&mut *tx, token, id).await?;
         let used = AuditEvent::new(origin.actor.clone(), "token.used")

@@ -129,11 +129,12 @@ pub async fn insert<'e>(
     owner: &str,
     api_key_id: Option<&str>,
     webhook_url: Option<&str>,
+    status: JobStatus,
 ) -> Result<Job, sqlx::Error> {
     let row = query_job!(
         "INSERT INTO jobs (id, input_filename, input_size, input_sha256, input_content_type, input_key, owner,
-                           api_key_id, webhook_url)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING ",
+                           api_key_id, webhook_url, status)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING ",
         "",
         id.as_uuid(),
         input.filename.as_str(),
@@ -144,6 +145,7 @@ pub async fn insert<'e>(
         owner,
         api_key_id,
         webhook_url,
+        status.as_str(),
     )
     .fetch_one(db)
     .await?;

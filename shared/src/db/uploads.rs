@@ -56,7 +56,7 @@ macro_rules! upload_from {
     };
 }
 
-/// Records a new upload of the job `id`, which becomes `receiving` (in the job's transaction).
+/// Records a new upload of the job `id` (inserted `receiving`, in the same transaction).
 pub async fn create(
     conn: &mut PgConnection,
     id: JobId,
@@ -72,11 +72,8 @@ pub async fn create(
         expires_at,
         metadata,
     )
-    .fetch_one(&mut *conn)
+    .fetch_one(conn)
     .await?;
-    sqlx::query!("UPDATE jobs SET status = 'receiving' WHERE id = $1 AND status = 'queued'", id.as_uuid())
-        .execute(conn)
-        .await?;
     Ok(upload_from!(r))
 }
 

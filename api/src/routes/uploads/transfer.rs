@@ -77,16 +77,13 @@ async fn create_upload(
     if length == tus::DeclaredLength::Known(0) {
         return Err(ApiError::EmptyUpload);
     }
-    let meta = tus::Metadata::from_headers(headers)?;
-    let new =
-        NewUpload { length: length.known(), filename: meta.filename, filetype: meta.filetype, metadata: meta.raw };
-    let (_, content_type) = new.checked()?;
+    let new = NewUpload::checked(length.known(), tus::Metadata::from_headers(headers)?)?;
     let with_bytes = headers.get(header::CONTENT_TYPE).is_some();
     if with_bytes {
         tus::check_patch_type(headers)?;
     }
     let head = UploadHead {
-        content_type: content_type.to_owned(),
+        content_type: new.content_type.to_owned(),
         multipart: false,
         declared: new.length,
         idempotency_key: None,
