@@ -55,7 +55,9 @@ gen vp8-opus-720p.webm 1280x720 -c:v libvpx -deadline realtime -cpu-used 8 -b:v 
 gen h264-opus-720p.webm 1280x720 -c:v libx264 -profile:v baseline -preset veryfast -b:v 2M \
     -pix_fmt yuv420p -c:a libopus -b:a 96k -f matroska
 
-cargo build --release -p mediaq-engine --bin mediaq-transcode >&2
+# The workspace's release build (the same features as every other binary: `-p` alone would
+# rebuild the dependencies with other features). BENCH_SKIP_BUILD=1 keeps target/release as it is.
+[ "${BENCH_SKIP_BUILD:-0}" = 1 ] || cargo build --release --locked --bins >&2
 BIN="$PWD/target/release/mediaq-transcode"
 
 # run TOOL INPUT: appends "wall cpu rss_mb out_mb" to $WORK/TOOL-INPUT
@@ -123,6 +125,18 @@ for input in "${INPUTS[@]}"; do
     awk -v mw="$(median "$m" 1)" -v cw="$(median "$c" 1)" -v mc="$(median "$m" 2)" \
         -v cc="$(median "$c" 2)" -v mr="$(median "$m" 3)" -v cr="$(median "$c" 3)" -v n="$name" \
         'BEGIN { printf "| %s | %.3f | %.3f | %+.1f |\n", n, mw / cw, mc / cc, mr - cr }'
+done
+echo
+# Each pair of runs (one round: the two tools next to each other) gives a ratio; their median is
+# steadier than the ratio of medians when the machine's speed drifts during the session.
+echo "Per round: median of each round's mediaq/cli ratio (the rounds' wall ratios listed)"
+echo
+echo "| input (30 s) | wall ratio | CPU ratio | rounds' wall ratios |"
+echo "|---|---|---|---|"
+for input in "${INPUTS[@]}"; do
+    name=$(basename "$input")
+    paste -d' ' "$WORK/mediaq-$name" "$WORK/cli-$name" | awk '{ print $1 / $5, $2 / $6 }' >"$WORK/ratios-$name"
+    echo "| $name | $(median "$WORK/ratios-$name" 1) | $(median "$WORK/ratios-$name" 2) | $(awk '{ printf "%s%.3f", (NR > 1 ? " " : ""), $1 }' "$WORK/ratios-$name") |"
 done
 echo
 echo "h264-opus-720p.webm: mediaq remuxes the video (CPU ratio target <= 0.2 against the CLI's full" \

@@ -161,5 +161,20 @@ for input in "$@"; do
              n, ew / cw, ec / cc, dw / cw, iw / dw, pk * 1000, (at - iw) * 1000, wc, ac, pc }'
 done
 echo
+# The machine's speed drifts between runs (the same work's CPU seconds vary by 10 % and more), so
+# the ratio of each round's runs (made within a minute of each other) is steadier than a ratio of
+# medians taken over the whole session.
+echo "Per round (the three runs of one round, next to each other): median of the round's ratios"
+echo
+echo "| input | e2e / cli wall | e2e / child wall | child / cli wall | e2e / cli CPU | rounds |"
+echo "|---|---|---|---|---|---|"
+for input in "$@"; do
+  name=$(basename "$input")
+  paste -d' ' "$WORK/cli-$name" "$WORK/child-$name" "$WORK/e2e-$name" >"$WORK/rounds-$name"
+  # columns: cli wall cpu load (1-3), child wall cpu load (4-6), e2e wall cpu load ... (7-16)
+  awk '{ print $7 / $1, $7 / $4, $4 / $1, $8 / $2 }' "$WORK/rounds-$name" >"$WORK/ratios-$name"
+  echo "| $name | $(median "$WORK/ratios-$name" 1) | $(median "$WORK/ratios-$name" 2) | $(median "$WORK/ratios-$name" 3) | $(median "$WORK/ratios-$name" 4) | $(awk '{ printf "%s%.3f", (NR > 1 ? " " : ""), $1 }' "$WORK/ratios-$name") |"
+done
+echo
 echo "Raw e2e runs (wall cpu load pickup attempt child_wall child_cpu worker_cpu api_cpu pg_cpu):"
 for input in "$@"; do echo "$(basename "$input"):"; sed 's/^/    /' "$WORK/e2e-$(basename "$input")"; done
