@@ -62,7 +62,9 @@ tus() {
 import http.client, os, sys, base64
 addr, key, size, parts = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4:]
 host, port = addr.rsplit(":", 1)
-conn = http.client.HTTPConnection(host, int(port))
+# Bodies stream from the files in 256 KiB blocks, as curl streams the classic upload's (reading
+# each 5 MiB part whole before sending it would serialise the client's copy with the server's).
+conn = http.client.HTTPConnection(host, int(port), blocksize=256 * 1024)
 auth = {"Authorization": f"Bearer {key}"} if key else {}
 meta = "filename " + base64.b64encode(b"big.webm").decode()
 conn.request("POST", "/v1/uploads", headers={**auth, "Tus-Resumable": "1.0.0", "Upload-Length": str(size), "Upload-Metadata": meta})
@@ -71,9 +73,9 @@ assert r.status == 201, r.status
 location, offset = r.getheader("Location"), 0
 for part in parts:
     with open(part, "rb") as f:
-        body = f.read()
-    conn.request("PATCH", location, body=body, headers={**auth, "Tus-Resumable": "1.0.0",
-        "Content-Type": "application/offset+octet-stream", "Upload-Offset": str(offset)})
+        conn.request("PATCH", location, body=f, headers={**auth, "Tus-Resumable": "1.0.0",
+            "Content-Type": "application/offset+octet-stream", "Upload-Offset": str(offset),
+            "Content-Length": str(os.path.getsize(part))})
     r = conn.getresponse(); r.read()
     assert r.status == 204, (r.status, offset)
     offset = int(r.getheader("Upload-Offset"))
@@ -89,7 +91,8 @@ timed() { # FUNCTION -> seconds
   awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.4f\n", b - a }'
 }
 
-start_api
+# The API's debug event per stored PATCH says where its time goes (summarised below).
+RUST_LOG="${RUST_LOG:-info,mediaq_api::ingest::resumable=debug}" start_api
 for run in $(seq 1 "$RUNS"); do
   if [ $((run % 2)) = 1 ]; then order="classic tus"; else order="tus classic"; fi
   for kind in $order; do
@@ -99,6 +102,9 @@ for run in $(seq 1 "$RUNS"); do
     log "run $run $kind: $s s ($(awk -v b="$SIZE" -v s="$s" 'BEGIN { printf "%.1f", b / s / 1e6 }') MB/s)"
   done
 done
+# The API's own count of the PATCHes' time, from the request's first byte to its response.
+curl -fsS "http://$API_ADDR/metrics" | awk '/^mediaq_http_request_duration_seconds_(sum|count)\{/ && /method="PATCH"/ {
+  if ($1 ~ /_sum/) s += $2; else n += $2 } END { if (n) printf "%.2f %d\n", s / n * 1000, n }' >"$WORK/patch-latency"
 stop_api
 
 c=$(median "$WORK/classic")
@@ -110,4 +116,16 @@ t=$(median "$WORK/tus")
   echo "|---|---|---|---|"
   echo "| classic POST /v1/jobs | $c ($(paste -sd' ' "$WORK/classic")) | $(awk -v b="$SIZE" -v s="$c" 'BEGIN { printf "%.1f", b / s / 1e6 }') | 1.00 |"
   echo "| tus, 5 MiB PATCHes | $t ($(paste -sd' ' "$WORK/tus")) | $(awk -v b="$SIZE" -v s="$t" 'BEGIN { printf "%.1f", b / s / 1e6 }') | $(awk -v c="$c" -v t="$t" 'BEGIN { printf "%.2f", c / t }') |"
+  if [ -s "$WORK/patch-latency" ]; then
+    echo
+    echo "The API's own latency per PATCH (request in -> response out, mean of $(cut -d' ' -f2 "$WORK/patch-latency")): $(cut -d' ' -f1 "$WORK/patch-latency") ms;" \
+      "per PATCH at the client: $(awk -v t="$t" -v b="$SIZE" -v p="$PART_BYTES" 'BEGIN { printf "%.2f", t / ((b + p - 1) / p) * 1000 }') ms (the tus median / the PATCHes of one upload)."
+  fi
+  if grep -q 'segment stored' "$WORK/api.log"; then
+    echo
+    echo "Inside the API, per PATCH (medians over $(grep -c 'segment stored' "$WORK/api.log") PATCHes): bytes arrived and written" \
+      "$(grep -o 'arrived_ms=[0-9.]*' "$WORK/api.log" | cut -d= -f2 | sort -g | awk '{ v[NR] = $1 } END { printf "%.2f", v[int((NR + 1) / 2)] }') ms," \
+      "made durable (flush, fsync, rename, directory fsync) $(grep -o 'durable_ms=[0-9.]*' "$WORK/api.log" | cut -d= -f2 | sort -g | awk '{ v[NR] = $1 } END { printf "%.2f", v[int((NR + 1) / 2)] }') ms," \
+      "recorded (one PostgreSQL transaction) $(grep -o 'recorded_ms=[0-9.]*' "$WORK/api.log" | cut -d= -f2 | sort -g | awk '{ v[NR] = $1 } END { printf "%.2f", v[int((NR + 1) / 2)] }') ms."
+  fi
 } | tee "$RESULTS/tus-ingest-$(date -u +%Y%m%dT%H%M%SZ).md"

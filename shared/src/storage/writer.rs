@@ -1,7 +1,7 @@
 //! Streaming writes: the caller pushes chunks, a helper hashes (SHA-256) and writes them, and
 //! the result becomes visible under its key only once complete.
 //!
-//! - local: a blocking thread writes a temp file (starting writeback every few MiB so the
+//! - local: a blocking thread writes a temp file (starting writeback every MiB so the
 //!   final fsync is short) and fsyncs it; [`StoredObject::commit`] renames it into place.
 //! - S3: a task feeds a multipart upload at the final key in 5 MiB parts (at most two in
 //!   flight), completes it on [`ObjectWriter::finish`], and aborts it when the writer is
@@ -29,8 +29,10 @@ use super::StorageError;
 const IN_FLIGHT_BYTES: usize = 1 << 20;
 /// Messages in the channel; the byte budget is the real bound.
 const CHANNEL_MESSAGES: usize = 64;
-/// Local: start writeback of what was written every this many bytes.
-const WRITEBACK_EVERY: u64 = 8 << 20;
+/// Local: start writeback of what was written every this many bytes, so the disk writes while
+/// the rest arrives and the final flush waits for about this much (a resumable upload's 5 MiB
+/// PATCH waits for its flush before its `204`: at 8 MiB it waited for all of it).
+const WRITEBACK_EVERY: u64 = 1 << 20;
 /// S3: part size (S3's minimum for every part but the last) and parts uploading at once.
 pub(super) const PART_SIZE: usize = 5 << 20;
 pub(super) const PARTS_IN_FLIGHT: usize = 2;
@@ -212,7 +214,9 @@ fn write_file(mut file: File, mut chunks: Chunks, mut hasher: Sha256) -> Result<
                 }
             }
             Some(Msg::Finish) => {
-                file.sync_all()?;
+                // The data and what reading it back needs (size, extents); the rename that
+                // publishes it is made durable by the directory's fsync.
+                file.sync_data()?;
                 return Ok(hasher);
             }
             None => return Err(std::io::Error::other("the write was abandoned").into()),
