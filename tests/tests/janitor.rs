@@ -54,6 +54,31 @@ async fn the_janitor_expires_old_jobs_and_removes_what_nobody_references() {
     }
     std::fs::create_dir(&dead_dir).unwrap();
     std::fs::write(dead_dir.join("output.mp4"), b"x").unwrap();
+    // A live upload's attempt runs as long as the recording: its (old) directory stays while that
+    // attempt is the job's current one; its earlier attempt's directory goes.
+    let live = api
+        .client
+        .post(api.url("/v1/uploads"))
+        .header("tus-resumable", "1.0.0")
+        .header("upload-defer-length", "1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(live.status(), 201);
+    let live: Value = live.json().await.unwrap();
+    let live_id = live["id"].as_str().unwrap().to_owned();
+    sqlx::query("UPDATE jobs SET status = 'processing', attempts = 2 WHERE id = $1::uuid")
+        .bind(&live_id)
+        .execute(env.pool())
+        .await
+        .unwrap();
+    let running_dir = storage.join(format!("work/{live_id}-a2-Abc123"));
+    let superseded_dir = storage.join(format!("work/{live_id}-a1-Def456"));
+    for d in [&running_dir, &superseded_dir] {
+        std::fs::create_dir(d).unwrap();
+        std::fs::write(d.join("output.mp4"), b"x").unwrap();
+        age(d, Duration::from_secs(3 * 3600));
+    }
     for f in [&stale_tmp, &orphan_in, &orphan_out] {
         age(f, Duration::from_secs(2 * 3600));
     }
@@ -73,7 +98,7 @@ async fn the_janitor_expires_old_jobs_and_removes_what_nobody_references() {
     assert_eq!(sweep["ran"], true);
     assert_eq!(sweep["expired_jobs"], 1, "{sweep}");
     assert_eq!(sweep["temp_files"], 1, "{sweep}");
-    assert_eq!(sweep["work_dirs"], 1, "{sweep}");
+    assert_eq!(sweep["work_dirs"], 2, "{sweep}");
     assert_eq!(sweep["orphans"], 2, "{sweep}");
     assert_eq!(sweep["queue_rows"], 2, "{sweep}");
     assert!(sweep["dead_workers"].as_u64().unwrap() >= 1, "{sweep}");
@@ -90,6 +115,7 @@ async fn the_janitor_expires_old_jobs_and_removes_what_nobody_references() {
     assert_eq!(resp.status(), 200);
     assert!(!stale_tmp.exists() && !orphan_in.exists() && !orphan_out.exists() && !dead_dir.exists());
     assert!(fresh_tmp.exists() && young_orphan.exists(), "young files are left alone");
+    assert!(running_dir.exists() && !superseded_dir.exists(), "the running attempt's directory stays");
     // What is left in outputs/ is the recent job's MP4 and poster; the old job's poster went too.
     let mut left: Vec<String> = files_under(&storage.join("outputs"))
         .iter()
@@ -109,7 +135,7 @@ async fn the_janitor_expires_old_jobs_and_removes_what_nobody_references() {
     let count = |a: &str| audits.iter().find(|(x, _)| x == a).map_or(0, |(_, n)| *n);
     assert_eq!(count("job.expired"), 1, "{audits:?}");
     assert_eq!(count("storage.temp_removed"), 1, "{audits:?}");
-    assert_eq!(count("storage.workdir_removed"), 1, "{audits:?}");
+    assert_eq!(count("storage.workdir_removed"), 2, "{audits:?}");
     assert_eq!(count("storage.orphan_removed"), 2, "{audits:?}");
     assert_eq!(count("queue.pruned"), 1, "{audits:?}");
 

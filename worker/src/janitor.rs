@@ -1,7 +1,8 @@
 //! The janitor: deletes what nobody needs any more, and writes an audit row for each deletion.
 //!
 //! - stale temp files (uploads abandoned mid-way, local backend) and job directories of dead
-//!   attempts (always local);
+//!   attempts (always local; the directory of a job's current attempt while it is `processing`
+//!   stays however old: a live upload's attempt lasts as long as the recording);
 //! - stored objects no job references (listed from the store, local or S3) (an upload that died between its rename and its commit,
 //!   an output written by an attempt that was superseded);
 //! - after MEDIAQ_RETENTION, a finished job's input and output (the job then reads `expired`);
@@ -23,7 +24,7 @@ use mediaq_shared::{
     config::duration,
     db::{audit, audit::AuditEvent, jobs, retention, uploads},
     storage::Storage,
-    JobId,
+    JobId, JobStatus,
 };
 use serde::Serialize;
 use serde_json::json;
@@ -102,7 +103,7 @@ async fn sweep_locked(
     if let Some(tmp) = storage.tmp_dir() {
         s.temp_files = remove_old_entries(pool, &tmp, config.temp_max_age, "storage.temp_removed").await?;
     }
-    s.work_dirs = remove_old_entries(pool, storage.work_dir(), work_max_age, "storage.workdir_removed").await?;
+    s.work_dirs = remove_dead_work_dirs(pool, storage.work_dir(), work_max_age).await?;
     s.orphans = remove_orphans(pool, storage, config.temp_max_age).await?;
     (s.queue_rows, s.dead_workers) = prune_queue(pool, config.prune_after).await?;
     Ok(s)
@@ -168,13 +169,54 @@ async fn remove_old_entries(
     age: Duration,
     action: &'static str,
 ) -> Result<u64, sqlx::Error> {
+    remove_old_entries_but(pool, dir, age, action, |_| false).await
+}
+
+/// Removes job directories older than `age`, except those of a job's current attempt while it is
+/// `processing`: a live upload's attempt lasts as long as the recording, and its directory's
+/// mtime does not change while the output inside grows. (An attempt whose worker died gets a new
+/// number when the job is retried, which frees the old directory.)
+async fn remove_dead_work_dirs(pool: &PgPool, dir: &Path, age: Duration) -> Result<u64, sqlx::Error> {
+    let mut current = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some((id, attempt)) = attempt_of(&name) else { continue };
+            if !older_than(&entry.path(), age) {
+                continue;
+            }
+            let job = jobs::get(pool, id).await?;
+            if job.is_some_and(|j| j.status == JobStatus::Processing && j.attempts == attempt) {
+                tracing::debug!(job_id = %id, attempt, "an old job directory of a running attempt is kept");
+                current.push(name);
+            }
+        }
+    }
+    remove_old_entries_but(pool, dir, age, "storage.workdir_removed", |name| current.iter().any(|c| c == name)).await
+}
+
+/// The job and attempt of a job directory's name (`<job id>-a<attempt>-<random>`).
+fn attempt_of(name: &str) -> Option<(JobId, i32)> {
+    let (id, rest) = name.split_at_checked(36)?;
+    let attempt = rest.strip_prefix("-a")?.split('-').next()?.parse().ok()?;
+    Some((id.parse().ok()?, attempt))
+}
+
+/// [`remove_old_entries`], leaving the entries whose names `keep` says.
+async fn remove_old_entries_but(
+    pool: &PgPool,
+    dir: &Path,
+    age: Duration,
+    action: &'static str,
+    keep: impl Fn(&str) -> bool,
+) -> Result<u64, sqlx::Error> {
     let mut n = 0;
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Ok(0);
     };
     for entry in entries.flatten() {
         let path = entry.path();
-        if !older_than(&path, age) {
+        if !older_than(&path, age) || keep(&entry.file_name().to_string_lossy()) {
             continue;
         }
         let removed = if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
@@ -248,4 +290,19 @@ async fn prune_queue(pool: &PgPool, after: Duration) -> Result<(u64, u64), sqlx:
     }
     tx.commit().await?;
     Ok((rows, workers))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_job_directory_names_its_job_and_attempt() {
+        let id = JobId::generate();
+        assert_eq!(attempt_of(&format!("{id}-a3-Xy12ab")), Some((id, 3)));
+        assert_eq!(attempt_of(&format!("{id}-a12-")), Some((id, 12)));
+        for other in ["selftest-abc", &format!("{id}-b3-x"), &format!("{id}-a-x"), "short", &format!("{id}")] {
+            assert_eq!(attempt_of(other), None, "{other}");
+        }
+    }
 }
