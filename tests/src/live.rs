@@ -18,14 +18,26 @@ pub struct TusUpload {
 }
 
 impl TusUpload {
-    /// `POST /v1/uploads` with `Upload-Length` (or `Upload-Defer-Length: 1`), as `api`'s key.
+    /// `POST /v1/uploads` with `Upload-Length` (or `Upload-Defer-Length: 1`), as `api`'s key: a
+    /// `recording.webm` of type `video/webm`.
     pub async fn create(api: &Api, length: Option<u64>) -> Self {
+        Self::create_typed(api, length, "video/webm").await
+    }
+
+    /// [`Self::create`] with another `filetype`: `video/webm` or `video/x-matroska` (Chrome's
+    /// H.264 recordings).
+    pub async fn create_typed(api: &Api, length: Option<u64>, filetype: &str) -> Self {
+        // Upload-Metadata values are base64: "recording.webm", then the type.
+        let filetype = match filetype {
+            "video/webm" => "dmlkZW8vd2VibQ==",
+            "video/x-matroska" => "dmlkZW8veC1tYXRyb3NrYQ==",
+            other => panic!("no base64 spelling here for {other}"),
+        };
         let mut request = api
             .client
             .post(api.url("/v1/uploads"))
             .header("tus-resumable", "1.0.0")
-            // filename recording.webm, filetype video/webm
-            .header("upload-metadata", "filename cmVjb3JkaW5nLndlYm0=,filetype dmlkZW8vd2VibQ==");
+            .header("upload-metadata", format!("filename cmVjb3JkaW5nLndlYm0=,filetype {filetype}"));
         request = match length {
             Some(length) => request.header("upload-length", length),
             None => request.header("upload-defer-length", "1"),

@@ -7,7 +7,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use mediaq_e2e::{bin_dir, fixtures, fixtures::Recipe, probe, TestEnv};
+use mediaq_e2e::{
+    bin_dir, fixtures,
+    fixtures::Recipe,
+    live::{slices, TusUpload},
+    probe, TestEnv,
+};
 use serde_json::Value;
 
 const VIDEO: &str = "testsrc2=size=320x240:rate=30";
@@ -265,4 +270,32 @@ async fn chrome_h264_recordings_are_accepted_at_upload_and_convert() {
         assert_eq!(job["output"]["video_codec"], "h264");
         assert_eq!(job["output"]["video_path"], "remuxed", "{job}");
     }
+}
+
+/// A picked Chrome H.264 file sent through tus (the upload page sends picked files that way) is
+/// complete before a worker takes it: its segments are put together into a file and its video
+/// is copied, packet for packet, as for `POST /v1/jobs`.
+#[tokio::test]
+async fn a_complete_tus_upload_of_a_chrome_h264_recording_is_remuxed() {
+    let env = TestEnv::new().await;
+    let api = env.api().await;
+    let input = fixtures::path(&H264_OPUS_MKV);
+    let bytes = std::fs::read(&input).unwrap();
+    let mut upload = TusUpload::create_typed(&api, Some(bytes.len() as u64), "video/x-matroska").await;
+    for part in slices(&bytes, 3) {
+        upload.append(part).await;
+    }
+    upload.finish().await;
+    let _worker = env.worker().await;
+    let (_, job) = api.wait_terminal(&upload.id, Duration::from_secs(120)).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(job["output"]["video_path"], "remuxed", "{job}");
+    let resp = api.client.get(api.url(&format!("/v1/jobs/{}/output", upload.id))).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("out.mp4");
+    std::fs::write(&output, resp.bytes().await.unwrap()).unwrap();
+    let (ours, theirs) = (video_packet_hashes(&output), video_packet_hashes(&input));
+    assert!(!theirs.is_empty());
+    assert_eq!(ours, theirs, "the video packets are the input's");
 }

@@ -98,9 +98,12 @@ async fn execute(state: &WorkerState, id: JobId, attempt: i32) -> Result<Ended, 
     // File work (removing stale directories, copying the input) runs on the blocking pool.
     let (work_dir, owner) =
         (state.storage.work_dir().to_owned(), state.config.sandbox.user.filter(|_| spawn::is_root()));
-    // A resumable upload's segments are fed to the child through a pipe as they arrive.
-    let live = Storage::is_segmented(&job.input.key);
-    let stored = if live { None } else { state.storage.local_path(&job.input.key) };
+    // A resumable upload's segments are fed to the child through a pipe as they arrive; one that
+    // is complete already (its SHA-256 is recorded) is put together into a file, so the child can
+    // read it twice (the H.264 copy's check does) as it reads any other input.
+    let segmented = Storage::is_segmented(&job.input.key);
+    let live = segmented && job.input.sha256.is_none();
+    let stored = if segmented { None } else { state.storage.local_path(&job.input.key) };
     let (work, input) = blocking(move || {
         // Attempt N holds the job now: directories of earlier attempts belong to dead workers.
         let stale = JobDir::remove_stale(&work_dir, &format!("{id}-a"))?;
@@ -118,7 +121,14 @@ async fn execute(state: &WorkerState, id: JobId, attempt: i32) -> Result<Ended, 
         None => {
             let fetched = work.fetched_input_path();
             // (S3: the fetch writes through tokio's file API; the ownership change is two calls.)
-            match state.storage.fetch_to(&job.input.key, &fetched).await {
+            let fetch = async {
+                if segmented {
+                    feed::assemble(state, id, job.input.size, &fetched).await
+                } else {
+                    state.storage.fetch_to(&job.input.key, &fetched).await.map_err(AttemptError::from)
+                }
+            };
+            match fetch.await {
                 Ok(()) => match work.hand_over(&fetched) {
                     Ok(()) => run_child(state, id, attempt, &work, Source::File(fetched)).await,
                     Err(e) => Err(e.into()),

@@ -8,8 +8,11 @@
 //! blocks in `read(0)`, using no CPU. Once the upload is complete and its last byte fed, the
 //! pipe is closed: the child sees the end of its input and finishes the tail.
 //!
-//! The same path serves an upload that is already complete (a retry, or a worker that claims the
-//! job late): everything is fed at once. The [`FeedClock`] tells the supervisor in
+//! An upload that is already complete when its attempt starts (a picked file sent through tus, a
+//! retry, a worker that claims the job late) is not fed: [`assemble`] puts its segments together
+//! into the job directory and the child reads a file, as for `POST /v1/jobs` (so an H.264 input
+//! can be remuxed: its check reads the video twice). One that completes while it is fed is fed to
+//! the end. The [`FeedClock`] tells the supervisor in
 //! [`crate::child`] when the child is merely waiting for bytes, and the upload's size for
 //! progress.
 
@@ -31,7 +34,7 @@ use tokio::{
     time::Instant,
 };
 
-use crate::state::WorkerState;
+use crate::state::{AttemptError, WorkerState};
 
 /// How often a waiting feeder looks at the upload even without a notification.
 const SAFETY_POLL: Duration = Duration::from_secs(5);
@@ -127,6 +130,29 @@ impl UploadProgress {
     fn subscribe(&self) -> broadcast::Receiver<JobId> {
         self.heard.subscribe()
     }
+}
+
+/// Puts the segments of a complete upload of job `id` (`size` bytes) together into the file
+/// `dest`, in order, as the child's input file.
+pub async fn assemble(state: &WorkerState, id: JobId, size: u64, dest: &std::path::Path) -> Result<(), AttemptError> {
+    let missing = |what: String| AttemptError::Storage(io::Error::new(io::ErrorKind::NotFound, what));
+    let mut file = tokio::fs::File::create(dest).await?;
+    let mut offset = 0u64;
+    for segment in uploads::segments(&state.pool, id, 0).await? {
+        if segment.start != offset {
+            return Err(missing(format!("no stored bytes at offset {offset}")));
+        }
+        let mut body = state.storage.get(&segment.key, None).await?.body;
+        while let Some(chunk) = body.next().await {
+            file.write_all(&chunk?).await?;
+        }
+        offset += segment.size;
+    }
+    if offset != size {
+        return Err(missing(format!("the complete upload's segments end at {offset}, not {size}")));
+    }
+    file.flush().await?;
+    Ok(())
 }
 
 /// Feeds the upload of job `id` into `pipe` until it is complete (then closes the pipe), the
