@@ -133,7 +133,7 @@ async fn execute(state: &WorkerState, id: JobId, attempt: i32) -> Result<Ended, 
                     Ok(()) => run_child(state, id, attempt, &work, Source::File(fetched)).await,
                     Err(e) => Err(e.into()),
                 },
-                Err(e) => Err(e.into()),
+                Err(e) => Err(e),
             }
         }
     };
