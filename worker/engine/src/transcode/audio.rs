@@ -7,7 +7,7 @@ use ffmpeg::{Rescale, Stream};
 use ffmpeg_next as ffmpeg;
 
 use super::error::{LibavContext, Result, TranscodeError};
-use super::input;
+use super::select;
 use super::limits::Limits;
 use super::output::{Muxer, TrackKind};
 use super::video::is_again;
@@ -45,7 +45,7 @@ pub struct AudioPipeline {
 
 impl AudioPipeline {
     pub fn new(stream: &Stream, offset: i64, threads: &str, limits: &Limits, muxer: &mut Muxer) -> Result<Self> {
-        let decoder = input::open_decoder(stream, threads, limits)?.audio().during("opening the audio decoder")?;
+        let decoder = select::open_decoder(stream, threads, limits)?.audio().during("opening the audio decoder")?;
         let codec = encoder::find_by_name("aac")
             .ok_or_else(|| TranscodeError::transcode("this libavcodec build has no AAC encoder"))?;
         let mut enc = codec::Context::new_with_codec(codec).encoder().audio().during("setting up the AAC encoder")?;

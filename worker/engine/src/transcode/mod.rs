@@ -21,6 +21,7 @@ mod output;
 mod poster;
 mod progress;
 mod remux;
+mod select;
 mod stdin;
 mod video;
 
@@ -36,7 +37,7 @@ pub use progress::EventSink;
 
 use crate::protocol::{EncodeSettings, Event, MediaFacts};
 use audio::AudioPipeline;
-use input::Selection;
+use select::Selection;
 use output::Muxer;
 use progress::Progress;
 use remux::VideoCopy;
@@ -93,8 +94,8 @@ pub fn run(job: &Conversion, sink: &mut EventSink) -> Result<MediaFacts> {
     let limits = &job.limits;
     let stream = job.reads_stdin();
     let mut input = input::open(job.source(), limits)?;
-    let selection = input::select_streams(&mut input, limits)?;
-    let facts = input::facts(&input, selection);
+    let selection = select::select_streams(&mut input, limits)?;
+    let facts = select::facts(&input, selection);
     let file_size = input.io_size();
     if !(stream && facts.duration_s.is_none()) {
         if let Some(seconds) = limits.cpu_seconds(facts.duration_s, file_size) {
@@ -113,7 +114,7 @@ pub fn run(job: &Conversion, sink: &mut EventSink) -> Result<MediaFacts> {
         if done.is_none() {
             eprintln!("mediaq-transcode: the H.264 video does not decode cleanly; transcoding it instead");
             input = input::open(job.source(), limits)?;
-            selection = input::select_streams(&mut input, limits)?;
+            selection = select::select_streams(&mut input, limits)?;
         }
     }
     let (mut facts, video_path) = match done {

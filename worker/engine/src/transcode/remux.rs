@@ -11,6 +11,7 @@ use ffmpeg_next as ffmpeg;
 
 use super::error::{LibavContext, Result};
 use super::input;
+use super::select;
 use super::limits::{FrameCounter, Limits};
 use super::output::{Muxer, TrackKind};
 use super::poster::PosterPicker;
@@ -68,7 +69,7 @@ impl VideoCopy {
         // nothing) is skipped to save CPU.
         let strict = [("err_detect", "crccheck+bitstream+buffer+explode"), ("skip_loop_filter", "all")];
         let decoder =
-            input::open_decoder_with(stream, threads, limits, &strict)?.video().during("opening the video decoder")?;
+            select::open_decoder_with(stream, threads, limits, &strict)?.video().during("opening the video decoder")?;
         let time_base = stream.time_base();
         let frame_rate = input::guess_frame_rate(stream);
         let default_duration = frame_rate
@@ -79,7 +80,7 @@ impl VideoCopy {
         if let Some(matrix) = stream.side_data().find(|d| d.kind() == SideDataType::DisplayMatrix) {
             muxer.set_display_matrix(track, matrix.data());
         }
-        let (width, height) = input::dimensions(stream);
+        let (width, height) = select::dimensions(stream);
         let start_s = input::start_time(stream).saturating_sub(offset) as f64 * f64::from(time_base);
         let kind = TrackKind::Video { width, height };
         let parameters = stream.parameters();

@@ -11,6 +11,7 @@ use ffmpeg_next as ffmpeg;
 
 use super::error::{LibavContext, Result, TranscodeError};
 use super::input;
+use super::select;
 use super::limits::{FrameCounter, Limits};
 use super::output::{Muxer, TrackKind};
 use super::poster::PosterPicker;
@@ -51,7 +52,7 @@ impl VideoPipeline {
         muxer: &mut Muxer,
     ) -> Result<Self> {
         let decoder =
-            input::open_decoder(stream, &settings.threads, limits)?.video().during("opening the video decoder")?;
+            select::open_decoder(stream, &settings.threads, limits)?.video().during("opening the video decoder")?;
         let time_base = stream.time_base();
         let frame_rate = input::guess_frame_rate(stream);
         let default_duration = frame_rate
