@@ -162,14 +162,18 @@ fn older_than(path: &Path, age: Duration) -> bool {
     modified.is_ok_and(|t| SystemTime::now().duration_since(t).unwrap_or_default() > age)
 }
 
-/// Removes files or directories directly under `dir` older than `age`.
+/// Removes the entries of `dir` older than `age` (files or directories), one audit row each.
 async fn remove_old_entries(
     pool: &PgPool,
     dir: &Path,
     age: Duration,
     action: &'static str,
 ) -> Result<u64, sqlx::Error> {
-    remove_old_entries_but(pool, dir, age, action, |_| false).await
+    let mut n = 0;
+    for entry in old_entries(dir, age) {
+        n += u64::from(remove_entry(pool, &entry, action).await?);
+    }
+    Ok(n)
 }
 
 /// Removes job directories older than `age`, except those of a job's current attempt while it is
@@ -177,22 +181,18 @@ async fn remove_old_entries(
 /// mtime does not change while the output inside grows. (An attempt whose worker died gets a new
 /// number when the job is retried, which frees the old directory.)
 async fn remove_dead_work_dirs(pool: &PgPool, dir: &Path, age: Duration) -> Result<u64, sqlx::Error> {
-    let mut current = Vec::new();
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let Some((id, attempt)) = attempt_of(&name) else { continue };
-            if !older_than(&entry.path(), age) {
-                continue;
-            }
+    let mut n = 0;
+    for entry in old_entries(dir, age) {
+        if let Some((id, attempt)) = attempt_of(&entry.file_name().to_string_lossy()) {
             let job = jobs::get(pool, id).await?;
             if job.is_some_and(|j| j.status == JobStatus::Processing && j.attempts == attempt) {
                 tracing::debug!(job_id = %id, attempt, "an old job directory of a running attempt is kept");
-                current.push(name);
+                continue;
             }
         }
+        n += u64::from(remove_entry(pool, &entry, "storage.workdir_removed").await?);
     }
-    remove_old_entries_but(pool, dir, age, "storage.workdir_removed", |name| current.iter().any(|c| c == name)).await
+    Ok(n)
 }
 
 /// The job and attempt of a job directory's name (`<job id>-a<attempt>-<random>`).
@@ -202,34 +202,30 @@ fn attempt_of(name: &str) -> Option<(JobId, i32)> {
     Some((id.parse().ok()?, attempt))
 }
 
-/// [`remove_old_entries`], leaving the entries whose names `keep` says.
-async fn remove_old_entries_but(
-    pool: &PgPool,
-    dir: &Path,
-    age: Duration,
-    action: &'static str,
-    keep: impl Fn(&str) -> bool,
-) -> Result<u64, sqlx::Error> {
-    let mut n = 0;
+/// The entries of `dir` last modified more than `age` ago (none when it cannot be read).
+fn old_entries(dir: &Path, age: Duration) -> Vec<std::fs::DirEntry> {
     let Ok(entries) = std::fs::read_dir(dir) else {
-        return Ok(0);
+        return Vec::new();
     };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if !older_than(&path, age) || keep(&entry.file_name().to_string_lossy()) {
-            continue;
+    entries.flatten().filter(|entry| older_than(&entry.path(), age)).collect()
+}
+
+/// Removes one entry (a directory with its contents) and audits it; whether it was removed (a
+/// failure is logged, and the next sweep tries again).
+async fn remove_entry(pool: &PgPool, entry: &std::fs::DirEntry, action: &'static str) -> Result<bool, sqlx::Error> {
+    let path = entry.path();
+    let removed = if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
+    match removed {
+        Ok(()) => {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            audit::record(pool, &AuditEvent::new(ACTOR, action).details(json!({ "name": name }))).await?;
+            Ok(true)
         }
-        let removed = if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
-        match removed {
-            Ok(()) => {
-                let name = entry.file_name().to_string_lossy().into_owned();
-                audit::record(pool, &AuditEvent::new(ACTOR, action).details(json!({ "name": name }))).await?;
-                n += 1;
-            }
-            Err(e) => tracing::warn!(error = %e, path = %path.display(), "could not remove a stale entry"),
+        Err(e) => {
+            tracing::warn!(error = %e, path = %path.display(), "could not remove a stale entry");
+            Ok(false)
         }
     }
-    Ok(n)
 }
 
 /// Removes stored inputs and outputs no job references (older than `age`).
