@@ -7,9 +7,9 @@ use ffmpeg::{Rescale, Stream};
 use ffmpeg_next as ffmpeg;
 
 use super::error::{LibavContext, Result, TranscodeError};
-use super::select;
 use super::limits::Limits;
 use super::output::{Muxer, TrackKind};
+use super::select;
 use super::video::is_again;
 
 const OUTPUT_RATE: i32 = 48_000;

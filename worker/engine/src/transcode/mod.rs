@@ -37,10 +37,10 @@ pub use progress::EventSink;
 
 use crate::protocol::{EncodeSettings, Event, MediaFacts};
 use audio::AudioPipeline;
-use select::Selection;
 use output::Muxer;
 use progress::Progress;
 use remux::VideoCopy;
+use select::Selection;
 use video::VideoPipeline;
 
 /// One conversion: what to read, where to write, how to encode, within which limits.

@@ -11,10 +11,10 @@ use ffmpeg_next as ffmpeg;
 
 use super::error::{LibavContext, Result};
 use super::input;
-use super::select;
 use super::limits::{FrameCounter, Limits};
 use super::output::{Muxer, TrackKind};
 use super::poster::PosterPicker;
+use super::select;
 use super::video::is_again;
 
 /// Whether the stream can be copied into an MP4 that plays everywhere H.264 does: H.264 with its

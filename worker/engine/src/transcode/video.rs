@@ -11,10 +11,10 @@ use ffmpeg_next as ffmpeg;
 
 use super::error::{LibavContext, Result, TranscodeError};
 use super::input;
-use super::select;
 use super::limits::{FrameCounter, Limits};
 use super::output::{Muxer, TrackKind};
 use super::poster::PosterPicker;
+use super::select;
 use crate::protocol::EncodeSettings;
 
 pub struct VideoPipeline {
