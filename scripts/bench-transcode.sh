@@ -4,6 +4,9 @@
 #   scripts/bench-transcode.sh            # 3 alternating runs per tool and input, preset veryfast
 #   RUNS=5 PRESET=ultrafast scripts/bench-transcode.sh
 #   E2E=0 scripts/bench-transcode.sh       # child alone only (no PostgreSQL, API, worker)
+#   THREADS=1 E2E=0 scripts/bench-transcode.sh   # one codec thread each (`--threads 1`; the CLI's
+#                                         # `-threads 1` on the decoders and the encoders): the
+#                                         # work itself, without the threads' scheduling
 #
 # Inputs (generated once, cached under target/bench-fixtures):
 #   vp9-opus-720p.webm    30 s 1280x720 VP9 + Opus 48 kHz stereo
@@ -24,6 +27,7 @@ cd "$(dirname "$0")/.."
 RUNS="${RUNS:-3}"
 PRESET="${PRESET:-veryfast}"
 CRF="${CRF:-23}"
+THREADS="${THREADS:-auto}"
 FIXTURES=target/bench-fixtures
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
@@ -66,11 +70,11 @@ run() {
     rm -f "$out" "$WORK/poster.jpg"
     if [ "$tool" = mediaq ]; then
         /usr/bin/time -f '%e %U %S %M' -o "$t" \
-            "$BIN" --input "$input" --output "$out" --poster "$WORK/poster.jpg" --preset "$PRESET" --crf "$CRF" >/dev/null
+            "$BIN" --input "$input" --output "$out" --poster "$WORK/poster.jpg" --preset "$PRESET" --crf "$CRF" --threads "$THREADS" >/dev/null
     else
         /usr/bin/time -f '%e %U %S %M' -o "$t" \
-            ffmpeg -nostdin -nostats -v error -y -i "$input" -c:v libx264 -preset "$PRESET" \
-            -crf "$CRF" -pix_fmt yuv420p -c:a aac -b:a 128k -ar 48000 -ac 2 \
+            ffmpeg -nostdin -nostats -v error -y -threads "$THREADS" -i "$input" -c:v libx264 -preset "$PRESET" \
+            -crf "$CRF" -pix_fmt yuv420p -c:a aac -b:a 128k -ar 48000 -ac 2 -threads "$THREADS" \
             -movflags +faststart "$out"
     fi
     local size
@@ -84,10 +88,7 @@ run() {
         >>"$WORK/$tool-$(basename "$input")"
 }
 
-median() { # file column -> median
-    awk -v c="$2" '{ print $c }' "$1" | sort -g | awk '{ v[NR] = $1 }
-        END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
-}
+source scripts/bench/stats.sh # median, median_interval
 
 INPUTS=("$FIXTURES/vp9-opus-720p.webm" "$FIXTURES/vp8-opus-720p.webm" "$FIXTURES/vp8-vorbis-1080p.webm" "$FIXTURES/h264-opus-720p.webm")
 for input in "${INPUTS[@]}"; do
@@ -104,7 +105,7 @@ done
 echo
 echo "Machine: $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p' | head -n 1)," \
     "$(free -g | awk '/^Mem:/ { print $2 }') GB RAM, $(uname -sr)"
-echo "ffmpeg: $(ffmpeg -version | head -n 1 | cut -d' ' -f3); preset $PRESET, crf $CRF;" \
+echo "ffmpeg: $(ffmpeg -version | head -n 1 | cut -d' ' -f3); preset $PRESET, crf $CRF, threads $THREADS;" \
     "median of $RUNS alternating runs"
 echo
 echo "| input (30 s) | tool | wall s | CPU s (user+sys) | peak RSS MB | output MB |"
@@ -129,14 +130,16 @@ done
 echo
 # Each pair of runs (one round: the two tools next to each other) gives a ratio; their median is
 # steadier than the ratio of medians when the machine's speed drifts during the session.
-echo "Per round: median of each round's mediaq/cli ratio (the rounds' wall ratios listed)"
+echo "Per round: median of each round's mediaq/cli ratio, with the interval that holds the true"
+echo "median at 95 % confidence (order statistics; n/a below 6 rounds), and the rounds' wall ratios"
 echo
-echo "| input (30 s) | wall ratio | CPU ratio | rounds' wall ratios |"
-echo "|---|---|---|---|"
+echo "| input (30 s) | wall ratio | 95 % interval | CPU ratio | 95 % interval | rounds' wall ratios |"
+echo "|---|---|---|---|---|---|"
 for input in "${INPUTS[@]}"; do
     name=$(basename "$input")
-    paste -d' ' "$WORK/mediaq-$name" "$WORK/cli-$name" | awk '{ print $1 / $5, $2 / $6 }' >"$WORK/ratios-$name"
-    echo "| $name | $(median "$WORK/ratios-$name" 1) | $(median "$WORK/ratios-$name" 2) | $(awk '{ printf "%s%.3f", (NR > 1 ? " " : ""), $1 }' "$WORK/ratios-$name") |"
+    r="$WORK/ratios-$name"
+    paste -d' ' "$WORK/mediaq-$name" "$WORK/cli-$name" | awk '{ print $1 / $5, $2 / $6 }' >"$r"
+    echo "| $name | $(median "$r" 1) | $(median_interval "$r" 1) | $(median "$r" 2) | $(median_interval "$r" 2) | $(awk '{ printf "%s%.3f", (NR > 1 ? " " : ""), $1 }' "$r") |"
 done
 echo
 echo "h264-opus-720p.webm: mediaq remuxes the video (CPU ratio target <= 0.2 against the CLI's full" \

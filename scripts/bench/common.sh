@@ -92,11 +92,8 @@ psql_bench() { psql "$DATABASE_URL" -v ON_ERROR_STOP=1 -qtAX "$@"; }
 
 now_s() { date +%s.%N; }
 
-# median FILE [COLUMN]: the median of a column of numbers.
-median() {
-  awk -v c="${2:-1}" '{ print $c }' "$1" | sort -g | awk '{ v[NR] = $1 }
-    END { if (NR == 0) print "nan"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
-}
+# median, median_interval
+source "$MEDIAQ_ROOT/scripts/bench/stats.sh"
 
 # API_PID and API_ADDR: starts a fresh mediaq-api on a free loopback port, waits until it is ready.
 start_api() {

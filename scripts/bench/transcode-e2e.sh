@@ -167,16 +167,19 @@ echo
 # The machine's speed drifts between runs (the same work's CPU seconds vary by 10 % and more), so
 # the ratio of each round's runs (made within a minute of each other) is steadier than a ratio of
 # medians taken over the whole session.
-echo "Per round (the three runs of one round, next to each other): median of the round's ratios"
+echo "Per round (the three runs of one round, next to each other): median of the round's ratios, and"
+echo "below each the interval that holds the true median at 95 % confidence (order statistics)"
 echo
-echo "| input | e2e / cli wall | e2e / child wall | child / cli wall | e2e / cli CPU | rounds |"
+echo "| input | e2e / cli wall | e2e / child wall | child / cli wall | e2e / cli CPU | rounds' e2e / cli wall |"
 echo "|---|---|---|---|---|---|"
 for input in "$@"; do
   name=$(basename "$input")
   paste -d' ' "$WORK/cli-$name" "$WORK/child-$name" "$WORK/e2e-$name" >"$WORK/rounds-$name"
   # columns: cli wall cpu load (1-3), child wall cpu load (4-6), e2e wall cpu load ... (7-16)
   awk '{ print $7 / $1, $7 / $4, $4 / $1, $8 / $2 }' "$WORK/rounds-$name" >"$WORK/ratios-$name"
-  echo "| $name | $(median "$WORK/ratios-$name" 1) | $(median "$WORK/ratios-$name" 2) | $(median "$WORK/ratios-$name" 3) | $(median "$WORK/ratios-$name" 4) | $(awk '{ printf "%s%.3f", (NR > 1 ? " " : ""), $1 }' "$WORK/ratios-$name") |"
+  r="$WORK/ratios-$name"
+  echo "| $name | $(median "$r" 1) | $(median "$r" 2) | $(median "$r" 3) | $(median "$r" 4) | $(awk '{ printf "%s%.3f", (NR > 1 ? " " : ""), $1 }' "$r") |"
+  echo "| (95 %) | $(median_interval "$r" 1) | $(median_interval "$r" 2) | $(median_interval "$r" 3) | $(median_interval "$r" 4) | |"
 done
 echo
 echo "Raw e2e runs (wall cpu load pickup attempt child_wall child_cpu worker_cpu api_cpu pg_cpu):"
