@@ -6,6 +6,7 @@
 
 pub mod errors;
 pub mod schemas;
+pub mod webhook_schemas;
 
 use std::sync::OnceLock;
 
