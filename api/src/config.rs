@@ -60,6 +60,14 @@ pub struct ApiConfig {
     /// bytes and its job fails `upload_abandoned`.
     #[arg(long, env = "MEDIAQ_UPLOAD_EXPIRY", default_value = "24h", value_parser = duration)]
     pub upload_expiry: Duration,
+    /// A resumable upload expires this long after its creation at the latest, however often
+    /// bytes trickle in (its job fails `upload_abandoned` unless the upload completed).
+    #[arg(long, env = "MEDIAQ_UPLOAD_MAX_LIFETIME", default_value = "6h", value_parser = duration)]
+    pub upload_max_lifetime: Duration,
+    /// Live jobs (uploads converted while they arrive) one key may have queued or running at
+    /// once; its further uploads convert when complete (in the CPU lane), or when one ends.
+    #[arg(long, env = "MEDIAQ_LIVE_PER_KEY", default_value_t = 2)]
+    pub live_per_key: i64,
     /// Requests per second per client address, and per credential (bursts of twice that).
     #[arg(long, env = "MEDIAQ_RATE_LIMIT_IP", default_value_t = 20)]
     pub rate_limit_ip: u32,

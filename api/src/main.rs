@@ -159,10 +159,10 @@ async fn requeue(config: &CommonConfig, id: mediaq_shared::JobId) -> Result<(), 
     };
     let pool = mediaq_shared::db::pool(config)?;
     let mut tx = pool.begin().await?;
-    if !jobs::requeue_failed(&mut *tx, id).await? {
+    let Some(status) = jobs::requeue_failed(&mut *tx, id).await? else {
         return Err(format!("job {id} is not failed (or does not exist); only failed jobs can be requeued").into());
-    }
-    queue::enqueue(&mut tx, queue::TranscodeTask { job_id: id }, None).await?;
+    };
+    queue::enqueue_placed(&mut tx, id, queue::Lane::for_status(status), None, false).await?;
     audit::record(&mut *tx, &audit::AuditEvent::new("admin-cli", "job.requeued").job(id)).await?;
     tx.commit().await?;
     println!("requeued {id}");

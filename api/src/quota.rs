@@ -27,6 +27,33 @@ pub async fn check_locked(
     check_with(&mut *tx, config, key_id, size).await
 }
 
+/// A deferred-length upload's PATCH of `incoming` bytes, in the transaction that records it,
+/// under the key's lock: the bytes count against the daily quota as they arrive (the job itself
+/// already counts as unfinished).
+pub async fn check_bytes_locked(
+    tx: &mut sqlx::PgConnection,
+    config: &ApiConfig,
+    key_id: &str,
+    incoming: u64,
+) -> Result<(), ApiError> {
+    jobs::lock_quota(&mut *tx, key_id).await?;
+    let usage = jobs::quota_usage(&mut *tx, key_id).await?;
+    check_bytes(config, usage.bytes, incoming)
+}
+
+fn check_bytes(config: &ApiConfig, bytes: i64, incoming: u64) -> Result<(), ApiError> {
+    if bytes as u64 + incoming > config.quota_daily_bytes {
+        return Err(ApiError::QuotaExceeded(
+            format!(
+                "this key has uploaded {bytes} bytes in the last 24 hours; the limit is {}",
+                config.quota_daily_bytes
+            ),
+            3600,
+        ));
+    }
+    Ok(())
+}
+
 async fn check_with<'e>(
     db: impl sqlx::PgExecutor<'e>,
     config: &ApiConfig,
@@ -40,14 +67,5 @@ async fn check_with<'e>(
             30,
         ));
     }
-    if bytes as u64 + incoming > config.quota_daily_bytes {
-        return Err(ApiError::QuotaExceeded(
-            format!(
-                "this key has uploaded {bytes} bytes in the last 24 hours; the limit is {}",
-                config.quota_daily_bytes
-            ),
-            3600,
-        ));
-    }
-    Ok(())
+    check_bytes(config, bytes, incoming)
 }

@@ -102,6 +102,8 @@ pub struct Metadata {
     pub raw: Option<String>,
     pub filename: Option<String>,
     pub filetype: Option<String>,
+    /// `priority`: `low`, `normal` or `high`.
+    pub priority: Option<String>,
 }
 
 /// Longest `Upload-Metadata` accepted.
@@ -128,6 +130,7 @@ impl Metadata {
             match key {
                 "filename" | "name" => meta.filename = meta.filename.or(Some(text)),
                 "filetype" | "type" => meta.filetype = meta.filetype.or(Some(text)),
+                "priority" => meta.priority = meta.priority.or(Some(text)),
                 _ => {}
             }
         }

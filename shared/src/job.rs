@@ -3,7 +3,7 @@
 use std::{fmt, str::FromStr};
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::OriginalFilename;
@@ -168,6 +168,53 @@ pub struct Job {
     pub files_deleted_at: Option<DateTime<Utc>>,
     /// Who the job belongs to (the owner of the API key that created it).
     pub owner: String,
+    /// Orders the job among its owner's waiting jobs.
+    pub priority: Priority,
+    /// The lane it waits (or waited) in; `None` before it was first queued.
+    pub lane: Option<crate::queue::Lane>,
+}
+
+/// A job's priority among its owner's jobs (`low`, `normal`, `high`): it orders work within one
+/// tenant; across tenants the queue stays fair whatever the priorities.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Priority {
+    Low,
+    #[default]
+    Normal,
+    High,
+}
+
+impl Priority {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Priority::Low => "low",
+            Priority::Normal => "normal",
+            Priority::High => "high",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "low" => Some(Priority::Low),
+            "normal" => Some(Priority::Normal),
+            "high" => Some(Priority::High),
+            _ => None,
+        }
+    }
+
+    /// The stored rank (0, 1, 2).
+    pub fn rank(self) -> i16 {
+        self as i16
+    }
+
+    pub fn from_rank(rank: i16) -> Self {
+        match rank {
+            i16::MIN..=0 => Priority::Low,
+            1 => Priority::Normal,
+            _ => Priority::High,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -20,4 +20,4 @@ pub mod webhook;
 
 pub use failure::{ChildFailureCode, FailureCode};
 pub use filename::OriginalFilename;
-pub use job::{ErrorInfo, InputFacts, Job, JobId, JobStatus, OutputFacts, PosterFacts};
+pub use job::{ErrorInfo, InputFacts, Job, JobId, JobStatus, OutputFacts, PosterFacts, Priority};

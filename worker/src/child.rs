@@ -7,7 +7,7 @@
 //! closed set; anything else ends the child at once as `transcode_error`.
 
 use std::{
-    os::{fd::OwnedFd, unix::process::ExitStatusExt},
+    os::unix::process::ExitStatusExt,
     process::ExitStatus,
     time::{Duration, Instant},
 };
@@ -16,11 +16,12 @@ use futures_util::future::BoxFuture;
 use mediaq_protocol::{Event, FailureCode, MediaFacts, MAX_LINE};
 use tokio::{
     io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, BufReader},
+    net::unix::pipe::Sender as Pipe,
     sync::watch,
 };
 
 use crate::{
-    feed::FeedClock,
+    feed::{self, FeedClock, FeedEnd},
     selfcheck::SandboxPolicy,
     spawn::{self, ChildSpec, Usage},
 };
@@ -56,6 +57,11 @@ pub enum Outcome {
     InputFailed(String),
     /// Killed by the worker: it is shutting down and hands the job back.
     Interrupted,
+    /// Killed by the worker: its upload sent nothing for the idle gap. The slot is handed back
+    /// and the job waits for bytes (`fed`: how many the child had been given).
+    Parked {
+        fed: u64,
+    },
 }
 
 impl Outcome {
@@ -63,7 +69,7 @@ impl Outcome {
     /// the worker's own stops (canceled, interrupted), which are not failures of the job.
     pub fn error(&self) -> Option<(FailureCode, String)> {
         Some(match self {
-            Outcome::Done(_) | Outcome::Canceled | Outcome::Interrupted => return None,
+            Outcome::Done(_) | Outcome::Canceled | Outcome::Interrupted | Outcome::Parked { .. } => return None,
             Outcome::Failed { code, message } => (*code, message.clone()),
             Outcome::ProtocolViolation(what) => (
                 FailureCode::TranscodeError,
@@ -115,49 +121,52 @@ pub struct Watch {
     pub per_media_second: f64,
     /// No event for this long and the child is killed.
     pub stall: Duration,
+    /// A fed child whose upload sent nothing for this long is stopped ([`Outcome::Parked`]).
+    pub idle_gap: Duration,
+    /// A fed child runs at most this long in all, whatever trickles in.
+    pub live_max: Duration,
 }
 
 /// Longest stderr kept for diagnostics.
 const STDERR_TAIL: usize = 4096;
 
-/// Runs the child on the input named on its command line.
+/// How the child gets its input.
+pub enum ChildInput<'a> {
+    /// A file named on its command line.
+    Named,
+    /// Its stdin: the read end of a pipe that the feeder writes (see [`crate::feed`]) while the
+    /// upload arrives; [`run`] drives it beside the child. The clock tells when the child is
+    /// merely waiting for bytes that have not arrived: the wall-clock limit and the stall
+    /// watchdog then pause (counting again from the last byte fed), the idle gap
+    /// ([`Watch::idle_gap`]) runs, and the live cap ([`Watch::live_max`]) holds throughout.
+    Fed(Feeder<'a>),
+}
+
+/// Writes an upload into the child's stdin pipe, keeping the clock, until it ends.
+pub type Feeder<'a> = Box<dyn FnOnce(Pipe, watch::Sender<FeedClock>) -> BoxFuture<'a, FeedEnd> + Send + 'a>;
+
+/// Runs the child with `input` (see [`ChildInput`]) until it ends, `stop` resolves (canceled,
+/// shutting down), a limit is hit, or a fed upload stays idle past the gap (the child is then
+/// stopped as [`Outcome::Parked`]).
 pub async fn run(
     spec: &ChildSpec,
     policy: &SandboxPolicy,
     watch: Watch,
-    on_progress: impl FnMut(f64) -> BoxFuture<'static, ()>,
-    stop: impl std::future::Future<Output = Outcome>,
-) -> std::io::Result<Report> {
-    run_with_input(spec, policy, watch, ChildInput::Named, on_progress, stop).await
-}
-
-/// How the child gets its input.
-pub enum ChildInput {
-    /// A file named on its command line.
-    Named,
-    /// The read end of a pipe, as its stdin, which the worker feeds (see [`crate::feed`]) while
-    /// the upload arrives. The clock tells when the child is merely waiting for bytes that have
-    /// not arrived: the wall-clock limit and the stall watchdog then pause, and count again from
-    /// the last byte fed (or the upload's completion).
-    Pipe { read_end: OwnedFd, clock: watch::Receiver<FeedClock> },
-}
-
-/// Runs the child with `input`; see [`ChildInput`].
-pub async fn run_with_input(
-    spec: &ChildSpec,
-    policy: &SandboxPolicy,
-    watch: Watch,
-    input: ChildInput,
+    input: ChildInput<'_>,
     mut on_progress: impl FnMut(f64) -> BoxFuture<'static, ()>,
     stop: impl std::future::Future<Output = Outcome>,
 ) -> std::io::Result<Report> {
     let mut stop = std::pin::pin!(stop);
     let started = Instant::now();
-    let (stdin, mut clock) = match input {
-        ChildInput::Named => (None, None),
-        ChildInput::Pipe { read_end, clock } => (Some(read_end), Some(clock)),
+    let (stdin, mut clock, mut feeding) = match input {
+        ChildInput::Named => (None, None, None),
+        ChildInput::Fed(feeder) => {
+            let (read_end, pipe) = feed::pipe()?;
+            let (clock, clock_rx) = watch::channel(FeedClock::new());
+            (Some(read_end), Some(clock_rx), Some(feeder(pipe, clock)))
+        }
     };
-    let mut spawned = spawn::spawn_with_stdin(spec, stdin)?;
+    let mut spawned = spawn::spawn(spec, stdin)?;
     let stdout = tokio::process::ChildStdout::from_std(spawned.stdout.take().expect("piped stdout"))?;
     let stderr = tokio::process::ChildStderr::from_std(spawned.stderr.take().expect("piped stderr"))?;
     let stderr_task = tokio::spawn(read_tail(stderr));
@@ -178,19 +187,55 @@ pub async fn run_with_input(
             }
             None => (false, None),
         };
-        let base = fed_at.map_or(tokio::time::Instant::from_std(started), |f| f.max(started.into()));
+        let started_at = tokio::time::Instant::from_std(started);
+        let base = fed_at.map_or(started_at, |f| f.max(started_at));
         let deadline = base + limit;
         let stall_at = last_line.max(fed_at.unwrap_or(last_line)) + watch.stall;
-        let wake_at = deadline.min(stall_at);
+        // A fed child: whatever trickles in, at most `live_max` in all, and an idle upload
+        // hands the slot back after the gap.
+        let cap_at = fed_at.map(|_| started_at + watch.live_max);
+        let idle_at = fed_at.filter(|_| waiting).map(|f| f + watch.idle_gap);
+        let wake_at = match (waiting, idle_at) {
+            (true, Some(idle_at)) => idle_at,
+            _ => deadline.min(stall_at),
+        };
+        let wake_at = cap_at.map_or(wake_at, |cap| wake_at.min(cap));
         let next = tokio::select! {
             next = next_line(&mut stdout, &mut line) => next,
             why = &mut stop => {
                 killed = Some(why);
                 break;
             }
-            () = tokio::time::sleep_until(wake_at), if !waiting => {
-                killed = Some(if tokio::time::Instant::now() >= deadline { Outcome::TimedOut } else { Outcome::Stalled });
+            () = tokio::time::sleep_until(wake_at) => {
+                let now = tokio::time::Instant::now();
+                killed = Some(if cap_at.is_some_and(|cap| now >= cap) {
+                    Outcome::TimedOut
+                } else if waiting {
+                    let fed = clock.as_ref().map_or(0, |c| c.borrow().fed);
+                    Outcome::Parked { fed }
+                } else if now >= deadline {
+                    Outcome::TimedOut
+                } else {
+                    Outcome::Stalled
+                });
                 break;
+            }
+            end = async { feeding.as_mut().expect("a feeder").await }, if feeding.is_some() => {
+                feeding = None;
+                match end {
+                    // The child reads to the end, or has ended: its own outcome tells.
+                    FeedEnd::Complete | FeedEnd::ChildGone => continue,
+                    // Abandoned or canceled: that outcome is already recorded.
+                    FeedEnd::Ended => {
+                        killed = Some(Outcome::Canceled);
+                        break;
+                    }
+                    FeedEnd::Failed(why) => {
+                        tracing::warn!(%why, "could not feed the upload to the transcoder");
+                        killed = Some(Outcome::InputFailed(why));
+                        break;
+                    }
+                }
             }
             // Waiting starts or ends, or bytes were fed: recompute the timers.
             Ok(()) = async { clock.as_mut().expect("a clock").changed().await }, if clock.is_some() => continue,
@@ -265,7 +310,10 @@ pub async fn run_with_input(
     let wall = started.elapsed();
     let stderr_tail = stderr_task.await.unwrap_or_default();
     let outcome = killed.unwrap_or_else(|| classify(status, last, &stderr_tail));
-    if !matches!(outcome, Outcome::Done(_) | Outcome::Failed { .. } | Outcome::Canceled | Outcome::Interrupted) {
+    if !matches!(
+        outcome,
+        Outcome::Done(_) | Outcome::Failed { .. } | Outcome::Canceled | Outcome::Interrupted | Outcome::Parked { .. }
+    ) {
         tracing::warn!(?outcome, %status, stderr = %stderr_tail, "transcoder did not finish cleanly");
     }
     Ok(Report { outcome, usage, wall, exit: describe_status(status) })

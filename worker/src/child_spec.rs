@@ -46,5 +46,7 @@ pub fn watch(config: &WorkerConfig) -> Watch {
         timeout: config.transcode_timeout,
         per_media_second: config.sandbox.wall_per_media_second,
         stall: config.sandbox.stall_timeout,
+        idle_gap: config.live_idle_gap,
+        live_max: config.live_attempt_max,
     }
 }

@@ -20,6 +20,19 @@ pub struct WorkerConfig {
     /// Jobs run at once by this process.
     #[arg(long, env = "MEDIAQ_WORKER_CONCURRENCY", default_value = "1", value_parser = at_least_one)]
     pub concurrency: usize,
+    /// Live attempts (a resumable upload converted while it arrives) run at once by this
+    /// process, in slots of their own: they never take one of the `MEDIAQ_WORKER_CONCURRENCY`
+    /// slots that finished uploads need. 0: this process converts no live upload.
+    #[arg(long, env = "MEDIAQ_WORKER_LIVE_SLOTS", default_value_t = 2)]
+    pub live_slots: usize,
+    /// A live attempt whose upload sends nothing for this long hands its slot back: the job
+    /// waits for bytes (`receiving`) and is queued again by the upload's next PATCH.
+    #[arg(long, env = "MEDIAQ_LIVE_IDLE_GAP", default_value = "30s", value_parser = duration)]
+    pub live_idle_gap: Duration,
+    /// Longest one live attempt may run in all, whatever trickles in (above the longest media
+    /// accepted, MEDIAQ_MAX_DURATION: a recording takes its own length to arrive).
+    #[arg(long, env = "MEDIAQ_LIVE_ATTEMPT_MAX", default_value = "150m", value_parser = duration)]
+    pub live_attempt_max: Duration,
     /// The transcoder binary (default: `mediaq-transcode` beside this binary).
     #[arg(long, env = "MEDIAQ_TRANSCODE_BIN", default_value_os_t = default_transcode_bin())]
     pub transcode_bin: PathBuf,
@@ -53,7 +66,7 @@ pub struct WorkerConfig {
 impl WorkerConfig {
     /// Job directories older than this belong to dead attempts (the transcode timeout + 10 min).
     pub fn work_max_age(&self) -> Duration {
-        self.transcode_timeout + Duration::from_secs(600)
+        self.transcode_timeout.max(self.live_attempt_max) + Duration::from_secs(600)
     }
 }
 

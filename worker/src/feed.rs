@@ -12,9 +12,9 @@
 //! retry, a worker that claims the job late) is not fed: [`assemble`] puts its segments together
 //! into the job directory and the child reads a file, as for `POST /v1/jobs` (so an H.264 input
 //! can be remuxed: its check reads the video twice). One that completes while it is fed is fed to
-//! the end. The [`FeedClock`] tells the supervisor in
-//! [`crate::child`] when the child is merely waiting for bytes, and the upload's size for
-//! progress.
+//! the end. [`crate::child::run`] drives the feeding beside the child; the [`FeedClock`] tells it
+//! when the child is merely waiting for bytes (an upload idle past the gap is parked: the
+//! attempt ends, the job waits for bytes), and the upload's size for progress.
 
 use std::{
     io,
@@ -56,13 +56,15 @@ pub struct FeedClock {
     pub active_at: Instant,
     /// Bytes of the upload acknowledged so far.
     pub received: u64,
+    /// Bytes written into the pipe so far.
+    pub fed: u64,
     /// The upload's length, once known.
     pub length: Option<u64>,
 }
 
 impl FeedClock {
     pub fn new() -> Self {
-        Self { waiting: false, active_at: Instant::now(), received: 0, length: None }
+        Self { waiting: false, active_at: Instant::now(), received: 0, fed: 0, length: None }
     }
 
     /// Progress from the bytes the child has read: over the upload's length when known, else
@@ -221,6 +223,7 @@ async fn copy_segment(
         // The child took bytes: that is activity; waiting (if it was) is over.
         clock.send_if_modified(|c| {
             c.active_at = Instant::now();
+            c.fed += chunk.len() as u64;
             std::mem::replace(&mut c.waiting, false)
         });
     }

@@ -3,13 +3,16 @@
 //! pubsub (LISTEN/NOTIFY) wakes an idle worker at once; a 1 s interval poll picks up delayed
 //! tasks; batch size 1 keeps one process from hoarding long jobs; a 5 s heartbeat with 3
 //! misses lets live workers re-enqueue a dead one's jobs. Each apalis worker has a unique name
-//! (host-pid-random-index) and handles one job at a time; MEDIAQ_WORKER_CONCURRENCY sets how many.
+//! (host-pid-random-index) and handles one job at a time. Two lanes, each its own queue with
+//! slots of its own: MEDIAQ_WORKER_CONCURRENCY consumers of the CPU lane (whole inputs) and
+//! MEDIAQ_WORKER_LIVE_SLOTS consumers of the live lane (uploads converted while they arrive),
+//! so an upload that pauses never holds a slot that finished uploads need.
 
 use std::sync::Arc;
 
 use apalis::prelude::*;
 use apalis_postgres::{Config, PostgresStorage};
-use mediaq_shared::queue::{TranscodeTask, QUEUE};
+use mediaq_shared::queue::{Lane, TranscodeTask};
 
 use crate::{attempt, state::WorkerState};
 
@@ -54,17 +57,24 @@ pub async fn run(
     name: String,
     abandon: tokio::sync::watch::Sender<bool>,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    let config =
-        Config::default().queue(QUEUE).batch_size(1).heartbeat_interval(state.config.heartbeat).missed_heartbeats(3);
     let mut monitor =
         Monitor::new().shutdown_timeout(state.config.shutdown_grace + HAND_BACK_TIME).should_restart(|ctx, err| {
             tracing::error!(worker = ctx.name(), error = %err, "worker stopped on an error; restarting");
             true
         });
-    for index in 0..state.config.concurrency {
+    let slots = std::iter::repeat_n(Lane::Cpu, state.config.concurrency)
+        .chain(std::iter::repeat_n(Lane::Live, state.config.live_slots));
+    for (index, lane) in slots.enumerate() {
         let state = state.clone();
-        let config = config.clone();
-        let worker_name = format!("{name}-{index}");
+        let config = Config::default()
+            .queue(lane.queue())
+            .batch_size(1)
+            .heartbeat_interval(state.config.heartbeat)
+            .missed_heartbeats(3);
+        let worker_name = match lane {
+            Lane::Cpu => format!("{name}-{index}"),
+            Lane::Live => format!("{name}-live-{index}"),
+        };
         monitor = monitor.register(move |restarts| {
             // A restarted consumer takes a new name: tasks locked by the old one become orphans
             // that live workers re-enqueue (a reused name would keep them locked forever).
@@ -85,7 +95,7 @@ pub async fn run(
     }
     let shutdown = mediaq_shared::signals::shutdown_signal()?;
     println!("mediaq-worker ready {name}");
-    tracing::info!(%name, concurrency = state.config.concurrency, "mediaq-worker ready");
+    tracing::info!(%name, concurrency = state.config.concurrency, live_slots = state.config.live_slots, "mediaq-worker ready");
     let grace = state.config.shutdown_grace;
     let signal = async move {
         shutdown.await;

@@ -136,7 +136,7 @@ pub fn run(config: &WorkerConfig, work_dir: &Path) -> Result<SelfCheck, SelfChec
 
 /// Runs one self-test child; on failure the error carries the end of its stderr.
 fn self_test(spec: &ChildSpec) -> Result<SandboxLayers, String> {
-    let mut child = spawn::spawn(spec).map_err(|e| e.to_string())?;
+    let mut child = spawn::spawn(spec, None).map_err(|e| e.to_string())?;
     let stdout = child.stdout.take().expect("piped");
     let mut stderr = child.stderr.take().expect("piped");
     let reader = std::thread::spawn(move || {

@@ -145,13 +145,9 @@ pub fn lookup_user(name: &str) -> Option<(u32, u32)> {
     }
 }
 
-pub fn spawn(spec: &ChildSpec) -> io::Result<Spawned> {
-    spawn_with_stdin(spec, None)
-}
-
-/// [`spawn`] with `stdin` (the read end of a pipe the worker feeds) as the child's standard
-/// input instead of /dev/null. The worker's copy is closed once the child has it.
-pub fn spawn_with_stdin(spec: &ChildSpec, stdin: Option<std::os::fd::OwnedFd>) -> io::Result<Spawned> {
+/// Starts the child described by `spec`. Its standard input is `stdin` (the read end of a pipe
+/// the worker feeds; the worker's copy is closed once the child has it), or /dev/null.
+pub fn spawn(spec: &ChildSpec, stdin: Option<std::os::fd::OwnedFd>) -> io::Result<Spawned> {
     let mut cmd = Command::new(&spec.bin);
     cmd.args(&spec.args)
         .env_clear()

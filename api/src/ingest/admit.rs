@@ -16,7 +16,7 @@ use mediaq_shared::{
         idempotency::{self, Claim, Lease},
         jobs, tokens,
     },
-    Job,
+    Job, Priority,
 };
 use sqlx::PgPool;
 
@@ -34,6 +34,8 @@ pub struct UploadHead {
     /// `Content-Length`, when given.
     pub declared: Option<u64>,
     pub idempotency_key: Option<IdempotencyKey>,
+    /// The job's priority among its owner's jobs (`?priority=`, or tus metadata `priority`).
+    pub priority: Priority,
 }
 
 impl UploadHead {
@@ -45,6 +47,7 @@ impl UploadHead {
             content_type,
             declared: text(header::CONTENT_LENGTH).and_then(|v| v.parse().ok()),
             idempotency_key: IdempotencyKey::from_headers(headers)?,
+            priority: Priority::Normal,
         })
     }
 }
@@ -89,6 +92,7 @@ pub async fn admit(
             request_id: request_id::current(),
             client_ip: Some(client_ip),
             webhook_url: None,
+            priority: head.priority,
         },
         limit: state.config.max_upload_bytes,
         token: None,

@@ -15,7 +15,8 @@ use chrono::Utc;
 use futures_util::StreamExt;
 use mediaq_shared::{
     db::{audit, audit::AuditEvent, uploads, uploads::Upload},
-    queue::{self, TranscodeTask},
+    db::{fair, jobs},
+    queue::{self, Lane},
     storage::Storage,
     FailureCode, InputFacts, Job, JobId, JobStatus, OriginalFilename,
 };
@@ -94,7 +95,7 @@ pub(super) async fn record_new(state: &AppState, origin: &Origin, new: &NewUploa
         "resumable": true,
         "upload_length": new.length,
     });
-    let expires = Utc::now() + state.config.upload_expiry;
+    let expires = Utc::now() + state.config.upload_expiry.min(state.config.upload_max_lifetime);
     let mut tx = state.pool.begin().await?;
     // The quota's check counts the declared length (1 byte when deferred: the job's size then
     // grows with each PATCH, which later checks count).
@@ -188,6 +189,11 @@ pub async fn append(
     let end = upload.received + receiver.size();
     let last = interrupted.is_none() && upload.length == Some(end);
     if receiver.size() == 0 {
+        if last && end == 0 {
+            // A deferred upload declared empty: there is nothing to convert.
+            let refused = ApiError::NotWebm("the upload is empty".into());
+            return Err(refuse_content(state, caller, job.id, refused).await);
+        }
         // An empty PATCH; with a deferred length now known, it may be the one that completes.
         if last {
             let sha256 = hex::encode(seed.finalize());
@@ -205,8 +211,14 @@ pub async fn append(
     let segment = uploads::Segment { start: upload.received, size: received.size, key: received.key.clone() };
     state.storage.commit(received.object).await?;
     let durable = started.elapsed();
-    let recorded =
-        record_segment(state, caller, job.id, Some(&segment), last.then_some((received.sha256.as_str(), end))).await;
+    let recorded = record_segment(
+        state,
+        caller,
+        job.id,
+        Some((&segment, upload.length.is_none())),
+        last.then_some((received.sha256.as_str(), end)),
+    )
+    .await;
     match recorded {
         Ok(true) => {}
         Ok(false) => {
@@ -244,34 +256,46 @@ pub async fn append(
     Ok(upload)
 }
 
-/// Records an acknowledged segment (the offset moves on; the first segment enqueues the job)
-/// and, with the whole upload's hash, completes the upload.
+/// Records an acknowledged segment (the offset moves on; a deferred upload's bytes count against
+/// the key's daily quota here, under its lock) and, with the whole upload's hash, completes the
+/// upload. A job waiting for bytes is queued once its first bytes passed the content check:
+/// in the live lane while its upload is unfinished (within its key's live limit), else in the
+/// CPU lane; a task still waiting in the live lane when the upload completes moves to the CPU
+/// lane.
 async fn record_segment(
     state: &AppState,
     caller: &Caller,
     id: JobId,
-    segment: Option<&uploads::Segment>,
+    segment: Option<(&uploads::Segment, bool)>,
     complete_with: Option<(&str, u64)>,
 ) -> Result<bool, ApiError> {
     let expires = Utc::now() + state.config.upload_expiry;
     let mut tx = state.pool.begin().await?;
-    if let Some(segment) = segment {
-        if !uploads::append(&mut tx, id, segment, expires).await? {
+    let mut checked = complete_with.is_some();
+    if let Some((segment, deferred)) = segment {
+        if deferred {
+            crate::quota::check_bytes_locked(&mut tx, &state.config, &caller.key_id, segment.size).await?;
+        }
+        if !uploads::append(&mut tx, id, segment, expires, state.config.upload_max_lifetime).await? {
             return Ok(false);
         }
-        if segment.start == 0 {
-            queue::enqueue(&mut tx, TranscodeTask { job_id: id }, None).await?;
-        }
+        checked |= segment.start + segment.size >= HEAD_LEN as u64;
     }
     if let Some((sha256, size)) = complete_with {
         if !uploads::complete(&mut tx, id, sha256).await? {
             return Ok(false);
         }
+        fair::move_to_cpu_lane(&mut tx, id).await?;
         let event = AuditEvent::new(caller.actor(), "upload.completed")
             .job(id)
             .request(request_id::current(), None)
             .details(json!({ "size_bytes": size, "sha256": sha256 }));
         audit::record(&mut *tx, &event).await?;
+    }
+    if checked {
+        if let Some(status) = jobs::take_for_queue(&mut tx, id, state.config.live_per_key).await? {
+            queue::enqueue_placed(&mut tx, id, Lane::for_status(status), None, false).await?;
+        }
     }
     tx.commit().await?;
     Ok(true)

@@ -4,7 +4,7 @@ use std::net::IpAddr;
 
 use mediaq_shared::{
     db::{audit, audit::AuditEvent, idempotency, jobs, tokens},
-    queue::{self, TranscodeTask},
+    queue::{self, Lane},
     InputFacts, Job, JobId, JobStatus,
 };
 use serde_json::json;
@@ -26,6 +26,8 @@ pub struct Origin {
     pub client_ip: Option<IpAddr>,
     /// A per-job webhook URL (already checked).
     pub webhook_url: Option<String>,
+    /// The job's priority among its owner's jobs.
+    pub priority: mediaq_shared::Priority,
 }
 
 /// Stores a complete upload and records its job. Runs as its own task: once the bytes are in,
@@ -87,7 +89,7 @@ async fn record(
             return Err(ApiError::IdempotencyInProgress);
         }
     }
-    queue::enqueue(&mut tx, TranscodeTask { job_id: id }, None).await?;
+    queue::enqueue(&mut tx, id, Lane::Cpu, None).await?;
     tx.commit().await?;
     tracing::info!(job_id = %id, size_bytes = input.size, "job created");
     Ok(job)
@@ -117,16 +119,9 @@ pub(super) async fn insert_job(
         // are counted one after another, so together they cannot exceed the quota.
         crate::quota::check_locked(&mut *tx, &state.config, key_id, size).await?;
     }
-    let job = jobs::insert(
-        &mut *tx,
-        id,
-        input,
-        &origin.owner,
-        origin.api_key_id.as_deref(),
-        origin.webhook_url.as_deref(),
-        status,
-    )
-    .await?;
+    let who =
+        jobs::NewJobOwner { owner: &origin.owner, api_key_id: origin.api_key_id.as_deref(), priority: origin.priority };
+    let job = jobs::insert(&mut *tx, id, input, who, origin.webhook_url.as_deref(), status).await?;
     if let Some(token) = &origin.token_id {
         tokens::bind_job(&mut *tx, token, id).await?;
         let used = AuditEvent::new(origin.actor.clone(), "token.used")

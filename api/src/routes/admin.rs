@@ -32,10 +32,10 @@ pub async fn requeue(State(state): State<AppState>, caller: Caller, id: JobIdPat
     require_admin(&caller)?;
     let id = id.0;
     let mut tx = state.pool.begin().await?;
-    if !jobs::requeue_failed(&mut *tx, id).await? {
+    let Some(status) = jobs::requeue_failed(&mut *tx, id).await? else {
         return Err(ApiError::JobNotRequeueable);
-    }
-    queue::enqueue(&mut tx, queue::TranscodeTask { job_id: id }, None).await?;
+    };
+    queue::enqueue_placed(&mut tx, id, queue::Lane::for_status(status), None, false).await?;
     let event = AuditEvent::new(caller.actor(), "job.requeued").job(id).request(request_id::current(), None);
     audit::record(&mut *tx, &event).await?;
     tx.commit().await?;

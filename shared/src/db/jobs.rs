@@ -17,7 +17,7 @@ macro_rules! query_job {
                 + "id, status, progress, attempts, error_code, error_message,
     input_filename, input_size, input_sha256, input_content_type, input_key,
     output_key, output_size, output_sha256, output_duration_s, output_width, output_height,
-    output_video_codec, output_audio_codec, output_video_path, poster_key, poster_size, poster_sha256, created_at, started_at, finished_at, updated_at, next_attempt_at, files_deleted_at, owner"
+    output_video_codec, output_audio_codec, output_video_path, poster_key, poster_size, poster_sha256, created_at, started_at, finished_at, updated_at, next_attempt_at, files_deleted_at, owner, priority, lane"
                 + $after,
             $($args)*
         )
@@ -59,6 +59,14 @@ struct JobRow {
     next_attempt_at: Option<DateTime<Utc>>,
     files_deleted_at: Option<DateTime<Utc>>,
     owner: String,
+    #[serde(default = "normal_rank")]
+    priority: i16,
+    #[serde(default)]
+    lane: Option<String>,
+}
+
+fn normal_rank() -> i16 {
+    crate::Priority::Normal.rank()
 }
 
 impl TryFrom<JobRow> for Job {
@@ -111,6 +119,8 @@ impl TryFrom<JobRow> for Job {
             next_attempt_at: r.next_attempt_at,
             files_deleted_at: r.files_deleted_at,
             owner: r.owner,
+            priority: crate::Priority::from_rank(r.priority),
+            lane: r.lane.as_deref().and_then(crate::queue::Lane::parse),
         })
     }
 }
@@ -121,20 +131,28 @@ pub fn from_snapshot(snapshot: serde_json::Value) -> Result<Job, sqlx::Error> {
     row.try_into()
 }
 
-/// Inserts a new `queued` job.
+/// Who asks for a new job, and how it is to be ordered.
+#[derive(Debug, Clone, Copy)]
+pub struct NewJobOwner<'a> {
+    pub owner: &'a str,
+    pub api_key_id: Option<&'a str>,
+    pub priority: crate::Priority,
+}
+
+/// Inserts a new job (`queued`, or `receiving` for a resumable upload, which then waits for its
+/// first bytes out of the queue).
 pub async fn insert<'e>(
     db: impl PgExecutor<'e>,
     id: JobId,
     input: &InputFacts,
-    owner: &str,
-    api_key_id: Option<&str>,
+    who: NewJobOwner<'_>,
     webhook_url: Option<&str>,
     status: JobStatus,
 ) -> Result<Job, sqlx::Error> {
     let row = query_job!(
         "INSERT INTO jobs (id, input_filename, input_size, input_sha256, input_content_type, input_key, owner,
-                           api_key_id, webhook_url, status)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING ",
+                           api_key_id, webhook_url, status, priority, awaiting_bytes)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $10 = 'receiving') RETURNING ",
         "",
         id.as_uuid(),
         input.filename.as_str(),
@@ -142,10 +160,11 @@ pub async fn insert<'e>(
         input.sha256,
         input.content_type,
         input.key,
-        owner,
-        api_key_id,
+        who.owner,
+        who.api_key_id,
         webhook_url,
         status.as_str(),
+        who.priority.rank(),
     )
     .fetch_one(db)
     .await?;
@@ -182,59 +201,125 @@ pub async fn start_attempt<'e>(db: impl PgExecutor<'e>, id: JobId) -> Result<Opt
 }
 
 /// `processing` -> `queued` (or `receiving` while its resumable upload is unfinished) for a retry at `at`, keeping
-/// the cause for clients to see. Fenced like the other worker writes.
+/// the cause for clients to see. Fenced like the other worker writes: `None` when superseded,
+/// else the status set.
 pub async fn schedule_retry<'e>(
     db: impl PgExecutor<'e>,
     id: JobId,
     attempt: i32,
     cause: &ErrorInfo,
     at: DateTime<Utc>,
-) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query!(
+) -> Result<Option<JobStatus>, sqlx::Error> {
+    let status = sqlx::query_scalar!(
         "UPDATE jobs SET status = CASE WHEN EXISTS (SELECT 1 FROM uploads u WHERE u.job_id = jobs.id AND u.completed_at IS NULL)
                 THEN 'receiving' ELSE 'queued' END, progress = 0, next_attempt_at = $5, updated_at = now(),
                 error_code = $3, error_message = $4
-         WHERE id = $1 AND attempts = $2 AND status = 'processing'",
+         WHERE id = $1 AND attempts = $2 AND status = 'processing' RETURNING status",
         id.as_uuid(),
         attempt,
         cause.code.as_str(),
         cause.message,
         at,
     )
-    .execute(db)
+    .fetch_optional(db)
     .await?;
-    Ok(done.rows_affected() == 1)
+    status.map(|s| s.parse().map_err(|e: String| sqlx::Error::Decode(e.into()))).transpose()
 }
 
 /// A shutting-down worker's hand-back: `processing` -> `queued` (or `receiving`, its upload
-/// unfinished) now, not counted as an attempt.
-pub async fn hand_back<'e>(db: impl PgExecutor<'e>, id: JobId, attempt: i32) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query!(
+/// unfinished) now, not counted as an attempt. `None` when superseded, else the status set.
+pub async fn hand_back<'e>(db: impl PgExecutor<'e>, id: JobId, attempt: i32) -> Result<Option<JobStatus>, sqlx::Error> {
+    let status = sqlx::query_scalar!(
         "UPDATE jobs SET status = CASE WHEN EXISTS (SELECT 1 FROM uploads u WHERE u.job_id = jobs.id AND u.completed_at IS NULL)
                 THEN 'receiving' ELSE 'queued' END, progress = 0, attempts_base = attempts_base + 1,
                 next_attempt_at = now(), updated_at = now()
-         WHERE id = $1 AND attempts = $2 AND status = 'processing'",
+         WHERE id = $1 AND attempts = $2 AND status = 'processing' RETURNING status",
         id.as_uuid(),
         attempt,
     )
-    .execute(db)
+    .fetch_optional(db)
     .await?;
-    Ok(done.rows_affected() == 1)
+    status.map(|s| s.parse().map_err(|e: String| sqlx::Error::Decode(e.into()))).transpose()
+}
+
+/// How a park went: `requeue` is the status to queue the job in again at once (bytes arrived,
+/// or the upload completed, since the child was fed), `None` when it waits for bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Parked {
+    pub requeue: Option<JobStatus>,
+}
+
+/// A live attempt whose upload went idle hands its slot back: `processing` -> `receiving`,
+/// waiting for bytes out of the queue (not counted as an attempt), unless the upload moved past
+/// the `fed` bytes (or completed) meanwhile: then it is to be queued again at once. The upload's
+/// row is locked first, so a PATCH racing with the park either lands before it (and is seen
+/// here) or after it (and finds the job waiting for bytes). `None` when superseded.
+pub async fn park(
+    conn: &mut sqlx::PgConnection,
+    id: JobId,
+    attempt: i32,
+    fed: u64,
+) -> Result<Option<Parked>, sqlx::Error> {
+    let upload = sqlx::query!("SELECT received, completed_at FROM uploads WHERE job_id = $1 FOR UPDATE", id.as_uuid())
+        .fetch_optional(&mut *conn)
+        .await?;
+    let (status, waits) = match upload {
+        Some(u) if u.completed_at.is_some() => (JobStatus::Queued, false),
+        Some(u) => (JobStatus::Receiving, u.received as u64 <= fed),
+        // The upload is gone (its job ended meanwhile): the fence below finds that out.
+        None => (JobStatus::Queued, false),
+    };
+    let done = sqlx::query!(
+        "UPDATE jobs SET status = $3, progress = 0, attempts_base = attempts_base + 1, awaiting_bytes = $4,
+                updated_at = now()
+         WHERE id = $1 AND attempts = $2 AND status = 'processing'",
+        id.as_uuid(),
+        attempt,
+        status.as_str(),
+        waits,
+    )
+    .execute(&mut *conn)
+    .await?;
+    Ok((done.rows_affected() == 1).then_some(Parked { requeue: (!waits).then_some(status) }))
+}
+
+/// A resumable upload's job waiting for bytes leaves that wait, to be queued by the caller in
+/// the same transaction: `receiving` (its upload unfinished: the live lane) only while its key
+/// has fewer than `live_per_key` live jobs, `queued` (complete: the CPU lane) always. Returns the
+/// status to queue it with, or `None` (not waiting, or at the key's live limit: a later PATCH
+/// or the upload's completion tries again).
+pub async fn take_for_queue(
+    conn: &mut sqlx::PgConnection,
+    id: JobId,
+    live_per_key: i64,
+) -> Result<Option<JobStatus>, sqlx::Error> {
+    let status = sqlx::query_scalar!(
+        "UPDATE jobs SET awaiting_bytes = false, updated_at = now()
+         WHERE id = $1 AND awaiting_bytes AND (status = 'queued' OR (status = 'receiving' AND
+               (SELECT count(*) FROM jobs o WHERE o.api_key_id = jobs.api_key_id AND o.id <> jobs.id
+                  AND o.lane = 'live' AND o.status IN ('receiving', 'processing') AND NOT o.awaiting_bytes) < $2))
+         RETURNING status",
+        id.as_uuid(),
+        live_per_key,
+    )
+    .fetch_optional(conn)
+    .await?;
+    status.map(|s| s.parse().map_err(|e: String| sqlx::Error::Decode(e.into()))).transpose()
 }
 
 /// An operator's requeue of a failed job: `failed` -> `queued` (or `receiving`, its upload
 /// unfinished) with a fresh retry budget.
-pub async fn requeue_failed<'e>(db: impl PgExecutor<'e>, id: JobId) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query!(
+pub async fn requeue_failed<'e>(db: impl PgExecutor<'e>, id: JobId) -> Result<Option<JobStatus>, sqlx::Error> {
+    let status = sqlx::query_scalar!(
         "UPDATE jobs SET status = CASE WHEN EXISTS (SELECT 1 FROM uploads u WHERE u.job_id = jobs.id AND u.completed_at IS NULL)
                 THEN 'receiving' ELSE 'queued' END, progress = 0, attempts_base = attempts, finished_at = NULL,
                 next_attempt_at = NULL, error_code = NULL, error_message = NULL, updated_at = now()
-         WHERE id = $1 AND status = 'failed'",
+         WHERE id = $1 AND status = 'failed' RETURNING status",
         id.as_uuid(),
     )
-    .execute(db)
+    .fetch_optional(db)
     .await?;
-    Ok(done.rows_affected() == 1)
+    status.map(|s| s.parse().map_err(|e: String| sqlx::Error::Decode(e.into()))).transpose()
 }
 
 /// Records progress of the current attempt; never moves progress backwards.
@@ -373,9 +458,10 @@ pub struct QuotaUsage {
 
 pub async fn quota_usage<'e>(db: impl PgExecutor<'e>, key_id: &str) -> Result<QuotaUsage, sqlx::Error> {
     let row = sqlx::query!(
-        r#"SELECT count(*) FILTER (WHERE status IN ('queued', 'processing')) AS "active!",
-                COALESCE(sum(input_size) FILTER (WHERE created_at > now() - interval '1 day'), 0)::bigint AS "bytes!"
-         FROM jobs WHERE api_key_id = $1"#,
+        r#"SELECT count(*) FILTER (WHERE j.status IN ('receiving', 'queued', 'processing')) AS "active!",
+                COALESCE(sum(GREATEST(j.input_size, COALESCE(u.length, 0)))
+                         FILTER (WHERE j.created_at > now() - interval '1 day'), 0)::bigint AS "bytes!"
+         FROM jobs j LEFT JOIN uploads u ON u.job_id = j.id WHERE j.api_key_id = $1"#,
         key_id,
     )
     .fetch_one(db)

@@ -3,6 +3,7 @@
 pub mod attempts;
 pub mod audit;
 pub mod deliveries;
+pub mod fair;
 pub mod idempotency;
 pub mod jobs;
 pub mod keys;

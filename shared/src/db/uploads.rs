@@ -88,22 +88,25 @@ pub async fn get<'e>(db: impl PgExecutor<'e>, id: JobId) -> Result<Option<Upload
 }
 
 /// Adds `segment` if the upload is unfinished and its offset is still `segment.start`, moving
-/// the offset and the job's input size on, and the expiry to `expires_at`. `false`: someone else
+/// the offset and the job's input size on, and the expiry to `expires_at` (never past the
+/// upload's creation + `max_lifetime`, however often bytes trickle in). `false`: someone else
 /// moved the offset first (or the upload ended); the caller removes the segment's object.
 pub async fn append(
     conn: &mut PgConnection,
     id: JobId,
     segment: &Segment,
     expires_at: DateTime<Utc>,
+    max_lifetime: std::time::Duration,
 ) -> Result<bool, sqlx::Error> {
     let end = (segment.start + segment.size) as i64;
     let moved = sqlx::query!(
-        "UPDATE uploads SET received = $3, expires_at = $4
+        "UPDATE uploads SET received = $3, expires_at = LEAST($4, created_at + make_interval(secs => $5))
          WHERE job_id = $1 AND received = $2 AND completed_at IS NULL AND (length IS NULL OR $3 <= length)",
         id.as_uuid(),
         segment.start as i64,
         end,
         expires_at,
+        max_lifetime.as_secs_f64(),
     )
     .execute(&mut *conn)
     .await?;

@@ -12,7 +12,7 @@ use mediaq_worker::{
     child::{self, ChildInput, Outcome, Report, Watch},
     child_spec,
     config::WorkerConfig,
-    feed::{self, FeedClock},
+    feed::FeedEnd,
     jobdir::JobDir,
     selfcheck::{self, SandboxPolicy},
     spawn::{self, Namespaces},
@@ -72,10 +72,16 @@ fn probe(action: &str) -> Probe {
     Probe { _work: work, dir, spec }
 }
 
-const WATCH: Watch = Watch { timeout: Duration::from_secs(30), per_media_second: 10.0, stall: Duration::from_secs(20) };
+const WATCH: Watch = Watch {
+    timeout: Duration::from_secs(30),
+    per_media_second: 10.0,
+    stall: Duration::from_secs(20),
+    idle_gap: Duration::from_secs(30),
+    live_max: Duration::from_secs(60),
+};
 
 async fn run(p: &Probe, watch: Watch) -> Report {
-    child::run(&p.spec, &policy(), watch, |_| Box::pin(async {}), std::future::pending::<Outcome>())
+    child::run(&p.spec, &policy(), watch, ChildInput::Named, |_| Box::pin(async {}), std::future::pending::<Outcome>())
         .await
         .expect("spawn probe")
 }
@@ -127,26 +133,26 @@ fn stdin_probe(action: &str) -> Probe {
 /// Runs a stdin probe, writing `bytes` into its pipe and then closing it.
 async fn run_fed(p: &Probe, bytes: Vec<u8>) -> Report {
     use tokio::io::AsyncWriteExt;
-    let (read_end, mut pipe) = feed::pipe().unwrap();
-    let (clock, clock_rx) = tokio::sync::watch::channel(FeedClock::new());
-    let writer = tokio::spawn(async move {
-        // The probe may refuse to read (a failed write is then no error here).
-        let _ = pipe.write_all(&bytes).await;
-        drop(clock);
+    // The supervisor drives this feeder as it drives a live upload's.
+    let feeder: child::Feeder<'static> = Box::new(move |mut pipe, _clock| {
+        Box::pin(async move {
+            // The probe may refuse to read (a failed write is then no error here).
+            match pipe.write_all(&bytes).await {
+                Ok(()) => FeedEnd::Complete,
+                Err(_) => FeedEnd::ChildGone,
+            }
+        })
     });
-    let input = ChildInput::Pipe { read_end, clock: clock_rx };
-    let report = child::run_with_input(
+    child::run(
         &p.spec,
         &policy(),
         WATCH,
-        input,
+        ChildInput::Fed(feeder),
         |_| Box::pin(async {}),
         std::future::pending::<Outcome>(),
     )
     .await
-    .expect("spawn probe");
-    writer.await.unwrap();
-    report
+    .expect("spawn probe")
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -193,9 +199,16 @@ async fn proc_shows_no_new_privs_seccomp_limits_and_identity() {
     let running = tokio::spawn({
         let spec = p.spec.clone();
         async move {
-            child::run(&spec, &policy(), WATCH, |_| Box::pin(async {}), std::future::pending::<Outcome>())
-                .await
-                .unwrap()
+            child::run(
+                &spec,
+                &policy(),
+                WATCH,
+                ChildInput::Named,
+                |_| Box::pin(async {}),
+                std::future::pending::<Outcome>(),
+            )
+            .await
+            .unwrap()
         }
     });
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -394,14 +407,30 @@ async fn every_attempt_is_held_to_the_sandbox_policy() {
     let mut p = probe("read-input");
     p.spec.namespaces = Namespaces::NONE;
     let strict = SandboxPolicy { strict: true, namespaces: Namespaces { net: false, pid: true } };
-    let report =
-        child::run(&p.spec, &strict, WATCH, |_| Box::pin(async {}), std::future::pending::<Outcome>()).await.unwrap();
+    let report = child::run(
+        &p.spec,
+        &strict,
+        WATCH,
+        ChildInput::Named,
+        |_| Box::pin(async {}),
+        std::future::pending::<Outcome>(),
+    )
+    .await
+    .unwrap();
     assert!(matches!(&report.outcome, Outcome::SandboxMissing(m) if m == "pid_namespace"), "{:?}", report.outcome);
     assert_eq!(report.outcome.error().unwrap().0.as_str(), "sandbox_unavailable");
     // Best effort: logged, and the child runs.
     let lenient = SandboxPolicy { strict: false, ..strict };
-    let report =
-        child::run(&p.spec, &lenient, WATCH, |_| Box::pin(async {}), std::future::pending::<Outcome>()).await.unwrap();
+    let report = child::run(
+        &p.spec,
+        &lenient,
+        WATCH,
+        ChildInput::Named,
+        |_| Box::pin(async {}),
+        std::future::pending::<Outcome>(),
+    )
+    .await
+    .unwrap();
     allowed(&report);
 }
 

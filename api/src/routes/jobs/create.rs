@@ -23,6 +23,17 @@ pub struct CreateQuery {
     filename: Option<String>,
     /// Where to send this job's terminal event, signed with the owner's secret.
     webhook_url: Option<String>,
+    /// `low`, `normal` (default) or `high`: orders the job among its owner's jobs.
+    priority: Option<String>,
+}
+
+/// `?priority=` (or tus metadata `priority`): `low`, `normal` or `high`.
+pub fn parse_priority(value: Option<&str>) -> Result<mediaq_shared::Priority, ApiError> {
+    match value {
+        None => Ok(mediaq_shared::Priority::Normal),
+        Some(v) => mediaq_shared::Priority::parse(v)
+            .ok_or_else(|| ApiError::BadRequest(format!("priority must be low, normal or high, not {v:?}"))),
+    }
 }
 
 /// Upload a WebM video; the job converting it to MP4.
@@ -35,6 +46,7 @@ pub struct CreateQuery {
     params(
         ("filename" = Option<String>, Query, description = "The file's name (raw uploads); it names the MP4 (`clip.webm` -> `clip.mp4`)."),
         ("webhook_url" = Option<String>, Query, description = "Where to POST this job's terminal event, signed with the owner's secret (API keys only)."),
+        ("priority" = Option<String>, Query, description = "`low`, `normal` (default) or `high`: orders this job among its owner's waiting jobs (the queue stays fair across owners whatever the priorities).", pattern = "^(low|normal|high)$"),
         ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = "1 to 255 visible ASCII characters. Retrying the same upload with the same key returns the job it created (`Idempotent-Replayed: true`) instead of a second job; another upload with that key is a 422, one still in progress a 409. Keys expire after 24 hours."),
     ),
     request_body(description = "The WebM video.", content(
@@ -83,7 +95,8 @@ async fn upload(
     query: CreateQuery,
     body: &mut UploadBody,
 ) -> Result<Response, ApiError> {
-    let (caller, head) = (caller?, head?);
+    let (caller, mut head) = (caller?, head?);
+    head.priority = parse_priority(query.priority.as_deref())?;
     let admission = ingest::admit(state, &caller, client_ip, &head, query.webhook_url.as_deref()).await?;
     let upload = match ingest::receive(state, admission.limit(), &head, query.filename.as_deref(), body).await {
         Ok(upload) => upload,

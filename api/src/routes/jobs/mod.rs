@@ -1,7 +1,7 @@
 //! `/v1/jobs`: upload (create), list, status, cancel or delete, and the MP4.
 
 mod cancel;
-mod create;
+pub(crate) mod create;
 mod list;
 mod output;
 mod poster;

@@ -77,7 +77,9 @@ async fn create_upload(
     if length == tus::DeclaredLength::Known(0) {
         return Err(ApiError::EmptyUpload);
     }
-    let new = NewUpload::checked(length.known(), tus::Metadata::from_headers(headers)?)?;
+    let meta = tus::Metadata::from_headers(headers)?;
+    let priority = crate::routes::jobs::create::parse_priority(meta.priority.as_deref())?;
+    let new = NewUpload::checked(length.known(), meta)?;
     let with_bytes = headers.get(header::CONTENT_TYPE).is_some();
     if with_bytes {
         tus::check_patch_type(headers)?;
@@ -87,6 +89,7 @@ async fn create_upload(
         multipart: false,
         declared: new.length,
         idempotency_key: None,
+        priority,
     };
     let admission = ingest::admit(state, &caller, client_ip, &head, None).await?;
     let (job, mut upload) = admission.record_resumable(state, &new).await?;
