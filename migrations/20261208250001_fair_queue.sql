@@ -4,7 +4,7 @@
 -- resumable upload converted while it arrives), each its own apalis queue, served by slots of
 -- their own in every worker.
 -- Fair order (start-time fair queuing): a job placed in the queue gets the tag
--- max(the clock, its tenant's last waiting tag) + 1; workers claim the lowest tag first (apalis'
+-- max(the clock, its tenant's last waiting tag + 1); workers claim the lowest tag first (apalis'
 -- `priority` is FAIR_BASE - tag); claiming a job moves the clock to its tag. A tenant with 500
 -- jobs waiting therefore has tags far ahead of the clock, and another tenant's new job lands
 -- next in line. Within a tenant, a job of higher priority takes the place of its lower ones.
@@ -29,3 +29,8 @@ CREATE INDEX jobs_line_idx ON jobs (lane, fair_tag) WHERE status IN ('queued', '
 CREATE INDEX jobs_owner_line_idx ON jobs (owner, fair_tag) WHERE status IN ('queued', 'receiving');
 -- Live jobs per key (the live limit).
 CREATE INDEX jobs_live_key_idx ON jobs (api_key_id) WHERE lane = 'live' AND status IN ('receiving', 'processing');
+
+-- An attempt parked on an idle upload (its slot handed back; the job waits for bytes).
+ALTER TABLE job_attempts DROP CONSTRAINT job_attempts_outcome_check;
+ALTER TABLE job_attempts ADD CONSTRAINT job_attempts_outcome_check
+    CHECK (outcome IN ('succeeded', 'failed', 'superseded', 'canceled', 'interrupted', 'parked'));

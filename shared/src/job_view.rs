@@ -32,7 +32,17 @@ pub fn to_json(job: &Job, attempts: &[AttemptRecord]) -> Value {
         "updated_at": job.updated_at,
         "next_attempt_at": job.next_attempt_at,
         "files_deleted_at": job.files_deleted_at,
+        "priority": job.priority,
+        // Filled by the API for an unfinished job ([`set_queue`]): its place in line and ETA.
+        "queue": null,
         "attempt_history": attempts,
         "links": { "self": self_link, "output": output_link, "poster": poster_link },
     })
+}
+
+/// Sets the view's `queue` (the API's place-in-line facts of an unfinished job).
+pub fn set_queue(view: &mut Value, queue: Value) {
+    if let Some(map) = view.as_object_mut() {
+        map.insert("queue".into(), queue);
+    }
 }

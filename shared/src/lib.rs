@@ -7,6 +7,7 @@
 pub mod apikey;
 pub mod config;
 pub mod db;
+pub mod eta;
 pub mod failure;
 pub mod filename;
 pub mod job;

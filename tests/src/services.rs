@@ -95,6 +95,11 @@ impl TestEnv {
     }
 
     pub async fn api_with(&self, env: &[(&str, &str)]) -> Api {
+        self.api_as(&self.api_key, env).await
+    }
+
+    /// An API process whose client sends `key` (another tenant's, say).
+    pub async fn api_as(&self, key: &str, env: &[(&str, &str)]) -> Api {
         let log = self.logs.path().join(format!("api-{}.log", uuid::Uuid::new_v4().simple()));
         let mut cmd = Command::new(bin_dir().join("mediaq-api"));
         // Tests poll fast and upload in bursts: limits high unless a test sets its own.
@@ -108,12 +113,7 @@ impl TestEnv {
         }
         let (child, line, _) = spawn_until(cmd, &log, "mediaq-api listening on ").await;
         let base_url = line.trim().to_owned();
-        Api {
-            service: Service { child, log },
-            base_url,
-            client: client_with_key(&self.api_key),
-            key: self.api_key.clone(),
-        }
+        Api { service: Service { child, log }, base_url, client: client_with_key(key), key: key.to_owned() }
     }
 
     pub async fn worker(&self) -> Worker {

@@ -235,7 +235,7 @@ async fn park(
     attempt: i32,
     fed: u64,
 ) -> Result<&'static str, AttemptError> {
-    let Some(parked) = jobs::park(&mut **tx, id, attempt, fed).await? else {
+    let Some(parked) = jobs::park(tx, id, attempt, fed).await? else {
         return Ok("superseded");
     };
     let conn: &mut PgConnection = tx;

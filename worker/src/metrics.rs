@@ -102,7 +102,7 @@ impl WorkerMetrics {
         let m = &metrics;
         registry.register(
             "mediaq_attempts",
-            "Attempts ended, by outcome (succeeded, failed, canceled, interrupted, superseded) and error code",
+            "Attempts ended, by outcome (succeeded, failed, canceled, interrupted, parked, superseded) and error code",
             m.attempts.clone(),
         );
         registry.register(

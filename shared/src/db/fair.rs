@@ -1,11 +1,12 @@
 //! The fair order of the queue (start-time fair queuing across tenants, priority within one).
 //!
-//! Each queued job has a tag; workers claim the lowest tag first (apalis claims by `priority`
-//! DESC, which is [`FAIR_BASE`] - tag). A job placed in line gets max(the clock, the highest tag
-//! its tenant has waiting) + 1, and claiming a job moves the clock up to its tag. So a tenant
-//! with many jobs waiting has tags far ahead of the clock, and another tenant's new job gets a
-//! tag next to the clock: it waits for at most one job ahead of it per busy slot, and tenants
-//! with equal demand alternate. Within a tenant, a new job of higher priority takes the place
+//! Each queued job has a start tag; workers claim the lowest tag first (apalis claims by
+//! `priority` DESC, which is [`FAIR_BASE`] - tag, then by age). A job placed in line gets
+//! max(the clock, one past the highest tag its tenant has waiting), and claiming a job moves the
+//! clock up to its tag. So a tenant with many jobs waiting has tags far ahead of the clock, and
+//! another tenant's new job gets the clock's tag: it is next in line at the next free slot, and
+//! tenants with equal demand alternate. An idle tenant saves no credit: its next job starts
+//! from the clock. Within a tenant, a new job of higher priority takes the place
 //! of the first of its lower-priority jobs, which each move one place back.
 
 use sqlx::PgConnection;
@@ -60,8 +61,8 @@ async fn fresh_tag(
         .await?;
     let next: i64 = sqlx::query_scalar!(
         r#"SELECT GREATEST((SELECT virtual_time FROM queue_clock),
-                  COALESCE((SELECT max(fair_tag) FROM jobs
-                            WHERE owner = $1 AND status IN ('queued', 'receiving') AND id <> $2), 0)) + 1 AS "tag!""#,
+                  COALESCE((SELECT max(fair_tag) + 1 FROM jobs
+                            WHERE owner = $1 AND status IN ('queued', 'receiving') AND id <> $2), 0)) AS "tag!""#,
         owner,
         id.as_uuid(),
     )

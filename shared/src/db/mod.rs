@@ -7,6 +7,7 @@ pub mod fair;
 pub mod idempotency;
 pub mod jobs;
 pub mod keys;
+pub mod line;
 pub mod retention;
 pub mod stats;
 pub mod tokens;

@@ -2,6 +2,7 @@
 
 mod cancel;
 pub(crate) mod create;
+mod line;
 mod list;
 mod output;
 mod poster;
