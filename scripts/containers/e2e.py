@@ -318,10 +318,12 @@ def check_kill():
     wait_for(f"{victim} healthy again", lambda: health(victim) == "healthy", 120)
 
 
-def tus_create():
-    # A recording's upload (tus, /v1/uploads): length deferred, "recording.webm", video/webm.
-    status, body = http("POST", "/v1/uploads", b"", {"Tus-Resumable": "1.0.0", "Upload-Defer-Length": "1",
-                                                      "Upload-Metadata": "filename cmVjb3JkaW5nLndlYm0=,filetype dmlkZW8vd2VibQ=="})
+def tus_create(first):
+    # A recording's upload (tus, /v1/uploads): length deferred, "recording.webm", video/webm, its
+    # first bytes in the creation request (creation-with-upload).
+    status, body = http("POST", "/v1/uploads", first, {
+        "Tus-Resumable": "1.0.0", "Upload-Defer-Length": "1", "Content-Type": "application/offset+octet-stream",
+        "Upload-Metadata": "filename cmVjb3JkaW5nLndlYm0=,filetype dmlkZW8vd2VibQ=="}, timeout=120)
     expect(status == 201, f"creating an upload answered {status}: {body[:300]!r}")
     return json.loads(body)["id"]
 
@@ -348,8 +350,7 @@ def check_scale_in():
     hosts = container_by_host()
     ids = []
     for _ in workers:
-        ids.append(tus_create())
-        tus_patch(ids[-1], 0, data[:half])
+        ids.append(tus_create(data[:half]))
 
     def each_worker_busy():
         on = {}
