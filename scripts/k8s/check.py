@@ -249,14 +249,55 @@ def scaling_errors(docs, target_name):
     return e
 
 
+def selects(selector, labels):
+    """Whether a NetworkPolicy's podSelector (matchLabels, matchExpressions In/NotIn/Exists) selects labels."""
+    if any(labels.get(k) != v for k, v in selector.get("matchLabels", {}).items()):
+        return False
+    for e in selector.get("matchExpressions", []):
+        value = labels.get(e["key"])
+        if (e["operator"] == "In" and value not in e["values"]) or (e["operator"] == "NotIn" and value in e["values"]) \
+                or (e["operator"] == "Exists" and value is None) or (e["operator"] == "DoesNotExist" and value is not None):
+            return False
+    return True
+
+
+# What the worker may reach (DNS, PostgreSQL, HTTPS for the store and webhooks, the trial's MinIO)
+# and what may reach it (Prometheus on the metrics port); the API takes connections on 8080 only.
+WORKER_EGRESS_PORTS = {53, 5432, 443, 9000}
+INGRESS_PORTS = {WORKER: {9464}, API: {8080}}
+
+
+def network_errors(docs):
+    e = []
+    policies = by_kind(docs, "NetworkPolicy")
+    if "mediaq-default-deny" not in policies or policies["mediaq-default-deny"]["spec"] != {
+            "podSelector": {}, "policyTypes": ["Ingress", "Egress"]}:
+        e.append("no default-deny NetworkPolicy (podSelector {}, Ingress and Egress, no rule)")
+    for name in (WORKER, API):
+        deployment = by_kind(docs, "Deployment").get(name)
+        if deployment is None:
+            continue
+        labels = deployment["spec"]["template"]["metadata"]["labels"]
+        for pname, p in policies.items():
+            if not selects(p["spec"]["podSelector"], labels):
+                continue
+            for rule in p["spec"].get("ingress", []):
+                ports = {x.get("port") for x in rule.get("ports", [])}
+                if not rule.get("ports") or not ports <= INGRESS_PORTS[name]:
+                    e.append(f"NetworkPolicy/{pname} lets {name} take connections on {sorted(ports, key=str) or 'every port'}")
+            for rule in p["spec"].get("egress", []) if name == WORKER else []:
+                ports = {x.get("port") for x in rule.get("ports", [])}
+                if not rule.get("ports") or not ports <= WORKER_EGRESS_PORTS:
+                    e.append(f"NetworkPolicy/{pname} lets {name} reach {sorted(ports, key=str) or 'every port'}")
+    return e
+
+
 def policy_errors(docs, target_name):
     e = []
     for kind in ("Deployment", "Job"):
         for name, d in by_kind(docs, kind).items():
             e += pod_errors(name, kind, d["spec"]["template"]["spec"])
-    if not by_kind(docs, "NetworkPolicy").get("mediaq-default-deny"):
-        e.append("no default-deny NetworkPolicy")
-    return e + worker_errors(docs) + scaling_errors(docs, target_name)
+    return e + network_errors(docs) + worker_errors(docs) + scaling_errors(docs, target_name)
 
 
 def all_errors(docs, target_name):
@@ -309,6 +350,10 @@ MUTATIONS = [
     ("ScaledObject: another query", lambda d: by_kind(d, "ScaledObject")["mediaq-worker"]["spec"]["triggers"][0]["metadata"].update(
         query="SELECT count(*) FROM jobs WHERE status = 'queued'")),
     ("no PodDisruptionBudget", lambda d: d.remove(next(x for x in d if x["kind"] == "PodDisruptionBudget"))),
+    ("the default-deny NetworkPolicy removed", lambda d: d.remove(by_kind(d, "NetworkPolicy")["mediaq-default-deny"])),
+    (f"{WORKER}: egress to every port", lambda d: by_kind(d, "NetworkPolicy")["mediaq-worker-webhooks"]["spec"]["egress"][0].pop("ports")),
+    (f"{WORKER}: ingress on 22", lambda d: by_kind(d, "NetworkPolicy")["mediaq-worker-ingress"]["spec"]["ingress"][0]["ports"].append(
+        {"protocol": "TCP", "port": 22})),
 ]
 
 
