@@ -30,7 +30,9 @@ source scripts/containers/standins.sh
 PROJECT=mediaq-check
 COMPOSE=(podman-compose -p "$PROJECT" -f docker/compose.yaml)
 export MEDIAQ_POSTGRES_IMAGE="$STANDIN_POSTGRES" MEDIAQ_MINIO_IMAGE="$STANDIN_S3" MEDIAQ_MC_IMAGE="$STANDIN_S3"
-# Short enough that the stop check sees a job handed back; compose's default is 30s.
+# Short, so that the scale-in check waits 3 s for its hand-back rather than compose's 30 s. The
+# interrupted attempt cannot finish within it at any speed: it converts a live upload whose rest
+# the check sends only after the hand-back (scripts/containers/e2e.py, check_scale_in).
 export MEDIAQ_SHUTDOWN_GRACE=3s
 MEDIAQ_API_PORT=$(free_port)
 export MEDIAQ_API_PORT
@@ -100,7 +102,8 @@ for image in api worker; do
   log "mediaq-$image:local: built in ${build_s[$image]} s, ${size_mb[$image]} MB"
 done
 
-# Clips for the jobs: a short one, and one long enough to be interrupted mid-transcode.
+# Clips for the jobs: a short one, and a longer one: killed mid-transcode, and sent in two halves as
+# the live uploads of the scale-in check.
 ffmpeg -v error -f lavfi -i testsrc=duration=2:size=320x240:rate=25 -f lavfi -i sine=duration=2 \
   -c:v libvpx -deadline realtime -cpu-used 8 -b:v 300k -c:a libopus "$scratch/short.webm"
 ffmpeg -v error -f lavfi -i testsrc2=duration=40:size=640x360:rate=25 -f lavfi -i sine=duration=40 \

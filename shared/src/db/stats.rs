@@ -24,6 +24,8 @@ pub struct QueueStats {
     pub dead_letters: i64,
     /// Live webhook endpoints per breaker state (only states that have endpoints).
     pub webhook_endpoints: Vec<(String, i64)>,
+    /// Worker slots wanted now (the `mediaq_worker_demand` view that autoscalers read).
+    pub worker_demand: i64,
 }
 
 impl QueueStats {
@@ -71,6 +73,7 @@ pub async fn queue_stats(pool: &PgPool) -> Result<QueueStats, sqlx::Error> {
     .into_iter()
     .map(|r| (r.breaker_state, r.count))
     .collect();
+    let worker_demand = worker_demand(pool).await?.demand;
     Ok(QueueStats {
         jobs_by_status,
         oldest_queued_age_s: ages.oldest_queued,
@@ -78,5 +81,37 @@ pub async fn queue_stats(pool: &PgPool) -> Result<QueueStats, sqlx::Error> {
         pending_tasks,
         dead_letters,
         webhook_endpoints,
+        worker_demand,
     })
+}
+
+/// The work that wants a worker, as autoscalers see it: the view `mediaq_worker_demand`
+/// (migrations/20261208300001_queue_depth.sql documents each column; KEDA's trigger in
+/// deploy/k8s/components/keda runs `SELECT demand FROM mediaq_worker_demand` itself).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WorkerDemand {
+    /// Queued jobs claimable now: new, handed back, retries past their backoff.
+    pub due: i64,
+    /// Resumable uploads still arriving with stored bytes (converted while they arrive).
+    pub live_uploads: i64,
+    /// Jobs being converted.
+    pub running: i64,
+    /// Retries still waiting out their backoff (not in `demand`).
+    pub retries_later: i64,
+    /// Uploads that have stored no byte yet (not in `demand`).
+    pub uploads_without_bytes: i64,
+    /// `due + live_uploads + running`.
+    pub demand: i64,
+}
+
+pub async fn worker_demand(pool: &PgPool) -> Result<WorkerDemand, sqlx::Error> {
+    sqlx::query_as!(
+        WorkerDemand,
+        r#"SELECT due AS "due!", live_uploads AS "live_uploads!", running AS "running!",
+                  retries_later AS "retries_later!", uploads_without_bytes AS "uploads_without_bytes!",
+                  demand AS "demand!"
+             FROM mediaq_worker_demand"#,
+    )
+    .fetch_one(pool)
+    .await
 }
