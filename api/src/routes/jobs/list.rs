@@ -50,7 +50,14 @@ pub async fn list(
     let limit = q.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
     let page = jobs::list(&state.pool, caller.owner_filter(), status, cursor, i64::from(limit)).await?;
     let next_cursor = (page.len() == limit as usize).then(|| page.last().map(|j| j.id)).flatten();
-    let items: Vec<_> = page.iter().map(|j| job_view::to_json(j, &[])).collect();
+    let items: Vec<_> = page
+        .iter()
+        .map(|j| {
+            let mut view = job_view::to_json(j, &[]);
+            super::add_play_links(&state, &caller, j, &mut view);
+            view
+        })
+        .collect();
     let mut response = Json(json!({ "jobs": items, "next_cursor": next_cursor })).into_response();
     response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(response)

@@ -41,7 +41,8 @@ pub async fn status(
     caller.require(Scope::JobsRead)?;
     let job = visible_job(&state, &caller, id.0).await?;
     let history = attempts::list(&state.pool, id.0).await?;
-    let view = job_view::to_json(&job, &history);
+    let mut view = job_view::to_json(&job, &history);
+    super::add_play_links(&state, &caller, &job, &mut view);
     let (body, etag) = etag::body_and_etag(&view);
     let not_modified = header_str(&headers, header::IF_NONE_MATCH).is_some_and(|h| etag::if_none_match_hits(h, &etag));
     let mut response = if not_modified {
