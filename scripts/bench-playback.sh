@@ -88,7 +88,7 @@ MEDIAQ_PAGE_URL="http://$API_ADDR/" MEDIAQ_PLAY_URL="http://$API_ADDR$PLAY" MEDI
   node tests/browser/bench-play.mjs 9>&- >"$WORK/rounds.jsonl"
 cat "$WORK/rounds.jsonl" >&2
 col() { python3 -c 'import json, sys
-for line in open(sys.argv[1]): print(json.loads(line)[sys.argv[2]])' "$WORK/rounds.jsonl" "$1" >"$WORK/$1"; }
+for line in open(sys.argv[1]): print(round(json.loads(line)[sys.argv[2]]))' "$WORK/rounds.jsonl" "$1" >"$WORK/$1"; }
 col first_frame_ms
 col seek_frame_ms
 col bytes_received
