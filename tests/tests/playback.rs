@@ -37,6 +37,9 @@ async fn converted(api: &Api, client: &reqwest::Client, recipe: &Recipe) -> Valu
         async move {
             let job: Value = client.get(url).send().await.unwrap().json().await.unwrap();
             assert!(!matches!(job["status"].as_str(), Some("failed" | "canceled")), "{job}");
+            if job["status"] != "succeeded" {
+                assert!(job["links"]["play"].is_null(), "nothing to play before success: {job}");
+            }
             (job["status"] == "succeeded").then_some(job)
         }
     })
@@ -184,6 +187,8 @@ async fn links_die_with_their_key_on_every_api_process_and_open_only_where_the_l
     let shared = [("MEDIAQ_LINK_KEY", LINK_KEY)];
     let (one, two) = (env.api_with(&shared).await, env.api_with(&shared).await);
     let (alone, other_alone) = (env.api().await, env.api().await);
+    let new_key = LINK_KEY.replace('8', "9");
+    let rotated = env.api_with(&[("MEDIAQ_LINK_KEY", &new_key), ("MEDIAQ_LINK_KEY_PREVIOUS", LINK_KEY)]).await;
     let _worker = env.worker().await;
     let id = converted(&one, &one.client, &fixtures::VP8_OPUS_2S).await["id"].as_str().unwrap().to_owned();
     let viewer_key = create_key(&env.database_url, "viewer", "jobs:read", "tester");
@@ -191,9 +196,13 @@ async fn links_die_with_their_key_on_every_api_process_and_open_only_where_the_l
     let link = |body: Value| body["output"].as_str().unwrap().to_owned();
     let shared_link = link(links(&one, &viewer, &id, None).await.json().await.unwrap());
     let own_link = link(links(&one, &one.client, &id, None).await.json().await.unwrap());
-    for api in [&one, &two] {
+    for api in [&one, &two, &rotated] {
         assert_eq!(opens(api, &shared_link).await, "ok", "MEDIAQ_LINK_KEY shared: opens on {}", api.base_url);
     }
+    // After a rotation the old key still opens its links; the new key's links need the new key.
+    let new_link = link(links(&rotated, &viewer, &id, None).await.json().await.unwrap());
+    assert_eq!(opens(&rotated, &new_link).await, "ok");
+    assert_eq!(opens(&one, &new_link).await, "403 link_invalid");
     // Without MEDIAQ_LINK_KEY each process signs with its own random key.
     let lone_link = link(links(&alone, &viewer, &id, None).await.json().await.unwrap());
     assert_eq!(opens(&alone, &lone_link).await, "ok");
