@@ -110,6 +110,12 @@ export function describeApiError(code, message, ctx) {
     case 'output_gone':
       return again(`The converted MP4 of ${name} was deleted from the server (files are kept for a limited time). `
         + 'Upload the video again to convert it anew.');
+    case 'link_invalid':
+      return again(`The playback link of ${name} is not valid on this server (it was altered, or the server's link key changed). Reload the page to get a new one.`);
+    case 'link_expired':
+      return again(`The playback link of ${name} has expired. Reload the page to get a new one.`);
+    case 'link_revoked':
+      return final(`The playback link of ${name} no longer works: the key it was made with was revoked.`);
     case 'database_unavailable':
     case 'storage_unavailable':
       return again(`The service is temporarily unavailable. Try again ${whenToRetry(ctx.retryAfter)}.`);

@@ -240,8 +240,7 @@ export class Row {
         this.setStatus(recording ? `Converting ${this.name} while you record…` : `Converting ${this.name}…`, 'converting');
         break;
       case 'succeeded':
-        this.setStatus(`${this.name} is converted. Getting the MP4…`, 'converting');
-        this.fetchOutput();
+        this.showOutput();
         break;
       case 'failed':
         this.fail(describeFailure(job.error, this.name));
@@ -293,24 +292,15 @@ export class Row {
     }
   }
 
-  async fetchOutput() {
-    let resp;
-    try {
-      resp = await fetch(this.job.links.output, { headers: { Authorization: `Bearer ${this.credential.value}` } });
-      if (!resp.ok) {
-        this.failWith(resp.status, parseJson(await resp.text()), resp.headers.get('Retry-After'));
-        return;
-      }
-      const blob = await resp.blob();
-      this.objectUrl = URL.createObjectURL(blob.type === 'video/mp4' ? blob : new Blob([blob], { type: 'video/mp4' }));
-    } catch {
-      this.fail(describeApiError('network', null, { name: this.name }));
-      return;
-    }
+  // The MP4 plays through its signed link (`links.play`): a URL that needs no header, so the
+  // <video> streams it with Range requests and shows the first frame after the first bytes,
+  // never after the whole file. The link opens only this job's files, expires, and dies with the
+  // key behind the credential; the credential itself never goes in a URL.
+  async showOutput() {
+    const play = this.job.links.play || await this.freshLinks();
+    if (!play) return;
     const mp4Name = this.name.replace(/\.[^.]*$/, '') + '.mp4';
-    await this.fetchPoster();
-    this.ui.player.src = this.objectUrl;
-    this.ui.download.href = this.objectUrl;
+    this.playLinks(play);
     this.ui.download.download = mp4Name;
     this.ui.download.textContent = `Download ${mp4Name}`;
     this.ui.result.hidden = false;
@@ -318,19 +308,41 @@ export class Row {
     this.setStatus(`${this.name} is converted: play it below or download ${mp4Name}.`, 'succeeded');
   }
 
-  // The poster (links.poster, video jobs only) becomes the player's poster image. It is fetched
-  // with the credential like the MP4 (never in a URL); without one the player shows its first frame.
-  async fetchPoster() {
-    if (!this.job.links.poster) return;
-    try {
-      const resp = await fetch(this.job.links.poster, { headers: { Authorization: `Bearer ${this.credential.value}` } });
-      if (!resp.ok) return;
-      const blob = await resp.blob();
-      this.posterUrl = URL.createObjectURL(blob.type === 'image/jpeg' ? blob : new Blob([blob], { type: 'image/jpeg' }));
-      this.ui.player.poster = this.posterUrl;
-    } catch {
-      // A missing poster costs nothing but the picture before playback.
+  playLinks(play) {
+    if (play.poster) this.ui.player.poster = play.poster;
+    this.ui.player.src = play.output;
+    this.ui.download.href = play.output;
+    this.linksExpire = Date.parse(play.expires_at);
+    if (!this.refreshOnError) {
+      // A page left open past the links' expiry gets new ones when the player next fails to load
+      // (403 link_expired), at the position it was at.
+      this.refreshOnError = async () => {
+        if (!(Date.now() >= this.linksExpire - 60_000)) return;
+        const at = this.ui.player.currentTime;
+        const fresh = await this.freshLinks();
+        if (!fresh) return;
+        this.playLinks(fresh);
+        this.ui.player.currentTime = at;
+      };
+      this.ui.player.addEventListener('error', this.refreshOnError);
     }
+  }
+
+  // Links from `GET /v1/jobs/{id}/links`, with the credential in its header; null after a failure
+  // (shown in the row).
+  async freshLinks() {
+    try {
+      const resp = await fetch(`${this.jobUrl}/links`, {
+        headers: { Authorization: `Bearer ${this.credential.value}` },
+        cache: 'no-store',
+      });
+      const body = parseJson(await resp.text());
+      if (resp.ok && body?.output) return body;
+      this.failWith(resp.status, body, resp.headers.get('Retry-After'));
+    } catch {
+      this.fail(describeApiError('network', null, { name: this.name }));
+    }
+    return null;
   }
 
   failWith(status, body, retryAfterHeader) {

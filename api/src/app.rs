@@ -16,6 +16,8 @@ pub struct AppState {
     pub rate_limits: Arc<rate_limit::RateLimits>,
     pub webhooks: Arc<mediaq_shared::webhook::WebhookConfig>,
     pub keys: Arc<crate::keycache::KeyCache>,
+    /// Signs and checks playback links.
+    pub links: Arc<crate::playback::LinkSigner>,
     pub metrics: Arc<metrics::ApiMetrics>,
     pub uploads: Arc<crate::ingest::slots::UploadSlots>,
     /// Hash states of resumable uploads in progress.

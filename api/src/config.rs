@@ -18,6 +18,9 @@ pub struct ApiConfig {
     /// Webhook registration (URL policy, rotation grace, sealing of signing secrets).
     #[command(flatten)]
     pub webhooks: WebhookConfig,
+    /// Signed playback links (key, lifetimes, S3 redirects).
+    #[command(flatten)]
+    pub links: crate::playback::LinkConfig,
     /// Listen address; port 0 picks a free port, printed at start-up.
     #[arg(long, env = "MEDIAQ_BIND", default_value = "127.0.0.1:8080")]
     pub bind: SocketAddr,

@@ -98,6 +98,12 @@ pub enum ApiError {
     UploadLengthExceeded(u64),
     #[error("this upload takes no more bytes: {0}")]
     UploadClosed(String),
+    #[error("this link is malformed or was altered")]
+    LinkInvalid,
+    #[error("this link has expired; ask the API for a new one")]
+    LinkExpired,
+    #[error("the key that issued this link was revoked")]
+    LinkRevoked,
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
@@ -147,6 +153,9 @@ impl ApiError {
             Self::UploadOffsetMismatch(_) => "upload_offset_mismatch",
             Self::UploadLengthExceeded(_) => "upload_length_exceeded",
             Self::UploadClosed(_) => "upload_closed",
+            Self::LinkInvalid => "link_invalid",
+            Self::LinkExpired => "link_expired",
+            Self::LinkRevoked => "link_revoked",
             Self::Internal(_) => "internal_error",
         }
     }
@@ -167,7 +176,9 @@ impl ApiError {
             Self::UploadTimeout(_) | Self::UploadTooSlow(_) => StatusCode::REQUEST_TIMEOUT,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::RateLimited(_) | Self::QuotaExceeded(..) | Self::TooManyUploads(_) => StatusCode::TOO_MANY_REQUESTS,
-            Self::InsufficientScope(_) => StatusCode::FORBIDDEN,
+            Self::InsufficientScope(_) | Self::LinkInvalid | Self::LinkExpired | Self::LinkRevoked => {
+                StatusCode::FORBIDDEN
+            }
             Self::CredentialsInUrl => StatusCode::BAD_REQUEST,
             Self::JobNotFound
             | Self::RouteNotFound

@@ -76,6 +76,22 @@ impl KeyCache {
         Ok(Some(key))
     }
 
+    /// The key `id` while it is active (not revoked), without its secret: what a signed playback
+    /// link needs on every request. Served from the cache like [`Self::verify`], so a revocation
+    /// reaches it through the same NOTIFY.
+    pub async fn active(&self, pool: &PgPool, id: &str) -> Result<Option<Authenticated>, sqlx::Error> {
+        if self.enabled() {
+            let entries = self.entries.lock().expect("key cache lock");
+            if let Some(entry) = entries.get(id).filter(|e| e.verified.elapsed() < self.ttl) {
+                return Ok(Some(entry.key.clone()));
+            }
+        }
+        let generation = self.generation.load(Ordering::Acquire);
+        let Some((key, hash)) = keys::find_active(pool, id).await? else { return Ok(None) };
+        self.insert(key.clone(), hash, generation);
+        Ok(Some(key))
+    }
+
     fn enabled(&self) -> bool {
         !self.ttl.is_zero() && self.listening.load(Ordering::Acquire)
     }

@@ -11,6 +11,7 @@ pub mod ingest;
 pub mod keycache;
 pub mod metrics;
 pub mod openapi;
+pub mod playback;
 pub mod quota;
 pub mod rate_limit;
 pub mod readiness;
@@ -55,6 +56,13 @@ pub async fn serve(config: ApiConfig) -> Result<(), Box<dyn std::error::Error>> 
              (see docs/WEBHOOKS.md)"
         );
     }
+    let links = Arc::new(playback::LinkSigner::new(&config.links));
+    if links.ephemeral {
+        tracing::warn!(
+            "MEDIAQ_LINK_KEY is not set: playback links are signed with a random key of this process, so they \
+             open only on this API process and until it restarts"
+        );
+    }
     let keys = keycache::KeyCache::new(config.key_cache_ttl);
     tokio::spawn(keys.clone().listen(pool.clone()));
     #[cfg(feature = "bench-no-auth")]
@@ -74,6 +82,7 @@ pub async fn serve(config: ApiConfig) -> Result<(), Box<dyn std::error::Error>> 
         rate_limits,
         webhooks,
         keys,
+        links,
         metrics,
         uploads,
         upload_hashes: Arc::default(),

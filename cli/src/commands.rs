@@ -48,6 +48,7 @@ pub async fn run(client: &Client, ui: &Ui, command: Command) -> Result<(), Failu
             }
             Ok(())
         }
+        Command::Url { id, expires_in, poster } => crate::link::print(client, ui, &id, expires_in, poster).await,
         Command::Cancel { id } => {
             let job = client.json(Method::DELETE, &format!("/v1/jobs/{}", wait::check_id(&id)?)).await?;
             print_job(ui, &job);

@@ -7,6 +7,7 @@
 
 mod client;
 mod commands;
+mod link;
 mod transfer;
 mod ui;
 mod wait;
@@ -59,6 +60,16 @@ enum Command {
         id: String,
         #[arg(short = 'o', long)]
         output: Option<PathBuf>,
+    },
+    /// Print a signed link that plays the job's MP4 without any credential (a browser, a player).
+    Url {
+        id: String,
+        /// Seconds the link stays valid (default: the server's, 1 hour).
+        #[arg(long)]
+        expires_in: Option<u64>,
+        /// Link to the poster (JPEG) instead of the MP4.
+        #[arg(long)]
+        poster: bool,
     },
     /// Cancel a job (or delete a finished job's files).
     Cancel { id: String },

@@ -25,7 +25,7 @@ const out = env('MEDIAQ_OUT');
 const executablePath = env('MEDIAQ_CHROMIUM', '/usr/bin/chromium');
 mkdirSync(out, { recursive: true });
 
-const observations = { scenario, console: [], cspViolations: [], requests: [], checks: [] };
+const observations = { scenario, console: [], cspViolations: [], requests: [], playRequests: [], checks: [] };
 let shot = 0;
 
 function check(ok, what) {
@@ -83,7 +83,23 @@ async function expectPlayableMp4(page, saveAs, index = 0, expected = Number(env(
     src: v.currentSrc,
   }));
   observations.player = player;
-  check(player.src.startsWith('blob:'), 'the player plays a blob: URL (no credential in any URL)');
+  // The player streams the job's signed playback link (never a blob of a download made with the
+  // credential): /v1/play/{job}.{expires}.{key id}.{signature}/output.mp4 on this origin, fetched
+  // by the media element itself with Range requests.
+  const origin = new URL(pageUrl).origin;
+  const signed = /^\/v1\/play\/[0-9a-f-]{36}\.[1-9][0-9]*\.[0-9a-f]{16}\.[A-Za-z0-9_-]{43}\/output\.mp4$/;
+  check(player.src.startsWith(origin) && signed.test(player.src.slice(origin.length)),
+    `the player's src is the signed link (${player.src})`);
+  check(!/mqt?_/.test(player.src), 'no credential in the link');
+  check(!observations.requests.some((r) => /\/v1\/jobs\/[^/]+\/output/.test(r)), 'the MP4 is never downloaded with the credential');
+  const ranged = observations.playRequests.filter((r) => r.url === player.src && r.range);
+  check(ranged.length > 0, `the player asked for ranges of the link (${JSON.stringify(observations.playRequests)})`);
+  // It plays: time advances (muted, so no user gesture is needed).
+  await row.locator('.player').evaluate((v) => { v.muted = true; return v.play(); });
+  await page.waitForFunction((i) => document.querySelectorAll('#queue .row .player')[i].currentTime > 0.5, index, {
+    timeout: 20_000,
+  });
+  observations.played = await row.locator('.player').evaluate((v) => v.currentTime);
   const tolerance = Number(process.env.MEDIAQ_DURATION_TOLERANCE ?? '0.3');
   check(Math.abs(player.duration - expected) <= tolerance, `duration ${player.duration} is ${expected} ± ${tolerance}`);
   await screenshot(page, 'converted');
@@ -285,6 +301,11 @@ try {
     observations.responses.push({ method: r.request().method(), url: r.url(), status: r.status(), at: Date.now() });
   });
   page.on('request', (r) => observations.requests.push(`${r.method()} ${r.url().replace(/#.*/, '')}`));
+  page.on('request', async (r) => {
+    if (!r.url().includes('/v1/play/')) return;
+    const headers = await r.allHeaders();
+    observations.playRequests.push({ url: r.url(), range: headers.range ?? null });
+  });
   await page.goto(pageUrl, { waitUntil: 'load' });
   await page.waitForFunction(() => document.documentElement.dataset.ready === 'true');
   await screenshot(page, 'loaded');
@@ -297,7 +318,7 @@ try {
   else if (scenario === 'resume') await resumeScenario(page);
   else throw new Error(`unknown scenario ${scenario}`);
 
-  // No request left this origin (assets are embedded; media is fetched into blobs).
+  // No request left this origin (assets are embedded; media plays from this origin's signed links).
   const origin = new URL(pageUrl).origin;
   const foreign = observations.requests.filter((r) => !r.split(' ')[1].startsWith(origin) && !/ (blob|data):/.test(r));
   check(foreign.length === 0, `no external requests (${foreign.join(', ')})`);

@@ -114,15 +114,25 @@ async fn a_webm_picked_on_a_token_link_uploads_converts_plays_and_downloads() {
     );
     assert_mp4(&out.join("upload.mp4"), 2.0, 0.2);
     assert_eq!(observations["download"], "browser_clip_2s.mp4");
-    // The job was made with the token, and the token downloaded it.
-    let (job_id, actor): (uuid::Uuid, String) = sqlx::query_as(
-        "SELECT j.id, a.actor FROM upload_tokens t JOIN jobs j ON j.id = t.job_id
-         JOIN audit_events a ON a.job_id = j.id AND a.action = 'job.downloaded'",
-    )
-    .fetch_one(env.pool())
-    .await
-    .unwrap();
-    assert!(actor.starts_with("token:"), "downloaded by {actor} (job {job_id})");
+    // The job was made with the token; the page played (and downloaded) it through the job's
+    // signed link, issued for the key that minted the token: one audit row for this viewer.
+    let (job_id, key_id): (uuid::Uuid, String) =
+        sqlx::query_as("SELECT j.id, t.api_key_id FROM upload_tokens t JOIN jobs j ON j.id = t.job_id")
+            .fetch_one(env.pool())
+            .await
+            .unwrap();
+    let src = observations["player"]["src"].as_str().unwrap();
+    let prefix = format!("{}/v1/play/{job_id}.", api.base_url);
+    assert!(src.starts_with(&prefix) && src.ends_with("/output.mp4"), "{src}");
+    assert!(src.contains(&format!(".{key_id}.")), "signed for the key behind the token: {src}");
+    let actors: Vec<String> =
+        sqlx::query_scalar("SELECT actor FROM audit_events WHERE job_id = $1 AND action = 'job.downloaded'")
+            .bind(job_id)
+            .fetch_all(env.pool())
+            .await
+            .unwrap();
+    assert_eq!(actors, [format!("link:{key_id}@127.0.0.1")], "one row per viewer and window");
+    assert!(observations["played"].as_f64().unwrap() > 0.5, "{observations}");
 }
 
 /// Five seconds from Chromium's fake camera and microphone, sent while they are recorded (tus,

@@ -3,8 +3,8 @@
 
 use mediaq_e2e::TestEnv;
 
-const PAGE_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; \
-                        media-src 'self' blob:; connect-src 'self'; form-action 'none'; frame-ancestors 'none'; \
+const PAGE_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+                        media-src 'self'; connect-src 'self'; form-action 'none'; frame-ancestors 'none'; \
                         base-uri 'none'";
 
 #[tokio::test]

@@ -55,6 +55,9 @@ pub fn every_error() -> Vec<ApiError> {
         ApiError::UploadOffsetMismatch(0),
         ApiError::UploadLengthExceeded(0),
         ApiError::UploadClosed("the job failed".into()),
+        ApiError::LinkInvalid,
+        ApiError::LinkExpired,
+        ApiError::LinkRevoked,
         ApiError::Internal("internal".into()),
     ];
     for e in &all {
@@ -72,6 +75,9 @@ fn listed(e: &ApiError) {
         | ApiError::UploadOffsetMismatch(_)
         | ApiError::UploadLengthExceeded(_)
         | ApiError::UploadClosed(_)
+        | ApiError::LinkInvalid
+        | ApiError::LinkExpired
+        | ApiError::LinkRevoked
         | ApiError::BodyTooLarge(_)
         | ApiError::UploadTooSlow(_)
         | ApiError::TooManyUploads(_)

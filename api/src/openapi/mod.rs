@@ -36,6 +36,8 @@ use crate::routes;
         routes::jobs::cancel,
         routes::jobs::output,
         routes::jobs::poster,
+        routes::jobs::links,
+        routes::play::play,
         routes::uploads::discover,
         routes::uploads::create,
         routes::uploads::status,
@@ -75,7 +77,10 @@ use crate::routes;
 struct Annotated;
 
 /// Response schemas' fields that the server leaves out (rather than sending `null`) when empty.
-pub const ABSENT_WHEN_EMPTY: [(&str, &str); 2] = [("WebhookEndpointCreated", "secret"), ("Readiness", "error")];
+/// `JobLinks.play` is in the API's job bodies (`null` when there is nothing to play), never in
+/// webhook events (a signed link belongs to a caller).
+pub const ABSENT_WHEN_EMPTY: [(&str, &str); 3] =
+    [("WebhookEndpointCreated", "secret"), ("Readiness", "error"), ("JobLinks", "play")];
 
 /// Schemas of request bodies (their optional fields stay optional).
 const REQUEST_SCHEMAS: [&str; 3] = ["UploadTokenRequest", "CreateWebhook", "UploadForm"];

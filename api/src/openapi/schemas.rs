@@ -83,6 +83,22 @@ pub struct JobLinks {
     pub output: Option<String>,
     /// `/v1/jobs/{id}/poster` when the succeeded job has a poster (video jobs; null for audio only).
     pub poster: Option<String>,
+    /// Signed links for the caller that play without any header (`GET /v1/jobs/{id}` and
+    /// `GET /v1/jobs`; null until the job has succeeded; never in webhook events).
+    pub play: Option<PlayLinks>,
+}
+
+/// Signed playback links (paths relative to the API's address): each opens one file of one
+/// job without any header until `expires_at`, and only while the key that asked for it is
+/// not revoked.
+#[derive(ToSchema)]
+pub struct PlayLinks {
+    /// `/v1/play/{token}/output.mp4`: the MP4, with Range (for `<video src>`).
+    pub output: String,
+    /// `/v1/play/{token}/poster.jpg`: the poster; null when the job has none.
+    pub poster: Option<String>,
+    #[schema(format = DateTime)]
+    pub expires_at: String,
 }
 
 /// A conversion job. Poll `GET /v1/jobs/{id}` (honour `Retry-After`, send `If-None-Match`) until

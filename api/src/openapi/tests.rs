@@ -98,8 +98,12 @@ fn operations_are_complete() {
             if let Some(body) = op.get("requestBody") {
                 assert!(method != "get" && body["content"].is_object(), "{method} {path} has a well-formed body");
             }
-            // tus discovery (OPTIONS) is open to anyone, as the protocol wants.
-            if path.starts_with("/v1/") && method != "options" {
+            // tus discovery (OPTIONS) is open to anyone, as the protocol wants; a signed playback
+            // link is its own credential (it needs no header, and refuses with 403 link_*).
+            if path.starts_with("/v1/play/") {
+                assert!(op.get("security").is_none(), "{method} {path} needs no header");
+                assert!(op["responses"]["403"]["$ref"].is_string(), "{method} {path} documents 403");
+            } else if path.starts_with("/v1/") && method != "options" {
                 assert!(op["security"][0]["bearer"].is_array(), "{method} {path} names its credential");
                 for status in ["401", "429", "503"] {
                     assert!(op["responses"][status]["$ref"].is_string(), "{method} {path} documents {status}");

@@ -7,6 +7,7 @@ pub mod health;
 pub mod jobs;
 pub mod metrics;
 pub mod page;
+pub mod play;
 pub mod tokens;
 pub mod uploads;
 pub mod webhooks;
@@ -28,6 +29,7 @@ pub fn router() -> Router<AppState> {
         .merge(health::router())
         .merge(metrics::router())
         .merge(page::router())
+        .merge(play::router())
         .route("/openapi.json", get(crate::openapi::serve))
 }
 

@@ -26,10 +26,10 @@ const SCRIPTS: [(&str, &str); 4] = [
 const MAX_UPLOAD_PLACEHOLDER: &str = "{{MAX_UPLOAD_BYTES}}";
 
 /// The document's policy: its own script and style files only (nothing inline), media and
-/// images from blob: URLs (the converted MP4 is fetched with the bearer header into a Blob),
-/// requests to this origin only.
-pub const PAGE_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; \
-                            media-src 'self' blob:; connect-src 'self'; form-action 'none'; \
+/// images from this origin only (the converted MP4 and its poster play through their signed
+/// links, `/v1/play/...`, never through blob: URLs), requests to this origin only.
+pub const PAGE_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+                            media-src 'self'; connect-src 'self'; form-action 'none'; \
                             frame-ancestors 'none'; base-uri 'none'";
 /// Recording needs the camera and the microphone, for this origin only.
 pub const PAGE_PERMISSIONS: &str = "camera=(self), microphone=(self), geolocation=(), interest-cohort=()";

@@ -50,17 +50,21 @@ pub async fn create<'e>(
 /// Looks a key up and checks its secret in constant time. `None`: unknown, revoked or wrong.
 /// Returns the stored hash too, for the API's cache of verified keys.
 pub async fn lookup(pool: &PgPool, credential: &Credential) -> Result<Option<(Authenticated, Vec<u8>)>, sqlx::Error> {
-    let row = sqlx::query!(
-        "SELECT owner, scopes, secret_sha256 FROM api_keys WHERE id = $1 AND revoked_at IS NULL",
-        credential.id,
-    )
-    .fetch_optional(pool)
-    .await?;
-    let Some(row) = row.filter(|r| credential.matches(&r.secret_sha256)) else {
-        return Ok(None);
-    };
-    let scopes = row.scopes.iter().filter_map(|s| Scope::parse(s).ok()).collect();
-    Ok(Some((Authenticated { id: credential.id.clone(), owner: row.owner, scopes }, row.secret_sha256)))
+    let found = find_active(pool, &credential.id).await?;
+    Ok(found.filter(|(_, hash)| credential.matches(hash)))
+}
+
+/// The key `id` if it exists and is not revoked, with its stored hash (for the API's cache): a
+/// signed playback link names the key that issued it and opens only while that key is active.
+pub async fn find_active(pool: &PgPool, id: &str) -> Result<Option<(Authenticated, Vec<u8>)>, sqlx::Error> {
+    let row =
+        sqlx::query!("SELECT owner, scopes, secret_sha256 FROM api_keys WHERE id = $1 AND revoked_at IS NULL", id,)
+            .fetch_optional(pool)
+            .await?;
+    Ok(row.map(|r| {
+        let scopes = r.scopes.iter().filter_map(|s| Scope::parse(s).ok()).collect();
+        (Authenticated { id: id.to_owned(), owner: r.owner, scopes }, r.secret_sha256)
+    }))
 }
 
 /// Records that a key was used: at most one write a minute per key, so polling stays read-only.

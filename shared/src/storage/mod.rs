@@ -245,6 +245,18 @@ impl Storage {
         }
     }
 
+    /// A URL that reads `key` without credentials for `expires_in`: S3 only (`None` on local disk).
+    pub async fn presigned_get(
+        &self,
+        key: &str,
+        expires_in: std::time::Duration,
+    ) -> Result<Option<String>, StorageError> {
+        match &self.backend {
+            Backend::Local(_) => Ok(None),
+            Backend::S3(s) => s.presign_get(key, expires_in).await.map(Some),
+        }
+    }
+
     /// Size and modification time of `key`.
     pub async fn head(&self, key: &str) -> Result<(u64, SystemTime), StorageError> {
         match &self.backend {

@@ -5,8 +5,11 @@ use std::{ops::Range, path::Path, sync::Arc, time::Duration, time::SystemTime};
 
 use futures_util::{StreamExt, TryStreamExt};
 use object_store::{
-    aws::AmazonS3Builder, path::Path as ObjectPath, prefix::PrefixStore, ClientOptions, GetOptions, GetRange,
-    ObjectStore, RetryConfig, WriteMultipart,
+    aws::{AmazonS3, AmazonS3Builder},
+    path::Path as ObjectPath,
+    prefix::PrefixStore,
+    signer::Signer,
+    ClientOptions, GetOptions, GetRange, ObjectStore, RetryConfig, WriteMultipart,
 };
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
@@ -24,6 +27,9 @@ const READY_KEY: &str = ".mediaq-ready";
 #[derive(Clone)]
 pub struct S3 {
     store: Arc<dyn ObjectStore>,
+    /// The unprefixed client, for presigned URLs (`Signer` does not pass through `PrefixStore`).
+    signer: AmazonS3,
+    prefix: ObjectPath,
     url: String,
 }
 
@@ -52,13 +58,21 @@ impl S3 {
             builder = builder.with_endpoint(endpoint);
         }
         let s3 = builder.build().map_err(|e| StorageError::Config(format!("cannot set up the S3 client: {e}")))?;
+        let signer = s3.clone();
         let store: Arc<dyn ObjectStore> = if config.prefix.is_empty() {
             Arc::new(s3)
         } else {
             Arc::new(PrefixStore::new(s3, config.prefix.as_str()))
         };
         let url = format!("s3://{}/{}", config.bucket, config.prefix);
-        Ok(Self { store, url })
+        Ok(Self { store, signer, prefix: ObjectPath::from(config.prefix.as_str()), url })
+    }
+
+    /// A presigned GET URL of `key`, valid for `expires_in` (SigV4 query parameters; computed
+    /// locally, nothing is sent).
+    pub async fn presign_get(&self, key: &str, expires_in: Duration) -> Result<String, StorageError> {
+        let path = ObjectPath::from_iter(self.prefix.parts().chain(ObjectPath::from(key).parts()));
+        Ok(self.signer.signed_url(http::Method::GET, &path, expires_in).await?.to_string())
     }
 
     pub fn describe(&self) -> String {

@@ -54,6 +54,7 @@ pub async fn list(
     for job in &page {
         let mut view = job_view::to_json(job, &[]);
         job_view::set_queue(&mut view, super::line::queue_view(&state, job).await?);
+        super::add_play_links(&state, &caller, job, &mut view);
         items.push(view);
     }
     let mut response = Json(json!({ "jobs": items, "next_cursor": next_cursor })).into_response();

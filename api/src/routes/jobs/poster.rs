@@ -7,7 +7,7 @@ use axum::{
     http::{header, HeaderMap, HeaderValue, Method, StatusCode},
     response::{IntoResponse, Response},
 };
-use mediaq_shared::{apikey::Scope, JobStatus};
+use mediaq_shared::{apikey::Scope, Job, JobStatus};
 
 use crate::routes::JobIdPath;
 use crate::{app::AppState, auth::Caller, error::ApiError, etag};
@@ -37,6 +37,16 @@ pub async fn poster(
 ) -> Result<Response, ApiError> {
     caller.require(Scope::JobsRead)?;
     let job = crate::routes::visible_job(&state, &caller, id.0).await?;
+    serve_poster(&state, &job, &method, &headers).await
+}
+
+/// The poster of `job`, whoever asked (an authorized caller, a signed link).
+pub async fn serve_poster(
+    state: &AppState,
+    job: &Job,
+    method: &Method,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
     if job.files_deleted_at.is_some() {
         return Err(ApiError::OutputGone);
     }
@@ -62,7 +72,7 @@ pub async fn poster(
             }
             other => other?,
         };
-        let body = if method == Method::HEAD { Body::empty() } else { Body::from_stream(fetched.body) };
+        let body = if *method == Method::HEAD { Body::empty() } else { Body::from_stream(fetched.body) };
         let mut response = body.into_response();
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("image/jpeg"));

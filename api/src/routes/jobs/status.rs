@@ -43,6 +43,7 @@ pub async fn status(
     let history = attempts::list(&state.pool, id.0).await?;
     let mut view = job_view::to_json(&job, &history);
     job_view::set_queue(&mut view, super::line::queue_view(&state, &job).await?);
+    super::add_play_links(&state, &caller, &job, &mut view);
     let (body, etag) = etag::body_and_etag(&view);
     let not_modified = header_str(&headers, header::IF_NONE_MATCH).is_some_and(|h| etag::if_none_match_hits(h, &etag));
     let mut response = if not_modified {
