@@ -113,3 +113,56 @@ async fn a_tus_upload_of_a_chrome_mp4_recording_converts() {
     assert_eq!(job["input"]["content_type"], "video/mp4", "{job}");
     assert_eq!(job["output"]["video_codec"], "h264");
 }
+
+/// 8 s fragmented MP4s with a keyframe (so a fragment) a second, as the recorders send them.
+#[rustfmt::skip]
+const CHROME_LIVE: Recipe = Recipe { name: "chrome_vp9_opus_live_8s.mp4", parts: &[], args: &[
+    "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
+    "-t", "8", "-c:v", "libvpx-vp9", "-deadline", "realtime", "-cpu-used", "8", "-b:v", "1M", "-g", "30",
+    "-c:a", "libopus", "-movflags", FRAG, "-f", "mp4",
+]};
+#[rustfmt::skip]
+const SAFARI_LIVE: Recipe = Recipe { name: "safari_h264_aac_live_8s.mp4", parts: &[], args: &[
+    "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
+    "-t", "8", "-c:v", "libx264", "-preset", "ultrafast", "-bf", "0", "-g", "30", "-c:a", "aac", "-ac", "2",
+    "-ar", "48000", "-movflags", FRAG, "-f", "mp4",
+]};
+
+/// Sends the recording through tus with its length deferred, one part a second, and checks that
+/// it converts while it arrives (processing before the last part, done shortly after it).
+async fn send_live(api: &mediaq_e2e::Api, recipe: &Recipe, dir: &Path) {
+    let bytes = fixtures::bytes(recipe);
+    let mut upload = TusUpload::create_typed(api, None, "video/mp4").await;
+    let parts = slices(&bytes, 8);
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    for (i, part) in parts.iter().enumerate() {
+        tick.tick().await;
+        if i + 1 == parts.len() {
+            let job = api.job(&upload.id).await;
+            assert_eq!(job["status"], "processing", "{}: converting before the last part: {job}", recipe.name);
+            upload.append_last(part).await;
+        } else {
+            upload.append(part).await;
+        }
+    }
+    let last_byte = std::time::Instant::now();
+    let (_, job) = api.wait_terminal(&upload.id, Duration::from_secs(60)).await;
+    assert_eq!(job["status"], "succeeded", "{}: {job}", recipe.name);
+    assert!(last_byte.elapsed() < Duration::from_secs(6), "{}: {:?} after the last byte", recipe.name, last_byte.elapsed());
+    let out = output_probe(api, &upload.id, dir).await;
+    let input = probe::ffprobe(&fixtures::path(recipe));
+    assert!((probe::duration(&out) - probe::duration(&input)).abs() <= 0.1, "{}: {out}", recipe.name);
+    assert_eq!(probe::stream(&out, "audio").unwrap()["codec_name"], "aac");
+}
+
+/// Item 4: fragmented MP4 arriving through tus converts while it arrives, as WebM does.
+#[tokio::test]
+async fn fragmented_mp4_recordings_convert_while_they_arrive() {
+    let env = TestEnv::new().await;
+    let api = env.api().await;
+    let _worker = env.worker().await;
+    let dir = tempfile::tempdir().unwrap();
+    // One after the other: the worker runs one job at a time (MEDIAQ_WORKER_CONCURRENCY).
+    send_live(&api, &CHROME_LIVE, dir.path()).await;
+    send_live(&api, &SAFARI_LIVE, dir.path()).await;
+}
