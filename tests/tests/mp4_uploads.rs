@@ -69,7 +69,8 @@ async fn mp4_and_mov_recordings_upload_and_convert() {
     let _worker = env.worker().await;
     let dir = tempfile::tempdir().unwrap();
 
-    let chrome = id_of(api.upload(fixtures::bytes(&CHROME_MP4), "video/mp4;codecs=vp9,opus", Some("rec.mp4")).await).await;
+    let chrome =
+        id_of(api.upload(fixtures::bytes(&CHROME_MP4), "video/mp4;codecs=vp9,opus", Some("rec.mp4")).await).await;
     let safari = id_of(api.upload_form(fixtures::bytes(&SAFARI_MP4), "recording.mp4", "video/mp4").await).await;
     let phone = rotated(&fixtures::bytes(&PHONE_MOV));
     let phone = id_of(api.upload(phone, "video/quicktime", Some("IMG_0001.MOV")).await).await;
@@ -79,13 +80,18 @@ async fn mp4_and_mov_recordings_upload_and_convert() {
     let (status, code, _) = mediaq_e2e::error_code(api.upload(heif, "video/mp4", Some("p.mp4")).await).await;
     assert_eq!((status, code.as_str()), (415, "not_webm"));
 
-    for (id, content_type, video_path) in
-        [(&chrome, "video/mp4", "transcoded"), (&safari, "video/mp4", "remuxed"), (&phone, "video/quicktime", "transcoded")]
-    {
+    for (id, content_type, video_path) in [
+        (&chrome, "video/mp4", "transcoded"),
+        (&safari, "video/mp4", "remuxed"),
+        (&phone, "video/quicktime", "transcoded"),
+    ] {
         let (_, job) = api.wait_terminal(id, Duration::from_secs(120)).await;
         assert_eq!(job["status"], "succeeded", "{job}");
         assert_eq!(job["input"]["content_type"], content_type, "{job}");
-        assert_eq!((job["output"]["video_codec"].as_str(), job["output"]["audio_codec"].as_str()), (Some("h264"), Some("aac")));
+        assert_eq!(
+            (job["output"]["video_codec"].as_str(), job["output"]["audio_codec"].as_str()),
+            (Some("h264"), Some("aac"))
+        );
         assert_eq!(job["output"]["video_path"], video_path, "{job}");
         let out = output_probe(&api, id, dir.path()).await;
         assert!((probe::duration(&out) - 2.0).abs() <= 0.1, "{id}: {out}");
@@ -148,7 +154,12 @@ async fn send_live(api: &mediaq_e2e::Api, recipe: &Recipe, dir: &Path) {
     let last_byte = std::time::Instant::now();
     let (_, job) = api.wait_terminal(&upload.id, Duration::from_secs(60)).await;
     assert_eq!(job["status"], "succeeded", "{}: {job}", recipe.name);
-    assert!(last_byte.elapsed() < Duration::from_secs(6), "{}: {:?} after the last byte", recipe.name, last_byte.elapsed());
+    assert!(
+        last_byte.elapsed() < Duration::from_secs(6),
+        "{}: {:?} after the last byte",
+        recipe.name,
+        last_byte.elapsed()
+    );
     let out = output_probe(api, &upload.id, dir).await;
     let input = probe::ffprobe(&fixtures::path(recipe));
     assert!((probe::duration(&out) - probe::duration(&input)).abs() <= 0.1, "{}: {out}", recipe.name);

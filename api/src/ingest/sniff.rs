@@ -18,15 +18,8 @@ pub const HEAD_LEN: usize = 4096;
 
 /// Content types a client may declare for an upload (what `MediaRecorder` labels its output, and
 /// what browsers name MP4/MOV files).
-const MEDIA_TYPES: [&str; 7] = [
-    "video/webm",
-    "audio/webm",
-    "video/x-matroska",
-    "audio/x-matroska",
-    "video/mp4",
-    "audio/mp4",
-    "video/quicktime",
-];
+const MEDIA_TYPES: [&str; 7] =
+    ["video/webm", "audio/webm", "video/x-matroska", "audio/x-matroska", "video/mp4", "audio/mp4", "video/quicktime"];
 /// Extensions an upload's filename may have.
 const EXTENSIONS: [&str; 8] = ["webm", "weba", "mkv", "mka", "mp4", "m4v", "m4a", "mov"];
 /// EBML DocTypes accepted: WebM, and Matroska (Chrome's H.264 recordings).

@@ -7,9 +7,8 @@
 /// Brands of the `ftyp` box accepted (major or compatible): ISO base media, MP4, QuickTime,
 /// Apple's M4V/M4A, fragmented-MP4 and DASH profiles, and the 3GPP ones Android cameras write.
 const BRANDS: [&[u8; 4]; 24] = [
-    b"isom", b"iso2", b"iso3", b"iso4", b"iso5", b"iso6", b"iso8", b"iso9", b"mp41", b"mp42", b"avc1",
-    b"M4V ", b"M4VP", b"M4A ", b"qt  ", b"dash", b"msdh", b"msix", b"cmfc", b"cmf2", b"3gp4", b"3gp5",
-    b"3gp6", b"mmp4",
+    b"isom", b"iso2", b"iso3", b"iso4", b"iso5", b"iso6", b"iso8", b"iso9", b"mp41", b"mp42", b"avc1", b"M4V ",
+    b"M4VP", b"M4A ", b"qt  ", b"dash", b"msdh", b"msix", b"cmfc", b"cmf2", b"3gp4", b"3gp5", b"3gp6", b"mmp4",
 ];
 /// Boxes a file may start with instead of `ftyp`: a QuickTime file without one begins with its
 /// movie box or with padding before it (`wide`, `free`, `skip`).

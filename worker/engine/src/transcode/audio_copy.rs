@@ -50,7 +50,13 @@ impl AudioCopy {
         let time_base = stream.time_base();
         // Where the first sample is presented (the stream's start leaves the priming out).
         let start_s = (input::start_time(stream) - offset) as f64 * f64::from(time_base);
-        Self { track: muxer.add_track(), ready: Some((stream.parameters(), start_s)), time_base, offset, last_dts: None }
+        Self {
+            track: muxer.add_track(),
+            ready: Some((stream.parameters(), start_s)),
+            time_base,
+            offset,
+            last_dts: None,
+        }
     }
 
     /// Copies one packet into the MP4.

@@ -115,8 +115,7 @@ pub fn run(job: &Conversion, sink: &mut EventSink) -> Result<MediaFacts> {
     progress.start(sink).map_err(stdout_closed)?;
 
     let keeps_dts = input::is_isobmff(&input);
-    let copy =
-        !stream && selection.video.and_then(|i| input.stream(i)).is_some_and(|s| remux::eligible(&s, keeps_dts));
+    let copy = !stream && selection.video.and_then(|i| input.stream(i)).is_some_and(|s| remux::eligible(&s, keeps_dts));
     let mut done = None;
     let mut selection = selection;
     if copy {
@@ -295,7 +294,13 @@ fn convert(
             Some(if audio_copy::eligible(&stream) {
                 AudioTrack::Copy(AudioCopy::new(&stream, offset_in(i), muxer))
             } else {
-                AudioTrack::Transcode(AudioPipeline::new(&stream, offset_in(i), &job.settings.threads, &job.limits, muxer)?)
+                AudioTrack::Transcode(AudioPipeline::new(
+                    &stream,
+                    offset_in(i),
+                    &job.settings.threads,
+                    &job.limits,
+                    muxer,
+                )?)
             })
         }
         None => None,
