@@ -68,13 +68,14 @@ export function describeApiError(code, message, ctx) {
         + 'Choose a shorter or smaller video.');
     }
     case 'unsupported_media_type':
-      return final(`${name} is not a WebM video. `
-        + 'Only WebM videos (.webm) can be converted: choose one, or record a video here.');
+      return final(`${name} is not a WebM or MP4 video. `
+        + 'Only WebM, MP4 and MOV videos can be converted: choose one, or record a video here.');
     case 'not_webm':
-      return final(`${name} is not a WebM video: its contents are another format. `
-        + 'Only WebM videos (.webm) can be converted: choose one, or record a video here.');
+      return final(`${name} is not a WebM or MP4 video: its contents are another format. `
+        + 'Only WebM, MP4 and MOV videos can be converted: choose one, or record a video here.');
     case 'extension_mismatch':
-      return final(`${name} is not a WebM video: only files whose names end in .webm or .weba are accepted.`);
+      return final(`${name} is not a WebM or MP4 video: only files whose names end in .webm, .weba, .mkv, .mka, `
+        + '.mp4, .m4v, .m4a or .mov are accepted.');
     case 'empty_upload':
       return final(`${name} is empty. Choose another file.`);
     case 'missing_file':
@@ -178,8 +179,9 @@ function limitFrom(message) {
 
 const FAILURES = {
   invalid_media: [false, 'the file could not be read as a video: it is damaged, or has neither picture nor sound'],
-  unsupported_codec: [false, 'the video inside the WebM file uses a format that cannot be converted '
-    + '(only VP8, VP9 or AV1 video with Opus or Vorbis sound can)'],
+  unsupported_codec: [false, 'the video inside the file uses a format that cannot be converted '
+    + '(only VP8, VP9, AV1, H.264 or HEVC video with Opus, Vorbis, AAC or PCM sound can)'],
+  damaged_input: [false, 'most of the file is damaged: too little of it could be read to make a video of it'],
   dimensions_exceeded: [false, 'the picture is wider or taller than the service allows'],
   pixels_exceeded: [false, 'the picture has more pixels than the service allows'],
   duration_exceeded: [false, 'the video is longer than the service allows'],

@@ -13,6 +13,9 @@ pub enum FailureCode {
     InvalidMedia,
     /// The file holds audio/video, but in a codec this service does not accept.
     UnsupportedCodec,
+    /// Most of the file is unreadable: bytes the demuxer skipped or the decoders refused (noise,
+    /// corruption). A recording merely cut short is not this: it converts what it holds.
+    DamagedInput,
     /// libav failed while decoding, filtering, encoding or writing (or the child broke its protocol).
     TranscodeError,
     /// The video's width or height is over the limit.
@@ -50,9 +53,10 @@ pub enum FailureCode {
 
 impl FailureCode {
     /// Every code, in the order above.
-    pub const ALL: [FailureCode; 18] = [
+    pub const ALL: [FailureCode; 19] = [
         Self::InvalidMedia,
         Self::UnsupportedCodec,
+        Self::DamagedInput,
         Self::TranscodeError,
         Self::DimensionsExceeded,
         Self::PixelsExceeded,
@@ -75,6 +79,7 @@ impl FailureCode {
         match self {
             Self::InvalidMedia => "invalid_media",
             Self::UnsupportedCodec => "unsupported_codec",
+            Self::DamagedInput => "damaged_input",
             Self::TranscodeError => "transcode_error",
             Self::DimensionsExceeded => "dimensions_exceeded",
             Self::PixelsExceeded => "pixels_exceeded",
@@ -105,6 +110,7 @@ impl FailureCode {
             self,
             Self::InvalidMedia
                 | Self::UnsupportedCodec
+                | Self::DamagedInput
                 | Self::TranscodeError
                 | Self::DimensionsExceeded
                 | Self::PixelsExceeded

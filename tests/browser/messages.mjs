@@ -39,7 +39,7 @@ const tooLarge = m.describeApiError('payload_too_large', 'the upload is larger t
 if (!tooLarge.text.includes('1 MiB') || tooLarge.retry) problems.push(`too large: ${tooLarge.text}`);
 const limited = m.describeApiError('rate_limited', 'too many requests', ctx);
 if (!limited.text.includes('30 seconds') || !limited.retry) problems.push(`rate limited: ${limited.text}`);
-if (!m.describeApiError('not_webm', 'x', ctx).text.includes('is not a WebM video')) problems.push('not_webm');
+if (!m.describeApiError('not_webm', 'x', ctx).text.includes('is not a WebM or MP4 video')) problems.push('not_webm');
 
 console.log(JSON.stringify({ apiCodes: apiCodes.length, failureCodes: failureCodes.length, problems }));
 if (apiCodes.length < 20 || failureCodes.length < 15) problems.push('the README sections were not found whole');

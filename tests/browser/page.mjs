@@ -219,7 +219,7 @@ async function pngScenario(page) {
   });
   const status = await page.locator('#queue .row-status').first().textContent();
   observations.status = status;
-  check(/is not a WebM video/.test(status), `the "not a WebM" sentence is shown: ${status}`);
+  check(/is not a WebM or MP4 video/.test(status), `the "not a WebM" sentence is shown: ${status}`);
   check(await page.locator('#queue .retry').first().isHidden(), 'no retry for a file that can never be converted');
   check(await page.locator('#queue .row-status').first().getAttribute('aria-live') === 'polite', 'row status is announced');
   await expectPlayableMp4(page, 'second.mp4', 1);

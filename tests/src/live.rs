@@ -24,13 +24,14 @@ impl TusUpload {
         Self::create_typed(api, length, "video/webm").await
     }
 
-    /// [`Self::create`] with another `filetype`: `video/webm` or `video/x-matroska` (Chrome's
-    /// H.264 recordings).
+    /// [`Self::create`] with another `filetype`: `video/webm`, `video/x-matroska` (Chrome's
+    /// H.264 recordings) or `video/mp4`.
     pub async fn create_typed(api: &Api, length: Option<u64>, filetype: &str) -> Self {
         // Upload-Metadata values are base64: "recording.webm", then the type.
         let filetype = match filetype {
             "video/webm" => "dmlkZW8vd2VibQ==",
             "video/x-matroska" => "dmlkZW8veC1tYXRyb3NrYQ==",
+            "video/mp4" => "dmlkZW8vbXA0",
             other => panic!("no base64 spelling here for {other}"),
         };
         let mut request = api

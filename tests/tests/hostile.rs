@@ -46,7 +46,8 @@ fn hostile_files() -> Vec<(&'static str, Vec<u8>)> {
             b"#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:10,\nfile:///etc/passwd\n#EXT-X-ENDLIST\n".to_vec(),
         ),
         ("concat-list", b"ffconcat version 1.0\nfile /etc/passwd\nfile 'http://127.0.0.1:1/x'\n".to_vec()),
-        ("mp4", fixtures::bytes(&fixtures::MP4)),
+        // ISO-BMFF with a picture's brands (HEIF): MP4/MOV recordings are accepted (issue 31), this is not.
+        ("heif", b"\0\0\0\x18ftypheic\0\0\0\0mif1heic\0\0\0\x08meta".to_vec()),
     ]
 }
 

@@ -140,7 +140,9 @@ async fn files_that_are_not_webm_are_refused_and_leave_nothing() {
     let webm = fixtures::bytes(&fixtures::VP8_VORBIS);
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
         ("png", fixtures::bytes(&fixtures::PNG), "not_webm"),
-        ("mp4", fixtures::bytes(&fixtures::MP4), "not_webm"),
+        // ISO-BMFF is accepted for MP4/MOV brands only (issue 31): a HEIF picture is not.
+        ("heif", b"\0\0\0\x18ftypheic\0\0\0\0mif1heic\0\0\0\x08meta".to_vec(), "not_webm"),
+        ("ogg", b"OggS\0\x02\0\0\0\0\0\0\0\0\x01\0\0\0\0\0\0\0\0\0\0\0\x01\x13OpusHead".to_vec(), "not_webm"),
         ("text", b"just some text, not a video at all".to_vec(), "not_webm"),
         ("html", b"<!DOCTYPE html><html><script>alert(1)</script></html>".to_vec(), "not_webm"),
         ("other doctype", b"\x1a\x45\xdf\xa3\x88\x42\x82\x85mkv3d".to_vec(), "not_webm"),
@@ -154,14 +156,14 @@ async fn files_that_are_not_webm_are_refused_and_leave_nothing() {
         let message = body["error"]["message"].as_str().unwrap();
         assert!(!message.contains(env.storage_dir().to_str().unwrap()), "no paths in errors: {message}");
     }
-    // Declared types and names must agree with the bytes.
+    // Declared types and names must be on their lists (the bytes decide between WebM and MP4).
     let (status, code, _) = error_code(api.upload(webm.clone(), "text/plain", None).await).await;
     assert_eq!((status, code.as_str()), (415, "unsupported_media_type"));
-    let (status, code, _) = error_code(api.upload(webm.clone(), "video/mp4", None).await).await;
+    let (status, code, _) = error_code(api.upload(webm.clone(), "audio/ogg", None).await).await;
     assert_eq!((status, code.as_str()), (415, "unsupported_media_type"));
     let (status, code, _) = error_code(api.upload_form(webm.clone(), "x.webm", "image/png").await).await;
     assert_eq!((status, code.as_str()), (415, "unsupported_media_type"));
-    let (status, code, _) = error_code(api.upload_form(webm.clone(), "clip.mp4", "video/webm").await).await;
+    let (status, code, _) = error_code(api.upload_form(webm.clone(), "clip.ogg", "video/webm").await).await;
     assert_eq!((status, code.as_str()), (415, "extension_mismatch"));
     let (status, code, _) = error_code(api.upload(webm, "video/webm", Some("clip.png")).await).await;
     assert_eq!((status, code.as_str()), (415, "extension_mismatch"));
@@ -336,10 +338,11 @@ async fn corpus_files_meet_the_manifest_at_upload() {
         if expected.starts_with("ACCEPT") {
             assert_eq!(status, 202, "{}: {expected}: {body}", entry.filename);
         } else {
-            // POLICY / REJECT / FAIL: WebM and Matroska (Chrome's H.264 recordings) headers are
-            // accepted here and the worker judges the codecs; anything else is refused (415).
+            // POLICY / REJECT / FAIL: WebM and Matroska (Chrome's H.264 recordings) headers, and
+            // MP4s (issue 31), are accepted here and the worker judges the codecs; anything else
+            // is refused (415).
             let accepted_doctype = matches!(entry.doc_type.trim_end_matches("\\0"), "webm" | "matroska");
-            let want = if accepted_doctype { 202 } else { 415 };
+            let want = if accepted_doctype || entry.filename.ends_with(".mp4") { 202 } else { 415 };
             assert_eq!(status, want, "{}: {expected}, DocType {:?}: {body}", entry.filename, entry.doc_type);
         }
         if status == 415 {

@@ -25,9 +25,10 @@ use prometheus_client::{
 use crate::selfcheck::LayerReport;
 
 /// Error codes that may appear as a label (the README's job failure codes, plus the worker's own).
-const CODES: [&str; 18] = [
+const CODES: [&str; 19] = [
     "invalid_media",
     "unsupported_codec",
+    "damaged_input",
     "dimensions_exceeded",
     "pixels_exceeded",
     "duration_exceeded",

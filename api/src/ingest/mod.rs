@@ -135,12 +135,7 @@ async fn receive_form(state: &AppState, limit: u64, multipart: &mut Multipart) -
         sniff::check_part_type(field.content_type())?;
         let filename = OriginalFilename::sanitize(field.file_name().unwrap_or(DEFAULT_FILENAME));
         sniff::check_extension(&filename)?;
-        let content_type = match field.content_type().map(|t| t.split(';').next().unwrap_or("").trim()) {
-            Some(t) if t.eq_ignore_ascii_case("audio/webm") => "audio/webm",
-            Some(t) if t.eq_ignore_ascii_case("video/x-matroska") => "video/x-matroska",
-            Some(t) if t.eq_ignore_ascii_case("audio/x-matroska") => "audio/x-matroska",
-            _ => "video/webm",
-        };
+        let content_type = sniff::part_type(field.content_type());
         let mut receiver = Receiver::create(&state.storage, limit).await?;
         receiver.copy_from(field, Pace::from_config(&state.config), malformed).await?;
         upload = Some(Upload { received: receiver.finish().await?, filename, content_type: content_type.to_owned() });

@@ -45,6 +45,14 @@ pub struct MediaFacts {
     /// Output only: how the video got into the MP4, "transcoded" or "remuxed" (H.264 copied).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub video_path: Option<String>,
+    /// Output only: how the audio got into the MP4, "transcoded" or "remuxed" (AAC copied).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audio_path: Option<String>,
+    /// How far players turn the stored picture to show it upright, in degrees clockwise (0, 90,
+    /// 180, 270): the input's display matrix, which the output keeps whether its video was
+    /// copied or converted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation: Option<u16>,
 }
 
 /// The sandbox layers the child applied to itself (reported first, and by `--self-test`).

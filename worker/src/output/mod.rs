@@ -114,5 +114,6 @@ fn plausible(claimed: &MediaFacts, config: &WorkerConfig) -> MediaFacts {
         video_codec: codec(&claimed.video_codec, &["h264"]),
         audio_codec: codec(&claimed.audio_codec, &["aac"]),
         video_path: codec(&claimed.video_path, &["transcoded", "remuxed"]),
+        ..MediaFacts::default()
     }
 }

@@ -1,5 +1,5 @@
-//! Opening the input: Matroska/WebM only, a local file or standard input, headers checked against the
-//! limits before bounded probing. Which streams and decoders are used is [`super::select`].
+//! Opening the input: Matroska/WebM or ISO-BMFF (MP4, fragmented MP4, MOV) only, a local file or
+//! standard input, headers checked against the limits before bounded probing. Which streams and decoders are used is [`super::select`].
 
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
@@ -18,6 +18,9 @@ use super::stdin::StdinIo;
 /// libav's own default for `max_streams`: the cap used only to count the streams of a file that
 /// failed to open under ours.
 const LIBAV_DEFAULT_MAX_STREAMS: &str = "1000";
+/// The demuxers libav may use (`format_whitelist`): Matroska/WebM, and MOV/MP4 (libav's one
+/// demuxer for ISO-BMFF, whose name lists its aliases).
+const FORMATS: &str = "matroska,webm,mov,mp4,m4a,3gp,3g2,mj2";
 
 /// Where the input comes from: a local file, or standard input (a pipe the worker feeds while
 /// the upload arrives; see [`super::stdin`]).
@@ -47,15 +50,17 @@ impl std::ops::DerefMut for Opened {
     }
 }
 
-/// Opens the input with the Matroska demuxer (never probing other formats), the `file` protocol
-/// only (no protocol at all for standard input) and bounded probing, checks the headers against
-/// `limits` (streams, dimensions, duration), then reads stream parameters. Nothing here seeks:
-/// a file written front to back (MediaRecorder output: no Cues, unknown sizes) opens the same way
-/// from a pipe.
+/// Opens the input with the Matroska or the MOV/MP4 demuxer (libav tells them apart from the first
+/// bytes; [`FORMATS`] refuses every other demuxer), the `file` protocol only (no protocol at all
+/// for standard input) and bounded probing, checks the headers against `limits` (streams,
+/// dimensions, duration), then reads stream parameters. Matroska is never sought in: a file
+/// written front to back (MediaRecorder output: no Cues, unknown sizes) opens the same way from a
+/// pipe. A fragmented MP4 (the recorders' `video/mp4`) also reads front to back; an MP4 whose
+/// index comes last (a phone's camera roll) needs a file.
 pub fn open(source: Source, limits: &Limits) -> Result<Opened> {
     let unreadable = |ret: i32| {
         TranscodeError::invalid_media(format!(
-            "the file cannot be read as WebM/Matroska ({})",
+            "the file cannot be read as WebM/Matroska or MP4/MOV ({})",
             ffmpeg::Error::from(ret)
         ))
     };
@@ -109,7 +114,7 @@ pub fn open(source: Source, limits: &Limits) -> Result<Opened> {
     Ok(input)
 }
 
-/// Opens the source with the Matroska demuxer and reads its headers (no probing): the outer
+/// Opens the source with one of [`FORMATS`]' demuxers and reads its headers (no probing): the outer
 /// error is ours, the inner one libav's return code.
 fn open_header(source: Source, max_streams: &str) -> Result<std::result::Result<Opened, i32>> {
     let (url, io) = match source {
@@ -125,24 +130,21 @@ fn open_header(source: Source, max_streams: &str) -> Result<std::result::Result<
     let mut options = Dictionary::new();
     // Standard input needs no protocol: an empty whitelist refuses every one.
     options.set("protocol_whitelist", if io.is_some() { "" } else { "file" });
-    options.set("format_whitelist", "matroska,webm");
+    options.set("format_whitelist", FORMATS);
+    // MOV: never follow a data reference to another file (libav's default, kept explicit).
+    options.set("enable_drefs", "0");
     options.set("codec_whitelist", select::DECODER_WHITELIST);
     options.set("probesize", &limits::PROBE_SIZE.to_string());
     options.set("analyzeduration", &limits::ANALYZE_DURATION_US.to_string());
     options.set("max_streams", max_streams);
 
-    // SAFETY: ffmpeg-next cannot force an input format by name. `av_find_input_format` returns a
-    // pointer to a static demuxer description. For standard input, the context is allocated
+    // SAFETY: ffmpeg-next cannot open a custom I/O context. For standard input, the context is allocated
     // here with our I/O context and AVFMT_FLAG_CUSTOM_IO (libav then never frees or closes it;
     // `Opened` does, after the format context). On success `avformat_open_input` hands us an
     // owned context that `Input::wrap` takes over (it closes it on drop); on failure it frees
     // the context itself. The dictionary is owned again by `Dictionary::own`, which frees what
     // libav did not consume.
     unsafe {
-        let format = ffi::av_find_input_format(c"matroska".as_ptr());
-        if format.is_null() {
-            return Err(TranscodeError::transcode("this libavformat has no Matroska demuxer"));
-        }
         let mut ctx = ptr::null_mut();
         if let Some(io) = &io {
             ctx = ffi::avformat_alloc_context();
@@ -153,13 +155,20 @@ fn open_header(source: Source, max_streams: &str) -> Result<std::result::Result<
             (*ctx).flags |= ffi::AVFMT_FLAG_CUSTOM_IO;
         }
         let mut raw = options.disown();
-        let ret = ffi::avformat_open_input(&mut ctx, url.as_ptr(), format, &mut raw);
+        // No format: libav probes the first bytes, then refuses a demuxer not in the whitelist.
+        let ret = ffi::avformat_open_input(&mut ctx, url.as_ptr(), ptr::null(), &mut raw);
         drop(Dictionary::own(raw));
         if ret < 0 {
             return Ok(Err(ret));
         }
         Ok(Ok(Opened { input: Input::wrap(ctx), _io: io }))
     }
+}
+
+/// Whether the input is ISO-BMFF (MP4/MOV), whose packets carry decode timestamps of their own
+/// (Matroska keeps presentation timestamps only).
+pub fn is_isobmff(input: &Input) -> bool {
+    input.format().name().starts_with("mov")
 }
 
 /// The duration the container declares, in seconds, if any.

@@ -1,18 +1,24 @@
-//! The transcode engine of the `mediaq-transcode` child: WebM/Matroska with VP8/VP9/AV1/H.264 video
-//! and Opus/Vorbis/PCM audio to MP4 with H.264 (libx264) and AAC, synchronously, reporting through
-//! [`crate::protocol::Event`]s.
+//! The transcode engine of the `mediaq-transcode` child: WebM/Matroska and MP4/MOV with
+//! VP8/VP9/AV1/H.264/HEVC video and Opus/Vorbis/AAC/PCM audio to MP4 with H.264 (libx264) and AAC,
+//! synchronously, reporting through [`crate::protocol::Event`]s.
 //!
-//! Flow: [`input`] opens and probes (Matroska only, codec whitelist, the probe gate of [`Limits`],
+//! Flow: [`input`] opens and probes (Matroska or ISO-BMFF only, codec whitelist, the probe gate of [`Limits`],
 //! then RLIMIT_CPU scaled to the duration) -> one
 //! [`video::VideoPipeline`] and/or [`audio::AudioPipeline`] per selected stream -> [`output::Muxer`]
 //! writes the MP4 (`+faststart`). [`progress`] turns the demuxer position into progress events.
 //!
-//! H.264 video (Chrome's `avc1` recordings) is copied instead of encoded again
+//! H.264 video (Chrome's `avc1` recordings, Safari's) is copied instead of encoded again
 //! ([`remux::VideoCopy`], checked by decoding every packet); when the copy turns out not to decode
-//! cleanly, the file is converted again with the video transcoded. The `done` facts say which
-//! path the video took (`video_path`).
+//! cleanly, the file is converted again with the video transcoded. AAC-LC audio is copied too
+//! ([`audio_copy::AudioCopy`]). The `done` facts say which path each took (`video_path`,
+//! `audio_path`). A rotation (display matrix) is kept as the MP4's display matrix, copied or
+//! converted alike (`rotation` in the facts).
+//!
+//! A file most of whose bytes never reached a decoder fails `damaged_input` ([`damage`]).
 
 mod audio;
+mod audio_copy;
+mod damage;
 mod edit_list;
 mod error;
 mod input;
@@ -37,6 +43,8 @@ pub use progress::EventSink;
 
 use crate::protocol::{EncodeSettings, Event, MediaFacts};
 use audio::AudioPipeline;
+use audio_copy::AudioCopy;
+use damage::Readable;
 use output::Muxer;
 use progress::Progress;
 use remux::VideoCopy;
@@ -106,7 +114,8 @@ pub fn run(job: &Conversion, sink: &mut EventSink) -> Result<MediaFacts> {
     emit(sink, Event::Probe { input: facts })?;
     progress.start(sink).map_err(stdout_closed)?;
 
-    let copy = !stream && selection.video.and_then(|i| input.stream(i)).is_some_and(|s| remux::eligible(&s));
+    let keeps_dts = input::is_isobmff(&input);
+    let copy = !stream && selection.video.and_then(|i| input.stream(i)).is_some_and(|s| remux::eligible(&s, keeps_dts));
     let mut done = None;
     let mut selection = selection;
     if copy {
@@ -127,6 +136,10 @@ pub fn run(job: &Conversion, sink: &mut EventSink) -> Result<MediaFacts> {
     };
     if facts.video_codec.is_some() {
         facts.video_path = Some(video_path.into());
+    }
+    if facts.audio_codec.is_some() {
+        let copied = selection.audio.and_then(|i| input.stream(i)).is_some_and(|s| audio_copy::eligible(&s));
+        facts.audio_path = Some(if copied { "remuxed" } else { "transcoded" }.into());
     }
     progress.finish(sink).map_err(stdout_closed)?;
     Ok(facts)
@@ -197,6 +210,44 @@ impl VideoTrack {
             Self::Copy(c) => c.clean(),
         }
     }
+
+    /// Packets or frames the decoder refused so far.
+    fn errors(&self) -> u64 {
+        match self {
+            Self::Transcode(p) => p.decode_errors(),
+            Self::Copy(c) => c.problems(),
+        }
+    }
+}
+
+/// The audio stream's pipeline: decoded and encoded again, or copied (AAC-LC).
+enum AudioTrack {
+    Transcode(AudioPipeline),
+    Copy(AudioCopy),
+}
+
+impl AudioTrack {
+    fn send_packet(&mut self, packet: &Packet, muxer: &mut Muxer) -> Result<()> {
+        match self {
+            Self::Transcode(p) => p.send_packet(packet, muxer),
+            Self::Copy(c) => c.send_packet(packet, muxer),
+        }
+    }
+
+    fn finish(&mut self, muxer: &mut Muxer) -> Result<()> {
+        match self {
+            Self::Transcode(p) => p.finish(muxer),
+            Self::Copy(c) => c.finish(muxer),
+        }
+    }
+
+    /// Packets or frames the decoder refused so far (a copy decodes nothing).
+    fn errors(&self) -> u64 {
+        match self {
+            Self::Transcode(p) => p.decode_errors(),
+            Self::Copy(_) => 0,
+        }
+    }
 }
 
 fn convert(
@@ -223,8 +274,15 @@ fn convert(
                         .with_poster(poster_picker(job, input, &stream)),
                 ),
                 VideoMode::Copy => VideoTrack::Copy(
-                    VideoCopy::new(&stream, offset_in(i), &job.settings.threads, &job.limits, muxer)?
-                        .with_poster(poster_picker(job, input, &stream)),
+                    VideoCopy::new(
+                        &stream,
+                        offset_in(i),
+                        input::is_isobmff(input),
+                        &job.settings.threads,
+                        &job.limits,
+                        muxer,
+                    )?
+                    .with_poster(poster_picker(job, input, &stream)),
                 ),
             })
         }
@@ -233,7 +291,17 @@ fn convert(
     let mut audio = match selection.audio {
         Some(i) => {
             let stream = input.stream(i).expect("selected stream exists");
-            Some(AudioPipeline::new(&stream, offset_in(i), &job.settings.threads, &job.limits, muxer)?)
+            Some(if audio_copy::eligible(&stream) {
+                AudioTrack::Copy(AudioCopy::new(&stream, offset_in(i), muxer))
+            } else {
+                AudioTrack::Transcode(AudioPipeline::new(
+                    &stream,
+                    offset_in(i),
+                    &job.settings.threads,
+                    &job.limits,
+                    muxer,
+                )?)
+            })
         }
         None => None,
     };
@@ -241,6 +309,7 @@ fn convert(
     let mut position_s: Option<f64> = None;
     let mut damaged_in_a_row = 0;
     let mut damaged = false;
+    let mut readable = Readable::default();
     loop {
         let mut packet = Packet::empty();
         match packet.read(input) {
@@ -261,13 +330,22 @@ fn convert(
             position_s = Some(position_s.map_or(seconds, |p| p.max(seconds)));
         }
         if Some(index) == selection.video {
-            video.as_mut().expect("pipeline exists").send_packet(&packet, muxer)?;
+            let video = video.as_mut().expect("pipeline exists");
+            let before = video.errors();
+            video.send_packet(&packet, muxer)?;
+            readable.packet(&packet, before, video.errors());
         } else if Some(index) == selection.audio {
-            audio.as_mut().expect("pipeline exists").send_packet(&packet, muxer)?;
+            let audio = audio.as_mut().expect("pipeline exists");
+            let before = audio.errors();
+            audio.send_packet(&packet, muxer)?;
+            readable.packet(&packet, before, audio.errors());
         }
         progress.update(sink, position_s, input::bytes_read(input)).map_err(stdout_closed)?;
     }
 
+    // Before the pipelines finish: a file with nothing decodable is damaged, not merely empty,
+    // when most of it could not be read.
+    readable.check(input.io_size().or_else(|| input::bytes_read(input)))?;
     if let Some(video) = video.as_mut() {
         video.finish(muxer)?;
     }

@@ -209,6 +209,7 @@ impl Muxer {
                     self.facts.width = Some(width);
                     self.facts.height = Some(height);
                     self.facts.video_codec = Some("h264".into());
+                    self.facts.rotation = Some(track.display_matrix.as_deref().map_or(0, rotation_cw));
                 }
                 TrackKind::Audio => self.facts.audio_codec = Some("aac".into()),
             }
@@ -238,7 +239,8 @@ impl Muxer {
         let ready = || self.tracks.iter().filter(|t| !t.abandoned && t.encoder.is_some());
         let earliest = ready().map(|t| t.start_s).fold(f64::INFINITY, f64::min);
         let shift = if earliest.is_finite() { -earliest } else { 0.0 };
-        let audio = ready().find(|t| matches!(t.encoder, Some((_, _, TrackKind::Audio))));
+        // Only an encoded track has priming to hide; a copied one carries its own edit.
+        let audio = ready().find(|t| matches!(t.encoder, Some((_, _, TrackKind::Audio))) && t.priming > 0);
         match audio.map(|a| a.start_s + shift) {
             Some(delay) if delay > 0.5 / 48_000.0 && delay < MIN_AUDIO_DELAY_S => shift + MIN_AUDIO_DELAY_S - delay,
             _ => shift,
@@ -343,5 +345,43 @@ impl Muxer {
         let end = self.tracks.iter().filter_map(|t| t.end_s).fold(f64::NEG_INFINITY, f64::max);
         self.facts.duration_s = end.is_finite().then(|| (end.max(0.0) * 1000.0).round() / 1000.0);
         Ok(self.facts)
+    }
+}
+
+/// The clockwise rotation, in degrees rounded to a quarter turn, that a display matrix (nine
+/// native-endian 32-bit values, 16.16 fixed point; libavutil's display.h) applies to the picture.
+pub fn rotation_cw(matrix: &[u8]) -> u16 {
+    let value = |i: usize| {
+        let bytes: [u8; 4] = matrix.get(i * 4..i * 4 + 4).and_then(|b| b.try_into().ok()).unwrap_or([0; 4]);
+        f64::from(i32::from_ne_bytes(bytes)) / 65536.0
+    };
+    let (scale0, scale1) = (value(0).hypot(value(3)), value(1).hypot(value(4)));
+    if scale0 == 0.0 || scale1 == 0.0 {
+        return 0;
+    }
+    // av_display_rotation_get returns -atan2(b, a), the angle ffprobe prints; players turn the
+    // picture clockwise by its opposite.
+    let clockwise = (value(1) / scale1).atan2(value(0) / scale0).to_degrees().rem_euclid(360.0);
+    ((clockwise / 90.0).round() as u16 % 4) * 90
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rotation_cw;
+
+    fn matrix(a: i32, b: i32, c: i32, d: i32) -> Vec<u8> {
+        [a, b, 0, c, d, 0, 0, 0, 1 << 30].iter().flat_map(|v| v.to_ne_bytes()).collect()
+    }
+
+    #[test]
+    fn rotations_of_display_matrices() {
+        let one = 1 << 16;
+        assert_eq!(rotation_cw(&matrix(one, 0, 0, one)), 0);
+        // An iPhone held upright ([0 1; -1 0]): ffprobe shows "rotation of -90 degrees", players
+        // turn the picture 90 degrees clockwise.
+        assert_eq!(rotation_cw(&matrix(0, one, -one, 0)), 90);
+        assert_eq!(rotation_cw(&matrix(0, -one, one, 0)), 270);
+        assert_eq!(rotation_cw(&matrix(-one, 0, 0, -one)), 180);
+        assert_eq!(rotation_cw(&[]), 0);
     }
 }

@@ -18,9 +18,9 @@ use super::select;
 use super::video::is_again;
 
 /// Whether the stream can be copied into an MP4 that plays everywhere H.264 does: H.264 with its
-/// parameter sets in the codec private data, 8-bit 4:2:0, no reordered frames (Matroska keeps
-/// no decode timestamps).
-pub fn eligible(stream: &Stream) -> bool {
+/// parameter sets in the codec private data, 8-bit 4:2:0, and no reordered frames unless the
+/// container `keeps_dts` (Matroska keeps no decode timestamps; MP4 does).
+pub fn eligible(stream: &Stream, keeps_dts: bool) -> bool {
     let parameters = stream.parameters();
     if parameters.id() != codec::Id::H264 {
         return false;
@@ -33,7 +33,7 @@ pub fn eligible(stream: &Stream) -> bool {
         par.extradata_size > 0
             && !par.extradata.is_null()
             && yuv420.iter().any(|f| *f as i32 == par.format)
-            && par.video_delay == 0
+            && (par.video_delay == 0 || keeps_dts)
             && par.width > 0
             && par.height > 0
     }
@@ -53,6 +53,8 @@ pub struct VideoCopy {
     /// The packet held back until the next one gives its duration.
     held: Option<Packet>,
     last_dts: Option<i64>,
+    /// The input's packets carry decode timestamps of their own (MP4): they are kept.
+    keeps_dts: bool,
     /// The first frame's size; every later frame must have it.
     size: Option<(u32, u32)>,
     waiting_for_keyframe: bool,
@@ -63,7 +65,14 @@ pub struct VideoCopy {
 }
 
 impl VideoCopy {
-    pub fn new(stream: &Stream, offset: i64, threads: &str, limits: &Limits, muxer: &mut Muxer) -> Result<Self> {
+    pub fn new(
+        stream: &Stream,
+        offset: i64,
+        keeps_dts: bool,
+        threads: &str,
+        limits: &Limits,
+        muxer: &mut Muxer,
+    ) -> Result<Self> {
         // Errors the decoder would conceal are errors here: a concealed picture is not worth
         // copying. The pictures themselves are never shown: the deblocking filter (which parses
         // nothing) is skipped to save CPU.
@@ -93,6 +102,7 @@ impl VideoCopy {
             default_duration,
             held: None,
             last_dts: None,
+            keeps_dts,
             size: None,
             waiting_for_keyframe: true,
             problems: 0,
@@ -122,6 +132,11 @@ impl VideoCopy {
     /// Whether every packet decoded, at one picture size.
     pub fn clean(&self) -> bool {
         self.problems == 0 && self.size.is_some()
+    }
+
+    /// Packets or frames the decoder refused so far.
+    pub fn problems(&self) -> u64 {
+        self.problems
     }
 
     /// Checks one packet by decoding it, and copies it into the MP4.
@@ -171,18 +186,20 @@ impl VideoCopy {
 
     fn copy(&mut self, packet: &Packet, muxer: &mut Muxer) -> Result<()> {
         let mut packet = packet.clone();
-        // No reordering (see `eligible`): decode order is presentation order.
-        let Some(pts) = packet.pts().or(packet.dts()).map(|t| t - self.offset) else {
+        // Matroska: no reordering (see `eligible`), decode order is presentation order.
+        let (pts, dts) = if self.keeps_dts { (packet.pts(), packet.dts()) } else { (packet.pts(), packet.pts()) };
+        let (Some(pts), Some(dts)) = (pts.or(dts), dts.or(pts)) else {
             self.problems += 1;
             return Ok(());
         };
-        // Timestamps must increase; duplicates (browser recordings) move on by one tick.
+        let (pts, dts) = (pts - self.offset, dts - self.offset);
+        // Decode timestamps must increase; duplicates (browser recordings) move on by one tick.
         let dts = match self.last_dts {
-            Some(last) if pts <= last => last + 1,
-            _ => pts,
+            Some(last) if dts <= last => last + 1,
+            _ => dts,
         };
         self.last_dts = Some(dts);
-        packet.set_pts(Some(dts));
+        packet.set_pts(Some(pts.max(dts)));
         packet.set_dts(Some(dts));
         if let Some(mut previous) = self.held.replace(packet) {
             if previous.duration() <= 0 {

@@ -1,6 +1,7 @@
 //! Stream selection: which tracks are converted, the closed list of accepted codecs and the only
 //! decoder implementations this service is willing to run for them.
 
+use ffmpeg::codec::packet::side_data::Type as SideDataType;
 use ffmpeg::codec::{self, Id};
 use ffmpeg::format::context::Input;
 use ffmpeg::format::stream::Disposition;
@@ -10,18 +11,26 @@ use ffmpeg_next as ffmpeg;
 use super::error::{LibavContext, Result, TranscodeError};
 use super::input::duration_s;
 use super::limits::Limits;
+use super::output::rotation_cw;
 use crate::protocol::MediaFacts;
 
 /// Decoders libav may open at all, also while probing (`codec_whitelist`): what `MediaRecorder`
-/// writes into WebM/Matroska in Chrome/Edge and Firefox, and nothing else.
-pub const DECODER_WHITELIST: &str =
-    "vp8,vp9,libdav1d,av1,h264,opus,vorbis,pcm_s16le,pcm_s24le,pcm_s32le,pcm_f32le,pcm_f64le";
+/// writes into WebM/Matroska in Chrome/Edge and Firefox and into MP4 in Chrome and Safari, what
+/// phones record into MP4/MOV, and nothing else.
+pub const DECODER_WHITELIST: &str = "vp8,vp9,libdav1d,av1,h264,hevc,opus,vorbis,aac,\
+    pcm_s16le,pcm_s24le,pcm_s32le,pcm_f32le,pcm_f64le,pcm_s16be,pcm_s24be";
 
 /// Accepted video codecs and the decoders used for them, best first.
-const VIDEO_DECODERS: &[(Id, &[&str])] =
-    &[(Id::VP8, &["vp8"]), (Id::VP9, &["vp9"]), (Id::AV1, &["libdav1d", "av1"]), (Id::H264, &["h264"])];
+const VIDEO_DECODERS: &[(Id, &[&str])] = &[
+    (Id::VP8, &["vp8"]),
+    (Id::VP9, &["vp9"]),
+    (Id::AV1, &["libdav1d", "av1"]),
+    (Id::H264, &["h264"]),
+    (Id::HEVC, &["hevc"]),
+];
 /// Accepted audio codecs and their decoders (Matroska's A_PCM/INT/LIT and A_PCM/FLOAT/IEEE; Chrome
-/// records `audio/webm;codecs=pcm` as 32-bit float).
+/// records `audio/webm;codecs=pcm` as 32-bit float; QuickTime's big-endian PCM; AAC from Safari
+/// and phones).
 const AUDIO_DECODERS: &[(Id, &[&str])] = &[
     (Id::OPUS, &["opus"]),
     (Id::VORBIS, &["vorbis"]),
@@ -30,10 +39,13 @@ const AUDIO_DECODERS: &[(Id, &[&str])] = &[
     (Id::PCM_S32LE, &["pcm_s32le"]),
     (Id::PCM_F32LE, &["pcm_f32le"]),
     (Id::PCM_F64LE, &["pcm_f64le"]),
+    (Id::AAC, &["aac"]),
+    (Id::PCM_S16BE, &["pcm_s16be"]),
+    (Id::PCM_S24BE, &["pcm_s24be"]),
 ];
 /// The accepted codecs as error messages name them.
-const ACCEPTED_VIDEO: &str = "vp8, vp9, av1, h264";
-const ACCEPTED_AUDIO: &str = "opus, vorbis, pcm";
+const ACCEPTED_VIDEO: &str = "vp8, vp9, av1, h264, hevc";
+const ACCEPTED_AUDIO: &str = "opus, vorbis, aac, pcm";
 
 /// Checks what the header declares, before probing: the size of every candidate video track
 /// (probing may reset a size it cannot decode), the duration, and the codecs of the tracks that
@@ -46,7 +58,7 @@ pub fn check_header(input: &Input, limits: &Limits) -> Result<()> {
     if let Some(seconds) = duration_s(input) {
         limits.check_duration(seconds)?;
     }
-    // Matroska names each track's codec in its header. Refuse a file whose tracks are all in
+    // Matroska and MP4 name each track's codec in their headers. Refuse a file whose tracks are all in
     // codecs we do not convert now: probing first would wait for megabytes of a live upload that
     // can never succeed (the recorder would keep sending until it stops).
     for kind in [media::Type::Video, media::Type::Audio] {
@@ -215,6 +227,8 @@ pub fn facts(input: &Input, selection: Selection) -> MediaFacts {
         facts.width = (w > 0).then_some(w);
         facts.height = (h > 0).then_some(h);
         facts.video_codec = Some(stream.parameters().id().name().to_string());
+        let matrix = stream.side_data().find(|d| d.kind() == SideDataType::DisplayMatrix);
+        facts.rotation = Some(matrix.map_or(0, |m| rotation_cw(m.data())));
     }
     if let Some(stream) = selection.audio.and_then(|i| input.stream(i)) {
         facts.audio_codec = Some(stream.parameters().id().name().to_string());

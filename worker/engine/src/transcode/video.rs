@@ -91,6 +91,11 @@ impl VideoPipeline {
         self
     }
 
+    /// Packets or frames the decoder refused so far.
+    pub fn decode_errors(&self) -> u64 {
+        self.decode_errors
+    }
+
     /// Decodes one packet of the video stream and encodes what comes out.
     pub fn send_packet(&mut self, packet: &Packet, muxer: &mut Muxer) -> Result<()> {
         match self.decoder.send_packet(packet) {
