@@ -10,6 +10,7 @@ ensure_node
 ensure_browser_modules
 ensure_moto
 ensure_api_tools
+ensure_promtool
 
 if [ -z "${MEDIAQ_TEST_DATABASE_URL:-}" ]; then
   if [ -n "${DATABASE_URL:-}" ]; then

@@ -69,6 +69,7 @@ pub struct ApiMetrics {
     oldest_queued: Gauge<f64, AtomicU64>,
     oldest_due: Gauge<f64, AtomicU64>,
     dead_letters: Gauge,
+    workers_alive: Gauge,
     webhook_endpoints: Family<StateLabel, Gauge>,
     scrape_errors: Counter,
     refreshed: tokio::sync::Mutex<Option<Instant>>,
@@ -97,6 +98,7 @@ impl ApiMetrics {
             oldest_queued: Gauge::default(),
             oldest_due: Gauge::default(),
             dead_letters: Gauge::default(),
+            workers_alive: Gauge::default(),
             webhook_endpoints: Family::default(),
             scrape_errors: Counter::default(),
             refreshed: tokio::sync::Mutex::new(None),
@@ -147,6 +149,11 @@ impl ApiMetrics {
             "mediaq_dead_letter_jobs",
             "Failed jobs that used up their retry budget",
             m.dead_letters.clone(),
+        );
+        registry.register(
+            "mediaq_workers_alive",
+            "Worker processes that beat within their last three heartbeats (the worker_processes table)",
+            m.workers_alive.clone(),
         );
         registry.register(
             "mediaq_webhook_endpoints",
@@ -213,6 +220,7 @@ impl ApiMetrics {
                 self.oldest_queued.set(s.oldest_queued_age_s.unwrap_or(0.0));
                 self.oldest_due.set(s.oldest_due_age_s.unwrap_or(0.0));
                 self.dead_letters.set(s.dead_letters);
+                self.workers_alive.set(s.workers_alive);
                 for state in BREAKER_STATES {
                     self.webhook_endpoints.get_or_create(&StateLabel { state }).set(s.endpoints(state));
                 }

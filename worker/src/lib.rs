@@ -14,6 +14,7 @@ pub mod jobdir;
 pub mod metrics;
 pub mod output_file;
 pub mod poster;
+pub mod presence;
 pub mod retry;
 pub mod run;
 pub mod selfcheck;

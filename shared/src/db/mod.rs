@@ -2,15 +2,18 @@
 
 pub mod attempts;
 pub mod audit;
+pub mod dashboard;
 pub mod deliveries;
 pub mod idempotency;
 pub mod jobs;
 pub mod keys;
 pub mod retention;
+pub mod retry;
 pub mod stats;
 pub mod tokens;
 pub mod uploads;
 pub mod webhooks;
+pub mod worker_processes;
 
 use std::time::Duration;
 

@@ -24,6 +24,8 @@ pub struct QueueStats {
     pub dead_letters: i64,
     /// Live webhook endpoints per breaker state (only states that have endpoints).
     pub webhook_endpoints: Vec<(String, i64)>,
+    /// Worker processes that beat within their last three heartbeats (`worker_processes`).
+    pub workers_alive: i64,
 }
 
 impl QueueStats {
@@ -71,8 +73,15 @@ pub async fn queue_stats(pool: &PgPool) -> Result<QueueStats, sqlx::Error> {
     .into_iter()
     .map(|r| (r.breaker_state, r.count))
     .collect();
+    let workers_alive = sqlx::query_scalar!(
+        r#"SELECT count(*) AS "count!" FROM worker_processes
+            WHERE stopped_at IS NULL AND last_seen > now() - make_interval(secs => 3 * heartbeat_s)"#,
+    )
+    .fetch_one(pool)
+    .await?;
     Ok(QueueStats {
         jobs_by_status,
+        workers_alive,
         oldest_queued_age_s: ages.oldest_queued,
         oldest_due_age_s: ages.oldest_due,
         pending_tasks,
