@@ -4,9 +4,9 @@
 // series: [{ name, points: [[timeMs, value|null], ...] }] (null: no value in that bucket, the
 // line breaks there); options: { unit: '' | 's' | 'x', min: 0 }.
 
-const W = 480;
-const H = 200;
-const PAD = { left: 44, right: 10, top: 22, bottom: 24 };
+const W = 400;
+const H = 190;
+const PAD = { left: 48, right: 8, top: 24, bottom: 24 };
 
 // The SVG namespace, taken from the page's own <svg> elements (no URL in this file).
 const ns = (svg) => svg.namespaceURI;
@@ -65,8 +65,8 @@ export function plot(svg, series, options = {}) {
     svg.append(el(svg, 'line', { class: 'grid', x1: x0, y1: y(v), x2: x1, y2: y(v) }));
     svg.append(el(svg, 'text', { x: x0 - 4, y: y(v) + 4, 'text-anchor': 'end' }, formatValue(v, unit)));
   }
-  for (const t of [tMin, (tMin + tMax) / 2, tMax]) {
-    svg.append(el(svg, 'text', { x: x(t), y: H - 6, 'text-anchor': 'middle' }, clock(t)));
+  for (const [t, anchor] of [[tMin, 'start'], [(tMin + tMax) / 2, 'middle'], [tMax, 'end']]) {
+    svg.append(el(svg, 'text', { x: x(t), y: H - 6, 'text-anchor': anchor }, clock(t)));
   }
   series.forEach((serie, i) => {
     let run = [];
@@ -85,7 +85,7 @@ export function plot(svg, series, options = {}) {
     flush();
     const last = [...serie.points].reverse().find((p) => p[1] !== null && Number.isFinite(p[1]));
     const label = `${serie.name}${last ? `: ${formatValue(last[1], unit)}` : ''}`;
-    svg.append(el(svg, 'text', { class: `key s${i}`, x: x0 + 4 + i * 150, y: 14 }, label));
+    svg.append(el(svg, 'text', { class: `key s${i}`, x: x0 + 4 + i * 118, y: 15 }, label));
   });
   if (values.length === 0) {
     svg.append(el(svg, 'text', { class: 'empty', x: (x0 + x1) / 2, y: (y0 + y1) / 2, 'text-anchor': 'middle' },
