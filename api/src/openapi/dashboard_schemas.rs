@@ -6,6 +6,14 @@
 
 use utoipa::ToSchema;
 
+/// The span a dashboard route looks back over.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum Window {
+    Hour,
+    Day,
+}
+
 /// One bucket of the queue's history.
 #[derive(ToSchema)]
 pub struct SeriesBucket {

@@ -57,12 +57,12 @@ pub struct WindowQuery {
 
 #[derive(Deserialize)]
 pub struct LimitQuery {
-    limit: Option<String>,
+    limit: Option<u32>,
 }
 
 #[utoipa::path(get, path = "/v1/admin/series", tag = "admin", operation_id = "admin_series",
     security(("bearer" = ["admin"])),
-    params(("window" = Option<String>, Query, pattern = "^(hour|day)$", description = "`hour` (default: 60 one-minute buckets) or `day` (96 of 15 minutes).")),
+    params(("window" = Option<crate::openapi::dashboard_schemas::Window>, Query, description = "`hour` (default: 60 one-minute buckets) or `day` (96 of 15 minutes).")),
     responses((status = 200, description = "The queue over time.", body = crate::openapi::dashboard_schemas::Series)))]
 /// `GET /v1/admin/series`: queue depth, attempts started and jobs ended per minute, the wait
 /// before the first attempt (p50, p95) and conversion speed, bucket by bucket.
@@ -81,7 +81,7 @@ pub async fn series(
 
 #[utoipa::path(get, path = "/v1/admin/failures", tag = "admin", operation_id = "admin_failures",
     security(("bearer" = ["admin"])),
-    params(("window" = Option<String>, Query, pattern = "^(hour|day)$", description = "`hour` (default) or `day`.")),
+    params(("window" = Option<crate::openapi::dashboard_schemas::Window>, Query, description = "`hour` (default) or `day`.")),
     responses((status = 200, description = "Failures by code.", body = crate::openapi::dashboard_schemas::Failures)))]
 /// `GET /v1/admin/failures`: jobs that failed in the window, counted by code, with the latest
 /// examples of each.
@@ -99,7 +99,7 @@ pub async fn failures(
 
 #[utoipa::path(get, path = "/v1/admin/dead-letters", tag = "admin", operation_id = "admin_dead_letters",
     security(("bearer" = ["admin"])),
-    params(("limit" = Option<String>, Query, pattern = "^[0-9]{1,9}$", description = "At most this many, newest first (default 50, at most 500; others are clamped).")),
+    params(("limit" = Option<u64>, Query, minimum = 0, maximum = 4294967295u64, description = "At most this many, newest first (default 50, 1 to 500; others are clamped).")),
     responses((status = 200, description = "Dead letters.", body = crate::openapi::dashboard_schemas::DeadLetters)))]
 /// `GET /v1/admin/dead-letters`: failed jobs that used up their attempts, newest first, and
 /// whether each can be retried (`POST /v1/jobs/{id}/retry` needs its input).
@@ -110,11 +110,8 @@ pub async fn dead_letters(
     Query(q): Query<LimitQuery>,
 ) -> Result<Json<Value>, ApiError> {
     require_admin(&caller)?;
-    let limit = match q.limit.as_deref() {
-        None => DEFAULT_DEAD_LETTERS,
-        Some(raw) => raw.parse::<i64>().map_err(|_| ApiError::BadRequest("limit must be a whole number".into()))?,
-    };
-    let list = dashboard::dead_letters(&state.pool, limit.clamp(1, MAX_DEAD_LETTERS)).await?;
+    let limit = q.limit.map_or(DEFAULT_DEAD_LETTERS, i64::from).clamp(1, MAX_DEAD_LETTERS);
+    let list = dashboard::dead_letters(&state.pool, limit).await?;
     let total = dashboard::dead_letter_count(&state.pool).await?;
     Ok(Json(json!({ "dead_letters": list, "total": total })))
 }
