@@ -3,20 +3,20 @@
 -- /metrics serves the same figure as `mediaq_worker_demand` (for an HPA through prometheus-adapter).
 --   due                   queued jobs a worker may claim now: new ones, hand-backs (a worker stopped
 --                         by SIGTERM puts its job back due at once), retries whose backoff is over
---   live_uploads          resumable uploads still arriving whose first bytes are stored: their task
---                         is queued and a worker converts them while the rest arrives
+--   live_uploads          resumable uploads still arriving that are in the live lane (their first
+--                         bytes passed the content check): a worker converts them as the rest arrives
 --   running               jobs a worker is converting (each holds one worker slot)
 --   retries_later         retries waiting out their backoff: not counted until due
---   uploads_without_bytes uploads created that have stored nothing yet: no task, not counted
+--   uploads_without_bytes uploads waiting for bytes out of the queue (nothing checked yet, their key
+--                         at its live limit, or parked on an idle upload): no task, not counted
 --   demand                due + live_uploads + running: the worker slots wanted now. Counting the
 --                         running jobs keeps a scale-in from taking a worker that is still busy
 --                         while the queue is empty (the replica count falls only when one is idle)
 CREATE VIEW mediaq_worker_demand AS
 WITH work AS (
     SELECT j.status, coalesce(j.next_attempt_at, j.created_at) <= now() AS is_due,
-           j.next_attempt_at > now() AS later, coalesce(u.received, 0) > 0 AS has_bytes
+           j.next_attempt_at > now() AS later, NOT j.awaiting_bytes AS has_bytes
       FROM jobs j
-      LEFT JOIN uploads u ON u.job_id = j.id
      WHERE j.status IN ('receiving', 'queued', 'processing')
 )
 SELECT count(*) FILTER (WHERE status = 'queued' AND is_due) AS due,

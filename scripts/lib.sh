@@ -213,3 +213,24 @@ ensure_api_tools() {
   "$venv/bin/pip" install -q --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION" \
     "openapi-python-client==$OPENAPI_PYTHON_CLIENT_VERSION"
 }
+
+# promtool (tests only: tests/tests/alerts.rs checks and unit-tests deploy/prometheus/alerts.yml):
+# Debian 12's `prometheus` package, unpacked into .mediaq/prometheus rather than installed, so no
+# Prometheus server is set up or started on the machine. The test finds it through
+# MEDIAQ_PROMTOOL (default: .mediaq/prometheus/usr/bin/promtool from the checkout).
+ensure_promtool() {
+  local dir="$MEDIAQ_ROOT/.mediaq/prometheus"
+  [ -x "$dir/usr/bin/promtool" ] && "$dir/usr/bin/promtool" --version >/dev/null 2>&1 && return 0
+  log "unpacking promtool from Debian's prometheus package into $dir"
+  local tmp
+  tmp=$(mktemp -d)
+  if ! (cd "$tmp" && apt-get download prometheus >/dev/null 2>&1); then
+    [ "$(id -u)" -eq 0 ] || die "cannot download Debian's prometheus package: run as root (apt-get update) or set MEDIAQ_PROMTOOL"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    (cd "$tmp" && apt-get download prometheus >/dev/null)
+  fi
+  mkdir -p "$dir"
+  dpkg-deb -x "$tmp"/prometheus_*.deb "$dir"
+  rm -rf "$tmp"
+  "$dir/usr/bin/promtool" --version >/dev/null
+}

@@ -12,6 +12,7 @@ ensure_moto
 ensure_api_tools
 # deploy/k8s: rendered, validated against two Kubernetes versions and KEDA, policy (a few seconds).
 bash scripts/check-k8s.sh
+ensure_promtool
 
 if [ -z "${MEDIAQ_TEST_DATABASE_URL:-}" ]; then
   if [ -n "${DATABASE_URL:-}" ]; then

@@ -104,7 +104,10 @@ export function describeApiError(code, message, ctx) {
     case 'range_not_satisfiable':
       return again(`The MP4 of ${name} could not be read from where the player asked. Try again.`);
     case 'job_not_requeueable':
+    case 'job_not_failed':
       return final(`The conversion of ${name} cannot be restarted: only failed conversions can.`);
+    case 'input_gone':
+      return final(`The conversion of ${name} cannot be restarted: the uploaded file is no longer kept. Upload it again.`);
     case 'not_found':
     case 'method_not_allowed':
       return final('The page asked the server for something it does not offer. Reload the page; if it persists, the page and the server do not match.');

@@ -76,6 +76,10 @@ pub enum ApiError {
     DeliveryNotFound,
     #[error("only a failed job can be requeued")]
     JobNotRequeueable,
+    #[error("only a failed job can be retried (this one is {0})")]
+    JobNotFailed(&'static str),
+    #[error("this job cannot be retried: {0}; upload the video again")]
+    InputGone(&'static str),
     #[error("no such route")]
     RouteNotFound,
     #[error("method not allowed on this route")]
@@ -138,6 +142,8 @@ impl ApiError {
             Self::RateLimited(_) => "rate_limited",
             Self::QuotaExceeded(..) => "quota_exceeded",
             Self::JobNotRequeueable => "job_not_requeueable",
+            Self::JobNotFailed(_) => "job_not_failed",
+            Self::InputGone(_) => "input_gone",
             Self::WebhookUrlRefused(_) => "webhook_url_refused",
             Self::WebhookSecretMissing => "webhook_secret_missing",
             Self::WebhookNotFound => "webhook_not_found",
@@ -186,10 +192,12 @@ impl ApiError {
             | Self::DeliveryNotFound
             | Self::PosterNotAvailable(_) => StatusCode::NOT_FOUND,
             Self::WebhookUrlRefused(_) | Self::WebhookSecretMissing => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::JobNotReady(_) | Self::IdempotencyInProgress | Self::JobNotRequeueable => StatusCode::CONFLICT,
+            Self::JobNotReady(_) | Self::IdempotencyInProgress | Self::JobNotRequeueable | Self::JobNotFailed(_) => {
+                StatusCode::CONFLICT
+            }
             Self::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             Self::RangeNotSatisfiable => StatusCode::RANGE_NOT_SATISFIABLE,
-            Self::OutputGone => StatusCode::GONE,
+            Self::OutputGone | Self::InputGone(_) => StatusCode::GONE,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::DatabaseUnavailable | Self::StorageUnavailable | Self::ServerBusy(_) => {
                 StatusCode::SERVICE_UNAVAILABLE

@@ -70,6 +70,7 @@ pub struct ApiMetrics {
     oldest_due: Gauge<f64, AtomicU64>,
     dead_letters: Gauge,
     worker_demand: Gauge,
+    workers_alive: Gauge,
     webhook_endpoints: Family<StateLabel, Gauge>,
     scrape_errors: Counter,
     refreshed: tokio::sync::Mutex<Option<Instant>>,
@@ -99,6 +100,7 @@ impl ApiMetrics {
             oldest_due: Gauge::default(),
             dead_letters: Gauge::default(),
             worker_demand: Gauge::default(),
+            workers_alive: Gauge::default(),
             webhook_endpoints: Family::default(),
             scrape_errors: Counter::default(),
             refreshed: tokio::sync::Mutex::new(None),
@@ -155,6 +157,11 @@ impl ApiMetrics {
             "Worker slots wanted now: jobs due (new, handed back, retries past their backoff), live uploads \
              with stored bytes, and jobs being converted (the view mediaq_worker_demand, what autoscalers follow)",
             m.worker_demand.clone(),
+        );
+        registry.register(
+            "mediaq_workers_alive",
+            "Worker processes that beat within their last three heartbeats (the worker_processes table)",
+            m.workers_alive.clone(),
         );
         registry.register(
             "mediaq_webhook_endpoints",
@@ -222,6 +229,7 @@ impl ApiMetrics {
                 self.oldest_due.set(s.oldest_due_age_s.unwrap_or(0.0));
                 self.dead_letters.set(s.dead_letters);
                 self.worker_demand.set(s.worker_demand);
+                self.workers_alive.set(s.workers_alive);
                 for state in BREAKER_STATES {
                     self.webhook_endpoints.get_or_create(&StateLabel { state }).set(s.endpoints(state));
                 }

@@ -54,6 +54,21 @@ pub async fn run(client: &Client, ui: &Ui, command: Command) -> Result<(), Failu
             print_job(ui, &job);
             Ok(())
         }
+        Command::Retry { id, wait } => {
+            let id = wait::check_id(&id)?;
+            let job = client.json(Method::POST, &format!("/v1/jobs/{id}/retry")).await?;
+            if !wait {
+                print_job(ui, &job);
+                return Ok(());
+            }
+            let bar = ui.bytes_bar(&id[..id.len().min(8)]);
+            Ui::to_conversion(&bar);
+            let job = wait::until_terminal(client, id, &bar).await;
+            bar.finish_and_clear();
+            let job = job?;
+            print_job(ui, &job);
+            wait::require_success(&job)
+        }
         Command::List { status, limit, cursor } => {
             let mut request = client.request(Method::GET, "/v1/jobs");
             for (name, value) in [("status", status), ("limit", limit.map(|l| l.to_string())), ("cursor", cursor)] {

@@ -73,6 +73,13 @@ enum Command {
     },
     /// Cancel a job (or delete a finished job's files).
     Cancel { id: String },
+    /// Send a failed job through again (a new attempt budget; its input must still be stored).
+    Retry {
+        id: String,
+        /// Then wait until it is finished (exit 3 when it fails again).
+        #[arg(long)]
+        wait: bool,
+    },
     /// List jobs, newest first.
     List {
         /// Only jobs with this status.

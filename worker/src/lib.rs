@@ -14,6 +14,7 @@ pub mod janitor;
 pub mod jobdir;
 pub mod metrics;
 pub mod output;
+pub mod presence;
 pub mod retry;
 pub mod run;
 pub mod selfcheck;

@@ -87,6 +87,7 @@ async fn start(config: WorkerConfig) -> Result<(), Box<dyn std::error::Error>> {
     }
     tokio::spawn(janitor::run_forever(pool.clone(), storage.clone(), config.janitor, config.work_max_age()));
     webhooks::spawn(pool.clone(), config.webhooks.clone(), metrics.clone())?;
+    mediaq_worker::presence::spawn(pool.clone(), name.clone(), config.concurrency, config.heartbeat, &checked.report);
     let (abandon_tx, abandon) = tokio::sync::watch::channel(false);
     let state = WorkerState {
         cancellations: mediaq_worker::cancellations::Cancellations::listen(pool.clone()),
@@ -98,7 +99,10 @@ async fn start(config: WorkerConfig) -> Result<(), Box<dyn std::error::Error>> {
         abandon,
         metrics,
     };
-    run::run(Arc::new(state), name, abandon_tx).await
+    let pool = state.pool.clone();
+    let result = run::run(Arc::new(state), name.clone(), abandon_tx).await;
+    mediaq_worker::presence::stopped(&pool, &name).await;
+    result
 }
 
 async fn janitor_once(config: WorkerConfig) -> Result<(), Box<dyn std::error::Error>> {

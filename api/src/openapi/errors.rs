@@ -44,6 +44,8 @@ pub fn every_error() -> Vec<ApiError> {
         ApiError::WebhookNotFound,
         ApiError::DeliveryNotFound,
         ApiError::JobNotRequeueable,
+        ApiError::JobNotFailed("succeeded"),
+        ApiError::InputGone("its files were deleted"),
         ApiError::RouteNotFound,
         ApiError::MethodNotAllowed,
         ApiError::DatabaseUnavailable,
@@ -109,6 +111,8 @@ fn listed(e: &ApiError) {
         | ApiError::WebhookNotFound
         | ApiError::DeliveryNotFound
         | ApiError::JobNotRequeueable
+        | ApiError::JobNotFailed(_)
+        | ApiError::InputGone(_)
         | ApiError::RouteNotFound
         | ApiError::MethodNotAllowed
         | ApiError::DatabaseUnavailable

@@ -4,6 +4,7 @@
 //! `docs/openapi.json`; regenerate that with `cargo run -p mediaq-api -- openapi > docs/openapi.json`
 //! (a test fails while the two differ).
 
+pub mod dashboard_schemas;
 pub mod errors;
 pub mod schemas;
 pub mod webhook_schemas;
@@ -38,6 +39,7 @@ use crate::routes;
         routes::jobs::poster,
         routes::jobs::links,
         routes::play::play,
+        routes::jobs::retry,
         routes::uploads::discover,
         routes::uploads::create,
         routes::uploads::status,
@@ -47,6 +49,11 @@ use crate::routes;
         routes::audit::all,
         routes::admin::requeue,
         routes::admin::stats,
+        routes::dashboard::series,
+        routes::dashboard::failures,
+        routes::dashboard::dead_letters,
+        routes::dashboard::workers,
+        routes::dashboard::tenants,
         routes::tokens::create,
         routes::webhooks::create,
         routes::webhooks::list,
@@ -60,6 +67,8 @@ use crate::routes;
         routes::metrics::metrics,
         routes::page::index,
         routes::page::style,
+        routes::admin_page::admin,
+        routes::admin_page::style,
         serve,
     ),
     components(schemas(schemas::WebhookEvent, schemas::ErrorBody)),
@@ -170,7 +179,7 @@ fn add_script_paths(doc: &mut Value) {
     for path in routes::page::script_paths() {
         doc["paths"][&path] = json!({ "get": {
             "tags": ["page"],
-            "summary": "One of the upload page's ES modules.",
+            "summary": "One of the pages' ES modules (the upload page's, the dashboard's).",
             "operationId": format!("page_script_{}", path.trim_start_matches('/').replace('.', "_")),
             "responses": {
                 "200": { "description": "The script.", "content": { "text/javascript": { "schema": { "type": "string" } } } },

@@ -11,7 +11,8 @@ use serde_json::{json, Value};
 use super::JobIdPath;
 use crate::{app::AppState, auth::Caller, error::ApiError, request_id};
 
-fn require_admin(caller: &Caller) -> Result<(), ApiError> {
+/// Admin routes: an API key with the `admin` scope.
+pub fn require_admin(caller: &Caller) -> Result<(), ApiError> {
     caller.require_key()?;
     if caller.is_admin() {
         Ok(())

@@ -2,7 +2,9 @@
 //! domain functions in `ingest` and `mediaq_shared`.
 
 pub mod admin;
+pub mod admin_page;
 pub mod audit;
+pub mod dashboard;
 pub mod health;
 pub mod jobs;
 pub mod metrics;
@@ -24,12 +26,14 @@ pub fn router() -> Router<AppState> {
         .merge(uploads::router())
         .merge(audit::router())
         .merge(admin::router())
+        .merge(dashboard::router())
         .merge(tokens::router())
         .merge(webhooks::router())
         .merge(health::router())
         .merge(metrics::router())
         .merge(page::router())
         .merge(play::router())
+        .merge(admin_page::router())
         .route("/openapi.json", get(crate::openapi::serve))
 }
 

@@ -15,11 +15,14 @@ use crate::{app::AppState, error::ApiError, etag};
 const INDEX_HTML: &str = include_str!("../../../web/index.html");
 const APP_CSS: &str = include_str!("../../../web/app.css");
 /// The page's ES modules (`app.js` imports the others), by file name.
-const SCRIPTS: [(&str, &str); 4] = [
+const SCRIPTS: [(&str, &str); 6] = [
     ("app.js", include_str!("../../../web/app.js")),
     ("row.js", include_str!("../../../web/row.js")),
     ("messages.js", include_str!("../../../web/messages.js")),
     ("tus.js", include_str!("../../../web/tus.js")),
+    // The operators' dashboard (`/admin`, routes::admin_page).
+    ("admin.js", include_str!("../../../web/admin.js")),
+    ("plot.js", include_str!("../../../web/plot.js")),
 ];
 
 /// The page's placeholder for the upload limit, filled from `MEDIAQ_MAX_UPLOAD_BYTES`.
@@ -71,7 +74,7 @@ pub async fn style(headers: HeaderMap) -> Response {
 }
 
 /// The body with a strong ETag (a hash of the exact bytes), or `304` when the client has it.
-fn asset(request: &HeaderMap, content_type: &'static str, body: Vec<u8>) -> Response {
+pub(crate) fn asset(request: &HeaderMap, content_type: &'static str, body: Vec<u8>) -> Response {
     let digest = Sha256::digest(&body);
     let etag = format!("\"{}\"", hex::encode(&digest[..16]));
     let hit = request

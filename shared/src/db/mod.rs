@@ -2,6 +2,7 @@
 
 pub mod attempts;
 pub mod audit;
+pub mod dashboard;
 pub mod deliveries;
 pub mod fair;
 pub mod idempotency;
@@ -9,10 +10,12 @@ pub mod jobs;
 pub mod keys;
 pub mod line;
 pub mod retention;
+pub mod retry;
 pub mod stats;
 pub mod tokens;
 pub mod uploads;
 pub mod webhooks;
+pub mod worker_processes;
 
 use std::time::Duration;
 

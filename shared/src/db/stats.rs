@@ -26,6 +26,8 @@ pub struct QueueStats {
     pub webhook_endpoints: Vec<(String, i64)>,
     /// Worker slots wanted now (the `mediaq_worker_demand` view that autoscalers read).
     pub worker_demand: i64,
+    /// Worker processes that beat within their last three heartbeats (`worker_processes`).
+    pub workers_alive: i64,
 }
 
 impl QueueStats {
@@ -74,8 +76,15 @@ pub async fn queue_stats(pool: &PgPool) -> Result<QueueStats, sqlx::Error> {
     .map(|r| (r.breaker_state, r.count))
     .collect();
     let worker_demand = worker_demand(pool).await?.demand;
+    let workers_alive = sqlx::query_scalar!(
+        r#"SELECT count(*) AS "count!" FROM worker_processes
+            WHERE stopped_at IS NULL AND last_seen > now() - make_interval(secs => 3 * heartbeat_s)"#,
+    )
+    .fetch_one(pool)
+    .await?;
     Ok(QueueStats {
         jobs_by_status,
+        workers_alive,
         oldest_queued_age_s: ages.oldest_queued,
         oldest_due_age_s: ages.oldest_due,
         pending_tasks,

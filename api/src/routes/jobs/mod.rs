@@ -8,6 +8,7 @@ mod list;
 mod output;
 mod poster;
 mod ranged;
+mod retry;
 mod status;
 
 pub use cancel::{__path_cancel, cancel_job};
@@ -16,6 +17,7 @@ pub use links::{__path_links, add_play_links};
 pub use list::__path_list;
 pub use output::{__path_output, audit_download, ready_output, serve_output, Download};
 pub use poster::{__path_poster, serve_poster};
+pub use retry::{__path_retry, retry_job, Retried};
 pub use status::{__path_status, job_response};
 
 use axum::{
@@ -32,4 +34,5 @@ pub fn router() -> Router<AppState> {
         .route("/v1/jobs/{id}/output", get(output::output))
         .route("/v1/jobs/{id}/poster", get(poster::poster))
         .route("/v1/jobs/{id}/links", get(links::links))
+        .route("/v1/jobs/{id}/retry", post(retry::retry))
 }
