@@ -130,9 +130,54 @@ pub struct JobSchema {
     /// When the job's stored files were deleted.
     #[schema(format = DateTime)]
     pub files_deleted_at: Option<String>,
+    /// Orders the job among its owner's waiting jobs (`?priority=` on upload); across owners
+    /// the queue stays fair whatever the priorities.
+    pub priority: JobPriority,
+    /// For an unfinished job: its lane, place in line and estimated start and finish, computed
+    /// afresh on each read (`null` once finished, and in webhook events).
+    pub queue: Option<JobQueue>,
     /// Every attempt (empty in the upload's response, in lists and in webhook events).
     pub attempt_history: Vec<JobAttempt>,
     pub links: JobLinks,
+}
+
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum JobPriority {
+    Low,
+    Normal,
+    High,
+}
+
+/// Where a job is in the queue. Each lane has worker slots of its own: `cpu` for whole inputs,
+/// `live` for resumable uploads converted while they arrive.
+#[derive(ToSchema)]
+pub struct JobQueue {
+    /// `cpu` or `live`; `null` before the job was first queued.
+    pub lane: Option<JobLane>,
+    /// Jobs that will start before this one (0 when it runs); `null` when it is not in the queue.
+    #[schema(minimum = 0)]
+    pub position: Option<i64>,
+    /// A resumable upload's job out of the queue until more bytes arrive (its first 4 KiB not
+    /// yet checked, its key at its live limit, or its upload idle).
+    pub waiting_for_bytes: bool,
+    /// Worker slots of the lane alive now.
+    #[schema(minimum = 0)]
+    pub workers: Option<i64>,
+    /// When it is estimated to start (its start, once running); `null` when there is nothing
+    /// to estimate from (no worker alive, or a live recording still arriving).
+    #[schema(format = DateTime)]
+    pub estimated_start_at: Option<String>,
+    /// When it is estimated to finish, from the workers' recent speed (see README).
+    #[schema(format = DateTime)]
+    pub estimated_finish_at: Option<String>,
+}
+
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum JobLane {
+    Cpu,
+    Live,
 }
 
 /// A page of jobs, newest first.
