@@ -62,11 +62,8 @@ pub async fn output(
     // range requests (seeking) make one row, and no range (a suffix `bytes=-N` included, or
     // `bytes=1-` followed by `bytes=0-0`) reads the output unaudited.
     let range = request.headers().get(header::RANGE).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let event = AuditEvent::new(caller.actor(), "job.downloaded")
-        .job(job.id)
-        .request(request_id::current(), request.extensions().get::<ClientIp>().map(|c| c.0))
-        .details(serde_json::json!({ "range": range }));
-    audit::record_unless_recent(&state.pool, &event, DOWNLOAD_AUDIT_WINDOW_SECS).await?;
+    let client_ip = request.extensions().get::<ClientIp>().map(|c| c.0);
+    audit_download(&state, &caller, &job, "job.downloaded", client_ip, serde_json::json!({ "range": range })).await?;
     let mut response = match state.storage.local_path(&output.key) {
         // ServeFile answers Range / If-Range / HEAD; only GET and HEAD reach this handler.
         Some(path) => {
@@ -89,6 +86,24 @@ pub async fn output(
     let disposition = content_disposition(&job.input.filename);
     headers.insert(header::CONTENT_DISPOSITION, HeaderValue::from_str(&disposition).map_err(ApiError::internal)?);
     Ok(response)
+}
+
+/// Writes the `action` row (`job.downloaded`, `job.poster_downloaded`) of a request that can read
+/// a job's bytes, unless its actor has one for this job from the last [`DOWNLOAD_AUDIT_WINDOW_SECS`]
+/// (one row per player, not per range request). Each file has its own action, so a poster shown
+/// first does not cover the MP4's download.
+pub(super) async fn audit_download(
+    state: &AppState,
+    caller: &Caller,
+    job: &mediaq_shared::Job,
+    action: &'static str,
+    client_ip: Option<std::net::IpAddr>,
+    details: serde_json::Value,
+) -> Result<(), ApiError> {
+    let event =
+        AuditEvent::new(caller.actor(), action).job(job.id).request(request_id::current(), client_ip).details(details);
+    audit::record_unless_recent(&state.pool, &event, DOWNLOAD_AUDIT_WINDOW_SECS).await?;
+    Ok(())
 }
 
 /// `attachment` with an ASCII fallback and the exact UTF-8 name (RFC 6266 / RFC 8187).

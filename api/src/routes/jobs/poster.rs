@@ -3,14 +3,14 @@
 
 use axum::{
     body::Body,
-    extract::State,
+    extract::{Extension, State},
     http::{header, HeaderMap, HeaderValue, Method, StatusCode},
     response::{IntoResponse, Response},
 };
 use mediaq_shared::{apikey::Scope, JobStatus};
 
 use crate::routes::JobIdPath;
-use crate::{app::AppState, auth::Caller, error::ApiError, etag};
+use crate::{app::AppState, auth::Caller, error::ApiError, etag, rate_limit::ClientIp};
 
 /// The poster: a frame near the start of the video, at its display size.
 #[utoipa::path(get, path = "/v1/jobs/{id}/poster", tag = "jobs", operation_id = "download_poster",
@@ -34,6 +34,7 @@ pub async fn poster(
     id: JobIdPath,
     method: Method,
     headers: HeaderMap,
+    client_ip: Option<Extension<ClientIp>>,
 ) -> Result<Response, ApiError> {
     caller.require(Scope::JobsRead)?;
     let job = crate::routes::visible_job(&state, &caller, id.0).await?;
@@ -55,6 +56,11 @@ pub async fn poster(
     let mut response = if not_modified {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
+        // Audited like the MP4 (`/output`): one `job.poster_downloaded` row per actor, job and
+        // ten minutes, written before any byte is read. A 304 reads nothing and writes none.
+        let client_ip = client_ip.map(|Extension(ClientIp(ip))| ip);
+        super::output::audit_download(&state, &caller, &job, "job.poster_downloaded", client_ip, serde_json::json!({}))
+            .await?;
         let fetched = match state.storage.get(&poster.key, None).await {
             Err(e) if e.is_not_found() => {
                 tracing::error!(key = %poster.key, "poster of a succeeded job is missing");
