@@ -6,7 +6,12 @@
   worker (cap_drop ALL, no-new-privileges, our seccomp profile, read-only root, tmpfs job
   directories, memory and pids limits, no container_name or published port), healthchecks on
   every long-running service, one-shots that do not restart, dependencies that exist;
-- the seccomp profile is what docker/seccomp/generate.py writes, and allows Landlock;
+- no secret has a default (passwords, keys and tokens are `${VAR:?message}`: compose refuses to
+  start without them), the API and workers never get the object store's root credential, and a
+  worker whose metrics listen beyond loopback requires MEDIAQ_METRICS_TOKEN;
+- `.env` (where compose's secrets live) is in .gitignore and .dockerignore;
+- the seccomp profile is what docker/seccomp/generate.py writes, allows Landlock, and lets unshare
+  and clone make no namespace but the worker's (unshare: user and network; clone: PID);
 - the Dockerfiles: every script their RUN steps call and every file they COPY exists, final
   stages run as a non-root user and copy their image's binaries (the API image no transcoder),
   base images are pinned, each has a HEALTHCHECK; both share one builder stage.
@@ -28,6 +33,18 @@ ROOT = Path(__file__).resolve().parent.parent
 LANDLOCK = {"landlock_create_ruleset", "landlock_add_rule", "landlock_restrict_self"}
 REQUIRED_ENV = ["DATABASE_URL", "MEDIAQ_STORAGE_URL", "MEDIAQ_S3_ENDPOINT", "MEDIAQ_S3_REGION", "AWS_ACCESS_KEY_ID",
                 "AWS_SECRET_ACCESS_KEY", "MEDIAQ_S3_ALLOW_HTTP"]
+
+# Namespace flags (linux/sched.h), and what the worker's spawn path asks for (docker/seccomp/generate.py).
+CLONE_FLAGS = {"CLONE_NEWTIME": 0x80, "CLONE_NEWNS": 0x20000, "CLONE_NEWCGROUP": 0x2000000, "CLONE_NEWUTS": 0x4000000,
+               "CLONE_NEWIPC": 0x8000000, "CLONE_NEWUSER": 0x10000000, "CLONE_NEWPID": 0x20000000,
+               "CLONE_NEWNET": 0x40000000}
+ALL_NAMESPACES = sum(v for k, v in CLONE_FLAGS.items() if k != "CLONE_NEWTIME")
+UNSHARE_ALLOWED = CLONE_FLAGS["CLONE_NEWUSER"] | CLONE_FLAGS["CLONE_NEWNET"]
+CLONE_ALLOWED = CLONE_FLAGS["CLONE_NEWPID"]
+# Environment variables that carry a secret (their value must come from the operator, never a default).
+SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|ACCESS_KEY|ROOT_USER|^DATABASE_URL$")
+DEFAULTED = re.compile(r"\$\{([A-Z0-9_]+)(:?-)")
+APP_SERVICES = ("api", "worker", "migrate")
 
 problems = []
 
@@ -68,12 +85,76 @@ def check_seccomp(path):
     missing = LANDLOCK - allowed
     if missing:
         problem(f"seccomp profile {path} does not allow {sorted(missing)}")
+    check_namespace_rules(path, profile)
     if profile.get("defaultAction") != "SCMP_ACT_ERRNO":
         problem(f"seccomp profile {path} must deny by default (defaultAction SCMP_ACT_ERRNO)")
     generator = ROOT / "docker/seccomp/generate.py"
     if path.resolve() == (ROOT / "docker/seccomp-worker.json").resolve():
         if subprocess.run([sys.executable, str(generator), "--check"]).returncode != 0:
             problem(f"{path} is not what {generator.relative_to(ROOT)} generates")
+
+
+def flag_names(bits):
+    return ", ".join(name for name, value in CLONE_FLAGS.items() if bits & value) or hex(bits)
+
+
+def check_namespace_rules(path, profile):
+    """unshare and clone, where a rule allows them without CAP_SYS_ADMIN, make only the worker's
+    namespaces: unshare CLONE_NEWUSER and CLONE_NEWNET (no other bit), clone CLONE_NEWPID."""
+    for rule in profile.get("syscalls", []):
+        names = set(rule.get("names", [])) & {"unshare", "clone"}
+        if rule.get("action") != "SCMP_ACT_ALLOW" or not names or rule.get("includes"):
+            continue
+        masks = [a for a in rule.get("args") or [] if a.get("index") == 0 and a.get("op") == "SCMP_CMP_MASKED_EQ"
+                 and a.get("valueTwo", 0) == 0]
+        for name in sorted(names):
+            # What the rule lets through: every bit its mask does not cover (all of them without one).
+            open_bits = 0xFFFFFFFF & ~(masks[0]["value"] if masks else 0)
+            if name == "unshare" and open_bits & ~UNSHARE_ALLOWED:
+                problem(f"seccomp profile {path}: unshare may set {flag_names(open_bits & ~UNSHARE_ALLOWED)}"
+                        " (only CLONE_NEWUSER and CLONE_NEWNET are needed)")
+            if name == "clone" and open_bits & ALL_NAMESPACES & ~CLONE_ALLOWED:
+                problem(f"seccomp profile {path}: clone may set {flag_names(open_bits & ALL_NAMESPACES & ~CLONE_ALLOWED)}"
+                        " (only CLONE_NEWPID is needed)")
+
+
+def check_secrets(path, services):
+    """No secret falls back to a default; the application never holds the store's root credential;
+    a worker's metrics beyond loopback need their token."""
+    for name, service in services.items():
+        for var, value in env_of(service).items():
+            if not SECRET_NAME.search(var):
+                continue
+            value = str(value)
+            defaulted = DEFAULTED.search(value)
+            if defaulted:
+                problem(f"{name}: {var} falls back to a default (${{{defaulted.group(1)}{defaulted.group(2)}...}}):"
+                        " a secret must be required (${VAR:?message})")
+            elif "${" not in value and value:
+                problem(f"{name}: {var} is written in the compose file: take it from the environment (${{VAR:?message}})")
+            if name in APP_SERVICES and re.search(r"MINIO_ROOT_|ROOT_PASSWORD|ROOT_USER", value):
+                problem(f"{name}: {var} is the object store's root credential: give the application its own user")
+        if name in APP_SERVICES and any(v.startswith("MINIO_ROOT") for v in env_of(service)):
+            problem(f"{name}: holds the object store's root credential")
+    worker = services.get("worker") or {}
+    env = env_of(worker)
+    bind = str(env.get("MEDIAQ_METRICS_BIND", ""))
+    host = bind.rsplit(":", 1)[0].strip("[]")
+    if bind and host not in ("127.0.0.1", "::1", "localhost"):
+        token = str(env.get("MEDIAQ_METRICS_TOKEN") or "")
+        if ":?" not in token:
+            problem(f"worker: /metrics listens on {bind} (the compose network): MEDIAQ_METRICS_TOKEN must be required"
+                    " (${MEDIAQ_METRICS_TOKEN:?message})")
+
+
+def check_ignored():
+    for name in (".gitignore", ".dockerignore"):
+        try:
+            lines = {line.strip() for line in (ROOT / name).read_text().splitlines()}
+        except OSError:
+            lines = set()
+        if ".env" not in lines and "/.env" not in lines:
+            problem(f"{name} must list .env (compose's secrets)")
 
 
 def check_worker(name, service):
@@ -170,6 +251,7 @@ def check_compose(path):
                 problem(f"{name}: must not run as root")
     if "worker" in services:
         check_worker("worker", services["worker"])
+    check_secrets(path, services)
 
 
 def stages(dockerfile):
@@ -261,6 +343,7 @@ def main():
         print(__doc__, file=sys.stderr)
         return 2
     check_compose(compose)
+    check_ignored()
     check_dockerfile(ROOT / "docker/api.Dockerfile", "api")
     check_dockerfile(ROOT / "docker/worker.Dockerfile", "worker")
     check_builders(ROOT / "docker/api.Dockerfile", ROOT / "docker/worker.Dockerfile")

@@ -30,6 +30,11 @@ source scripts/containers/standins.sh
 PROJECT=mediaq-check
 COMPOSE=(podman-compose -p "$PROJECT" -f docker/compose.yaml)
 export MEDIAQ_POSTGRES_IMAGE="$STANDIN_POSTGRES" MEDIAQ_MINIO_IMAGE="$STANDIN_S3" MEDIAQ_MC_IMAGE="$STANDIN_S3"
+# compose.yaml has no default secrets and refuses to start without them: this run's are random.
+secret() { python3 -c 'import secrets; print(secrets.token_hex(24))'; }
+POSTGRES_PASSWORD=$(secret) MINIO_ROOT_PASSWORD=$(secret) MEDIAQ_S3_SECRET_KEY=$(secret) MEDIAQ_METRICS_TOKEN=$(secret)
+export POSTGRES_PASSWORD MINIO_ROOT_PASSWORD MEDIAQ_S3_SECRET_KEY MEDIAQ_METRICS_TOKEN
+export MINIO_ROOT_USER=mediaq-root MEDIAQ_S3_ACCESS_KEY=mediaq-app
 # Short, so that the scale-in check waits 3 s for its hand-back rather than compose's 30 s. The
 # interrupted attempt cannot finish within it at any speed: it converts a live upload whose rest
 # the check sends only after the hand-back (scripts/containers/e2e.py, check_scale_in).

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The long fuzzing run (not part of the suite): schemathesis against a real API and worker on
-# loopback, driven by /openapi.json, for MEDIAQ_FUZZ_SECONDS (default 900). The suite runs the
+# loopback, driven by /openapi.json, for MEDIAQ_FUZZ_SECONDS (default 900), with the generator seed
+# MEDIAQ_FUZZ_SEED (default 18; any seed must pass). The suite runs the
 # same test for 90 seconds. Prints schemathesis's summary (requests, failures); docs/BENCHMARKS.md
 # records the figures.
 source "$(dirname "$0")/lib.sh"

@@ -128,16 +128,27 @@ reachable_by() {
 # checkout in /root or in any mode-700 folder); then a folder of its own under /var/tmp, named
 # after DIR (the same DIR always maps to the same folder), which every user can traverse. For what
 # root's scripts hand to another user: a PostgreSQL cluster, the worker's sandboxed transcoder.
+# The folder must be root's (or, for a cluster, the postgres user's), writable by no one else:
+# never the sandbox user's (MEDIAQ_SANDBOX_USER, default nobody), whose processes could then swap
+# in the binaries or files root's worker uses (issue #26, item 4).
 outside_dir() {
   local dir="$1" user="${2:-postgres}"
   mkdir -p "$dir"
   dir=$(cd "$dir" && pwd)
   if [ "$(id -u)" -ne 0 ] || reachable_by "$user" "$dir"; then echo "$dir"; return 0; fi
-  local out
+  local out owners="root" sandbox="${MEDIAQ_SANDBOX_USER:-nobody}"
   out="/var/tmp/mediaq-$(printf '%s' "$dir" | sha256sum | cut -c1-16)"
-  # /var/tmp is everyone's: refuse a name someone else made first (a symlink, another owner).
-  if [ -L "$out" ] || { [ -e "$out" ] && ! [[ "$(stat -c %U "$out")" =~ ^(root|$user)$ ]]; }; then
-    die "$out exists and is not root's: remove it"
+  if [ "$user" != "$sandbox" ] && [ "$user" != root ]; then owners="root|$user"; fi
+  # /var/tmp is everyone's: refuse a name someone else made first (a symlink, another owner, a
+  # folder others may write to).
+  if [ -L "$out" ]; then die "$out is a symbolic link: remove it"; fi
+  if [ -e "$out" ]; then
+    if ! [[ "$(stat -c %U "$out")" =~ ^($owners)$ ]]; then
+      die "$out belongs to $(stat -c %U "$out"), not ${owners//|/ or }: remove it"
+    fi
+    if [ ! -d "$out" ] || [ $((8#$(stat -c %a "$out") & 8#022)) -ne 0 ]; then
+      die "$out is not a folder only its owner may write to: remove it"
+    fi
   fi
   mkdir -p -m 0755 "$out"
   echo "$out"

@@ -3,8 +3,16 @@
 
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde_json::Value;
+
+use crate::text::clean;
+
+/// Most of an error body read (the API's are a few hundred bytes); the rest is never read.
+const MAX_ERROR_BODY: usize = 64 << 10;
+/// Most of a JSON answer read (a page of 100 jobs is about 100 KB).
+const MAX_JSON_BODY: usize = 8 << 20;
 
 /// Why a command failed; each kind has its own exit code.
 #[derive(Debug)]
@@ -49,8 +57,39 @@ impl Failure {
     }
 }
 
+/// Shown to people: whatever came from the server is [`clean`]ed first.
 impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.cleaned().fmt_raw(f)
+    }
+}
+
+impl Failure {
+    /// The same failure with every text [`clean`]ed.
+    fn cleaned(&self) -> Self {
+        let opt = |s: &Option<String>| s.as_deref().map(clean);
+        match self {
+            Self::Refused { status, code, message, request_id } => Self::Refused {
+                status: *status,
+                code: clean(code),
+                message: clean(message),
+                request_id: opt(request_id),
+            },
+            Self::Server { status, code, message, request_id } => Self::Server {
+                status: *status,
+                code: clean(code),
+                message: clean(message),
+                request_id: opt(request_id),
+            },
+            Self::JobFailed { id, status, code, message } => {
+                Self::JobFailed { id: clean(id), status: clean(status), code: opt(code), message: opt(message) }
+            }
+            Self::Unreachable(m) => Self::Unreachable(clean(m)),
+            Self::Local(m) => Self::Local(clean(m)),
+        }
+    }
+
+    fn fmt_raw(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Refused { status, code, message, request_id }
             | Self::Server { status, code, message, request_id } => {
@@ -121,8 +160,36 @@ impl Client {
 
     pub async fn json(&self, method: Method, path: &str) -> Result<Value, Failure> {
         let response = self.send(self.request(method, path)).await?;
-        response.json().await.map_err(|e| unreachable(&self.base, &e))
+        self.read_json(response).await
     }
+
+    /// A successful answer's JSON body, read up to [`MAX_JSON_BODY`].
+    pub async fn read_json(&self, response: Response) -> Result<Value, Failure> {
+        let status = response.status().as_u16();
+        let (body, cut) = read_bounded(response, MAX_JSON_BODY).await.map_err(|e| unreachable(&self.base, &e))?;
+        let bad =
+            |what: String| Failure::Server { status, code: "bad_response".into(), message: what, request_id: None };
+        if cut {
+            return Err(bad(format!("the answer is larger than {MAX_JSON_BODY} bytes")));
+        }
+        serde_json::from_slice(&body).map_err(|e| bad(format!("the answer is not JSON: {e}")))
+    }
+}
+
+/// At most `limit` bytes of a body, and whether there was more (left unread: the connection is
+/// dropped with the response).
+async fn read_bounded(response: Response, limit: usize) -> Result<(Vec<u8>, bool), reqwest::Error> {
+    let mut body = Vec::new();
+    let mut stream = response.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk?;
+        if body.len() + chunk.len() > limit {
+            body.extend_from_slice(&chunk[..limit - body.len()]);
+            return Ok((body, true));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok((body, false))
 }
 
 /// An error status as a [`Failure`] with the API's code and sentence (or what the body was).
@@ -132,7 +199,8 @@ pub async fn check(response: Response) -> Result<Response, Failure> {
         return Ok(response);
     }
     let request_id = response.headers().get("x-request-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let body = response.bytes().await.unwrap_or_default();
+    // A hostile or broken server may send an endless body: only its start is read.
+    let body = read_bounded(response, MAX_ERROR_BODY).await.map(|(body, _)| body).unwrap_or_default();
     let parsed: Option<Value> = serde_json::from_slice(&body).ok();
     let field = |name: &str| parsed.as_ref().and_then(|v| v["error"][name].as_str()).map(str::to_owned);
     let code = field("code").unwrap_or_else(|| format!("http_{}", status.as_u16()));

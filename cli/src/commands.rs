@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 
 use crate::{
     client::{Client, Failure},
+    text::{clean, json_line},
     transfer::{self, Transport},
     ui::Ui,
     wait, Command,
@@ -14,8 +15,8 @@ use crate::{
 
 pub async fn run(client: &Client, ui: &Ui, command: Command) -> Result<(), Failure> {
     match command {
-        Command::Upload { files, wait, output, output_dir, retries } => {
-            upload(client, ui, &files, wait, output, output_dir, retries).await
+        Command::Upload { files, wait, output, output_dir, retries, force } => {
+            upload(client, ui, &files, wait, (output, output_dir, force), retries).await
         }
         Command::Status { id } => {
             let job = client.json(Method::GET, &format!("/v1/jobs/{}", wait::check_id(&id)?)).await?;
@@ -31,20 +32,21 @@ pub async fn run(client: &Client, ui: &Ui, command: Command) -> Result<(), Failu
             print_job(ui, &job);
             wait::require_success(&job)
         }
-        Command::Download { id, output } => {
+        Command::Download { id, output, force } => {
             let id = wait::check_id(&id)?;
             let out = match output {
                 Some(out) => out,
                 None => default_name(client, id).await?,
             };
-            let bar = ui.bytes_bar(&out.display().to_string());
-            let written = transfer::download(client, id, &out, &bar).await;
+            transfer::refuse_overwrite(&out, force)?;
+            let bar = ui.bytes_bar(&clean(&out.display().to_string()));
+            let written = transfer::download(client, id, &out, force, &bar).await;
             bar.finish_and_clear();
             let written = written?;
             if ui.json {
-                println!("{}", json!({ "id": id, "path": out, "bytes": written }));
+                println!("{}", json_line(&json!({ "id": id, "path": out, "bytes": written })));
             } else {
-                println!("{}", out.display());
+                println!("{}", clean(&out.display().to_string()));
             }
             Ok(())
         }
@@ -76,16 +78,15 @@ pub async fn run(client: &Client, ui: &Ui, command: Command) -> Result<(), Failu
                     request = request.query(&[(name, v)]);
                 }
             }
-            let page: Value =
-                client.send(request).await?.json().await.map_err(|e| crate::client::unreachable(&client.base, &e))?;
+            let page = client.read_json(client.send(request).await?).await?;
             if ui.json {
-                println!("{page}");
+                println!("{}", json_line(&page));
             } else {
                 for job in page["jobs"].as_array().into_iter().flatten() {
                     println!("{}", job_line(job));
                 }
                 if let Some(next) = page["next_cursor"].as_str() {
-                    eprintln!("more: mediaq list --cursor {next}");
+                    eprintln!("more: mediaq list --cursor {}", clean(next));
                 }
             }
             Ok(())
@@ -99,12 +100,18 @@ pub fn mp4_name(input: &Path) -> PathBuf {
     PathBuf::from(format!("{stem}.mp4"))
 }
 
-/// Where each input's MP4 goes, if anywhere.
-fn destinations(
-    files: &[PathBuf],
-    output: Option<PathBuf>,
-    output_dir: Option<PathBuf>,
-) -> Result<Vec<Option<PathBuf>>, Failure> {
+/// Where each input's MP4 goes, if anywhere; an existing file is refused unless `force`.
+fn destinations(files: &[PathBuf], output: Option<PathBuf>, output_dir: Option<PathBuf>, force: bool) -> Outs {
+    let outs = destinations_of(files, output, output_dir)?;
+    for out in outs.iter().flatten() {
+        transfer::refuse_overwrite(out, force)?;
+    }
+    Ok(outs)
+}
+
+type Outs = Result<Vec<Option<PathBuf>>, Failure>;
+
+fn destinations_of(files: &[PathBuf], output: Option<PathBuf>, output_dir: Option<PathBuf>) -> Outs {
     let dir = match (output, output_dir) {
         (Some(out), None) if files.len() == 1 && !out.is_dir() => return Ok(vec![Some(out)]),
         (Some(dir), None) | (None, Some(dir)) => dir,
@@ -123,11 +130,10 @@ async fn upload(
     ui: &Ui,
     files: &[PathBuf],
     wait_flag: bool,
-    output: Option<PathBuf>,
-    output_dir: Option<PathBuf>,
+    (output, output_dir, force): (Option<PathBuf>, Option<PathBuf>, bool),
     retries: u32,
 ) -> Result<(), Failure> {
-    let outs = destinations(files, output, output_dir)?;
+    let outs = destinations(files, output, output_dir, force)?;
     let wait_for_jobs = wait_flag || outs.iter().any(Option::is_some);
     if transfer::detect_transport(client).await == Transport::TusOffered {
         ui.note("note: the server offers resumable uploads; this mediaq version uploads in one request (retried whole, same Idempotency-Key)");
@@ -143,7 +149,7 @@ async fn upload(
         }
         .await;
         match &result {
-            Ok(job) => ui.note(&format!("{filename}: job {}", job["id"].as_str().unwrap_or("?"))),
+            Ok(job) => ui.note(&clean(&format!("{filename}: job {}", job["id"].as_str().unwrap_or("?")))),
             Err(e) => {
                 bar.finish_and_clear();
                 ui.note(&format!("{filename}: {e}"));
@@ -153,7 +159,7 @@ async fn upload(
     }
     let finished = futures_util::future::join_all(uploaded.into_iter().map(|(path, out, bar, result)| async move {
         let outcome = match result {
-            Ok(job) if wait_for_jobs => finish(client, ui, job, out.as_deref(), &bar).await,
+            Ok(job) if wait_for_jobs => finish(client, ui, job, out.as_deref(), force, &bar).await,
             other => other.map(|job| (job, None)),
         };
         bar.finish_and_clear();
@@ -169,8 +175,8 @@ async fn upload(
                     let written = written.as_ref().map_or(String::new(), |p| format!("\t{}", p.display()));
                     println!(
                         "{}\t{}\t{}{written}",
-                        job["id"].as_str().unwrap_or("?"),
-                        job["status"].as_str().unwrap_or("?"),
+                        clean(job["id"].as_str().unwrap_or("?")),
+                        clean(job["status"].as_str().unwrap_or("?")),
                         path.display()
                     );
                 }
@@ -183,7 +189,7 @@ async fn upload(
         }
     }
     if ui.json {
-        println!("{}", Value::Array(report));
+        println!("{}", json_line(&Value::Array(report)));
     }
     first_failure.map_or(Ok(()), Err)
 }
@@ -194,6 +200,7 @@ async fn finish(
     ui: &Ui,
     job: Value,
     out: Option<&Path>,
+    force: bool,
     bar: &indicatif::ProgressBar,
 ) -> Result<(Value, Option<PathBuf>), Failure> {
     let id = job["id"].as_str().unwrap_or_default().to_owned();
@@ -204,8 +211,8 @@ async fn finish(
         return Err(failure);
     }
     let Some(out) = out else { return Ok((job, None)) };
-    let download_bar = ui.bytes_bar(&out.display().to_string());
-    let written = transfer::download(client, &id, out, &download_bar).await;
+    let download_bar = ui.bytes_bar(&clean(&out.display().to_string()));
+    let written = transfer::download(client, &id, out, force, &download_bar).await;
     download_bar.finish_and_clear();
     written?;
     Ok((job, Some(out.to_owned())))
@@ -216,32 +223,35 @@ async fn finish(
 async fn default_name(client: &Client, id: &str) -> Result<PathBuf, Failure> {
     let job = client.json(Method::GET, &format!("/v1/jobs/{id}")).await?;
     let input = job["input"]["filename"].as_str().unwrap_or(id);
-    // Only the last component: a name from the server never picks the directory.
-    let name = Path::new(input).file_name().map_or_else(|| PathBuf::from(id), PathBuf::from);
+    // Only the last component: a name from the server never picks the directory, nor puts a
+    // control character into a file name.
+    let name = Path::new(input)
+        .file_name()
+        .map_or_else(|| PathBuf::from(id), |n| PathBuf::from(clean(&n.to_string_lossy()).replace('?', "_")));
     Ok(mp4_name(&name))
 }
 
 fn job_line(job: &Value) -> String {
     format!(
         "{}\t{}\t{:>3.0}%\t{}",
-        job["id"].as_str().unwrap_or("?"),
-        job["status"].as_str().unwrap_or("?"),
+        clean(job["id"].as_str().unwrap_or("?")),
+        clean(job["status"].as_str().unwrap_or("?")),
         job["progress"].as_f64().unwrap_or(0.0) * 100.0,
-        job["input"]["filename"].as_str().unwrap_or("")
+        clean(job["input"]["filename"].as_str().unwrap_or(""))
     )
 }
 
 fn print_job(ui: &Ui, job: &Value) {
     if ui.json {
-        println!("{job}");
+        println!("{}", json_line(job));
         return;
     }
     println!("{}", job_line(job));
     if let (Some(code), Some(message)) = (job["error"]["code"].as_str(), job["error"]["message"].as_str()) {
-        println!("error: {code}: {message}");
+        println!("error: {}: {}", clean(code), clean(message));
     }
     if let Some(link) = job["links"]["output"].as_str() {
-        println!("output: {link}");
+        println!("output: {}", clean(link));
     }
 }
 
@@ -254,11 +264,11 @@ mod tests {
         assert_eq!(mp4_name(Path::new("dir/clip.webm")), PathBuf::from("clip.mp4"));
         assert_eq!(mp4_name(Path::new("a.b.webm")), PathBuf::from("a.b.mp4"));
         let files = vec![PathBuf::from("x/a.webm"), PathBuf::from("y/b.webm")];
-        let outs = destinations(&files, None, Some(PathBuf::from("out"))).unwrap();
+        let outs = destinations_of(&files, None, Some(PathBuf::from("out"))).unwrap();
         assert_eq!(outs, vec![Some(PathBuf::from("out/a.mp4")), Some(PathBuf::from("out/b.mp4"))]);
         let clash = vec![PathBuf::from("x/a.webm"), PathBuf::from("y/a.webm")];
-        assert!(destinations(&clash, None, Some(PathBuf::from("out"))).is_err());
-        let one = destinations(&files[..1], Some(PathBuf::from("/nonexistent/o.mp4")), None).unwrap();
+        assert!(destinations_of(&clash, None, Some(PathBuf::from("out"))).is_err());
+        let one = destinations_of(&files[..1], Some(PathBuf::from("/nonexistent/o.mp4")), None).unwrap();
         assert_eq!(one, vec![Some(PathBuf::from("/nonexistent/o.mp4"))]);
     }
 }

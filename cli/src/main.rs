@@ -1,5 +1,6 @@
-//! `mediaq`: the command-line client of a mediaq server. Configuration: `MEDIAQ_URL` and
-//! `MEDIAQ_API_KEY` (or `--url`, `--api-key`).
+//! `mediaq`: the command-line client of a mediaq server. Configuration: `MEDIAQ_URL` (or
+//! `--url`) and the key from `MEDIAQ_API_KEY` or `--api-key-file` (`--api-key` works, with a
+//! warning: other users of the machine see a command line in `ps`).
 //!
 //! Exit codes: 0 success, 1 a local problem (a file), 2 bad arguments, 3 a job failed (or was
 //! canceled or expired), 4 the server refused the request (its code is printed), 5 the server
@@ -7,6 +8,8 @@
 
 mod client;
 mod commands;
+mod credentials;
+mod text;
 mod link;
 mod transfer;
 mod ui;
@@ -22,9 +25,13 @@ struct Cli {
     /// The server's base URL.
     #[arg(long, env = "MEDIAQ_URL", default_value = "http://127.0.0.1:8080", global = true)]
     url: String,
-    /// An API key (`mq_...`) or upload token (`mqt_...`).
-    #[arg(long, env = "MEDIAQ_API_KEY", hide_env_values = true, global = true)]
+    /// An API key (`mq_...`) or upload token (`mqt_...`). Visible to every user in `ps`: prefer
+    /// the environment variable MEDIAQ_API_KEY or --api-key-file.
+    #[arg(long, global = true)]
     api_key: Option<String>,
+    /// A file holding the API key or upload token (its first line).
+    #[arg(long, global = true, conflicts_with = "api_key")]
+    api_key_file: Option<PathBuf>,
     /// Machine-readable output on stdout (errors too), no progress bars.
     #[arg(long, global = true)]
     json: bool,
@@ -50,6 +57,9 @@ enum Command {
         /// Attempts after a dropped connection or a busy server (same Idempotency-Key each time).
         #[arg(long, default_value_t = 3)]
         retries: u32,
+        /// Replace MP4s that exist already.
+        #[arg(long)]
+        force: bool,
     },
     /// Show a job.
     Status { id: String },
@@ -60,6 +70,9 @@ enum Command {
         id: String,
         #[arg(short = 'o', long)]
         output: Option<PathBuf>,
+        /// Replace the file if it exists.
+        #[arg(long)]
+        force: bool,
     },
     /// Print a signed link that plays the job's MP4 without any credential (a browser, a player).
     Url {
@@ -97,7 +110,11 @@ enum Command {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     let ui = ui::Ui::new(cli.json);
-    let result = match client::Client::new(&cli.url, cli.api_key.as_deref()) {
+    let key = credentials::api_key(cli.api_key, cli.api_key_file.as_deref());
+    let result = match key.and_then(|key| {
+        credentials::warn_if_sent_in_clear(&cli.url, key.is_some());
+        client::Client::new(&cli.url, key.as_deref())
+    }) {
         Ok(client) => commands::run(&client, &ui, cli.command).await,
         Err(e) => Err(e),
     };
@@ -105,7 +122,7 @@ async fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
             if cli.json {
-                println!("{}", failure.to_json());
+                println!("{}", text::json_line(&failure.to_json()));
             }
             eprintln!("mediaq: {failure}");
             ExitCode::from(failure.exit_code())

@@ -51,6 +51,10 @@ pub async fn idempotency_key(path: &Path, filename: &str) -> Result<String, Fail
     Ok(format!("mediaq-cli-{}", &hex::encode(hasher.finalize())[..48]))
 }
 
+fn local_exists(path: &Path) -> Failure {
+    Failure::Local(format!("{} exists: pass --force to replace it", path.display()))
+}
+
 fn local(path: &Path, what: &str, e: std::io::Error) -> Failure {
     Failure::Local(format!("{what} {}: {e}", path.display()))
 }
@@ -115,11 +119,21 @@ async fn upload_once(
         .header("idempotency-key", key)
         .body(reqwest::Body::wrap_stream(stream));
     let response = client.send(request).await?;
-    response.json().await.map_err(|e| unreachable(&client.base, &e))
+    client.read_json(response).await
 }
 
-/// Downloads a job's MP4 to `out` (through `out.part`); the bytes written.
-pub async fn download(client: &Client, id: &str, out: &Path, bar: &ProgressBar) -> Result<u64, Failure> {
+/// An existing file at `out` is refused unless `force` (checked before anything is fetched).
+pub fn refuse_overwrite(out: &Path, force: bool) -> Result<(), Failure> {
+    if !force && std::fs::symlink_metadata(out).is_ok() {
+        return Err(local_exists(out));
+    }
+    Ok(())
+}
+
+/// Downloads a job's MP4 to `out` (through `out.part`); the bytes written. Without `force`, a
+/// file that appeared at `out` meanwhile is not replaced either (the part is linked into place,
+/// which fails on an existing name, instead of renamed over it).
+pub async fn download(client: &Client, id: &str, out: &Path, force: bool, bar: &ProgressBar) -> Result<u64, Failure> {
     let response = client.send(client.request(Method::GET, &format!("/v1/jobs/{id}/output"))).await?;
     if let Some(len) = response.content_length() {
         bar.set_length(len);
@@ -145,6 +159,20 @@ pub async fn download(client: &Client, id: &str, out: &Path, bar: &ProgressBar) 
         let _ = tokio::fs::remove_file(&part).await;
         return Err(e);
     }
-    tokio::fs::rename(&part, out).await.map_err(|e| local(out, "cannot write", e))?;
+    if force {
+        tokio::fs::rename(&part, out).await.map_err(|e| local(out, "cannot write", e))?;
+    } else {
+        let placed = match tokio::fs::hard_link(&part, out).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(local_exists(out)),
+            // A file system without hard links: the check just before the rename has to do.
+            Err(_) => match refuse_overwrite(out, false) {
+                Ok(()) => tokio::fs::rename(&part, out).await.map_err(|e| local(out, "cannot write", e)),
+                refused => refused,
+            },
+        };
+        let _ = tokio::fs::remove_file(&part).await;
+        placed?;
+    }
     Ok(written)
 }

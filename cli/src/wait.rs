@@ -7,7 +7,7 @@ use indicatif::ProgressBar;
 use reqwest::{header, Method, StatusCode};
 use serde_json::Value;
 
-use crate::client::{unreachable, Client, Failure};
+use crate::client::{Client, Failure};
 
 pub const TERMINAL: [&str; 4] = ["succeeded", "failed", "canceled", "expired"];
 
@@ -55,10 +55,10 @@ pub async fn until_terminal(client: &Client, id: &str, bar: &ProgressBar) -> Res
             .map_or(Duration::from_secs(1), |s| Duration::from_secs_f64(s.clamp(0.2, 30.0)));
         if response.status() != StatusCode::NOT_MODIFIED {
             etag = response.headers().get(header::ETAG).and_then(|v| v.to_str().ok()).map(str::to_owned);
-            job = response.json().await.map_err(|e| unreachable(&client.base, &e))?;
+            job = client.read_json(response).await?;
             let progress = job["progress"].as_f64().unwrap_or(0.0);
             bar.set_position((progress * 1000.0).round() as u64);
-            bar.set_message(job["status"].as_str().unwrap_or("").to_owned());
+            bar.set_message(crate::text::clean(job["status"].as_str().unwrap_or("")));
         }
         if job["status"].as_str().is_some_and(|s| TERMINAL.contains(&s)) {
             return Ok(job);

@@ -235,3 +235,54 @@ async fn every_download_is_audited_once_per_player() {
     assert_eq!(admin.get(&url).header("range", "bytes=1-").send().await.unwrap().status(), 206);
     assert_eq!(downloads().await, 2);
 }
+
+/// A poster download is audited like the MP4's (issue #26, item 6): one `job.poster_downloaded`
+/// row per actor and job per window, whatever it re-fetches, another actor another row; it does
+/// not cover (nor is it covered by) the MP4's `job.downloaded`.
+#[tokio::test]
+async fn poster_downloads_are_audited_like_outputs() {
+    let env = TestEnv::new().await;
+    let api = env.api().await;
+    let _worker = env.worker().await;
+    let job: Value = api.upload(fixtures::bytes(&fixtures::VP8_VORBIS), "video/webm", None).await.json().await.unwrap();
+    let id = job["id"].as_str().unwrap().to_owned();
+    let (_, done) = api.wait_terminal(&id, Duration::from_secs(60)).await;
+    assert_eq!(done["status"], "succeeded");
+    let rows = |action: &'static str| {
+        let id = id.clone();
+        let pool = env.pool().clone();
+        async move {
+            sqlx::query_as::<_, (String, Option<String>)>(
+                "SELECT actor, host(client_ip) FROM audit_events WHERE action = $1 AND job_id = $2::uuid ORDER BY id",
+            )
+            .bind(action)
+            .bind(&id)
+            .fetch_all(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    let url = api.url(&format!("/v1/jobs/{id}/poster"));
+    let first = api.client.get(&url).send().await.unwrap();
+    assert_eq!(first.status(), 200);
+    let etag = first.headers()["etag"].to_str().unwrap().to_owned();
+    assert!(!first.bytes().await.unwrap().is_empty());
+    let written = rows("job.poster_downloaded").await;
+    assert_eq!(written.len(), 1, "a poster GET is audited: {written:?}");
+    assert_eq!(written[0].1.as_deref(), Some("127.0.0.1"), "{written:?}");
+    // Fetched again (a page re-rendering it) and revalidated: still one row.
+    assert_eq!(api.client.get(&url).send().await.unwrap().status(), 200);
+    assert_eq!(api.client.get(&url).header("if-none-match", &etag).send().await.unwrap().status(), 304);
+    assert_eq!(rows("job.poster_downloaded").await.len(), 1, "one row per player");
+    // The poster does not stand for the MP4: downloading that is its own row.
+    assert!(rows("job.downloaded").await.is_empty());
+    let output = api.client.get(api.url(&format!("/v1/jobs/{id}/output"))).send().await.unwrap();
+    assert_eq!(output.status(), 200);
+    assert_eq!(rows("job.downloaded").await.len(), 1);
+    // Another actor (an admin) is another row.
+    let admin = client_with_key(&create_key(&env.database_url, "ops", "admin", "ops"));
+    assert_eq!(admin.get(&url).send().await.unwrap().status(), 200);
+    let written = rows("job.poster_downloaded").await;
+    assert_eq!(written.len(), 2, "{written:?}");
+    assert_ne!(written[0].0, written[1].0, "{written:?}");
+}

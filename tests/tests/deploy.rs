@@ -105,3 +105,71 @@ async fn the_images_healthcheck_script_probes_the_real_services() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
     assert!(!probe(&closed, "/healthz").status.success());
 }
+
+/// Issue #26, item 8: the engine-free check refuses a compose file that falls back to a
+/// development password, gives the application the object store's root credential or serves a
+/// worker's metrics to the compose network without a token, and a seccomp profile that lets the
+/// worker make namespaces it does not use (a time or mount namespace).
+#[test]
+fn default_secrets_root_credentials_open_metrics_and_extra_namespaces_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let compose = std::fs::read_to_string(root().join("docker/compose.yaml")).unwrap();
+    let replaced = |from: &str, to: &str| {
+        assert!(compose.contains(from), "{from:?} not in compose.yaml");
+        compose.replacen(from, to, 1)
+    };
+    // The profile as it was: unshare and clone let every namespace but cgroup, UTS and IPC through.
+    let mut wide: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(root().join("docker/seccomp-worker.json")).unwrap()).unwrap();
+    for rule in wide["syscalls"].as_array_mut().unwrap() {
+        if rule["comment"].as_str().is_some_and(|c| c.starts_with("mediaq: ")) && rule.get("args").is_some() {
+            rule["args"][0]["value"] = serde_json::json!(0x0E00_0000u64);
+        }
+    }
+    let wide_path = dir.path().join("wide.json");
+    std::fs::write(&wide_path, serde_json::to_string(&wide).unwrap()).unwrap();
+
+    let cases = [
+        (
+            replaced(
+                "${POSTGRES_PASSWORD:?set POSTGRES_PASSWORD, see docs/DEPLOY.md}",
+                "${POSTGRES_PASSWORD:-mediaq-dev-password}",
+            ),
+            "falls back to a default (${POSTGRES_PASSWORD:-",
+        ),
+        (
+            replaced(
+                "${MEDIAQ_S3_ACCESS_KEY:?set MEDIAQ_S3_ACCESS_KEY, see docs/DEPLOY.md}\n",
+                "${MINIO_ROOT_USER:?x}\n",
+            ),
+            "the object store's root credential",
+        ),
+        (
+            replaced(
+                "MEDIAQ_METRICS_TOKEN: ${MEDIAQ_METRICS_TOKEN:?set MEDIAQ_METRICS_TOKEN, see docs/DEPLOY.md}",
+                "MEDIAQ_METRICS_TOKEN: ${MEDIAQ_METRICS_TOKEN:-}",
+            ),
+            "MEDIAQ_METRICS_TOKEN must be required",
+        ),
+        (
+            replaced("seccomp=docker/seccomp-worker.json", &format!("seccomp={}", wide_path.display())),
+            "unshare may set CLONE_NEWTIME",
+        ),
+        (
+            replaced("seccomp=docker/seccomp-worker.json", &format!("seccomp={}", wide_path.display())),
+            "clone may set CLONE_NEWNS",
+        ),
+    ];
+    for (i, (compose, expected)) in cases.iter().enumerate() {
+        let path = dir.path().join(format!("compose-{i}.yaml"));
+        std::fs::write(&path, compose).unwrap();
+        let out = check(&["--compose", path.to_str().unwrap()]);
+        assert!(!out.status.success(), "case {i} ({expected}) passed:\n{}", text(&out));
+        assert!(text(&out).contains(expected), "case {i}: expected {expected:?} in:\n{}", text(&out));
+    }
+    // Secrets stay out of git and out of the images' build context.
+    for ignore in [".gitignore", ".dockerignore"] {
+        let text = std::fs::read_to_string(root().join(ignore)).unwrap();
+        assert!(text.lines().any(|l| l.trim() == ".env"), "{ignore} lacks .env");
+    }
+}

@@ -1,6 +1,7 @@
 //! The API holds to its OpenAPI document under generated input: schemathesis, driven by
 //! `/openapi.json`, sends valid and invalid requests with an admin key for a bounded time
-//! (MEDIAQ_FUZZ_SECONDS, default 90; scripts/fuzz-api.sh runs longer): no 5xx but documented
+//! (MEDIAQ_FUZZ_SECONDS, default 90; scripts/fuzz-api.sh runs longer; MEDIAQ_FUZZ_SEED, default
+//! 18, picks another generator seed): no 5xx but documented
 //! 503s, every status, header and body as documented. Afterwards every job is terminal and
 //! storage holds only the files of live jobs.
 

@@ -134,11 +134,16 @@ impl UploadProgress {
     }
 }
 
-/// Puts the segments of a complete upload of job `id` (`size` bytes) together into the file
-/// `dest`, in order, as the child's input file.
-pub async fn assemble(state: &WorkerState, id: JobId, size: u64, dest: &std::path::Path) -> Result<(), AttemptError> {
+/// Puts the segments of a complete upload of job `id` (`size` bytes) together into `file` (the
+/// job directory's input, created exclusively), in order, as the child's input file.
+pub async fn assemble(
+    state: &WorkerState,
+    id: JobId,
+    size: u64,
+    file: std::fs::File,
+) -> Result<std::fs::File, AttemptError> {
     let missing = |what: String| AttemptError::Storage(io::Error::new(io::ErrorKind::NotFound, what));
-    let mut file = tokio::fs::File::create(dest).await?;
+    let mut file = tokio::fs::File::from_std(file);
     let mut offset = 0u64;
     for segment in uploads::segments(&state.pool, id, 0).await? {
         if segment.start != offset {
@@ -154,7 +159,7 @@ pub async fn assemble(state: &WorkerState, id: JobId, size: u64, dest: &std::pat
         return Err(missing(format!("the complete upload's segments end at {offset}, not {size}")));
     }
     file.flush().await?;
-    Ok(())
+    Ok(file.into_std().await)
 }
 
 /// Feeds the upload of job `id` into `pipe` until it is complete (then closes the pipe), the

@@ -67,12 +67,14 @@ pub async fn prepare<'a>(state: &'a WorkerState, job: &Job, attempt: i32) -> Res
     }
     let fetched = work.fetched_input_path();
     if segmented {
-        feed::assemble(state, id, job.input.size, &fetched).await?;
+        // Created exclusively relative to the directory, handed over through its descriptor.
+        let file = feed::assemble(state, id, job.input.size, work.create_input()?).await?;
+        work.hand_over_file(&file)?;
     } else {
-        // (S3: the fetch writes through tokio's file API; the ownership change is two calls.)
+        // (S3: the fetch creates its file exclusively; the hand-over opens it without following links.)
         state.storage.fetch_to(&job.input.key, &fetched).await?;
+        work.hand_over(&fetched)?;
     }
-    work.hand_over(&fetched)?;
     Ok(Prepared { work, path: fetched, child_input: ChildInput::Named })
 }
 

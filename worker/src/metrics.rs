@@ -211,6 +211,10 @@ impl Drop for InFlight {
 struct Served {
     metrics: Arc<WorkerMetrics>,
     token: Option<Redacted>,
+    /// No token, and an address other machines can reach (a container's `0.0.0.0`): `/metrics`
+    /// is refused (job counts, queue sizes, sandbox layers are not for the compose network);
+    /// `/healthz` stays open for the healthcheck.
+    closed: bool,
 }
 
 /// Binds MEDIAQ_METRICS_BIND, prints the address (port 0 picks a free one) and serves
@@ -222,10 +226,14 @@ pub async fn listen(
 ) -> Result<SocketAddr, std::io::Error> {
     let listener = tokio::net::TcpListener::bind(bind).await?;
     let addr = listener.local_addr()?;
+    let closed = token.is_none() && !addr.ip().is_loopback();
+    if closed {
+        tracing::warn!(%addr, "MEDIAQ_METRICS_BIND is not a loopback address and MEDIAQ_METRICS_TOKEN is unset: /metrics is refused (set the token)");
+    }
     let app = Router::new()
         .route("/metrics", get(scrape))
         .route("/healthz", get(|| async { ([(header::CONTENT_TYPE, "application/json")], "{\"status\":\"ok\"}") }))
-        .with_state(Arc::new(Served { metrics, token }));
+        .with_state(Arc::new(Served { metrics, token, closed }));
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             tracing::error!(error = %e, "the metrics listener stopped");
@@ -238,6 +246,10 @@ pub async fn listen(
 }
 
 async fn scrape(State(served): State<Arc<Served>>, headers: HeaderMap) -> Response {
+    if served.closed {
+        let body = "{\"error\":{\"code\":\"metrics_token_required\",\"message\":\"set MEDIAQ_METRICS_TOKEN to serve /metrics on a non-loopback address\"}}";
+        return (StatusCode::FORBIDDEN, [(header::CONTENT_TYPE, "application/json")], body).into_response();
+    }
     if let Some(token) = &served.token {
         let given = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
         if !mediaq_shared::metrics::bearer_matches(given, token.expose()) {
@@ -247,4 +259,34 @@ async fn scrape(State(served): State<Arc<Served>>, headers: HeaderMap) -> Respon
     }
     let content_type = HeaderValue::from_static(mediaq_shared::metrics::CONTENT_TYPE);
     ([(header::CONTENT_TYPE, content_type)], served.metrics.render()).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn get(addr: SocketAddr, path: &str, token: Option<&str>) -> u16 {
+        let url = format!("http://127.0.0.1:{}{path}", addr.port());
+        let mut request = reqwest::Client::new().get(url);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send().await.unwrap().status().as_u16()
+    }
+
+    /// A container binds `0.0.0.0`: without a token, `/metrics` is not served to the network
+    /// (issue #26, item 8); `/healthz` is. Loopback without a token stays open, as before.
+    #[tokio::test]
+    async fn metrics_on_a_reachable_address_need_the_token() {
+        let metrics = Arc::new(WorkerMetrics::new());
+        let open_to_all = listen("0.0.0.0:0".parse().unwrap(), metrics.clone(), None).await.unwrap();
+        assert_eq!(get(open_to_all, "/metrics", None).await, 403);
+        assert_eq!(get(open_to_all, "/healthz", None).await, 200);
+        let token = Some(Redacted("s3cret".into()));
+        let with_token = listen("0.0.0.0:0".parse().unwrap(), metrics.clone(), token).await.unwrap();
+        assert_eq!(get(with_token, "/metrics", None).await, 401);
+        assert_eq!(get(with_token, "/metrics", Some("s3cret")).await, 200);
+        let local = listen("127.0.0.1:0".parse().unwrap(), metrics, None).await.unwrap();
+        assert_eq!(get(local, "/metrics", None).await, 200);
+    }
 }

@@ -234,6 +234,7 @@ fn complete_operation(path: &str, op: &mut Value) {
             }
         }
     }
+    let tus = require_tus_version(op);
     let secured = op.get("security").is_some();
     let has_body = op.get("requestBody").is_some();
     // axum's JSON extractor refuses a body sent without `Content-Type: application/json`.
@@ -252,6 +253,9 @@ fn complete_operation(path: &str, op: &mut Value) {
     if json_body {
         common.push(415);
     }
+    if tus {
+        common.push(412);
+    }
     for status in common {
         responses.entry(status.to_string()).or_insert(Value::Null);
     }
@@ -264,6 +268,25 @@ fn complete_operation(path: &str, op: &mut Value) {
             response["headers"]["X-Request-Id"] = json!({ "$ref": "#/components/headers/X-Request-Id" });
         }
     }
+}
+
+/// A tus operation (one that takes `Tus-Resumable`) says exactly what the server wants of that
+/// header: required, `1.0.0` and nothing else; without it or with another value the answer is
+/// 412 `tus_version_unsupported` (added to its responses, whatever its annotation lists).
+fn require_tus_version(op: &mut Value) -> bool {
+    let mut found = false;
+    for param in op.get_mut("parameters").and_then(Value::as_array_mut).into_iter().flatten() {
+        if param["in"] == "header" && param["name"].as_str().is_some_and(|n| n.eq_ignore_ascii_case("Tus-Resumable")) {
+            param["required"] = json!(true);
+            param["schema"] = json!({ "type": "string", "enum": [crate::tus::VERSION] });
+            param["description"] = json!(format!(
+                "`{}`, the tus protocol version; missing or any other value: 412 `tus_version_unsupported`.",
+                crate::tus::VERSION
+            ));
+            found = true;
+        }
+    }
+    found
 }
 
 /// `webhooks`: one event per terminal status, POSTed with `Mediaq-Signature`.

@@ -137,3 +137,103 @@ fn response_fields_are_required_but_request_fields_are_not() {
     let token_request_required = schemas["UploadTokenRequest"]["required"].as_array().map_or(0, Vec::len);
     assert_eq!(token_request_required, 0);
 }
+
+/// Issue #26, item 10: the document says exactly what the server accepts. A name the
+/// `filename` pattern allows is never refused `extension_mismatch` (checked over every name of up
+/// to five characters from an alphabet of the characters that matter), and the webhook URL's
+/// pattern and lengths allow nothing the URL check refuses without a DNS lookup (an empty value,
+/// another scheme, credentials).
+#[test]
+fn patterns_allow_only_what_the_server_accepts() {
+    let doc = document();
+    let param = |path: &str, name: &str| {
+        doc["paths"][path]["post"]["parameters"].as_array().unwrap().iter().find(|p| p["name"] == name).unwrap()
+            ["schema"]
+            .clone()
+    };
+    let filename = regex::Regex::new(param("/v1/jobs", "filename")["pattern"].as_str().expect("a pattern")).unwrap();
+    // The server's rule (ingest::sniff::check_extension on the sanitized name).
+    let accepted = |raw: &str| {
+        matches!(
+            mediaq_shared::OriginalFilename::sanitize(raw).extension().as_deref(),
+            None | Some("webm" | "weba" | "mkv" | "mka")
+        )
+    };
+    let alphabet = ['a', '.', '/', '\\', ' ', 'w', 'e', 'b', 'm', 'M', 'k', 'v', '4', ':'];
+    let mut names = vec![String::new()];
+    let mut frontier = vec![String::new()];
+    for _ in 0..5 {
+        frontier = frontier.iter().flat_map(|n| alphabet.iter().map(move |c| format!("{n}{c}"))).collect();
+        names.extend(frontier.iter().cloned());
+    }
+    let mut allowed = 0;
+    for name in &names {
+        if filename.is_match(name) {
+            allowed += 1;
+            assert!(accepted(name), "the pattern allows {name:?}, which the server refuses (extension_mismatch)");
+        }
+    }
+    assert!(allowed > 10_000, "the pattern allows almost nothing ({allowed})");
+    for name in ["clip.webm", "Clip.WebM", "x/y.mkv", "C:\\rec\\a.mka", "noext", "CON.webm", "caf\u{e9}.weba"] {
+        assert!(filename.is_match(name) && accepted(name), "{name}");
+    }
+    for name in ["clip.mp4", "a.webm.mp4", "x.webm/y.txt", "a.b"] {
+        assert!(!filename.is_match(name) && !accepted(name), "{name}");
+    }
+
+    let schemas =
+        [param("/v1/jobs", "webhook_url"), doc["components"]["schemas"]["CreateWebhook"]["properties"]["url"].clone()];
+    let policy = mediaq_shared::webhook::address::AddressPolicy::default();
+    for schema in schemas {
+        let pattern = regex::Regex::new(schema["pattern"].as_str().expect("a pattern")).unwrap();
+        let (min, max) =
+            (schema["minLength"].as_u64().unwrap() as usize, schema["maxLength"].as_u64().unwrap() as usize);
+        assert_eq!(max, 2048);
+        let allows = |url: &str| pattern.is_match(url) && (min..=max).contains(&url.chars().count());
+        for refused in [
+            "",
+            " ",
+            "x",
+            "http://example.com/hook",
+            "ftp://example.com",
+            "https://",
+            "https://user:pw@example.com/",
+            "https://exa mple.com",
+            "//example.com",
+        ] {
+            assert!(policy.parse(refused).is_err(), "{refused:?} is accepted by the server");
+            assert!(!allows(refused), "the schema allows {refused:?}, which the server refuses");
+        }
+        let long = format!("https://example.com/{}", "a".repeat(2048));
+        assert!(policy.parse(&long).is_err() && !allows(&long));
+        for fine in
+            ["https://example.com", "https://example.com:8443/hooks/mediaq?token=x#y", "https://93.184.216.34/x@y"]
+        {
+            assert!(policy.parse(fine).is_ok() && allows(fine), "{fine}");
+        }
+    }
+}
+
+/// Every tus operation but OPTIONS requires `Tus-Resumable: 1.0.0` and documents its 412.
+#[test]
+fn every_tus_operation_documents_its_version_header_and_412() {
+    let doc = document();
+    let mut seen = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        if !path.starts_with("/v1/uploads") {
+            continue;
+        }
+        for (method, op) in item.as_object().unwrap() {
+            if method == "options" {
+                continue;
+            }
+            let header = op["parameters"].as_array().unwrap().iter().find(|p| p["name"] == "Tus-Resumable");
+            let header = header.unwrap_or_else(|| panic!("{method} {path}: no Tus-Resumable"));
+            assert_eq!(header["required"], true, "{method} {path}");
+            assert_eq!(header["schema"]["enum"], json!(["1.0.0"]), "{method} {path}");
+            assert!(op["responses"].get("412").is_some(), "{method} {path}: no 412");
+            seen += 1;
+        }
+    }
+    assert_eq!(seen, 4, "tus_create, tus_status, tus_append, tus_terminate");
+}

@@ -23,7 +23,10 @@ pub enum WebhookEventType {
 /// `POST /v1/webhooks`.
 #[derive(ToSchema)]
 pub struct CreateWebhook {
-    /// `https://` (plain `http://` only where the operator allows it); never a private address.
+    /// An absolute `https://` URL (plain `http://` only where the operator allows it) without a
+    /// user name or password, at most 2048 characters; its host must resolve only to public
+    /// addresses (else 422 `webhook_url_refused`).
+    #[schema(min_length = 9, max_length = 2048, pattern = "^https://[^\\s/?#@]+(?:[/?#]\\S*)?$")]
     pub url: String,
     /// Event types to receive (default: all of them).
     #[schema(min_items = 1)]

@@ -77,21 +77,21 @@ pub async fn play(
     let issuer = Caller { key_id: key.id, owner: key.owner, scopes: key.scopes, token: None };
     issuer.require(Scope::JobsRead)?;
     let job = jobs::get(&state.pool, link.job).await?.filter(|j| issuer.can_see(j)).ok_or(ApiError::JobNotFound)?;
+    let ip = request.extensions().get::<ClientIp>().map(|c| c.0);
+    // A viewer is a link's key and the address it plays from: one audit row per viewer
+    // and window, however many range requests the player makes.
+    let actor = match ip {
+        Some(ip) => format!("link:{}@{ip}", link.key_id),
+        None => format!("link:{}", link.key_id),
+    };
+    let expires_at = chrono::DateTime::from_timestamp(link.expires, 0);
+    let download = Download {
+        actor,
+        link: Some(json!({ "key_id": link.key_id, "expires_at": expires_at })),
+        disposition: "inline",
+    };
     match target {
         Target::Output => {
-            let ip = request.extensions().get::<ClientIp>().map(|c| c.0);
-            // A viewer is a link's key and the address it plays from: one audit row per viewer
-            // and window, however many range requests the player makes.
-            let actor = match ip {
-                Some(ip) => format!("link:{}@{ip}", link.key_id),
-                None => format!("link:{}", link.key_id),
-            };
-            let expires_at = chrono::DateTime::from_timestamp(link.expires, 0);
-            let download = Download {
-                actor,
-                link: Some(json!({ "key_id": link.key_id, "expires_at": expires_at })),
-                disposition: "inline",
-            };
             if state.links.s3_redirect {
                 if let Some(response) = redirect(&state, &job, &link, now, &download, request.headers(), ip).await? {
                     return Ok(response);
@@ -99,7 +99,7 @@ pub async fn play(
             }
             serve_output(&state, &job, download, request).await
         }
-        Target::Poster => serve_poster(&state, &job, request.method(), request.headers()).await,
+        Target::Poster => serve_poster(&state, &job, &download, request.method(), request.headers(), ip).await,
         Target::Stream => Err(ApiError::RouteNotFound),
     }
 }

@@ -226,11 +226,15 @@ impl Storage {
         }
     }
 
-    /// Copies the object `key` into the local file `dest` (the worker's input).
+    /// Copies the object `key` into the new local file `dest` (the worker's input, in a job
+    /// directory another user may write to): `dest` is created with `O_CREAT | O_EXCL |
+    /// O_NOFOLLOW`, mode 0600, so anything planted at its name (a link to `/etc/passwd`) fails
+    /// the fetch instead of being written through.
     pub async fn fetch_to(&self, key: &str, dest: &Path) -> Result<(), StorageError> {
         match &self.backend {
             Backend::Local(l) => {
-                std::fs::copy(l.path(key), dest)?;
+                let mut source = std::fs::File::open(l.path(key))?;
+                io::copy(&mut source, &mut create_new_file(dest)?)?;
                 Ok(())
             }
             Backend::S3(s) => s.fetch_to(key, dest).await,
@@ -306,3 +310,15 @@ impl Storage {
 
 #[cfg(test)]
 mod tests;
+
+/// Creates the new file `path` for writing, mode 0600, never through a link or over an existing
+/// name (`O_CREAT | O_EXCL | O_NOFOLLOW`: `AlreadyExists` instead).
+pub(crate) fn create_new_file(path: &Path) -> io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+}

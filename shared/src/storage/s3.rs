@@ -122,7 +122,7 @@ impl S3 {
 
     pub async fn fetch_to(&self, key: &str, dest: &Path) -> Result<(), StorageError> {
         let mut body = self.store.get(&ObjectPath::from(key)).await?.into_stream();
-        let mut file = tokio::fs::File::create(dest).await?;
+        let mut file = tokio::fs::File::from_std(super::create_new_file(dest)?);
         while let Some(chunk) = body.next().await {
             file.write_all(&chunk?).await?;
         }

@@ -108,3 +108,31 @@ async fn ranges_of_local_objects_stream_the_exact_bytes() {
     let chunks: Vec<Bytes> = fetched.body.try_collect().await.unwrap();
     assert_eq!(chunks.concat(), &data[100..600_100]);
 }
+
+/// The worker's fetch writes only a new file of its own: a link planted at the destination (in a
+/// job directory the sandbox user owns) fails the fetch and the link's target is untouched
+/// (issue #26, item 4).
+#[tokio::test]
+async fn fetching_never_writes_through_a_planted_link() {
+    let root = tempfile::tempdir().unwrap();
+    let storage = local(root.path());
+    let mut writer = storage.writer("inputs/b.webm").await.unwrap();
+    writer.write(Bytes::from_static(b"input bytes")).await.unwrap();
+    storage.commit(writer.finish().await.unwrap().object).await.unwrap();
+    let victim = root.path().join("passwd");
+    std::fs::write(&victim, b"root:x:0:0\n").unwrap();
+    let job = tempfile::tempdir().unwrap();
+    let dest = job.path().join("input.webm");
+    std::os::unix::fs::symlink(&victim, &dest).unwrap();
+    let err = storage.fetch_to("inputs/b.webm", &dest).await.unwrap_err();
+    assert!(matches!(&err, StorageError::Io(e) if e.kind() == io::ErrorKind::AlreadyExists), "{err:?}");
+    assert_eq!(std::fs::read(&victim).unwrap(), b"root:x:0:0\n");
+    // With nothing at the name, the fetch writes a 0600 file of its own.
+    std::fs::remove_file(&dest).unwrap();
+    storage.fetch_to("inputs/b.webm", &dest).await.unwrap();
+    assert_eq!(std::fs::read(&dest).unwrap(), b"input bytes");
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&dest).unwrap().permissions()) & 0o777,
+        0o600
+    );
+}

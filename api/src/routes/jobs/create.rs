@@ -44,8 +44,8 @@ pub fn parse_priority(value: Option<&str>) -> Result<mediaq_shared::Priority, Ap
 #[utoipa::path(post, path = "/v1/jobs", tag = "jobs", operation_id = "create_job",
     security(("bearer" = ["jobs:write"])),
     params(
-        ("filename" = Option<String>, Query, description = "The file's name (raw uploads); it names the MP4 (`clip.webm` -> `clip.mp4`)."),
-        ("webhook_url" = Option<String>, Query, description = "Where to POST this job's terminal event, signed with the owner's secret (API keys only)."),
+        ("filename" = Option<String>, Query, pattern = "^(?:[^/\\\\]*[/\\\\])*(?:[^./\\\\]+|[^/\\\\]*\\.(?:[Ww][Ee][Bb][MmAa]|[Mm][Kk][VvAa]))$", description = "The file's name (raw uploads); it names the MP4 (`clip.webm` -> `clip.mp4`). Only its last path component counts, and that must end in `.webm`, `.weba`, `.mkv` or `.mka` (any case) or have no extension: another extension is a 415 `extension_mismatch`."),
+        ("webhook_url" = Option<String>, Query, min_length = 9, max_length = 2048, pattern = "^https://[^\\s/?#@]+(?:[/?#]\\S*)?$", description = "Where to POST this job's terminal event, signed with the owner's secret (API keys only). An absolute `https://` URL (plain `http://` only where the operator allows it) without a user name or password, at most 2048 characters, whose host resolves only to public addresses (else 422 `webhook_url_refused`)."),
         ("priority" = Option<String>, Query, description = "`low`, `normal` (default) or `high`: orders this job among its owner's waiting jobs (the queue stays fair across owners whatever the priorities).", pattern = "^(low|normal|high)$"),
         ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = "1 to 255 visible ASCII characters. Retrying the same upload with the same key returns the job it created (`Idempotent-Replayed: true`) instead of a second job; another upload with that key is a 422, one still in progress a 409. Keys expire after 24 hours."),
     ),

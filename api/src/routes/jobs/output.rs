@@ -128,12 +128,27 @@ pub async fn audit_download(
     headers: &HeaderMap,
     ip: Option<std::net::IpAddr>,
 ) -> Result<(), ApiError> {
+    audit_read(state, job, "job.downloaded", download, headers, ip).await
+}
+
+/// The `action` row (`job.downloaded`, `job.poster_downloaded`) of a request that can read one
+/// of a job's files, unless its actor has one for this job and action from the last
+/// [`DOWNLOAD_AUDIT_WINDOW_SECS`] (one row per player, not per range request). Each file has its
+/// own action, so a poster shown first does not cover the MP4's download.
+pub async fn audit_read(
+    state: &AppState,
+    job: &Job,
+    action: &'static str,
+    download: &Download,
+    headers: &HeaderMap,
+    ip: Option<std::net::IpAddr>,
+) -> Result<(), ApiError> {
     let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let mut details = serde_json::json!({ "range": range });
     if let Some(link) = &download.link {
         details["link"] = link.clone();
     }
-    let event = AuditEvent::new(download.actor.clone(), "job.downloaded")
+    let event = AuditEvent::new(download.actor.clone(), action)
         .job(job.id)
         .request(request_id::current(), ip)
         .details(details);

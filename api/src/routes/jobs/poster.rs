@@ -3,14 +3,14 @@
 
 use axum::{
     body::Body,
-    extract::State,
+    extract::{Extension, State},
     http::{header, HeaderMap, HeaderValue, Method, StatusCode},
     response::{IntoResponse, Response},
 };
 use mediaq_shared::{apikey::Scope, Job, JobStatus};
 
 use crate::routes::JobIdPath;
-use crate::{app::AppState, auth::Caller, error::ApiError, etag};
+use crate::{app::AppState, auth::Caller, error::ApiError, etag, rate_limit::ClientIp};
 
 /// The poster: a frame near the start of the video, at its display size.
 #[utoipa::path(get, path = "/v1/jobs/{id}/poster", tag = "jobs", operation_id = "download_poster",
@@ -34,18 +34,23 @@ pub async fn poster(
     id: JobIdPath,
     method: Method,
     headers: HeaderMap,
+    client_ip: Option<Extension<ClientIp>>,
 ) -> Result<Response, ApiError> {
     caller.require(Scope::JobsRead)?;
     let job = crate::routes::visible_job(&state, &caller, id.0).await?;
-    serve_poster(&state, &job, &method, &headers).await
+    let download = super::Download { actor: caller.actor(), link: None, disposition: "inline" };
+    let client_ip = client_ip.map(|Extension(ClientIp(ip))| ip);
+    serve_poster(&state, &job, &download, &method, &headers, client_ip).await
 }
 
 /// The poster of `job`, whoever asked (an authorized caller, a signed link).
 pub async fn serve_poster(
     state: &AppState,
     job: &Job,
+    download: &super::Download,
     method: &Method,
     headers: &HeaderMap,
+    client_ip: Option<std::net::IpAddr>,
 ) -> Result<Response, ApiError> {
     if job.files_deleted_at.is_some() {
         return Err(ApiError::OutputGone);
@@ -65,6 +70,9 @@ pub async fn serve_poster(
     let mut response = if not_modified {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
+        // Audited like the MP4 (`/output`): one `job.poster_downloaded` row per actor, job and
+        // ten minutes, written before any byte is read. A 304 reads nothing and writes none.
+        super::output::audit_read(state, job, "job.poster_downloaded", download, headers, client_ip).await?;
         let fetched = match state.storage.get(&poster.key, None).await {
             Err(e) if e.is_not_found() => {
                 tracing::error!(key = %poster.key, "poster of a succeeded job is missing");
