@@ -34,6 +34,34 @@ export function formatWait(seconds) {
   return `about ${h} hour${h === 1 ? '' : 's'}`;
 }
 
+/** 3 -> "3rd". */
+function ordinal(n) {
+  const tens = n % 100;
+  const suffix = tens >= 11 && tens <= 13 ? 'th' : ({ 1: 'st', 2: 'nd', 3: 'rd' })[n % 10] || 'th';
+  return `${n}${suffix}`;
+}
+
+/**
+ * A job's place in line and estimate (its `queue`), as "3rd in line, ready in about 40 seconds",
+ * "converting, ready in about 12 seconds", "waiting for more of the upload"; null when it has none.
+ */
+export function describeQueue(job, now = Date.now()) {
+  const q = job && job.queue;
+  if (!q) return null;
+  if (q.waiting_for_bytes) return 'waiting for more of the upload';
+  const finish = q.estimated_finish_at ? Date.parse(q.estimated_finish_at) : NaN;
+  const ready = Number.isFinite(finish)
+    ? (finish - now < 2000 ? 'ready in a moment' : `ready in about ${formatWait((finish - now) / 1000)}`)
+    : null;
+  let place;
+  if (job.status === 'processing') place = 'converting';
+  else if (q.position === 0) place = 'next in line';
+  else if (Number.isInteger(q.position)) place = `${ordinal(q.position + 1)} in line`;
+  else return ready;
+  if (ready) return `${place}, ${ready}`;
+  return q.workers === 0 ? `${place} (no converter is running)` : place;
+}
+
 /** "Retry-After" (delta-seconds or an HTTP date) -> seconds, or null. */
 export function parseRetryAfter(value) {
   if (!value) return null;

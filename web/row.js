@@ -5,6 +5,7 @@
 import {
   describeApiError,
   describeFailure,
+  describeQueue,
   describeRetryWait,
   formatBytes,
   formatClock,
@@ -223,7 +224,8 @@ export class Row {
     this.job = job;
     const percent = job.status === 'succeeded' ? 100 : Math.round((job.progress ?? 0) * 100);
     this.ui.job.value = percent;
-    this.ui.jobDetail.textContent = `${percent} %`;
+    const line = TERMINAL.has(job.status) ? null : describeQueue(job);
+    this.ui.jobDetail.textContent = line ? `${percent} % · ${line}` : `${percent} %`;
     const recording = this.live && !this.live.complete;
     switch (job.status) {
       case 'receiving':

@@ -250,6 +250,9 @@ fn print_job(ui: &Ui, job: &Value) {
     if let (Some(code), Some(message)) = (job["error"]["code"].as_str(), job["error"]["message"].as_str()) {
         println!("error: {}: {}", clean(code), clean(message));
     }
+    if let Some(line) = crate::line::describe(job, chrono::Utc::now()) {
+        println!("queue: {}", clean(&line));
+    }
     if let Some(link) = job["links"]["output"].as_str() {
         println!("output: {}", clean(link));
     }

@@ -10,6 +10,7 @@ mod client;
 mod commands;
 mod credentials;
 mod text;
+mod line;
 mod link;
 mod transfer;
 mod ui;

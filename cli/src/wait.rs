@@ -58,7 +58,12 @@ pub async fn until_terminal(client: &Client, id: &str, bar: &ProgressBar) -> Res
             job = client.read_json(response).await?;
             let progress = job["progress"].as_f64().unwrap_or(0.0);
             bar.set_position((progress * 1000.0).round() as u64);
-            bar.set_message(crate::text::clean(job["status"].as_str().unwrap_or("")));
+            let status = crate::text::clean(job["status"].as_str().unwrap_or(""));
+            let message = match crate::line::describe(&job, chrono::Utc::now()) {
+                Some(line) => format!("{status}: {}", crate::text::clean(&line)),
+                None => status,
+            };
+            bar.set_message(message);
         }
         if job["status"].as_str().is_some_and(|s| TERMINAL.contains(&s)) {
             return Ok(job);

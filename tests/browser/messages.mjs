@@ -35,6 +35,23 @@ for (const code of failureCodes) {
   const { text } = m.describeFailure({ code, message: 'the reason' }, 'clip.webm');
   if (text.includes('unexpected problem') || !text.includes('the reason')) problems.push(`failure ${code}: ${text}`);
 }
+// A job's place in line, as the row shows it.
+const at = Date.parse('2026-12-08T10:00:00Z');
+const queued = (position, finish, workers) => ({
+  status: 'queued',
+  queue: { lane: 'cpu', position, waiting_for_bytes: false, workers, estimated_start_at: null, estimated_finish_at: finish },
+});
+for (const [job, want] of [
+  [queued(2, '2026-12-08T10:00:40Z', 1), '3rd in line, ready in about 40 seconds'],
+  [queued(0, '2026-12-08T10:05:00Z', 2), 'next in line, ready in about 5 minutes'],
+  [queued(10, null, 0), '11th in line (no converter is running)'],
+  [{ status: 'processing', queue: { position: 0, workers: 1, estimated_finish_at: '2026-12-08T10:00:12Z' } }, 'converting, ready in about 12 seconds'],
+  [{ status: 'receiving', queue: { waiting_for_bytes: true } }, 'waiting for more of the upload'],
+  [{ status: 'succeeded', queue: null }, null],
+]) {
+  const got = m.describeQueue(job, at);
+  if (got !== want) problems.push(`queue line: ${JSON.stringify(job)} -> ${got}, want ${want}`);
+}
 const tooLarge = m.describeApiError('payload_too_large', 'the upload is larger than the limit of 1048576 bytes', ctx);
 if (!tooLarge.text.includes('1 MiB') || tooLarge.retry) problems.push(`too large: ${tooLarge.text}`);
 const limited = m.describeApiError('rate_limited', 'too many requests', ctx);
