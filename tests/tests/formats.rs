@@ -84,9 +84,9 @@ const VP8_PCM16: Recipe = av!(
 /// Not a browser shape: MPEG-4 Part 2 video.
 const MPEG4_OPUS: Recipe = av!("mpeg4_opus.mkv", ["-c:v", "mpeg4", "-c:a", "libopus", "-f", "matroska"]);
 /// Not a browser shape: H.264 with AAC audio.
-const H264_AAC: Recipe = av!(
-    "h264_aac.mkv",
-    ["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac", "-f", "matroska",]
+const H264_MP3: Recipe = av!(
+    "h264_mp3.mkv",
+    ["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "libmp3lame", "-f", "matroska",]
 );
 
 /// Runs the child; returns its exit status, its events and the output path.
@@ -233,7 +233,8 @@ fn damaged_h264_is_transcoded_instead_of_copied() {
 #[test]
 fn other_codecs_still_fail_as_unsupported() {
     let dir = tempfile::tempdir().unwrap();
-    for recipe in [&MPEG4_OPUS, &H264_AAC] {
+    // (AAC in Matroska converts since MP4 recordings are accepted: its decoder is on the list.)
+    for recipe in [&MPEG4_OPUS, &H264_MP3] {
         let (ok, events, output) = convert(&fixtures::path(recipe), dir.path());
         assert!(!ok, "{}", recipe.name);
         let last = events.last().unwrap();
