@@ -9,9 +9,9 @@
 mod client;
 mod commands;
 mod credentials;
-mod text;
 mod line;
 mod link;
+mod text;
 mod transfer;
 mod ui;
 mod wait;

@@ -78,3 +78,20 @@ pub(crate) fn listen_ids(pool: PgPool, channel: &'static str) -> broadcast::Send
     });
     heard
 }
+
+/// Notifications of upload progress (`uploads::PROGRESS_CHANNEL`: bytes received, completion, an
+/// upload's end), one listener per process; [`crate::feed`] waits on them.
+#[derive(Clone)]
+pub struct UploadProgress {
+    heard: tokio::sync::broadcast::Sender<JobId>,
+}
+
+impl UploadProgress {
+    pub fn listen(pool: sqlx::PgPool) -> Self {
+        Self { heard: listen_ids(pool, mediaq_shared::db::uploads::PROGRESS_CHANNEL) }
+    }
+
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<JobId> {
+        self.heard.subscribe()
+    }
+}

@@ -4,7 +4,7 @@
 //! the child reads its stdin (`mediaq-transcode --input -`), and the attempt writes the stored
 //! segments into the pipe in order, as they are acknowledged. When everything received is in the
 //! pipe and the upload is not complete, the feeder waits for the upload's next NOTIFY (one
-//! listener per worker process, [`UploadProgress`]) or a slow safety poll; the child meanwhile
+//! listener per worker process, [`crate::cancellations::UploadProgress`]) or a slow safety poll; the child meanwhile
 //! blocks in `read(0)`, using no CPU. Once the upload is complete and its last byte fed, the
 //! pipe is closed: the child sees the end of its input and finishes the tail.
 //!
@@ -116,22 +116,6 @@ pub enum FeedEnd {
     Ended,
     /// The stored bytes or the upload's rows could not be read.
     Failed(String),
-}
-
-/// Notifications of upload progress (`uploads::PROGRESS_CHANNEL`), one listener per process.
-#[derive(Clone)]
-pub struct UploadProgress {
-    heard: broadcast::Sender<JobId>,
-}
-
-impl UploadProgress {
-    pub fn listen(pool: sqlx::PgPool) -> Self {
-        Self { heard: crate::cancellations::listen_ids(pool, uploads::PROGRESS_CHANNEL) }
-    }
-
-    fn subscribe(&self) -> broadcast::Receiver<JobId> {
-        self.heard.subscribe()
-    }
 }
 
 /// Puts the segments of a complete upload of job `id` (`size` bytes) together into `file` (the

@@ -91,7 +91,7 @@ async fn start(config: WorkerConfig) -> Result<(), Box<dyn std::error::Error>> {
     let (abandon_tx, abandon) = tokio::sync::watch::channel(false);
     let state = WorkerState {
         cancellations: mediaq_worker::cancellations::Cancellations::listen(pool.clone()),
-        upload_progress: mediaq_worker::feed::UploadProgress::listen(pool.clone()),
+        upload_progress: mediaq_worker::cancellations::UploadProgress::listen(pool.clone()),
         pool,
         storage,
         config,

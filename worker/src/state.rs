@@ -20,7 +20,7 @@ pub struct WorkerState {
     /// Jobs canceled while processing, heard through LISTEN/NOTIFY.
     pub cancellations: crate::cancellations::Cancellations,
     /// Resumable uploads that received bytes (or ended), heard through LISTEN/NOTIFY.
-    pub upload_progress: crate::feed::UploadProgress,
+    pub upload_progress: crate::cancellations::UploadProgress,
 }
 
 /// A failure that is the worker's (database, storage), not the media's.

@@ -148,10 +148,8 @@ pub async fn audit_read(
     if let Some(link) = &download.link {
         details["link"] = link.clone();
     }
-    let event = AuditEvent::new(download.actor.clone(), action)
-        .job(job.id)
-        .request(request_id::current(), ip)
-        .details(details);
+    let event =
+        AuditEvent::new(download.actor.clone(), action).job(job.id).request(request_id::current(), ip).details(details);
     audit::record_unless_recent(&state.pool, &event, DOWNLOAD_AUDIT_WINDOW_SECS).await?;
     Ok(())
 }
