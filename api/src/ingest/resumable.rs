@@ -327,7 +327,8 @@ async fn record_segment(
 /// received, from memory or rebuilt from the stored segments (hashed on a blocking thread, not
 /// on the async threads that serve every request).
 async fn resume_point(state: &AppState, id: JobId, upload: &Upload) -> Result<(Option<Vec<u8>>, Sha256), ApiError> {
-    let kept = state.in_progress.hash_at(id, upload.received);
+    // At offset 0 there is nothing before: the hash starts empty.
+    let kept = state.in_progress.hash_at(id, upload.received).or_else(|| (upload.received == 0).then(Sha256::new));
     if let (Some(hash), true) = (&kept, upload.received >= HEAD_LEN as u64) {
         return Ok((None, hash.clone()));
     }
