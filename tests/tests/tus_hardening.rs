@@ -147,3 +147,56 @@ async fn an_empty_patch_keeps_the_running_hash() {
     let job: Value = api.client.get(api.url(&format!("/v1/jobs/{id}"))).send().await.unwrap().json().await.unwrap();
     assert_eq!(job["input"]["sha256"], sha256_hex(&webm));
 }
+
+/// An upload token past its expiry may finish the recording it started (PATCH and HEAD of its
+/// own upload) until the upload's own lifetime (MEDIAQ_UPLOAD_MAX_LIFETIME) ends, and do
+/// nothing else: every other request with it gets 401. (Before: it kept every right of a token
+/// for 24 h after its expiry.)
+#[tokio::test]
+async fn an_expired_token_may_only_finish_its_upload_within_the_upload_lifetime() {
+    let env = TestEnv::new().await;
+    let lifetime = Duration::from_secs(4);
+    let api = env.api_with(&[("MEDIAQ_UPLOAD_MAX_LIFETIME", "4s")]).await;
+    let webm = fixtures::bytes(&fixtures::BENCH_CLIP);
+    let minted: Value =
+        api.client.post(api.url("/v1/upload-tokens")).json(&json!({})).send().await.unwrap().json().await.unwrap();
+    let token = minted["token"].as_str().unwrap().to_owned();
+    let created = std::time::Instant::now();
+    let url = create(&api, &token, None).await;
+    let id = url.rsplit('/').next().unwrap().to_owned();
+    assert_eq!(patch(&token, &url, 0, webm[..100_000].to_vec()).await.status(), 204);
+    sqlx::query("UPDATE upload_tokens SET expires_at = now() - interval '1 minute' WHERE id = $1")
+        .bind(minted["token_id"].as_str().unwrap())
+        .execute(env.pool())
+        .await
+        .unwrap();
+    let with_token = |method: reqwest::Method, path: &str| {
+        reqwest::Client::new().request(method, api.url(path)).bearer_auth(&token).header("tus-resumable", "1.0.0")
+    };
+    // It finishes its own upload: PATCH and HEAD.
+    assert_eq!(patch(&token, &url, 100_000, webm[100_000..200_000].to_vec()).await.status(), 204);
+    let head = with_token(reqwest::Method::HEAD, &format!("/v1/uploads/{id}")).send().await.unwrap();
+    assert_eq!((head.status().as_u16(), head.headers()["upload-offset"].to_str().unwrap()), (200, "200000"));
+    // Nothing else.
+    for (method, path) in [
+        (reqwest::Method::GET, format!("/v1/jobs/{id}")),
+        (reqwest::Method::GET, format!("/v1/jobs/{id}/links")),
+        (reqwest::Method::DELETE, format!("/v1/uploads/{id}")),
+        (reqwest::Method::DELETE, format!("/v1/jobs/{id}")),
+        (reqwest::Method::POST, "/v1/uploads".to_owned()),
+    ] {
+        let (status, code, _) = mediaq_e2e::error_code(
+            with_token(method.clone(), &path).header("upload-length", "10").send().await.unwrap(),
+        )
+        .await;
+        assert_eq!((status, code.as_str()), (401, "unauthorized"), "{method} {path}");
+    }
+    // Until the upload's own lifetime ends: then it is gone, for the token as for anyone.
+    tokio::time::sleep((lifetime + Duration::from_millis(500)).saturating_sub(created.elapsed())).await;
+    let (status, code, _) = mediaq_e2e::error_code(patch(&token, &url, 200_000, webm[200_000..].to_vec()).await).await;
+    assert_eq!((status, code.as_str()), (404, "upload_not_found"));
+    let head = with_token(reqwest::Method::HEAD, &format!("/v1/uploads/{id}")).send().await.unwrap();
+    assert_eq!(head.status(), 404);
+    let owner = api.client.head(&url).header("tus-resumable", "1.0.0").send().await.unwrap();
+    assert_eq!(owner.status(), 404, "the key that minted it sees it gone too");
+}

@@ -163,7 +163,7 @@ pub async fn append(
     let mut upload = find(state, job).await?;
     let max =
         caller.token.as_ref().map_or(state.config.max_upload_bytes, |g| g.max_bytes.min(state.config.max_upload_bytes));
-    let plan = match tus_rules::plan(&upload, job.status, &request, max)? {
+    let plan = match tus_rules::plan(&upload, job.status, &request, max, Utc::now())? {
         PatchPlan::AlreadyComplete => return Ok(upload),
         PatchPlan::Receive(plan) => plan,
     };

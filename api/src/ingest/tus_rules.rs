@@ -4,8 +4,9 @@
 //! describe an upload ([`headers`]). No storage, no database: `ingest::resumable` does those, in
 //! the order plan -> receive -> store -> record. The unit-test table below lists every rule.
 
-use axum::http::HeaderMap;
-use mediaq_shared::{db::uploads::Upload, JobStatus};
+use axum::http::{HeaderMap, Method};
+use chrono::{DateTime, Utc};
+use mediaq_shared::{db::uploads::Upload, JobId, JobStatus};
 
 use crate::{error::ApiError, tus};
 
@@ -67,9 +68,34 @@ impl Receive {
     }
 }
 
+/// What an upload token past its expiry may still do: finish the resumable upload it started,
+/// that is PATCH and HEAD of `/v1/uploads/{its job}`, nothing else (the upload's own lifetime,
+/// MEDIAQ_UPLOAD_MAX_LIFETIME, bounds that: see [`check_alive`]).
+pub fn expired_token_may(job: Option<JobId>, method: &Method, path: &str) -> bool {
+    let Some(job) = job else { return false };
+    (method == Method::PATCH || method == Method::HEAD)
+        && path.strip_prefix("/v1/uploads/").is_some_and(|id| id == job.to_string())
+}
+
+/// An unfinished upload past its expiry (no bytes for MEDIAQ_UPLOAD_EXPIRY, or older than
+/// MEDIAQ_UPLOAD_MAX_LIFETIME) is gone, even before the janitor removes it: `upload_not_found`.
+pub fn check_alive(upload: &Upload, now: DateTime<Utc>) -> Result<(), ApiError> {
+    if !upload.is_complete() && upload.expires_at <= now {
+        return Err(ApiError::UploadNotFound);
+    }
+    Ok(())
+}
+
 /// The rules of one PATCH, in the order they are checked. `max` is the caller's size limit
 /// (the server's, or its upload token's if lower).
-pub fn plan(upload: &Upload, job: JobStatus, request: &PatchRequest, max: u64) -> Result<PatchPlan, ApiError> {
+pub fn plan(
+    upload: &Upload,
+    job: JobStatus,
+    request: &PatchRequest,
+    max: u64,
+    now: DateTime<Utc>,
+) -> Result<PatchPlan, ApiError> {
+    check_alive(upload, now)?;
     if job.is_terminal() {
         return Err(ApiError::UploadClosed(format!("its job is {}", job.as_str())));
     }
@@ -122,13 +148,15 @@ pub fn headers(upload: &Upload, with_metadata: bool) -> Vec<(&'static str, Strin
 
 #[cfg(test)]
 mod tests {
-    use chrono::{DateTime, Utc};
-    use mediaq_shared::JobId;
-
     use super::*;
 
     fn at() -> DateTime<Utc> {
         DateTime::parse_from_rfc3339("2026-12-08T10:00:00Z").unwrap().with_timezone(&Utc)
+    }
+
+    /// A moment before every test upload's expiry.
+    fn before() -> DateTime<Utc> {
+        at() - chrono::Duration::seconds(1)
     }
 
     fn upload(length: Option<u64>, received: u64, complete: bool) -> Upload {
@@ -195,8 +223,41 @@ mod tests {
             ("deferred, declared empty", deferred(0), Receiving, vec![V, CT, ("upload-offset", "0"), ("upload-length", "0")], receive(0, 0, Some(0), Some(0))),
         ];
         for (rule, upload, job, pairs, want) in table {
-            let got = request(&pairs).and_then(|r| plan(&upload, job, &r, 1000)).map_err(|e| e.code().to_owned());
+            let got =
+                request(&pairs).and_then(|r| plan(&upload, job, &r, 1000, before())).map_err(|e| e.code().to_owned());
             assert_eq!(got, want, "{rule}");
+        }
+    }
+
+    #[test]
+    fn an_upload_past_its_expiry_is_gone() {
+        let req = PatchRequest { offset: 40, length: None };
+        let unfinished = upload(Some(100), 40, false);
+        let refused = plan(&unfinished, JobStatus::Receiving, &req, 1000, at()).unwrap_err();
+        assert_eq!(refused.code(), "upload_not_found", "at its expiry");
+        assert!(plan(&unfinished, JobStatus::Receiving, &req, 1000, before()).is_ok());
+        let complete = upload(Some(100), 100, true);
+        assert!(check_alive(&complete, at() + chrono::Duration::days(1)).is_ok(), "a complete upload does not expire");
+    }
+
+    #[test]
+    fn an_expired_token_may_only_finish_its_upload() {
+        let job = JobId::generate();
+        let own = format!("/v1/uploads/{job}");
+        #[rustfmt::skip]
+        let table = [
+            (Some(job), Method::PATCH, own.clone(), true),
+            (Some(job), Method::HEAD, own.clone(), true),
+            (Some(job), Method::DELETE, own.clone(), false),
+            (Some(job), Method::POST, "/v1/uploads".to_owned(), false),
+            (Some(job), Method::GET, format!("/v1/jobs/{job}"), false),
+            (Some(job), Method::GET, format!("/v1/jobs/{job}/links"), false),
+            (Some(job), Method::PATCH, format!("/v1/uploads/{}", JobId::generate()), false),
+            (Some(job), Method::PATCH, format!("{own}/x"), false),
+            (None, Method::PATCH, own.clone(), false),
+        ];
+        for (bound, method, path, may) in table {
+            assert_eq!(expired_token_may(bound, &method, &path), may, "{method} {path} (bound to {bound:?})");
         }
     }
 

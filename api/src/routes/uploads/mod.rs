@@ -113,6 +113,7 @@ pub async fn status(
     caller.require(Scope::JobsRead)?;
     let job = upload_job(&state, &caller, id).await?;
     let upload = resumable::find(&state, &job).await?;
+    tus_rules::check_alive(&upload, chrono::Utc::now())?;
     Ok(tus_response(StatusCode::OK, &tus_rules::headers(&upload, true)))
 }
 
