@@ -200,3 +200,28 @@ async fn an_expired_token_may_only_finish_its_upload_within_the_upload_lifetime(
     let owner = api.client.head(&url).header("tus-resumable", "1.0.0").send().await.unwrap();
     assert_eq!(owner.status(), 404, "the key that minted it sees it gone too");
 }
+
+/// An upload is stored in at most MEDIAQ_MAX_UPLOAD_SEGMENTS segments: past that a PATCH gets
+/// 409 `too_many_segments` and stores nothing. (Before: any number of 1-byte PATCHes, each an
+/// object and a row.)
+#[tokio::test]
+async fn segments_per_upload_are_capped() {
+    let env = TestEnv::new().await;
+    let api = env.api_with(&[("MEDIAQ_MAX_UPLOAD_SEGMENTS", "3")]).await;
+    let webm = fixtures::bytes(&fixtures::BENCH_CLIP);
+    let url = create(&api, &api.key, Some(webm.len())).await;
+    let id = url.rsplit('/').next().unwrap().to_owned();
+    for (from, to) in [(0, 10_000), (10_000, 10_001), (10_001, 10_002)] {
+        assert_eq!(patch(&api.key, &url, from, webm[from..to].to_vec()).await.status(), 204);
+    }
+    let (status, code, _) = mediaq_e2e::error_code(patch(&api.key, &url, 10_002, webm[10_002..].to_vec()).await).await;
+    assert_eq!((status, code.as_str()), (409, "too_many_segments"));
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM upload_segments WHERE job_id = $1::uuid")
+        .bind(&id)
+        .fetch_one(env.pool())
+        .await
+        .unwrap();
+    assert_eq!(rows, 3, "nothing more stored");
+    let files = mediaq_e2e::files_under(&env.storage_dir().join("uploads"));
+    assert_eq!(files.len(), 3, "{files:?}");
+}

@@ -161,9 +161,15 @@ pub async fn append(
     // One PATCH at a time per upload, refused before its body is read.
     let _hold = state.in_progress.hold(job.id)?;
     let mut upload = find(state, job).await?;
-    let max =
-        caller.token.as_ref().map_or(state.config.max_upload_bytes, |g| g.max_bytes.min(state.config.max_upload_bytes));
-    let plan = match tus_rules::plan(&upload, job.status, &request, max, Utc::now())? {
+    let limits = tus_rules::Limits {
+        max_bytes: caller
+            .token
+            .as_ref()
+            .map_or(state.config.max_upload_bytes, |g| g.max_bytes.min(state.config.max_upload_bytes)),
+        max_segments: state.config.max_upload_segments,
+    };
+    let segments = uploads::segment_count(&state.pool, job.id).await?;
+    let plan = match tus_rules::plan(&upload, segments, job.status, &request, limits, Utc::now())? {
         PatchPlan::AlreadyComplete => return Ok(upload),
         PatchPlan::Receive(plan) => plan,
     };

@@ -86,15 +86,24 @@ pub fn check_alive(upload: &Upload, now: DateTime<Utc>) -> Result<(), ApiError> 
     Ok(())
 }
 
-/// The rules of one PATCH, in the order they are checked. `max` is the caller's size limit
-/// (the server's, or its upload token's if lower).
+/// The limits a PATCH is held to: the caller's size limit (the server's, or its upload token's
+/// if lower) and the most segments an upload may have (MEDIAQ_MAX_UPLOAD_SEGMENTS).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub max_bytes: u64,
+    pub max_segments: u32,
+}
+
+/// The rules of one PATCH, in the order they are checked; `segments`: how many the upload has.
 pub fn plan(
     upload: &Upload,
+    segments: u64,
     job: JobStatus,
     request: &PatchRequest,
-    max: u64,
+    limits: Limits,
     now: DateTime<Utc>,
 ) -> Result<PatchPlan, ApiError> {
+    let max = limits.max_bytes;
     check_alive(upload, now)?;
     if job.is_terminal() {
         return Err(ApiError::UploadClosed(format!("its job is {}", job.as_str())));
@@ -104,6 +113,9 @@ pub fn plan(
     }
     if upload.is_complete() {
         return Ok(PatchPlan::AlreadyComplete);
+    }
+    if segments >= u64::from(limits.max_segments) {
+        return Err(ApiError::TooManySegments(limits.max_segments));
     }
     let mut sets_length = None;
     if let Some(length) = request.length {
@@ -153,6 +165,8 @@ mod tests {
     fn at() -> DateTime<Utc> {
         DateTime::parse_from_rfc3339("2026-12-08T10:00:00Z").unwrap().with_timezone(&Utc)
     }
+
+    const LIMITS: Limits = Limits { max_bytes: 1000, max_segments: 3 };
 
     /// A moment before every test upload's expiry.
     fn before() -> DateTime<Utc> {
@@ -223,8 +237,9 @@ mod tests {
             ("deferred, declared empty", deferred(0), Receiving, vec![V, CT, ("upload-offset", "0"), ("upload-length", "0")], receive(0, 0, Some(0), Some(0))),
         ];
         for (rule, upload, job, pairs, want) in table {
-            let got =
-                request(&pairs).and_then(|r| plan(&upload, job, &r, 1000, before())).map_err(|e| e.code().to_owned());
+            let got = request(&pairs)
+                .and_then(|r| plan(&upload, 0, job, &r, LIMITS, before()))
+                .map_err(|e| e.code().to_owned());
             assert_eq!(got, want, "{rule}");
         }
     }
@@ -233,11 +248,27 @@ mod tests {
     fn an_upload_past_its_expiry_is_gone() {
         let req = PatchRequest { offset: 40, length: None };
         let unfinished = upload(Some(100), 40, false);
-        let refused = plan(&unfinished, JobStatus::Receiving, &req, 1000, at()).unwrap_err();
+        let refused = plan(&unfinished, 0, JobStatus::Receiving, &req, LIMITS, at()).unwrap_err();
         assert_eq!(refused.code(), "upload_not_found", "at its expiry");
-        assert!(plan(&unfinished, JobStatus::Receiving, &req, 1000, before()).is_ok());
+        assert!(plan(&unfinished, 0, JobStatus::Receiving, &req, LIMITS, before()).is_ok());
         let complete = upload(Some(100), 100, true);
         assert!(check_alive(&complete, at() + chrono::Duration::days(1)).is_ok(), "a complete upload does not expire");
+    }
+
+    #[test]
+    fn segments_are_capped() {
+        let req = PatchRequest { offset: 40, length: None };
+        let unfinished = upload(Some(100), 40, false);
+        let plan_with = |segments| plan(&unfinished, segments, JobStatus::Receiving, &req, LIMITS, before());
+        assert!(plan_with(2).is_ok(), "below the cap");
+        assert_eq!(plan_with(3).unwrap_err().code(), "too_many_segments", "at the cap");
+        let complete = upload(Some(100), 100, true);
+        let done = PatchRequest { offset: 100, length: None };
+        assert_eq!(
+            plan(&complete, 3, JobStatus::Queued, &done, LIMITS, before()).unwrap(),
+            PatchPlan::AlreadyComplete,
+            "a complete upload at the cap still answers its state"
+        );
     }
 
     #[test]
