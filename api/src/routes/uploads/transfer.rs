@@ -120,7 +120,7 @@ async fn create_upload(
         (status = 400, description = "bad_request, upload_incomplete"),
         (status = 404, description = "upload_not_found"),
         (status = 408, description = "upload_timeout, upload_too_slow"),
-        (status = 409, description = "upload_offset_mismatch"),
+        (status = 409, description = "upload_offset_mismatch, too_many_segments"),
         (status = 410, description = "upload_closed"),
         (status = 412, description = "tus_version_unsupported"),
         (status = 413, description = "payload_too_large, upload_length_exceeded"),
