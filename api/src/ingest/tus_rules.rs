@@ -199,6 +199,9 @@ mod tests {
         Ok(PatchPlan::Receive(Receive { start, room, length, sets_length }))
     }
 
+    /// One row: what it checks, the upload, its job's status, the headers, the plan or the code.
+    type Rule = (&'static str, Upload, JobStatus, Vec<(&'static str, &'static str)>, Result<PatchPlan, String>);
+
     /// Every rule of a PATCH: (what it checks, the upload, the job, the headers) -> the plan or
     /// the refusal's code. `max` is 1000 bytes throughout.
     #[test]
@@ -207,7 +210,7 @@ mod tests {
         let known = |received| upload(Some(100), received, false);
         let deferred = |received| upload(None, received, false);
         #[rustfmt::skip]
-        let table: Vec<(&str, Upload, JobStatus, Vec<(&'static str, &str)>, Result<PatchPlan, String>)> = vec![
+        let table: Vec<Rule> = vec![
             ("no Tus-Resumable: 412", known(0), Receiving, vec![CT, ("upload-offset", "0")], Err("tus_version_unsupported".into())),
             ("another tus version: 412", known(0), Receiving, vec![("tus-resumable", "0.2.2"), CT, ("upload-offset", "0")], Err("tus_version_unsupported".into())),
             ("no content type: 415", known(0), Receiving, vec![V, ("upload-offset", "0")], Err("unsupported_media_type".into())),
