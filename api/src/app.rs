@@ -21,7 +21,7 @@ pub struct AppState {
     pub metrics: Arc<metrics::ApiMetrics>,
     pub uploads: Arc<crate::ingest::slots::UploadSlots>,
     /// Hash states of resumable uploads in progress.
-    pub upload_hashes: Arc<crate::ingest::resumable::UploadHashes>,
+    pub in_progress: Arc<crate::ingest::resumable::InProgress>,
     /// Refused requests, counted and written to the audit trail aggregated.
     pub rejections: Arc<crate::rejections::Rejections>,
     /// The storage check of `/readyz`, cached.

@@ -11,7 +11,7 @@ use mediaq_shared::{
     Job,
 };
 
-use crate::{app::AppState, error::ApiError, request_id};
+use crate::{app::AppState, error::ApiError, ingest::tus_rules, request_id};
 
 /// Who is calling, once authenticated: an API key, or an upload token minted by one.
 #[derive(Debug, Clone)]
@@ -105,6 +105,10 @@ impl FromRequestParts<AppState> for Caller {
                 .ok_or(credential.id),
             Ok(credential) => tokens::verify(&state.pool, &credential)
                 .await?
+                // Past its expiry, a token may only finish the upload it started.
+                .filter(|grant| {
+                    !grant.expired || tus_rules::expired_token_may(grant.job_id, &parts.method, parts.uri.path())
+                })
                 .map(|grant| Caller {
                     key_id: grant.api_key_id.clone(),
                     owner: grant.owner.clone(),

@@ -67,6 +67,11 @@ pub struct ApiConfig {
     /// bytes trickle in (its job fails `upload_abandoned` unless the upload completed).
     #[arg(long, env = "MEDIAQ_UPLOAD_MAX_LIFETIME", default_value = "6h", value_parser = duration)]
     pub upload_max_lifetime: Duration,
+    /// The most PATCHes (segments) one resumable upload may be stored in: each is an object and
+    /// a row that reassembly and removal visit. 30000 is above one a second for the 6 h lifetime
+    /// (the page PATCHes each second); past it, `409 too_many_segments`.
+    #[arg(long, env = "MEDIAQ_MAX_UPLOAD_SEGMENTS", default_value_t = 30_000)]
+    pub max_upload_segments: u32,
     /// Live jobs (uploads converted while they arrive) one key may have queued or running at
     /// once; its further uploads convert when complete (in the CPU lane), or when one ends.
     #[arg(long, env = "MEDIAQ_LIVE_PER_KEY", default_value_t = 2)]

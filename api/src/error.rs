@@ -102,6 +102,10 @@ pub enum ApiError {
     UploadLengthExceeded(u64),
     #[error("this upload takes no more bytes: {0}")]
     UploadClosed(String),
+    #[error("another PATCH to this upload is in progress: wait for it, then ask HEAD for the offset")]
+    UploadBusy,
+    #[error("this upload has {0} segments, the most one may have (MEDIAQ_MAX_UPLOAD_SEGMENTS): send larger PATCHes")]
+    TooManySegments(u32),
     #[error("this link is malformed or was altered")]
     LinkInvalid,
     #[error("this link has expired; ask the API for a new one")]
@@ -159,6 +163,8 @@ impl ApiError {
             Self::UploadOffsetMismatch(_) => "upload_offset_mismatch",
             Self::UploadLengthExceeded(_) => "upload_length_exceeded",
             Self::UploadClosed(_) => "upload_closed",
+            Self::UploadBusy => "upload_busy",
+            Self::TooManySegments(_) => "too_many_segments",
             Self::LinkInvalid => "link_invalid",
             Self::LinkExpired => "link_expired",
             Self::LinkRevoked => "link_revoked",
@@ -208,6 +214,8 @@ impl ApiError {
             Self::UploadOffsetMismatch(_) => StatusCode::CONFLICT,
             Self::UploadLengthExceeded(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UploadClosed(_) => StatusCode::GONE,
+            Self::UploadBusy => StatusCode::LOCKED,
+            Self::TooManySegments(_) => StatusCode::CONFLICT,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

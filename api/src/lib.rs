@@ -85,7 +85,7 @@ pub async fn serve(config: ApiConfig) -> Result<(), Box<dyn std::error::Error>> 
         links,
         metrics,
         uploads,
-        upload_hashes: Arc::default(),
+        in_progress: Arc::default(),
         rejections: rejections.clone(),
         storage_ready: Arc::new(readiness::CachedCheck::new(readiness::TTL)),
     };

@@ -10,6 +10,7 @@ pub mod resumable;
 pub mod slots;
 mod sniff;
 mod store;
+pub mod tus_rules;
 
 pub use admit::{admit, Admission, Recorded, UploadHead};
 use store::store;
@@ -206,6 +207,8 @@ impl ApiError {
                 | ApiError::UploadTimeout(_)
                 | ApiError::UploadTooSlow(_)
                 | ApiError::MalformedMultipart(_)
+                // Another PATCH holds the upload: this one's body is not read at all.
+                | ApiError::UploadBusy
         )
     }
 }

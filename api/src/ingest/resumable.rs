@@ -5,10 +5,13 @@
 //! last one records the whole upload's SHA-256 and completes it.
 //!
 //! The whole upload's hash is carried across PATCHes: each segment's writer continues the hash
-//! of the bytes before it (kept in [`UploadHashes`], in memory); a PATCH that lands on another
+//! of the bytes before it (kept in [`InProgress`], in memory); a PATCH that lands on another
 //! API process, or after a restart, rebuilds it once from the stored segments.
 
-use std::{collections::HashMap, sync::Mutex};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Mutex,
+};
 
 use axum::body::BodyDataStream;
 use chrono::Utc;
@@ -27,35 +30,67 @@ use super::{
     receiver::{Pace, Receiver},
     sniff::{self, HEAD_LEN},
     store::{insert_job, NewJob},
+    tus_rules::{self, PatchPlan, PatchRequest},
     Origin, DEFAULT_FILENAME,
 };
 use crate::{app::AppState, auth::Caller, error::ApiError, request_id, tus};
 
-/// Hash states of uploads in progress, by the offset they have reached.
+/// Resumable uploads in progress on this API process: the one PATCH each may have in flight,
+/// and the running hash of each, by the offset it has reached.
 #[derive(Default)]
-pub struct UploadHashes(Mutex<HashMap<JobId, (u64, Sha256)>>);
+pub struct InProgress {
+    patching: Mutex<HashSet<JobId>>,
+    hashes: Mutex<HashMap<JobId, (u64, Sha256)>>,
+}
 
 /// Uploads whose hash state is kept at once (about 200 bytes each); past this, one entry is
 /// forgotten for each new one (rebuilt from storage if its upload goes on).
 const MAX_KEPT_HASHES: usize = 4096;
 
-impl UploadHashes {
-    fn take(&self, id: JobId, offset: u64) -> Option<Sha256> {
-        let mut kept = self.0.lock().expect("upload hashes lock");
-        match kept.remove(&id) {
-            Some((at, hash)) if at == offset => Some(hash),
+/// The one PATCH in flight of an upload; the upload is free again when it is dropped.
+struct PatchHold<'a> {
+    in_progress: &'a InProgress,
+    id: JobId,
+}
+
+impl Drop for PatchHold<'_> {
+    fn drop(&mut self) {
+        self.in_progress.patching.lock().expect("patching lock").remove(&self.id);
+    }
+}
+
+impl InProgress {
+    /// Takes upload `id` for one PATCH, or `upload_busy` while another PATCH holds it (so one
+    /// upload, and the token that made it, holds at most one upload slot).
+    fn hold(&self, id: JobId) -> Result<PatchHold<'_>, ApiError> {
+        if !self.patching.lock().expect("patching lock").insert(id) {
+            tracing::info!(job_id = %id, "PATCH refused: another PATCH to this upload is in progress");
+            return Err(ApiError::UploadBusy);
+        }
+        Ok(PatchHold { in_progress: self, id })
+    }
+
+    /// The hash of the upload's first `offset` bytes, if kept (it stays kept: a PATCH that
+    /// stores nothing leaves it for the next one).
+    fn hash_at(&self, id: JobId, offset: u64) -> Option<Sha256> {
+        match self.hashes.lock().expect("upload hashes lock").get(&id) {
+            Some((at, hash)) if *at == offset => Some(hash.clone()),
             _ => None,
         }
     }
 
-    fn keep(&self, id: JobId, offset: u64, hash: Sha256) {
-        let mut kept = self.0.lock().expect("upload hashes lock");
+    fn keep_hash(&self, id: JobId, offset: u64, hash: Sha256) {
+        let mut kept = self.hashes.lock().expect("upload hashes lock");
         if kept.len() >= MAX_KEPT_HASHES && !kept.contains_key(&id) {
             if let Some(forgotten) = kept.keys().next().copied() {
                 kept.remove(&forgotten);
             }
         }
         kept.insert(id, (offset, hash));
+    }
+
+    fn forget(&self, id: JobId) {
+        self.hashes.lock().expect("upload hashes lock").remove(&id);
     }
 }
 
@@ -107,75 +142,115 @@ pub(super) async fn record_new(state: &AppState, origin: &Origin, new: &NewUploa
     Ok((job, upload))
 }
 
-/// One PATCH: `Upload-Offset` and, for a deferred length, the `Upload-Length` it may bring.
-pub struct Patch {
-    pub offset: u64,
-    pub length: Option<u64>,
-}
-
 /// The upload of `job` (a job the caller may see), or `upload_not_found`.
 pub async fn find(state: &AppState, job: &Job) -> Result<Upload, ApiError> {
     uploads::get(&state.pool, job.id).await?.ok_or(ApiError::UploadNotFound)
 }
 
-/// Appends one PATCH's body to the upload of `job`: the bytes are durable in storage before the
-/// offset moves. A body cut short (the connection dropped, the client went silent) keeps what
-/// arrived, so the client resumes from there. Returns the upload as it now is.
+/// Appends one PATCH's body to the upload of `job`: plan (the tus rules) -> receive (the body
+/// into a segment object, durable) -> record (the offset moves on). A body cut short (the
+/// connection dropped, the client went silent) keeps what arrived, so the client resumes from
+/// there. Returns the upload as it now is.
 pub async fn append(
     state: &AppState,
     caller: &Caller,
     job: &Job,
-    patch: Patch,
+    request: PatchRequest,
     body: &mut BodyDataStream,
 ) -> Result<Upload, ApiError> {
+    // One PATCH at a time per upload, refused before its body is read.
+    let _hold = state.in_progress.hold(job.id)?;
     let mut upload = find(state, job).await?;
-    if job.status.is_terminal() {
-        return Err(ApiError::UploadClosed(format!("its job is {}", job.status.as_str())));
-    }
-    if patch.offset != upload.received {
-        return Err(ApiError::UploadOffsetMismatch(upload.received));
-    }
-    if upload.is_complete() {
-        return Ok(upload);
-    }
-    let max =
-        caller.token.as_ref().map_or(state.config.max_upload_bytes, |g| g.max_bytes.min(state.config.max_upload_bytes));
-    if let Some(length) = patch.length {
-        match upload.length {
-            Some(known) if known != length => {
-                return Err(ApiError::BadRequest(format!("Upload-Length is {known}; it cannot change")))
-            }
-            Some(_) => {}
-            None if length > max => return Err(ApiError::PayloadTooLarge { limit: max }),
-            None if length < upload.received => {
-                return Err(ApiError::BadRequest(format!(
-                    "Upload-Length is below the {} bytes received",
-                    upload.received
-                )))
-            }
-            None => {
-                let mut conn = state.pool.acquire().await?;
-                if !uploads::set_length(&mut conn, job.id, length).await? {
-                    return Err(ApiError::UploadOffsetMismatch(upload.received));
-                }
-                upload.length = Some(length);
-            }
-        }
-    }
-    let room = match upload.length {
-        Some(length) => length - upload.received,
-        None => max.saturating_sub(upload.received),
+    let limits = tus_rules::Limits {
+        max_bytes: caller
+            .token
+            .as_ref()
+            .map_or(state.config.max_upload_bytes, |g| g.max_bytes.min(state.config.max_upload_bytes)),
+        max_segments: state.config.max_upload_segments,
     };
+    let segments = uploads::segment_count(&state.pool, job.id).await?;
+    let plan = match tus_rules::plan(&upload, segments, job.status, &request, limits, Utc::now())? {
+        PatchPlan::AlreadyComplete => return Ok(upload),
+        PatchPlan::Receive(plan) => plan,
+    };
+    if let Some(length) = plan.sets_length {
+        let mut conn = state.pool.acquire().await?;
+        if !uploads::set_length(&mut conn, job.id, length).await? {
+            return Err(ApiError::UploadOffsetMismatch(upload.received));
+        }
+        upload.length = Some(length);
+    }
+    if plan.declared_empty() {
+        // A deferred upload declared empty: there is nothing to convert.
+        let refused = ApiError::NotWebm("the upload is empty".into());
+        return Err(refuse_content(state, caller, job.id, refused).await);
+    }
     // Held while the body arrives, like a classic upload's.
     let _slot = state.uploads.take(&caller.key_id)?;
+    let received = receive(state, caller, job.id, &upload, &plan, body).await?;
+    let end = plan.start + received.size;
+    let completes = plan.completes(received.size, received.cut_short.is_some());
+    let sha256 = completes.then(|| hex::encode(received.running.clone().finalize()));
+    if received.segment.is_some() || completes {
+        let segment = received.segment.as_ref().map(|s| (s, upload.length.is_none()));
+        let recorded = record_segment(state, caller, job.id, segment, sha256.as_deref().map(|h| (h, end))).await;
+        if !matches!(recorded, Ok(true)) {
+            if let Some(segment) = &received.segment {
+                let _ = state.storage.delete(&segment.key).await;
+            }
+        }
+        match recorded {
+            Ok(true) => {}
+            // Another API process moved the offset first: this PATCH's bytes are not the upload's.
+            Ok(false) if received.segment.is_none() => return Ok(upload),
+            Ok(false) => {
+                let now = uploads::get(&state.pool, job.id).await?.map_or(upload.received, |u| u.received);
+                return Err(ApiError::UploadOffsetMismatch(now));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    if completes {
+        state.in_progress.forget(job.id);
+        upload.completed_at = Some(Utc::now());
+    } else {
+        state.in_progress.keep_hash(job.id, end, received.running);
+    }
+    upload.received = end;
+    if let Some(e) = received.cut_short {
+        tracing::info!(job_id = %job.id, offset = end, "a PATCH ended early; its bytes were kept");
+        return Err(e);
+    }
+    Ok(upload)
+}
+
+/// A PATCH's received body: its bytes stored as one durable segment (none if it brought none),
+/// and the hash of the whole upload up to its end.
+struct ReceivedBody {
+    size: u64,
+    segment: Option<uploads::Segment>,
+    running: Sha256,
+    /// Why the body ended early, if it did (its bytes are kept).
+    cut_short: Option<ApiError>,
+}
+
+/// Receives the body into a segment object of its own and makes it durable.
+async fn receive(
+    state: &AppState,
+    caller: &Caller,
+    id: JobId,
+    upload: &Upload,
+    plan: &tus_rules::Receive,
+    body: &mut BodyDataStream,
+) -> Result<ReceivedBody, ApiError> {
     let started = std::time::Instant::now();
-    let (head, seed) = resume_point(state, job.id, &upload).await?;
-    let mut receiver = Receiver::segment(&state.storage, job.id, upload.received, room, head, seed.clone()).await?;
-    let limit_error = |e| match (e, upload.length) {
-        (ApiError::PayloadTooLarge { .. }, Some(_)) => ApiError::UploadLengthExceeded(room),
+    let (head, seed) = resume_point(state, id, upload).await?;
+    let mut receiver = Receiver::segment(&state.storage, id, plan.start, plan.room, head, seed.clone()).await?;
+    let limit_error = |e| match (e, plan.length) {
+        (ApiError::PayloadTooLarge { .. }, Some(_)) => ApiError::UploadLengthExceeded(plan.room),
         (e, _) => e,
     };
-    let interrupted =
+    let cut_short =
         match receiver.copy_from(&mut *body, Pace::from_config(&state.config), |_| ApiError::UploadIncomplete).await {
             Ok(()) => None,
             // Keep what arrived: the client resumes from the new offset.
@@ -184,76 +259,29 @@ pub async fn append(
             {
                 Some(e)
             }
-            Err(e) => return Err(refuse_content(state, caller, job.id, limit_error(e)).await),
+            Err(e) => return Err(refuse_content(state, caller, id, limit_error(e)).await),
         };
-    let end = upload.received + receiver.size();
-    let last = interrupted.is_none() && upload.length == Some(end);
     if receiver.size() == 0 {
-        if last && end == 0 {
-            // A deferred upload declared empty: there is nothing to convert.
-            let refused = ApiError::NotWebm("the upload is empty".into());
-            return Err(refuse_content(state, caller, job.id, refused).await);
-        }
-        // An empty PATCH; with a deferred length now known, it may be the one that completes.
-        if last {
-            let sha256 = hex::encode(seed.finalize());
-            if record_segment(state, caller, job.id, None, Some((&sha256, end))).await? {
-                upload.completed_at = Some(Utc::now());
-            }
-        }
-        return Ok(upload);
+        return Ok(ReceivedBody { size: 0, segment: None, running: seed, cut_short });
     }
     let arrived = started.elapsed();
+    let last = plan.completes(receiver.size(), cut_short.is_some());
     let received = match receiver.finish_segment(last).await {
         Ok(received) => received,
-        Err(e) => return Err(refuse_content(state, caller, job.id, e).await),
+        Err(e) => return Err(refuse_content(state, caller, id, e).await),
     };
-    let segment = uploads::Segment { start: upload.received, size: received.size, key: received.key.clone() };
+    let segment = uploads::Segment { start: plan.start, size: received.size, key: received.key.clone() };
     state.storage.commit(received.object).await?;
-    let durable = started.elapsed();
-    let recorded = record_segment(
-        state,
-        caller,
-        job.id,
-        Some((&segment, upload.length.is_none())),
-        last.then_some((received.sha256.as_str(), end)),
-    )
-    .await;
-    match recorded {
-        Ok(true) => {}
-        Ok(false) => {
-            // Another PATCH moved the offset first: this one's bytes are not the upload's.
-            let _ = state.storage.delete(&segment.key).await;
-            let now = uploads::get(&state.pool, job.id).await?.map_or(upload.received, |u| u.received);
-            return Err(ApiError::UploadOffsetMismatch(now));
-        }
-        Err(e) => {
-            let _ = state.storage.delete(&segment.key).await;
-            return Err(e);
-        }
-    }
-    if !last {
-        state.upload_hashes.keep(job.id, end, received.running);
-    }
     state.metrics.record_upload(segment.size);
-    // Where a PATCH's time goes: its bytes arriving (and written), made durable, recorded.
+    // Where a PATCH's time goes: its bytes arriving (and written), made durable.
     tracing::debug!(
-        job_id = %job.id,
+        job_id = %id,
         bytes = segment.size,
         arrived_ms = arrived.as_secs_f64() * 1e3,
-        durable_ms = (durable - arrived).as_secs_f64() * 1e3,
-        recorded_ms = (started.elapsed() - durable).as_secs_f64() * 1e3,
+        durable_ms = (started.elapsed() - arrived).as_secs_f64() * 1e3,
         "segment stored"
     );
-    if let Some(e) = interrupted {
-        tracing::info!(job_id = %job.id, offset = end, "a PATCH ended early; its bytes were kept");
-        return Err(e);
-    }
-    upload.received = end;
-    if last {
-        upload.completed_at = Some(Utc::now());
-    }
-    Ok(upload)
+    Ok(ReceivedBody { size: segment.size, segment: Some(segment), running: received.running, cut_short })
 }
 
 /// Records an acknowledged segment (the offset moves on; a deferred upload's bytes count against
@@ -302,15 +330,27 @@ async fn record_segment(
 }
 
 /// The upload's first bytes (up to the content check's window) and the hash of everything
-/// received, from memory or rebuilt from the stored segments.
+/// received, from memory or rebuilt from the stored segments (hashed on a blocking thread, not
+/// on the async threads that serve every request).
 async fn resume_point(state: &AppState, id: JobId, upload: &Upload) -> Result<(Option<Vec<u8>>, Sha256), ApiError> {
-    let kept = state.upload_hashes.take(id, upload.received);
+    // At offset 0 there is nothing before: the hash starts empty.
+    let kept = state.in_progress.hash_at(id, upload.received).or_else(|| (upload.received == 0).then(Sha256::new));
     if let (Some(hash), true) = (&kept, upload.received >= HEAD_LEN as u64) {
         return Ok((None, hash.clone()));
     }
-    let mut head = Vec::with_capacity(HEAD_LEN);
-    let mut hash = Sha256::new();
     let rebuild = kept.is_none();
+    if rebuild {
+        tracing::info!(job_id = %id, offset = upload.received, "rebuilding an upload's hash from its segments");
+    }
+    let (chunks, mut to_hash) = tokio::sync::mpsc::channel::<bytes::Bytes>(4);
+    let hasher = tokio::task::spawn_blocking(move || {
+        let mut hash = Sha256::new();
+        while let Some(chunk) = to_hash.blocking_recv() {
+            hash.update(&chunk);
+        }
+        hash
+    });
+    let mut head = Vec::with_capacity(HEAD_LEN);
     for segment in uploads::segments(&state.pool, id, 0).await? {
         if !rebuild && head.len() >= HEAD_LEN {
             break;
@@ -321,11 +361,13 @@ async fn resume_point(state: &AppState, id: JobId, upload: &Upload) -> Result<(O
             let want = HEAD_LEN.saturating_sub(head.len()).min(chunk.len());
             head.extend_from_slice(&chunk[..want]);
             if rebuild {
-                hash.update(&chunk);
+                chunks.send(chunk).await.map_err(ApiError::internal)?;
             }
         }
     }
-    Ok((Some(head), kept.unwrap_or(hash)))
+    drop(chunks);
+    let rebuilt = hasher.await.map_err(ApiError::internal)?;
+    Ok((Some(head), kept.unwrap_or(rebuilt)))
 }
 
 /// A PATCH refused for its content (not WebM, over the length): a content refusal discards the
@@ -351,20 +393,4 @@ async fn refuse_content(state: &AppState, caller: &Caller, id: JobId, error: Api
         tracing::error!(error = %e, job_id = %id, "could not discard a refused upload");
     }
     error
-}
-
-/// The response headers of an upload's state (HEAD, and the offset after a PATCH).
-pub fn headers(upload: &Upload, with_metadata: bool) -> Vec<(&'static str, String)> {
-    let mut h = vec![("upload-offset", upload.received.to_string())];
-    match upload.length {
-        Some(length) => h.push(("upload-length", length.to_string())),
-        None => h.push(("upload-defer-length", "1".to_owned())),
-    }
-    if !upload.is_complete() {
-        h.push(("upload-expires", tus::http_date(upload.expires_at)));
-    }
-    if let (true, Some(meta)) = (with_metadata, &upload.metadata) {
-        h.push(("upload-metadata", meta.clone()));
-    }
-    h
 }

@@ -57,6 +57,8 @@ pub fn every_error() -> Vec<ApiError> {
         ApiError::UploadOffsetMismatch(0),
         ApiError::UploadLengthExceeded(0),
         ApiError::UploadClosed("the job failed".into()),
+        ApiError::UploadBusy,
+        ApiError::TooManySegments(0),
         ApiError::LinkInvalid,
         ApiError::LinkExpired,
         ApiError::LinkRevoked,
@@ -77,6 +79,8 @@ fn listed(e: &ApiError) {
         | ApiError::UploadOffsetMismatch(_)
         | ApiError::UploadLengthExceeded(_)
         | ApiError::UploadClosed(_)
+        | ApiError::UploadBusy
+        | ApiError::TooManySegments(_)
         | ApiError::LinkInvalid
         | ApiError::LinkExpired
         | ApiError::LinkRevoked

@@ -5,9 +5,10 @@ use sqlx::{PgExecutor, PgPool};
 
 use crate::{apikey::Credential, JobId};
 
-/// How long after its expiry a used token may still read its own job (a page polling a long
-/// conversion).
-pub const READ_GRACE_HOURS: i32 = 24;
+/// How long after its expiry a used token is still verified, so that it may finish the resumable
+/// upload it started (PATCH and HEAD of that upload only; the upload's own lifetime,
+/// MEDIAQ_UPLOAD_MAX_LIFETIME, ends it sooner). Every other request with it gets 401.
+pub const FINISH_GRACE_HOURS: i32 = 24;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Grant {
@@ -18,6 +19,9 @@ pub struct Grant {
     /// Set once the token was used: the one job it may read.
     pub job_id: Option<JobId>,
     pub usable: bool,
+    /// Past its expiry (within the read grace): it may only finish the resumable upload it
+    /// started (see `ingest::tus_rules::expired_token_may`).
+    pub expired: bool,
 }
 
 pub async fn create<'e>(
@@ -51,11 +55,11 @@ pub async fn create<'e>(
 pub async fn verify(pool: &PgPool, credential: &Credential) -> Result<Option<Grant>, sqlx::Error> {
     let row = sqlx::query!(
         r#"SELECT t.secret_sha256, t.owner, t.api_key_id, t.max_bytes, t.job_id,
-                t.used_at IS NULL AND t.expires_at > now() AS "usable!"
+                t.used_at IS NULL AND t.expires_at > now() AS "usable!", t.expires_at <= now() AS "expired!"
          FROM upload_tokens t JOIN api_keys k ON k.id = t.api_key_id AND k.revoked_at IS NULL
          WHERE t.id = $1 AND t.expires_at + make_interval(hours => $2) > now()"#,
         credential.id,
-        READ_GRACE_HOURS,
+        FINISH_GRACE_HOURS,
     )
     .fetch_optional(pool)
     .await?;
@@ -66,6 +70,7 @@ pub async fn verify(pool: &PgPool, credential: &Credential) -> Result<Option<Gra
         max_bytes: r.max_bytes as u64,
         job_id: r.job_id.map(JobId::from_uuid),
         usable: r.usable,
+        expired: r.expired,
     }))
 }
 

@@ -182,6 +182,14 @@ pub async fn segments<'e>(db: impl PgExecutor<'e>, id: JobId, from: u64) -> Resu
     Ok(rows.into_iter().map(|r| Segment { start: r.start as u64, size: r.size as u64, key: r.key }).collect())
 }
 
+/// How many segments the upload has (its cap is MEDIAQ_MAX_UPLOAD_SEGMENTS).
+pub async fn segment_count<'e>(db: impl PgExecutor<'e>, id: JobId) -> Result<u64, sqlx::Error> {
+    let n = sqlx::query_scalar!(r#"SELECT count(*) AS "n!" FROM upload_segments WHERE job_id = $1"#, id.as_uuid())
+        .fetch_one(db)
+        .await?;
+    Ok(n as u64)
+}
+
 /// Unfinished uploads past their expiry, oldest first.
 pub async fn expired<'e>(db: impl PgExecutor<'e>, limit: i64) -> Result<Vec<JobId>, sqlx::Error> {
     let ids: Vec<Uuid> = sqlx::query_scalar!(

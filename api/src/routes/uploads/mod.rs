@@ -18,7 +18,14 @@ use axum::{
 };
 use mediaq_shared::{apikey::Scope, Job, JobId};
 
-use crate::{app::AppState, auth::Caller, error::ApiError, ingest::resumable, routes::JobIdPath, tus};
+use crate::{
+    app::AppState,
+    auth::Caller,
+    error::ApiError,
+    ingest::{resumable, tus_rules},
+    routes::JobIdPath,
+    tus,
+};
 
 const ID_PARAM: &str = "The upload's id: its job's id (a UUID, hyphenated).";
 
@@ -106,7 +113,8 @@ pub async fn status(
     caller.require(Scope::JobsRead)?;
     let job = upload_job(&state, &caller, id).await?;
     let upload = resumable::find(&state, &job).await?;
-    Ok(tus_response(StatusCode::OK, &resumable::headers(&upload, true)))
+    tus_rules::check_alive(&upload, chrono::Utc::now())?;
+    Ok(tus_response(StatusCode::OK, &tus_rules::headers(&upload, true)))
 }
 
 /// Termination: the upload stops, its bytes are deleted, and its job is canceled.

@@ -18,7 +18,8 @@ use crate::{
     error::ApiError,
     ingest::{
         self,
-        resumable::{self, NewUpload, Patch},
+        resumable::{self, NewUpload},
+        tus_rules::{self, PatchRequest},
         UploadBody, UploadHead,
     },
     rate_limit::ClientIp,
@@ -94,11 +95,10 @@ async fn create_upload(
     let admission = ingest::admit(state, &caller, client_ip, &head, None).await?;
     let (job, mut upload) = admission.record_resumable(state, &new).await?;
     if with_bytes {
-        let patch = Patch { offset: 0, length: None };
-        upload = resumable::append(state, &caller, &job, patch, body.raw()).await?;
+        upload = resumable::append(state, &caller, &job, PatchRequest::creation(), body.raw()).await?;
     }
     let mut response = job_response(&job, StatusCode::CREATED);
-    tus::put(response.headers_mut(), &resumable::headers(&upload, false));
+    tus::put(response.headers_mut(), &tus_rules::headers(&upload, false));
     let location = HeaderValue::from_str(&format!("/v1/uploads/{}", job.id)).map_err(ApiError::internal)?;
     response.headers_mut().insert(header::LOCATION, location);
     Ok(response)
@@ -120,11 +120,12 @@ async fn create_upload(
         (status = 400, description = "bad_request, upload_incomplete"),
         (status = 404, description = "upload_not_found"),
         (status = 408, description = "upload_timeout, upload_too_slow"),
-        (status = 409, description = "upload_offset_mismatch"),
+        (status = 409, description = "upload_offset_mismatch, too_many_segments"),
         (status = 410, description = "upload_closed"),
         (status = 412, description = "tus_version_unsupported"),
         (status = 413, description = "payload_too_large, upload_length_exceeded"),
         (status = 415, description = "unsupported_media_type, not_webm"),
+        (status = 423, description = "upload_busy: another PATCH to this upload is in progress (refused before its body is read)"),
     ))]
 #[tracing::instrument(name = "tus_append", skip_all, fields(job_id))]
 pub async fn patch(
@@ -150,12 +151,10 @@ async fn append(
     body: &mut UploadBody,
 ) -> Result<Response, ApiError> {
     let caller = caller?;
-    tus::check_resumable(headers)?;
-    tus::check_patch_type(headers)?;
-    let patch = Patch { offset: tus::upload_offset(headers)?, length: tus::upload_length(headers)? };
+    let request = PatchRequest::from_headers(headers)?;
     caller.require(Scope::JobsWrite)?;
     let job = upload_job(state, &caller, id).await?;
     tracing::Span::current().record("job_id", tracing::field::display(job.id));
-    let upload = resumable::append(state, &caller, &job, patch, body.raw()).await?;
-    Ok(tus_response(StatusCode::NO_CONTENT, &resumable::headers(&upload, false)))
+    let upload = resumable::append(state, &caller, &job, request, body.raw()).await?;
+    Ok(tus_response(StatusCode::NO_CONTENT, &tus_rules::headers(&upload, false)))
 }
