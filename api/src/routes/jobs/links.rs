@@ -61,9 +61,13 @@ pub async fn links(
 /// The job's signed links for `caller`, valid until `expires` (unix seconds); `None` unless the
 /// MP4 can be read now.
 pub fn play_links(state: &AppState, caller: &Caller, job: &Job, expires: i64) -> Option<Value> {
-    let output = ready_output(job).ok()?;
     let sign = |target| state.links.sign(job.id, target, expires, &caller.key_id);
     let expires_at = chrono::DateTime::from_timestamp(expires, 0)?;
+    if job.status == mediaq_shared::JobStatus::Processing {
+        // While it converts: the HLS stream (segments appear when the worker writes them).
+        return Some(json!({ "stream": sign(Target::Stream), "expires_at": expires_at }));
+    }
+    let output = ready_output(job).ok()?;
     Some(json!({
         "output": sign(Target::Output),
         "poster": output.poster.as_ref().map(|_| sign(Target::Poster)),
