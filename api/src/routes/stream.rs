@@ -20,7 +20,9 @@ pub fn is_stream_file(name: &str) -> bool {
 fn segment_index(name: &str) -> Option<u32> {
     let digits = name.strip_prefix("seg-")?.strip_suffix(".m4s")?;
     // Canonical decimal only: one name per segment.
-    (!digits.is_empty() && digits.len() <= 9 && digits.bytes().all(|b| b.is_ascii_digit())
+    (!digits.is_empty()
+        && digits.len() <= 9
+        && digits.bytes().all(|b| b.is_ascii_digit())
         && (digits == "0" || !digits.starts_with('0')))
     .then(|| digits.parse().ok())
     .flatten()

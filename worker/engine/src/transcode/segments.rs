@@ -78,9 +78,6 @@ impl Segmenter {
         let mut options = Dictionary::new();
         options.set("hls_time", &self.seconds.to_string());
         options.set("hls_list_size", "0");
-        // Any other playlist type writes the playlist to a temporary file and renames it, which the
-        // sandbox refuses; what the muxer writes is only read back here.
-        options.set("hls_playlist_type", "vod");
         options.set("hls_segment_type", "fmp4");
         options.set("hls_fmp4_init_filename", INIT);
         let segments = self.dir.join("seg-%d.m4s");
@@ -129,7 +126,12 @@ impl Segmenter {
 
     /// Reads the muxer's playlist back and queues an event for every newly listed segment.
     fn collect(&mut self, last: bool) -> Result<()> {
-        let text = match std::fs::read_to_string(self.dir.join(PLAYLIST)) {
+        // The muxer rewrites its playlist after each segment into `stream.m3u8.tmp` and renames
+        // it, which the sandbox refuses (it logs that): the temporary file is the current one.
+        // (A VOD playlist would be written in place, but only at the end.)
+        let current = self.dir.join(format!("{PLAYLIST}.tmp"));
+        let path = if current.exists() { current } else { self.dir.join(PLAYLIST) };
+        let text = match std::fs::read_to_string(path) {
             Ok(text) => text,
             Err(err) if err.kind() == std::io::ErrorKind::NotFound && !last => return Ok(()),
             Err(err) => return Err(TranscodeError::transcode(format!("reading the stream's playlist: {err}"))),
