@@ -166,3 +166,45 @@ fn check_boxes(file: &mut std::fs::File, size: u64, shape: Shape) -> io::Result<
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    fn boxes(names: &[&[u8; 4]]) -> std::fs::File {
+        let mut file = tempfile::tempfile().unwrap();
+        for name in names {
+            file.write_all(&16u32.to_be_bytes()).unwrap();
+            file.write_all(*name).unwrap();
+            file.write_all(&[0; 8]).unwrap();
+        }
+        file
+    }
+
+    fn check(names: &[&[u8; 4]], shape: Shape) -> bool {
+        check_boxes(&mut boxes(names), 16 * names.len() as u64, shape).is_ok()
+    }
+
+    #[test]
+    fn segments_and_init_sections_have_their_shapes() {
+        assert!(check(&[b"ftyp", b"moov"], Shape::Init));
+        assert!(check(&[b"styp", b"sidx", b"sidx", b"moof", b"mdat"], Shape::Segment));
+        assert!(check(&[b"moof", b"mdat"], Shape::Segment));
+        assert!(!check(&[b"ftyp", b"moov"], Shape::Segment), "an init section is no segment");
+        assert!(!check(&[b"moof", b"mdat", b"moov"], Shape::Segment), "mdat last");
+        assert!(!check(&[b"mdat"], Shape::Segment), "no moof");
+        assert!(!check(&[b"ftyp", b"moov", b"mdat"], Shape::Init));
+        // Sizes must add up to the file.
+        let mut file = boxes(&[b"moof", b"mdat"]);
+        assert!(check_boxes(&mut file, 40, Shape::Segment).is_err(), "a box running past the end");
+        assert!(check_boxes(&mut file, 24, Shape::Segment).is_err(), "a truncated box");
+    }
+
+    #[test]
+    fn segment_file_names() {
+        assert_eq!(segment_file(0), "seg-0.m4s");
+        assert_eq!(segment_file(17), "seg-17.m4s");
+    }
+}
