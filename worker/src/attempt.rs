@@ -90,7 +90,10 @@ async fn convert(state: &WorkerState, id: JobId, attempt: i32) -> Result<Ended, 
     tracing::info!(input_bytes = job.input.size, live = prepared.is_live(), "attempt started");
     let input::Prepared { work, path, child_input } = prepared;
     let spec = child_spec(&state.config, state.sandbox.namespaces, &path, &work.path().join(OUTPUT_FILE));
-    let progress = progress_writer(state.pool.clone(), id, attempt);
+    let progress = crate::segments::with_segments(
+        progress_writer(state.pool.clone(), id, attempt),
+        segment_store(state, id, attempt, work.path(), output::child_uid(spec.user)),
+    );
     let ran =
         child::run(&spec, &state.sandbox, watch(&state.config), child_input, progress, stop_signal(state, id)).await;
     let ended = match ran {
@@ -99,6 +102,29 @@ async fn convert(state: &WorkerState, id: JobId, attempt: i32) -> Result<Ended, 
     };
     input::clean_up(work).await;
     ended
+}
+
+/// Where the attempt's stream segments go, when the child writes any (`MEDIAQ_STREAM_SEGMENT_SECONDS`).
+fn segment_store(
+    state: &WorkerState,
+    id: JobId,
+    attempt: i32,
+    dir: &std::path::Path,
+    child_uid: u32,
+) -> Option<crate::segments::SegmentStore> {
+    let spec = &state.config.transcode;
+    (spec.segment_seconds > 0).then(|| {
+        let (pool, storage) = (state.pool.clone(), state.storage.clone());
+        crate::segments::SegmentStore::new(
+            pool,
+            storage,
+            id,
+            attempt,
+            dir.to_path_buf(),
+            child_uid,
+            spec.max_output_bytes,
+        )
+    })
 }
 
 /// Resolves when the child must stop: the job was canceled (heard through LISTEN/NOTIFY), or

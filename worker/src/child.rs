@@ -145,6 +145,15 @@ pub enum ChildInput<'a> {
 /// Writes an upload into the child's stdin pipe, keeping the clock, until it ends.
 pub type Feeder<'a> = Box<dyn FnOnce(Pipe, watch::Sender<FeedClock>) -> BoxFuture<'a, FeedEnd> + Send + 'a>;
 
+/// What the child reports while it runs, for the attempt to act on.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Tick {
+    /// Fraction done, 0.0..=1.0.
+    Progress(f64),
+    /// A segment of the stream is complete (see [`Event::Segment`]); not yet checked.
+    Segment { index: u32, duration_s: f64, bytes: u64 },
+}
+
 /// Runs the child with `input` (see [`ChildInput`]) until it ends, `stop` resolves (canceled,
 /// shutting down), a limit is hit, or a fed upload stays idle past the gap (the child is then
 /// stopped as [`Outcome::Parked`]).
@@ -153,7 +162,7 @@ pub async fn run(
     policy: &SandboxPolicy,
     watch: Watch,
     input: ChildInput<'_>,
-    mut on_progress: impl FnMut(f64) -> BoxFuture<'static, ()>,
+    mut on_progress: impl FnMut(Tick) -> BoxFuture<'static, ()>,
     stop: impl std::future::Future<Output = Outcome>,
 ) -> std::io::Result<Report> {
     let mut stop = std::pin::pin!(stop);
@@ -282,12 +291,15 @@ pub async fn run(
                 killed = Some(Outcome::ProtocolViolation("a second sandbox report".into()));
                 break;
             }
-            Event::Progress { progress } => on_progress(progress.clamp(0.0, 1.0)).await,
+            Event::Progress { progress } => on_progress(Tick::Progress(progress.clamp(0.0, 1.0))).await,
+            Event::Segment { index, duration_s, bytes } => {
+                on_progress(Tick::Segment { index, duration_s, bytes }).await
+            }
             // Only a fed pipe has a total to relate the bytes to; the child cannot lie past it.
             Event::Read { bytes } => match &clock {
                 Some(clock) => {
                     let fraction = clock.borrow().fraction(bytes);
-                    on_progress(fraction).await
+                    on_progress(Tick::Progress(fraction)).await
                 }
                 None => {
                     killed = Some(Outcome::ProtocolViolation("a read event without a fed input".into()));

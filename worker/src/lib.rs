@@ -17,6 +17,7 @@ pub mod output;
 pub mod presence;
 pub mod retry;
 pub mod run;
+pub mod segments;
 pub mod selfcheck;
 pub mod spawn;
 pub mod state;

@@ -86,6 +86,11 @@ pub struct JobLinks {
     /// Signed links for the caller that play without any header (`GET /v1/jobs/{id}` and
     /// `GET /v1/jobs`; null until the job has succeeded; never in webhook events).
     pub play: Option<PlayLinks>,
+    /// `/v1/play/{token}/stream.m3u8` while the job is `processing`: a signed HLS playlist
+    /// (`EXT-X-PLAYLIST-TYPE:EVENT`) of the segments converted so far, closed with
+    /// `EXT-X-ENDLIST` when the job ends (segments only when the workers write them:
+    /// `MEDIAQ_STREAM_SEGMENT_SECONDS`); null otherwise.
+    pub stream: Option<String>,
 }
 
 /// Signed playback links (paths relative to the API's address): each opens one file of one

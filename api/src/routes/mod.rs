@@ -10,6 +10,7 @@ pub mod jobs;
 pub mod metrics;
 pub mod page;
 pub mod play;
+pub mod stream;
 pub mod tokens;
 pub mod uploads;
 pub mod webhooks;

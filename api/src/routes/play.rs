@@ -1,6 +1,7 @@
 //! `GET /v1/play/{token}/{file}`: what a signed playback link opens (see [`crate::playback`]),
 //! without any credential header: the MP4 through the same code as `GET /v1/jobs/{id}/output`
-//! (Range, ETag, one audit row per viewer and window), the poster as `GET /v1/jobs/{id}/poster`.
+//! (Range, ETag, one audit row per viewer and window), the poster as `GET /v1/jobs/{id}/poster`,
+//! and the HLS stream of a job converting ([`super::stream`]).
 
 use axum::{
     extract::{Path, Request, State},
@@ -24,7 +25,8 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/v1/play/{token}/{file}", get(play))
 }
 
-/// What a signed playback link opens: the MP4 (`output.mp4`) or the poster (`poster.jpg`).
+/// What a signed playback link opens: the MP4 (`output.mp4`), the poster (`poster.jpg`), or the
+/// HLS stream while the job converts (`stream.m3u8`, and `init.mp4`, `seg-{n}.m4s` under it).
 ///
 /// No credential: the link itself is one (from `links.play` of the job, or `GET
 /// /v1/jobs/{id}/links`). The MP4 supports `Range`, `If-Range` and `If-None-Match` like
@@ -32,7 +34,7 @@ pub fn router() -> Router<AppState> {
 #[utoipa::path(get, path = "/v1/play/{token}/{file}", tag = "jobs", operation_id = "play",
     params(
         ("token" = String, Path, description = "The signed part of the link: `{job}.{expires}.{key id}.{signature}`."),
-        ("file" = String, Path, description = "What the link opens: `output.mp4` or `poster.jpg`."),
+        ("file" = String, Path, description = "What the link opens: `output.mp4`, `poster.jpg`, or the stream's `stream.m3u8`, `init.mp4`, `seg-{n}.m4s`."),
         ("Range" = Option<String>, Header, description = "`bytes=START-END`, `bytes=START-` or `bytes=-SUFFIX` (the MP4)."),
         ("If-None-Match" = Option<String>, Header, description = "An `ETag` from an earlier response."),
     ),
@@ -61,8 +63,10 @@ pub async fn play(
     request: Request,
 ) -> Result<Response, ApiError> {
     let Path((token, file)) = path.map_err(|_| ApiError::LinkInvalid)?;
-    // The HLS stream (`stream.m3u8`) has a target but is not served yet.
-    let target = Target::from_file_name(&file).filter(|t| *t != Target::Stream).ok_or(ApiError::RouteNotFound)?;
+    // A `stream` link also opens the stream's init section and segments (relative URLs).
+    let target = Target::from_file_name(&file)
+        .or_else(|| super::stream::is_stream_file(&file).then_some(Target::Stream))
+        .ok_or(ApiError::RouteNotFound)?;
     let now = chrono::Utc::now().timestamp();
     let link = state.links.verify(&token, target, now).map_err(|e| match e {
         LinkError::Invalid => ApiError::LinkInvalid,
@@ -100,7 +104,7 @@ pub async fn play(
             serve_output(&state, &job, download, request).await
         }
         Target::Poster => serve_poster(&state, &job, &download, request.method(), request.headers(), ip).await,
-        Target::Stream => Err(ApiError::RouteNotFound),
+        Target::Stream => super::stream::serve(&state, &job, &file, request.method()).await,
     }
 }
 

@@ -11,6 +11,7 @@ pub mod keys;
 pub mod line;
 pub mod retention;
 pub mod retry;
+pub mod segments;
 pub mod stats;
 pub mod tokens;
 pub mod uploads;

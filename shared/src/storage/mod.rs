@@ -185,6 +185,12 @@ impl Storage {
         format!("outputs/{id}-a{attempt}.jpg")
     }
 
+    /// A file of the attempt's stream (`init.mp4`, `seg-{n}.m4s`), beside its output (under the
+    /// same prefix, so deleted with it).
+    pub fn stream_key(id: JobId, attempt: i32, file: &str) -> String {
+        format!("outputs/{id}-a{attempt}.{file}")
+    }
+
     /// The prefix of every output key of a job (one per attempt: `outputs/{id}-a{n}.mp4`).
     pub fn output_prefix(id: JobId) -> String {
         format!("outputs/{id}-a")

@@ -26,11 +26,18 @@ pub struct EncodeSettings {
     pub crf: u8,
     /// libav `threads` option: "auto" or a number.
     pub threads: String,
+    /// libx264's largest keyframe interval in frames (`keyint`); 0 keeps libx264's own (250).
+    #[serde(default)]
+    pub keyint: u32,
+    /// Length of the fragmented-MP4 segments written beside the MP4 for playback while the job
+    /// converts (HLS), in seconds; 0 writes none.
+    #[serde(default)]
+    pub segment_seconds: u32,
 }
 
 impl Default for EncodeSettings {
     fn default() -> Self {
-        Self { preset: "veryfast".into(), crf: 23, threads: "auto".into() }
+        Self { preset: "veryfast".into(), crf: 23, threads: "auto".into(), keyint: 0, segment_seconds: 0 }
     }
 }
 
@@ -88,6 +95,9 @@ pub enum Event {
     /// Bytes of standard input read so far (instead of fractions when the input is a pipe the
     /// worker feeds: only the worker knows how much is coming).
     Read { bytes: u64 },
+    /// A fragmented-MP4 segment of the stream is complete and closed: `seg-{index}.m4s` in the
+    /// output's directory (index from 0; `init.mp4` beside it is complete before segment 0).
+    Segment { index: u32, duration_s: f64, bytes: u64 },
     /// The output file is complete and closed.
     Done { output: MediaFacts },
     /// The transcode failed with a stable machine code, one a child may send.

@@ -26,6 +26,13 @@ pub struct TranscodeSpec {
     /// Codec threads: "auto" or a number from 1 to 64.
     #[arg(long, env = "MEDIAQ_TRANSCODE_THREADS", default_value = "auto", value_parser = parse_threads)]
     pub threads: String,
+    /// libx264's largest keyframe interval, in frames (0: libx264's own, 250).
+    #[arg(long, env = "MEDIAQ_X264_KEYINT", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=1000))]
+    pub keyint: u32,
+    /// Seconds per fragmented-MP4 segment written while converting, for playback before the job
+    /// is done (HLS); 0 writes none.
+    #[arg(long, env = "MEDIAQ_STREAM_SEGMENT_SECONDS", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=60))]
+    pub segment_seconds: u32,
     /// Largest frame width.
     #[arg(long, env = "MEDIAQ_MAX_WIDTH", default_value_t = 4096)]
     pub max_width: u32,
@@ -59,6 +66,8 @@ impl TranscodeSpec {
             ("--preset", self.preset.clone()),
             ("--crf", self.crf.to_string()),
             ("--threads", self.threads.clone()),
+            ("--keyint", self.keyint.to_string()),
+            ("--segment-seconds", self.segment_seconds.to_string()),
             ("--max-width", self.max_width.to_string()),
             ("--max-height", self.max_height.to_string()),
             ("--max-pixels", self.max_pixels.to_string()),
@@ -74,7 +83,13 @@ impl TranscodeSpec {
     }
 
     pub fn settings(&self) -> EncodeSettings {
-        EncodeSettings { preset: self.preset.clone(), crf: self.crf, threads: self.threads.clone() }
+        EncodeSettings {
+            preset: self.preset.clone(),
+            crf: self.crf,
+            threads: self.threads.clone(),
+            keyint: self.keyint,
+            segment_seconds: self.segment_seconds,
+        }
     }
 }
 
@@ -126,6 +141,8 @@ mod tests {
             preset: "slow".into(),
             crf: 30,
             threads: "3".into(),
+            keyint: 60,
+            segment_seconds: 2,
             max_width: 1280,
             max_height: 720,
             max_pixels: 1280 * 720,

@@ -78,7 +78,7 @@ pub fn open_poster(path: &Path, owner: u32, max_bytes: u64) -> Result<Option<Ver
 
 /// A regular file of `owner` with one link, at most `max_bytes` long, opened without following
 /// links or blocking.
-fn open_plain(path: &Path, owner: u32, max_bytes: u64) -> Result<VerifiedOutput, Refused> {
+pub(crate) fn open_plain(path: &Path, owner: u32, max_bytes: u64) -> Result<VerifiedOutput, Refused> {
     let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)

@@ -61,9 +61,9 @@ pub async fn links(
 /// The job's signed links for `caller`, valid until `expires` (unix seconds); `None` unless the
 /// MP4 can be read now.
 pub fn play_links(state: &AppState, caller: &Caller, job: &Job, expires: i64) -> Option<Value> {
-    let output = ready_output(job).ok()?;
     let sign = |target| state.links.sign(job.id, target, expires, &caller.key_id);
     let expires_at = chrono::DateTime::from_timestamp(expires, 0)?;
+    let output = ready_output(job).ok()?;
     Some(json!({
         "output": sign(Target::Output),
         "poster": output.poster.as_ref().map(|_| sign(Target::Poster)),
@@ -77,4 +77,12 @@ pub fn play_links(state: &AppState, caller: &Caller, job: &Job, expires: i64) ->
 pub fn add_play_links(state: &AppState, caller: &Caller, job: &Job, view: &mut Value) {
     let expires = state.links.view_expiry(chrono::Utc::now().timestamp());
     view["links"]["play"] = play_links(state, caller, job, expires).unwrap_or(Value::Null);
+    view["links"]["stream"] = stream_link(state, caller, job, expires).map_or(Value::Null, Value::from);
+}
+
+/// The signed HLS stream link while the job converts (segments appear as the worker stores
+/// them, with `MEDIAQ_STREAM_SEGMENT_SECONDS` set); `None` otherwise.
+pub fn stream_link(state: &AppState, caller: &Caller, job: &Job, expires: i64) -> Option<String> {
+    (job.status == mediaq_shared::JobStatus::Processing && job.files_deleted_at.is_none())
+        .then(|| state.links.sign(job.id, Target::Stream, expires, &caller.key_id))
 }

@@ -27,6 +27,7 @@ mod output;
 mod poster;
 mod progress;
 mod remux;
+mod segments;
 mod select;
 mod stdin;
 mod video;
@@ -162,9 +163,15 @@ fn pass(
     progress: &mut Progress,
     sink: &mut EventSink,
 ) -> Result<Option<MediaFacts>> {
-    let mut muxer = Muxer::create(&job.output, &job.limits)?;
+    let mut muxer = Muxer::create(&job.output, &job.limits)?.with_segments(job.settings.segment_seconds)?;
     let result = match convert(input, selection, job, mode, &mut muxer, progress, sink) {
-        Ok(true) => muxer.finish().map(Some),
+        Ok(true) => muxer.finish_segments().and_then(|()| {
+            // A copy that may still be redone reports its segments only once it is kept.
+            for event in muxer.take_segments() {
+                emit(sink, event)?;
+            }
+            muxer.finish().map(Some)
+        }),
         Ok(false) => {
             drop(muxer);
             Ok(None)
@@ -341,6 +348,11 @@ fn convert(
             readable.packet(&packet, before, audio.errors());
         }
         progress.update(sink, position_s, input::bytes_read(input)).map_err(stdout_closed)?;
+        if mode == VideoMode::Transcode {
+            for event in muxer.take_segments() {
+                emit(sink, event)?;
+            }
+        }
     }
 
     // Before the pipelines finish: a file with nothing decodable is damaged, not merely empty,

@@ -23,7 +23,8 @@ use ffmpeg_next as ffmpeg;
 use super::edit_list::{self, DelayedStart};
 use super::error::{LibavContext, Result, TranscodeError};
 use super::limits::{self, Limits};
-use crate::protocol::MediaFacts;
+use super::segments::Segmenter;
+use crate::protocol::{Event, MediaFacts};
 
 /// What an output track holds, for the `done` facts.
 #[derive(Debug, Clone, Copy)]
@@ -68,6 +69,8 @@ pub struct Muxer {
     header_written: bool,
     facts: MediaFacts,
     limits: Limits,
+    /// The fragmented-MP4 stream written beside the MP4, when configured.
+    segments: Option<Segmenter>,
 }
 
 impl Muxer {
@@ -85,7 +88,30 @@ impl Muxer {
             header_written: false,
             facts: MediaFacts::default(),
             limits: *limits,
+            segments: None,
         })
+    }
+
+    /// Also writes the stream's segments of `seconds` beside the MP4 (0: none).
+    pub fn with_segments(mut self, seconds: u32) -> Result<Self> {
+        if seconds > 0 {
+            let dir = self.path.parent().unwrap_or(Path::new("."));
+            self.segments = Some(Segmenter::create(dir, seconds)?);
+        }
+        Ok(self)
+    }
+
+    /// The segments completed since the last call (`segment` events to report).
+    pub fn take_segments(&mut self) -> Vec<Event> {
+        self.segments.as_mut().map(Segmenter::take).unwrap_or_default()
+    }
+
+    /// Closes the stream's last segment.
+    pub fn finish_segments(&mut self) -> Result<()> {
+        match self.segments.as_mut() {
+            Some(segments) => segments.finish(),
+            None => Ok(()),
+        }
     }
 
     /// Whether encoders must put their headers into extradata (always true for MP4).
@@ -179,6 +205,9 @@ impl Muxer {
         self.shift_s = self.start_shift();
         for track in self.tracks.iter_mut().filter(|t| !t.abandoned) {
             let (parameters, time_base, kind) = track.encoder.clone().expect("ready");
+            if let Some(segments) = self.segments.as_mut() {
+                segments.add_stream(parameters.clone(), time_base, track.frame_rate)?;
+            }
             let mut stream = self.output.add_stream(codec::Id::None).during("adding an output stream")?;
             stream.set_parameters(parameters);
             stream.set_time_base(time_base);
@@ -225,6 +254,10 @@ impl Muxer {
             if let Some(index) = track.stream {
                 track.time_base = self.output.stream(index).map(|s| s.time_base());
             }
+        }
+        if let Some(segments) = self.segments.as_mut() {
+            let time_bases: Vec<Rational> = self.output.streams().map(|s| s.time_base()).collect();
+            segments.write_header(&time_bases)?;
         }
         while let Some((track, packet)) = self.pending.pop_front() {
             self.write_now(track, packet)?;
@@ -282,6 +315,9 @@ impl Muxer {
         if let Some(pts) = packet.pts() {
             let end = (pts + packet.duration().max(0)) as f64 * f64::from(time_base);
             t.end_s = Some(t.end_s.map_or(end, |e| e.max(end)));
+        }
+        if let Some(segments) = self.segments.as_mut() {
+            segments.write(&packet)?;
         }
         packet.write_interleaved(&mut self.output).during("writing to the MP4 file")?;
         self.check_size()

@@ -282,6 +282,10 @@ impl VideoPipeline {
         options.set("preset", &self.settings.preset);
         options.set("crf", &self.settings.crf.to_string());
         options.set("threads", &self.settings.threads);
+        if self.settings.keyint > 0 {
+            // The CLI's `-g`: libx264's keyint (a keyframe at least every N frames).
+            options.set("g", &self.settings.keyint.to_string());
+        }
         let enc = enc.open_as_with(codec, options).during("opening the H.264 encoder")?;
         muxer.set_encoder(self.track, &enc, self.frame_rate, TrackKind::Video { width, height }, start_s)?;
         self.encoder = Some(enc);
