@@ -6,6 +6,10 @@
 //! probes the file (the API never decodes media), with the lane's recent speed ([`Speed`]: wall
 //! seconds against bytes, fitted to recent attempts); a running job's from its progress once it
 //! has some. Live jobs last as long as their recordings: they get a place in line, no times.
+//!
+//! The fitted line is what conversions took when they ran; the running jobs say how fast they
+//! go now. When they run slower or faster than the line says (more workers sharing a host's
+//! cores, a busy neighbour), every waiting job's time is scaled by that ratio ([`pace`]).
 
 use crate::{
     db::line::{Line, Running, Speed},
@@ -21,6 +25,8 @@ const MIN_SAMPLES: i64 = 3;
 const MIN_PROGRESS: f64 = 0.05;
 /// Shortest estimate of a conversion.
 const MIN_SECONDS: f64 = 0.2;
+/// Bounds of the running jobs' pace against the fitted line.
+const PACE_RANGE: (f64, f64) = (0.25, 4.0);
 
 /// Seconds from now until the job starts (0 when running) and until it finishes.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -49,6 +55,21 @@ fn remaining(speed: &Speed, job: &Running) -> f64 {
     }
 }
 
+/// How much longer than the fitted line the running jobs are taking now: the mean over those
+/// with enough progress of (elapsed / progress) / the line's time for their input; 1 when none
+/// has.
+pub fn pace(speed: &Speed, running: &[Running]) -> f64 {
+    let ratios: Vec<f64> = running
+        .iter()
+        .filter(|r| r.progress >= MIN_PROGRESS && r.progress < 1.0)
+        .map(|r| r.elapsed_s / r.progress / seconds_for(speed, r.input_bytes))
+        .collect();
+    if ratios.is_empty() {
+        return 1.0;
+    }
+    (ratios.iter().sum::<f64>() / ratios.len() as f64).clamp(PACE_RANGE.0, PACE_RANGE.1)
+}
+
 /// The estimate for the job whose line this is (`own_bytes`: its input's size), or `None` when
 /// there is nothing to go by: a live lane, or no worker alive in the lane.
 pub fn estimate(line: &Line, own: crate::JobId, own_bytes: u64) -> Option<Estimate> {
@@ -65,6 +86,8 @@ pub fn estimate(line: &Line, own: crate::JobId, own_bytes: u64) -> Option<Estima
     free.sort_by(f64::total_cmp);
     free.truncate(line.slots as usize);
     free.resize(line.slots as usize, 0.0);
+    let pace = pace(&line.model, &line.running);
+    let seconds_for = |speed: &Speed, bytes: u64| seconds_for(speed, bytes) * pace;
     let mut take = |seconds: f64| {
         let (i, start) = free.iter().copied().enumerate().min_by(|a, b| a.1.total_cmp(&b.1)).expect("a slot");
         free[i] = start + seconds;
@@ -129,6 +152,24 @@ mod tests {
         let me = Running { id: JobId::generate(), input_bytes: 1_000_000, progress: 0.25, elapsed_s: 1.0 };
         let e = estimate(&line(1, vec![me], vec![]), me.id, 1_000_000).unwrap();
         assert_eq!(e, Estimate { start_in_s: 0.0, finish_in_s: 3.0 });
+    }
+
+    #[test]
+    fn waiting_jobs_go_at_the_running_jobs_pace() {
+        // The line says 1 s + 1 s per MB; the running 3 MB job has taken 4 s for 25 %, so 16 s
+        // in all where the line says 4 s: 4 times slower now (two workers on the cores that
+        // one had, say). Two slots: this 1 MB job starts at once and takes 4 x 2 s.
+        let slow = Running { id: JobId::generate(), input_bytes: 3_000_000, progress: 0.25, elapsed_s: 4.0 };
+        assert!((pace(&fitted(1.0, 1e-6), &[slow]) - 4.0).abs() < 1e-9);
+        let e = estimate(&line(2, vec![slow], vec![]), JobId::generate(), 1_000_000).unwrap();
+        assert_eq!(e.start_in_s, 0.0);
+        assert!((e.finish_in_s - 8.0).abs() < 1e-9, "{e:?}");
+        // Twice as fast as the line: half the time. Too little progress to tell: the line.
+        let fast = Running { progress: 0.5, elapsed_s: 1.0, ..slow };
+        assert!((pace(&fitted(1.0, 1e-6), &[fast]) - 0.5).abs() < 1e-9);
+        let fresh = Running { progress: 0.01, elapsed_s: 0.1, ..slow };
+        assert_eq!(pace(&fitted(1.0, 1e-6), &[fresh]), 1.0);
+        assert_eq!(pace(&fitted(1.0, 1e-6), &[]), 1.0);
     }
 
     #[test]
