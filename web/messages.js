@@ -192,6 +192,10 @@ export function describeApiError(code, message, ctx) {
       return final(`${name} grew past the size it was announced with. Record or choose it again.`);
     case 'upload_closed':
       return final(`The server takes no more of ${name}: its conversion has already ended.`);
+    case 'upload_busy':
+      return again(`Another request is still sending part of ${name}. Try again in a moment; it resumes where the server stopped.`);
+    case 'too_many_segments':
+      return final(`${name} was sent in more pieces than the server accepts for one upload. Send it again in larger pieces.`);
     case 'internal_error':
       return again('Something went wrong on the server. Try again; if it keeps failing, give support this '
         + `reference: ${ctx.requestId ?? 'none'}.`);

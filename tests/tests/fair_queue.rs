@@ -243,7 +243,8 @@ async fn every_unfinished_job_has_its_place_in_line_and_an_estimate() {
     })
     .await;
     let position = seen["queue"]["position"].as_i64().unwrap();
-    assert!((0..3).contains(&position) || seen["status"] == "processing", "{seen}");
+    // The worker is alive: at most the three ahead of it (fewer once it has taken some).
+    assert!((0..=3).contains(&position), "{seen}");
     let start = chrono::DateTime::parse_from_rfc3339(seen["queue"]["estimated_start_at"].as_str().unwrap()).unwrap();
     let finish = chrono::DateTime::parse_from_rfc3339(seen["queue"]["estimated_finish_at"].as_str().unwrap()).unwrap();
     assert!(finish >= start, "{seen}");

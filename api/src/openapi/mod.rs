@@ -88,8 +88,8 @@ struct Annotated;
 /// Response schemas' fields that the server leaves out (rather than sending `null`) when empty.
 /// `JobLinks.play` is in the API's job bodies (`null` when there is nothing to play), never in
 /// webhook events (a signed link belongs to a caller).
-pub const ABSENT_WHEN_EMPTY: [(&str, &str); 3] =
-    [("WebhookEndpointCreated", "secret"), ("Readiness", "error"), ("JobLinks", "play")];
+pub const ABSENT_WHEN_EMPTY: [(&str, &str); 4] =
+    [("WebhookEndpointCreated", "secret"), ("Readiness", "error"), ("JobLinks", "play"), ("JobLinks", "stream")];
 
 /// Schemas of request bodies (their optional fields stay optional).
 const REQUEST_SCHEMAS: [&str; 3] = ["UploadTokenRequest", "CreateWebhook", "UploadForm"];
