@@ -21,6 +21,16 @@ macro_rules! recipe {
     };
 }
 
+/// A 12 s MediaRecorder-style recording: VP8 + Opus written as a stream (no Cues, no Duration,
+/// unknown-size clusters, a cluster per second), 640x360.
+#[rustfmt::skip]
+pub const RECORDING_12S: Recipe = recipe!("live_recording_12s.webm", [
+    "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30",
+    "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
+    "-t", "12", "-map", "0:v", "-map", "1:a", "-c:v", "libvpx", "-deadline", "realtime",
+    "-cpu-used", "8", "-b:v", "1M", "-c:a", "libopus", "-live", "1", "-cluster_time_limit", "1000",
+    "-f", "webm",
+]);
 /// 1 s VP8 + Vorbis, 320x240.
 #[rustfmt::skip]
 pub const VP8_VORBIS: Recipe = recipe!("vp8_vorbis.webm", [

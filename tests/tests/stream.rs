@@ -15,19 +15,8 @@ use mediaq_e2e::{
     probe, TestEnv,
 };
 
-/// A MediaRecorder-style recording (as in live.rs, 12 s).
-#[rustfmt::skip]
-const RECORDING: Recipe = Recipe {
-    name: "live_recording_12s.webm",
-    args: &[
-        "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30",
-        "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
-        "-t", "12", "-map", "0:v", "-map", "1:a", "-c:v", "libvpx", "-deadline", "realtime",
-        "-cpu-used", "8", "-b:v", "1M", "-c:a", "libopus", "-live", "1", "-cluster_time_limit", "1000",
-        "-f", "webm",
-    ],
-    parts: &[],
-};
+/// The 12 s MediaRecorder-style recording.
+const RECORDING: Recipe = fixtures::RECORDING_12S;
 const PARTS: usize = 12;
 
 async fn get_text(url: &str) -> (u16, String) {
