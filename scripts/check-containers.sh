@@ -39,6 +39,10 @@ export MINIO_ROOT_USER=mediaq-root MEDIAQ_S3_ACCESS_KEY=mediaq-app
 # interrupted attempt cannot finish within it at any speed: it converts a live upload whose rest
 # the check sends only after the hand-back (scripts/containers/e2e.py, check_scale_in).
 export MEDIAQ_SHUTDOWN_GRACE=3s
+# The scale-in check gives each of the three workers one live upload of the same key: one live
+# slot per worker (so they spread), a key limit above three, and an idle gap longer than the
+# check's pause before it sends the rest (so no attempt is parked meanwhile).
+export MEDIAQ_WORKER_LIVE_SLOTS=1 MEDIAQ_LIVE_PER_KEY=10 MEDIAQ_LIVE_IDLE_GAP=180s
 MEDIAQ_API_PORT=$(free_port)
 export MEDIAQ_API_PORT
 scratch=$(mktemp -d)
